@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""Generates the Pillow fixtures of crates/vision/tests/pillow_resize.rs.
+
+Run once with the project's venv (Pillow, NumPy) and check the output in; the Rust tests
+never run Python:
+
+    /work/venvs/ort/bin/python scripts/pillow_fixtures.py
+
+Inputs are synthetic images from a formula the Rust test implements too (no JPEG decoder
+involved), so any difference is in the resize/crop/normalize arithmetic:
+
+    pixel(x, y, c) = ((x*7 + y*13 + c*31) ^ (x*y)) & 255
+
+Writes into crates/vision/tests/fixtures/pillow/:
+  manifest.txt          one case per line (format in its header)
+  resize_*.rgb          raw RGB bytes of Image.resize(size, Image.BILINEAR)
+  normalize_table.f32   the reference normalization of every level 0..255 per channel,
+                        3 x 256 little-endian float32 (channel-major)
+Center crops are 224x224 (150 KB each), so they are recorded as one FNV-1a 64 hash per row
+instead of pixels; rerun with --dump-crops DIR to get their raw bytes when debugging.
+"""
+
+import argparse
+import pathlib
+import sys
+
+import numpy as np
+import PIL
+from PIL import Image
+
+OUT = pathlib.Path(__file__).resolve().parent.parent / "crates/vision/tests/fixtures/pillow"
+
+# (input size) -> (output size) for the plain resize function: each axis up, down and
+# unchanged, strong downscales, and degenerate tiny images.
+RESIZE_CASES = [
+    ((1, 1), (3, 2)),
+    ((5, 3), (2, 7)),
+    ((5, 3), (1, 1)),
+    ((333, 251), (50, 40)),  # down both
+    ((333, 251), (333, 40)),  # vertical pass only
+    ((333, 251), (41, 251)),  # horizontal pass only
+    ((40, 30), (97, 61)),  # up both
+    ((40, 30), (13, 90)),  # down x, up y
+    ((40, 30), (90, 13)),  # up x, down y
+    ((2000, 230), (60, 20)),  # ~33x downscale: wide filter support
+    ((7, 5), (300, 4)),  # ~43x upscale
+    ((64, 48), (64, 48)),  # same size: a copy
+    # Pillow >= 13 runs the vertical pass first when the height shrinks by more than twice
+    # as many pixels as the width (python-pillow/Pillow#9549):
+    ((60, 200), (20, 101)),  # both down, vertical first
+    ((333, 251), (300, 100)),  # both down, vertical first
+    ((100, 100), (70, 50)),  # both down, just below the threshold: horizontal first
+    ((100, 100), (75, 50)),  # 50 == 2 * 25: not more than twice, horizontal first
+    ((100, 100), (76, 50)),  # 50 > 2 * 24: vertical first
+]
+
+# Input sizes for the reference resize-shorter-to-256 + center-crop-224 pipeline.
+CROP_CASES = [
+    (333, 251),  # odd
+    (240, 500),  # portrait
+    (500, 240),  # landscape
+    (300, 300),  # square
+    (100, 150),  # smaller than the crop: upscaling
+    (2000, 230),  # extreme landscape
+    (230, 2000),  # extreme portrait
+    (256, 400),  # short side already 256: vertical pass only
+    (512, 768),  # exact 2x downscale
+    (683, 512),  # 341.5 -> 342 (tie, even)
+    (685, 512),  # 342.5 -> 342 (tie, even; half-up would give 343)
+    (512, 687),  # 343.5 -> 344 (tie, even)
+    (300, 700),  # tall and wider than 256: Pillow 13 resizes vertically first
+    (257, 1000),  # same, barely wider than 256
+]
+
+
+def synthetic(w, h):
+    y, x, c = np.meshgrid(np.arange(h), np.arange(w), np.arange(3), indexing="ij")
+    return Image.fromarray((((x * 7 + y * 13 + c * 31) ^ (x * y)) & 255).astype(np.uint8), "RGB")
+
+
+def reference_resize_and_crop(image, min_len=256, crop=224):
+    """imagenet_preprocess.py's image_resize + crop_center, verbatim apart from names."""
+    ratio = float(min_len) / min(image.size[0], image.size[1])
+    if image.size[0] > image.size[1]:
+        new_size = (int(round(ratio * image.size[0])), min_len)
+    else:
+        new_size = (min_len, int(round(ratio * image.size[1])))
+    resized = np.array(image.resize(new_size, Image.BILINEAR))
+    h, w, _ = resized.shape
+    start_x = w // 2 - crop // 2
+    start_y = h // 2 - crop // 2
+    return new_size, (start_x, start_y), resized[start_y : start_y + crop, start_x : start_x + crop, :]
+
+
+def reference_normalize_table():
+    """The reference's normalization applied to every level (its float precision included)."""
+    img_data = np.tile(np.arange(256, dtype=np.uint8), (3, 1, 1)).astype("float32")
+    mean_vec = np.array([0.485, 0.456, 0.406])
+    stddev_vec = np.array([0.229, 0.224, 0.225])
+    norm_img_data = np.zeros(img_data.shape).astype("float32")
+    for i in range(img_data.shape[0]):
+        norm_img_data[i, :, :] = (img_data[i, :, :] / 255 - mean_vec[i]) / stddev_vec[i]
+    return norm_img_data.reshape(3, 256)
+
+
+def fnv1a64(data: bytes) -> int:
+    h = 0xCBF29CE484222325
+    for b in data:
+        h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dump-crops", type=pathlib.Path, help="also write raw crop bytes here")
+    args = parser.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    lines = [
+        f"# Generated by scripts/pillow_fixtures.py with Pillow {PIL.__version__}, NumPy {np.__version__}.",
+        "# resize <in_w> <in_h> <out_w> <out_h> <file of raw RGB bytes>",
+        "# crop <in_w> <in_h> <resized_w> <resized_h> <x0> <y0> <crop> <FNV-1a 64 of each crop row, hex, comma-separated>",
+    ]
+    for (iw, ih), (ow, oh) in RESIZE_CASES:
+        out = np.array(synthetic(iw, ih).resize((ow, oh), Image.BILINEAR))
+        name = f"resize_{iw}x{ih}_to_{ow}x{oh}.rgb"
+        (OUT / name).write_bytes(out.tobytes())
+        lines.append(f"resize {iw} {ih} {ow} {oh} {name}")
+    for iw, ih in CROP_CASES:
+        (rw, rh), (x0, y0), crop = reference_resize_and_crop(synthetic(iw, ih))
+        assert crop.shape == (224, 224, 3), (iw, ih, crop.shape)
+        rows = ",".join(f"{fnv1a64(row.tobytes()):016x}" for row in crop)
+        lines.append(f"crop {iw} {ih} {rw} {rh} {x0} {y0} 224 {rows}")
+        if args.dump_crops:
+            args.dump_crops.mkdir(parents=True, exist_ok=True)
+            (args.dump_crops / f"crop_{iw}x{ih}.rgb").write_bytes(crop.tobytes())
+    (OUT / "manifest.txt").write_text("\n".join(lines) + "\n")
+    table = reference_normalize_table()
+    assert table.dtype == np.float32
+    (OUT / "normalize_table.f32").write_bytes(table.astype("<f4").tobytes())
+    total = sum(p.stat().st_size for p in OUT.iterdir())
+    print(f"wrote {len(list(OUT.iterdir()))} files, {total} bytes, to {OUT}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
