@@ -1,7 +1,7 @@
 //! Decoding: Pillow's `convert("RGB")` rules for every PNG/JPEG pixel format, typed errors
 //! for bad input, the pixel limit checked from the header, and no panics.
 
-mod common;
+use resnet_test_support as common;
 
 use std::time::{Duration, Instant};
 

@@ -7,7 +7,7 @@
 //! round differently. Hence a tolerance: per image, at least 99 % of the bytes within 2
 //! levels and a mean absolute difference under 0.5 level.
 
-mod common;
+use resnet_test_support as common;
 
 use resnet_vision::{decode_file, DecodeOptions, Preprocess};
 
