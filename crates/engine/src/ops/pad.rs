@@ -123,6 +123,12 @@ struct AxisPlan {
 }
 
 fn plan_axis(d: usize, (b, e): (i64, i64), mode: PadMode) -> Result<AxisPlan, OpError> {
+    // Pads beyond 2^31 cannot describe a tensor that fits in memory; bounding them keeps
+    // the arithmetic below far from overflow.
+    const MAX_PAD: i64 = 1 << 31;
+    if b.unsigned_abs() > MAX_PAD as u64 || e.unsigned_abs() > MAX_PAD as u64 {
+        return Err(OpError::shape(format!("pads ({b}, {e}) are larger than {MAX_PAD}")));
+    }
     let d = d as i64;
     let kept = d + b.min(0) + e.min(0);
     let out = kept + b.max(0) + e.max(0);

@@ -75,6 +75,11 @@ pub struct Window {
     pub ceil_mode: bool,
 }
 
+/// Largest kernel size, stride, dilation or pad we accept. Real networks stay in the tens;
+/// a bound keeps every product of window parameters far from overflowing `usize`, so a
+/// malformed model gets an error instead of wrapped index arithmetic.
+pub const MAX_WINDOW_VALUE: usize = 1 << 20;
+
 impl Window {
     /// Reads `kernel_shape`, `strides`, `dilations`, `pads` and `auto_pad` (not `ceil_mode`,
     /// which only pools define) and checks what can be checked without the input's rank.
@@ -92,6 +97,16 @@ impl Window {
                 if v.contains(&0) {
                     return Err(OpError::attr(name, format!("values must be positive, got {v:?}")));
                 }
+            }
+        }
+        for (name, list) in
+            [("kernel_shape", &w.kernel_shape), ("strides", &w.strides), ("dilations", &w.dilations), ("pads", &w.pads)]
+        {
+            if let Some(v) = list.as_ref().filter(|v| v.iter().any(|&x| x > MAX_WINDOW_VALUE)) {
+                return Err(OpError::attr(
+                    name,
+                    format!("values above {MAX_WINDOW_VALUE} are not supported, got {v:?}"),
+                ));
             }
         }
         if let Some(p) = &w.pads {
@@ -148,6 +163,9 @@ impl Window {
         }
         if kernel.contains(&0) {
             return Err(OpError::shape(format!("kernel spatial shape {kernel:?} has a zero dimension")));
+        }
+        if kernel.iter().any(|&k| k > MAX_WINDOW_VALUE) {
+            return Err(OpError::shape(format!("kernel spatial shape {kernel:?} is larger than {MAX_WINDOW_VALUE}")));
         }
         Ok((0..rank)
             .map(|i| AxisParams {
@@ -235,7 +253,9 @@ impl AxisParams {
             }
             AutoPad::NotSet | AutoPad::Valid => {
                 let (pb, pe) = if self.auto_pad == AutoPad::Valid { (0, 0) } else { self.pads };
-                let padded = input + pb + pe;
+                let padded = input
+                    .checked_add(pb + pe)
+                    .ok_or_else(|| OpError::shape(format!("input length {input} plus pads overflows")))?;
                 if padded < ek {
                     return Err(OpError::shape(format!(
                         "padded input length {padded} (input {input} + pads {pb}+{pe}) is shorter than \
