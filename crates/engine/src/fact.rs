@@ -77,11 +77,7 @@ impl Fact {
 
     /// The fact of a constant tensor (dtype, shape and value known).
     pub fn constant(t: Arc<Tensor>) -> Fact {
-        Fact {
-            dtype: Some(t.dtype()),
-            shape: Some(t.shape().iter().map(|&d| Dim::Known(d)).collect()),
-            value: Some(t),
-        }
+        Fact { dtype: Some(t.dtype()), shape: Some(t.shape().iter().map(|&d| Dim::Known(d)).collect()), value: Some(t) }
     }
 
     pub fn rank(&self) -> Option<usize> {

@@ -150,13 +150,13 @@ impl Graph {
     pub fn infer_facts(&mut self) -> Result<()> {
         for i in 0..self.nodes.len() {
             let node = &self.nodes[i];
-            let facts: Vec<Option<&Fact>> =
-                node.inputs.iter().map(|id| id.map(|id| &self.values[id].fact)).collect();
+            let facts: Vec<Option<&Fact>> = node.inputs.iter().map(|id| id.map(|id| &self.values[id].fact)).collect();
             let wrap = |source| Error::Node { node: node.name.clone(), op: node.op.onnx_type().to_string(), source };
             let mut out = node.op.def().infer(&facts).map_err(wrap)?;
             let all_const = facts.iter().flatten().all(|f| f.value.is_some());
             if all_const && out.iter().any(|f| f.value.is_none()) && is_cheap_to_fold(&facts) {
-                let tensors: Vec<Option<&Tensor>> = facts.iter().map(|f| f.map(|f| &**f.value.as_ref().unwrap())).collect();
+                let tensors: Vec<Option<&Tensor>> =
+                    facts.iter().map(|f| f.map(|f| &**f.value.as_ref().unwrap())).collect();
                 let values = node.op.def().eval(&tensors).map_err(wrap)?;
                 out = values.into_iter().map(|t| Fact::constant(Arc::new(t))).collect();
             }
