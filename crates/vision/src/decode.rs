@@ -59,6 +59,12 @@ pub fn decode_rgb8(bytes: &[u8], opts: &DecodeOptions) -> Result<RgbImage, Visio
         return Err(VisionError::Truncated { detail: "JPEG data ends before its end-of-image marker".into() });
     }
 
+    if let Some((width, height)) = png_ihdr_dimensions(bytes) {
+        // The PNG decoder reads on to the first data chunk before reporting dimensions, so a
+        // bomb that is only a header would come out as "truncated"; say what it is instead.
+        check_dimensions(width, height, opts.max_pixels)?;
+    }
+
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     reader.limits(decoder_limits(opts.max_pixels));
     // Only the header is read here, so the pixel limit is checked before decoding.
@@ -90,6 +96,15 @@ fn detect_format(bytes: &[u8]) -> Result<ImageFormat, VisionError> {
             magic: bytes.iter().take(8).map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" "),
         }),
     }
+}
+
+/// Width and height from a PNG's IHDR chunk, which the format requires to come first.
+fn png_ihdr_dimensions(bytes: &[u8]) -> Option<(u32, u32)> {
+    if bytes.len() < 24 || !bytes.starts_with(b"\x89PNG\r\n\x1a\n") || &bytes[12..16] != b"IHDR" {
+        return None;
+    }
+    let be = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    Some((be(&bytes[16..20]), be(&bytes[20..24])))
 }
 
 fn decoder_limits(max_pixels: u64) -> Limits {
