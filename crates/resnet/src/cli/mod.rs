@@ -1,0 +1,30 @@
+//! Subcommands of the `resnet` binary and what they share.
+
+pub mod check;
+pub mod classify;
+pub mod inspect;
+
+/// Exit codes, shown under every `--help`.
+pub const EXIT_CODES: &str = "Exit codes: 0 success; 1 some images failed (classify) or outputs mismatched (check); 2 bad usage or a fatal error (unreadable model, …).";
+
+/// An error and its causes on one line: `outer: inner: root`.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        // thiserror's `transparent` and `{source}` formatting already include the cause.
+        if !parts.last().is_some_and(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+    }
+    parts.join(": ").replace('\n', " ")
+}
+
+/// Sets the size of the thread pool that decoding and the kernels run on.
+pub fn init_threads(threads: Option<usize>) -> anyhow::Result<()> {
+    if let Some(n) = threads {
+        anyhow::ensure!(n > 0, "--threads must be at least 1");
+        rayon::ThreadPoolBuilder::new().num_threads(n).build_global()?;
+    }
+    Ok(())
+}

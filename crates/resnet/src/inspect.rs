@@ -1,0 +1,118 @@
+//! `resnet inspect`: what a model file contains — versions, inputs and outputs, op counts,
+//! parameters, and the multiply-adds of one image at 224×224.
+
+use resnet_engine::{Dim, Graph, Op};
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::model::Model;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TensorSummary {
+    pub name: String,
+    pub dtype: String,
+    /// Dimensions as strings: numbers or symbols such as `N`.
+    pub shape: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub ir_version: i64,
+    pub opset: i64,
+    pub producer: String,
+    pub graph_name: String,
+    pub inputs: Vec<TensorSummary>,
+    pub outputs: Vec<TensorSummary>,
+    pub nodes: usize,
+    pub op_counts: Vec<(String, usize)>,
+    pub initializers: usize,
+    pub parameters: usize,
+    /// Multiply-accumulates of Conv, Gemm and MatMul for one image at `macs_input`.
+    pub macs: Option<u64>,
+    pub macs_input: Vec<usize>,
+}
+
+fn tensor_summary(graph: &Graph, id: usize) -> TensorSummary {
+    let v = &graph.values[id];
+    TensorSummary {
+        name: v.name.clone(),
+        dtype: v.fact.dtype.map(|d| d.name().to_string()).unwrap_or_else(|| "?".into()),
+        shape: v.fact.shape.as_ref().map(|s| s.iter().map(|d| d.to_string()).collect()).unwrap_or_default(),
+    }
+}
+
+/// Summarises a model. MACs are counted after re-inferring shapes for one image: batch 1
+/// and, where the spatial size is not fixed, 224×224.
+pub fn summarize(model: &Model) -> Result<Summary> {
+    let graph = model.graph();
+    let (macs, macs_input) = match count_macs(model) {
+        Some((m, input)) => (Some(m), input),
+        None => (None, Vec::new()),
+    };
+    Ok(Summary {
+        ir_version: graph.ir_version,
+        opset: graph.opset,
+        producer: graph.producer.clone(),
+        graph_name: graph.name.clone(),
+        inputs: graph.inputs.iter().map(|&i| tensor_summary(graph, i)).collect(),
+        outputs: graph.outputs.iter().map(|&i| tensor_summary(graph, i)).collect(),
+        nodes: graph.nodes.len(),
+        op_counts: graph.op_counts().into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+        initializers: graph.initializers().count(),
+        parameters: graph.parameter_count(),
+        macs,
+        macs_input,
+    })
+}
+
+/// Multiply-adds for one image, or `None` when the model's shapes cannot be made concrete.
+fn count_macs(model: &Model) -> Option<(u64, Vec<usize>)> {
+    let mut m = model.clone();
+    for i in 0..m.graph().inputs.len() {
+        let declared = m.graph().values[m.graph().inputs[i]].fact.shape.clone()?;
+        let concrete: Vec<usize> = declared
+            .iter()
+            .enumerate()
+            .map(|(axis, d)| match d {
+                Dim::Known(k) => *k,
+                Dim::Sym(_) if axis == 0 => 1,
+                Dim::Sym(_) => 224,
+            })
+            .collect();
+        m.set_input_shape(i, concrete.iter().map(|&d| Dim::Known(d)).collect()).ok()?;
+    }
+    let graph = m.graph();
+    let input = graph.inputs.first().and_then(|&i| graph.values[i].fact.concrete_shape()).unwrap_or_default();
+    let shape_of = |id: Option<usize>| id.and_then(|id| graph.values[id].fact.concrete_shape());
+    let mut total: u64 = 0;
+    for node in &graph.nodes {
+        let out = shape_of(node.outputs.first().copied().flatten());
+        let macs = match &node.op {
+            Op::Conv(_) => {
+                // Each output element needs (Cin/group)·kH·kW multiply-adds: the weight's
+                // elements per output channel.
+                let w = shape_of(node.inputs.get(1).copied().flatten())?;
+                let per_output: usize = w[1..].iter().product();
+                out?.iter().product::<usize>() * per_output
+            }
+            Op::Gemm(_) | Op::MatMul(_) => {
+                // Output elements × the shared inner dimension.
+                let a = shape_of(node.inputs.first().copied().flatten())?;
+                let o = out?;
+                let k = if let Op::Gemm(g) = &node.op {
+                    if g.trans_a {
+                        a[0]
+                    } else {
+                        *a.last()?
+                    }
+                } else {
+                    *a.last()?
+                };
+                o.iter().product::<usize>() * k
+            }
+            _ => 0,
+        };
+        total += macs as u64;
+    }
+    Some((total, input))
+}

@@ -1,0 +1,39 @@
+//! The `resnet` command line: classify images, check models against test data, inspect
+//! model files. Each subcommand lives in `cli/<name>.rs`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cli;
+
+/// Run the ONNX model zoo's ResNet image classifiers, in pure Rust.
+#[derive(Parser)]
+#[command(name = "resnet", version, about, long_about = None, after_help = cli::EXIT_CODES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Classify(cli::classify::Args),
+    Check(cli::check::Args),
+    Inspect(cli::inspect::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Classify(a) => cli::classify::run(a),
+        Command::Check(a) => cli::check::run(a),
+        Command::Inspect(a) => cli::inspect::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", cli::one_line(&e));
+            ExitCode::from(2)
+        }
+    }
+}
