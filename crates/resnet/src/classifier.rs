@@ -49,13 +49,15 @@ impl Classification {
 
 /// A model plus the zoo's preprocessing and the class labels.
 ///
-/// ```no_run
+/// ```
 /// use resnet::{Classifier, Model};
-/// let classifier = Classifier::new(Model::load("resnet50-v2-7.onnx")?)?;
-/// let bytes = std::fs::read("cat.jpg").unwrap();
-/// for p in classifier.classify_bytes(&bytes)?.top(5) {
-///     println!("{:.4} {}", p.probability, p.label);
-/// }
+/// # let Some(model_path) = resnet_test_support::shared_asset("models/resnet50-v1-keras/model.onnx") else { return Ok(()) };
+/// # let Some(image_path) = resnet_test_support::shared_asset("data/imagenet-samples/images/n01440764_tench.JPEG") else { return Ok(()) };
+/// let classifier = Classifier::new(Model::load(model_path)?)?;
+/// let bytes = std::fs::read(image_path).unwrap();
+/// let best = &classifier.classify_bytes(&bytes)?.top(1)[0];
+/// println!("{:.4} {} ({:?})", best.probability, best.label, best.wnid);
+/// assert_eq!(best.index, 0); // tench
 /// # Ok::<(), resnet::Error>(())
 /// ```
 #[derive(Debug, Clone)]

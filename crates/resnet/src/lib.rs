@@ -3,13 +3,18 @@
 //! The stable surface is small: [`Model`] (load an ONNX file, run it) and [`Classifier`]
 //! (model + the zoo's Pillow-exact preprocessing + ImageNet labels).
 //!
-//! ```no_run
+//! ```
 //! use resnet::{Classifier, Model};
-//! let classifier = Classifier::new(Model::load("resnet50-v1-7.onnx")?)?;
-//! let image = resnet::vision::decode_file("cat.jpg", &Default::default())?;
-//! for p in classifier.classify(&image)?.top(5) {
+//! # let Some(model_path) = resnet_test_support::shared_asset("models/resnet50-v1-keras/model.onnx") else { return Ok(()) };
+//! # let Some(image_path) = resnet_test_support::shared_asset("data/imagenet-samples/images/n06874185_traffic_light.JPEG") else { return Ok(()) };
+//! // model_path: e.g. "resnet50-v1-7.onnx"; image_path: a JPEG or PNG file.
+//! let classifier = Classifier::new(Model::load(model_path)?)?;
+//! let image = resnet::vision::decode_file(image_path, &Default::default())?;
+//! let top5 = classifier.classify(&image)?.top(5);
+//! for p in &top5 {
 //!     println!("{:>8.4}  {}", p.probability, p.label);
 //! }
+//! assert_eq!(top5[0].label, "traffic light, traffic signal, stoplight");
 //! # Ok::<(), resnet::Error>(())
 //! ```
 

@@ -8,12 +8,13 @@ use crate::error::Result;
 
 /// A loaded model. Cheap to share between threads (`run` takes `&self`).
 ///
-/// ```no_run
+/// ```
 /// use resnet::{Model, Tensor};
-/// let model = Model::load("model.onnx")?;
-/// let x = Tensor::zeros(vec![1, 3, 224, 224]);
+/// # let Some(path) = resnet_test_support::shared_asset("models/resnet50-v1-keras/model.onnx") else { return Ok(()) };
+/// let model = Model::load(path)?; // e.g. "resnet50-v1-7.onnx"
+/// let x = Tensor::zeros(vec![2, 3, 224, 224]); // a batch of two preprocessed images
 /// let outputs = model.run(vec![x])?;
-/// println!("{:?}", outputs[0].shape()); // [1, 1000]
+/// assert_eq!(outputs[0].shape(), &[2, 1000]); // logits
 /// # Ok::<(), resnet::Error>(())
 /// ```
 #[derive(Debug, Clone)]
