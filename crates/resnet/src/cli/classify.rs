@@ -121,8 +121,13 @@ fn print_predictions(out: &mut impl Write, path: &Path, preds: &[Prediction], js
 
 fn print_failure(out: &mut impl Write, path: &Path, error: &str, json: bool) -> std::io::Result<()> {
     if json {
-        let v = serde_json::json!({ "file": path.display().to_string(), "error": error });
-        return writeln!(out, "{v}");
+        #[derive(serde::Serialize)]
+        struct Line<'a> {
+            file: String,
+            error: &'a str,
+        }
+        let line = Line { file: path.display().to_string(), error };
+        return writeln!(out, "{}", serde_json::to_string(&line).expect("plain data serializes"));
     }
     writeln!(out, "{}\n  error: {error}", path.display())
 }
