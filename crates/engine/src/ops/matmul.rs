@@ -13,7 +13,8 @@
 //! broadcast batches read the same operand slice, nothing is copied.
 
 use crate::error::OpError;
-use crate::fact::{fmt_shape, Dim, Fact};
+use crate::fact::{fmt_shape, Fact};
+use crate::ops::binary::{broadcast_concrete, broadcast_shapes};
 use crate::ops::{check_arity, f32_input, required, Attrs, OpDef};
 use crate::tensor::{numel, strides, DType, Tensor};
 
@@ -24,22 +25,6 @@ impl MatMul {
     pub fn from_onnx(_a: &Attrs, _opset: i64) -> Result<Self, OpError> {
         Ok(MatMul {})
     }
-}
-
-/// Numpy broadcasting of two shapes (right-aligned; a dim of 1 stretches). With symbols: a
-/// known dim other than 1 wins over a symbol (the symbol must be it or 1), equal symbols
-/// stay, different symbols give an unknown dim. `None` when two known dims clash.
-pub fn broadcast_shapes(a: &[Dim], b: &[Dim]) -> Option<Vec<Dim>> {
-    let rank = a.len().max(b.len());
-    let at = |s: &[Dim], i: usize| if i + s.len() >= rank { s[i + s.len() - rank].clone() } else { Dim::Known(1) };
-    (0..rank)
-        .map(|i| match (at(a, i), at(b, i)) {
-            (Dim::Known(1), d) | (d, Dim::Known(1)) => Some(d),
-            (Dim::Known(x), Dim::Known(y)) => (x == y).then_some(Dim::Known(x)),
-            (Dim::Known(x), Dim::Sym(_)) | (Dim::Sym(_), Dim::Known(x)) => Some(Dim::Known(x)),
-            (x, y) => Some(if x == y { x } else { Dim::unknown() }),
-        })
-        .collect()
 }
 
 fn check_f32(f: &Fact, input: usize) -> Result<(), OpError> {
@@ -82,7 +67,7 @@ impl OpDef for MatMul {
                 return Err(mismatch());
             }
         }
-        let mut out = broadcast_shapes(&ba, &bb).ok_or_else(mismatch)?;
+        let mut out = broadcast_shapes(&[&ba, &bb]).map_err(|_| mismatch())?;
         if sa.len() > 1 {
             out.push(m);
         }
@@ -104,12 +89,7 @@ impl OpDef for MatMul {
         if k != kb {
             return Err(mismatch());
         }
-        let known = |s: &[usize]| s.iter().map(|&d| Dim::Known(d)).collect::<Vec<_>>();
-        let batch: Vec<usize> = broadcast_shapes(&known(&ba), &known(&bb))
-            .ok_or_else(mismatch)?
-            .iter()
-            .map(|d| d.known().expect("known dims broadcast to known dims"))
-            .collect();
+        let batch = broadcast_concrete(&[&ba, &bb]).map_err(|_| mismatch())?;
         // Batch strides of each operand over the output batch index (0 where broadcast).
         let batch_strides = |own: &[usize], mat: usize| -> Vec<usize> {
             let own_strides = strides(own);
@@ -169,6 +149,7 @@ impl OpDef for MatMul {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fact::Dim;
 
     fn seq(shape: &[usize]) -> Tensor {
         let n = numel(shape);
@@ -252,15 +233,5 @@ mod tests {
         let fb = Fact::known(DType::F32, &[2048, 1000]);
         let f = MatMul {}.infer(&[Some(&fa), Some(&fb)]).unwrap().remove(0);
         assert_eq!(f.shape.unwrap(), vec![Dim::Sym("N".into()), Dim::Known(1000)]);
-    }
-
-    #[test]
-    fn broadcast_shapes_with_symbols() {
-        let n = Dim::Sym("N".into());
-        let k = |v| Dim::Known(v);
-        assert_eq!(broadcast_shapes(&[n.clone(), k(1)], &[k(3)]), Some(vec![n.clone(), k(3)]));
-        assert_eq!(broadcast_shapes(std::slice::from_ref(&n), &[k(4)]), Some(vec![k(4)]));
-        assert_eq!(broadcast_shapes(&[n], &[Dim::Sym("M".into())]), Some(vec![Dim::unknown()]));
-        assert_eq!(broadcast_shapes(&[k(2)], &[k(3)]), None);
     }
 }
