@@ -76,6 +76,8 @@ pub enum Error {
     ExternalData { name: String },
     #[error("input '{name}': {detail}")]
     Input { name: String, detail: String },
+    #[error("{0}")]
+    TestLayout(String),
 }
 
 impl Error {

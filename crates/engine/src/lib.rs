@@ -10,6 +10,7 @@ pub mod graph;
 pub mod onnx;
 pub mod ops;
 pub mod tensor;
+pub mod testdata;
 
 pub use error::{Error, OpError, Result};
 pub use fact::{Dim, Fact};

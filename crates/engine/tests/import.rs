@@ -4,7 +4,7 @@
 //! Bad models are built here with the generated protobuf types (`model`, `node`, … below), so
 //! each test shows the one thing that is wrong with its model.
 
-mod common;
+use resnet_test_support as common;
 
 use bytes::Bytes;
 use prost::Message;
@@ -14,6 +14,7 @@ use resnet_engine::onnx::proto::{
     TypeProto, ValueInfoProto,
 };
 use resnet_engine::onnx::{self, load_model, load_model_bytes, tensor_to_proto};
+use resnet_engine::testdata::{self, Tolerance};
 use resnet_engine::{exec, Dim, Error, Tensor};
 
 // ---- a tiny model builder ------------------------------------------------------------------
@@ -150,9 +151,8 @@ fn real_resnet50_matches_onnx_runtime_on_both_test_sets() {
         let (_, input) = onnx::read_tensor_pb(dir.join("input_0.pb")).unwrap();
         let (_, expected) = onnx::read_tensor_pb(dir.join("output_0.pb")).unwrap();
         let out = exec::run(&g, vec![input]).unwrap();
-        if let Err(why) = common::compare(&out[0], &expected, 1e-3, 1e-5) {
-            panic!("{set}: {why}");
-        }
+        let r = testdata::compare(set.into(), &out[0], &expected, Tolerance::default());
+        assert!(r.passed, "{set}: {r:?}");
     }
 }
 

@@ -5,11 +5,12 @@
 //! inputs, so this exercises runtime weights), and every output is compared with
 //! `output_N.pb` at the suite's own tolerance. Failures are collected and reported together.
 
-mod common;
+use resnet_test_support as common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use resnet_engine::testdata::{self, Tolerance};
 use resnet_engine::{exec, onnx, Tensor};
 
 /// The node-test suite's tolerance (onnx/backend/test/case/node/__init__.py).
@@ -69,8 +70,12 @@ fn run_case(dir: &Path) -> Result<f64, String> {
     }
     let mut max_err = 0.0f64;
     for (i, (got, want)) in outputs.iter().zip(&expected).enumerate() {
-        let err = common::compare(got, want, RTOL, ATOL).map_err(|e| format!("output {i}: {e}"))?;
-        max_err = max_err.max(err);
+        let r = testdata::compare(format!("output {i}"), got, want, Tolerance::Elementwise { rtol: RTOL, atol: ATOL });
+        if !r.passed {
+            let why = r.problem.unwrap_or_else(|| format!("max |error| {:.3e} beyond tolerance", r.max_abs_err));
+            return Err(format!("{}: {why}", r.name));
+        }
+        max_err = max_err.max(r.max_abs_err);
     }
     Ok(max_err)
 }

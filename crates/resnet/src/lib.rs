@@ -18,7 +18,6 @@
 //! # Ok::<(), resnet::Error>(())
 //! ```
 
-pub mod check;
 mod classifier;
 mod error;
 pub mod inspect;

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use resnet::check::{data_sets, find_model, run_data_set, Tolerance};
+use resnet::engine::testdata::{data_sets, find_model, run_data_set, DataSetReport, Tolerance};
 use resnet::Model;
 
 /// Run test data sets (test_data_set_*/input_N.pb → output_N.pb) and compare outputs.
@@ -44,7 +44,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let mut set_errors = 0usize;
     let mut total = 0usize;
     for folder in &a.folders {
-        let loaded = find_model(folder).and_then(Model::load);
+        let loaded = find_model(folder).map_err(resnet::Error::from).and_then(Model::load);
         let model = match loaded {
             Ok(m) => m,
             Err(e) => {
@@ -61,13 +61,13 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         }
         for set in sets {
             total += 1;
-            match run_data_set(&model, &set, tol) {
+            match run_data_set(model.graph(), &set, tol) {
                 Ok(r) => {
                     if !r.passed {
                         mismatches += 1;
                     }
                     if a.json {
-                        println!("{}", serde_json::to_string(&r)?);
+                        println!("{}", report_json(&r));
                         continue;
                     }
                     let max_abs = r.outputs.iter().map(|o| o.max_abs_err).fold(0.0, f64::max);
@@ -101,4 +101,22 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// One data set as a JSON line (NaN errors, for outputs that could not be compared, as null).
+fn report_json(r: &DataSetReport) -> serde_json::Value {
+    let outputs: Vec<serde_json::Value> = r
+        .outputs
+        .iter()
+        .map(|o| {
+            serde_json::json!({
+                "name": o.name,
+                "passed": o.passed,
+                "max_abs_err": o.max_abs_err,
+                "rel_err": o.rel_err,
+                "problem": o.problem,
+            })
+        })
+        .collect();
+    serde_json::json!({ "path": r.path.display().to_string(), "passed": r.passed, "outputs": outputs })
 }

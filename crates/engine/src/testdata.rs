@@ -1,14 +1,14 @@
-//! `resnet check`: runs a model folder in the ONNX test layout (`model.onnx` or one `*.onnx`,
-//! plus `test_data_set_*/input_N.pb` and `output_N.pb`) and compares every output.
+//! Model folders in the ONNX test layout (`model.onnx` or one `*.onnx`, plus
+//! `test_data_set_*/input_N.pb` and `output_N.pb`): finding them, running them and comparing
+//! every output. Used by `resnet check` and by the conformance tests.
 
 use std::path::{Path, PathBuf};
 
-use resnet_engine::onnx::read_tensor_pb;
-use resnet_engine::{Tensor, TensorData};
-use serde::Serialize;
-
 use crate::error::{Error, Result};
-use crate::model::Model;
+use crate::exec;
+use crate::graph::Graph;
+use crate::onnx::read_tensor_pb;
+use crate::tensor::{Tensor, TensorData};
 
 /// When two outputs count as equal.
 #[derive(Debug, Clone, Copy)]
@@ -26,7 +26,7 @@ impl Default for Tolerance {
 }
 
 /// Comparison of one output tensor.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct OutputReport {
     pub name: String,
     pub passed: bool,
@@ -39,7 +39,7 @@ pub struct OutputReport {
 }
 
 /// One test data set.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct DataSetReport {
     pub path: PathBuf,
     pub passed: bool,
@@ -52,7 +52,7 @@ pub fn find_model(dir: &Path) -> Result<PathBuf> {
     if direct.is_file() {
         return Ok(direct);
     }
-    let io = |source| resnet_engine::Error::Io { path: dir.to_path_buf(), source };
+    let io = |source| Error::Io { path: dir.to_path_buf(), source };
     let mut onnx: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(io)?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -61,8 +61,8 @@ pub fn find_model(dir: &Path) -> Result<PathBuf> {
     onnx.sort();
     match onnx.len() {
         1 => Ok(onnx.remove(0)),
-        0 => Err(Error::NotAClassifier(format!("{}: no model.onnx or *.onnx file in this folder", dir.display()))),
-        _ => Err(Error::NotAClassifier(format!(
+        0 => Err(Error::TestLayout(format!("{}: no model.onnx or *.onnx file in this folder", dir.display()))),
+        _ => Err(Error::TestLayout(format!(
             "{}: several .onnx files and no model.onnx; which one? ({})",
             dir.display(),
             onnx.iter()
@@ -76,7 +76,7 @@ pub fn find_model(dir: &Path) -> Result<PathBuf> {
 
 /// The `test_data_set_*` folders of a test folder, sorted.
 pub fn data_sets(dir: &Path) -> Result<Vec<PathBuf>> {
-    let io = |source| resnet_engine::Error::Io { path: dir.to_path_buf(), source };
+    let io = |source| Error::Io { path: dir.to_path_buf(), source };
     let mut sets: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(io)?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -87,7 +87,7 @@ pub fn data_sets(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// Reads `prefix_0.pb`, `prefix_1.pb`, … until one is missing.
-fn read_numbered(dir: &Path, prefix: &str) -> Result<Vec<(String, Tensor)>> {
+pub fn read_numbered(dir: &Path, prefix: &str) -> Result<Vec<(String, Tensor)>> {
     let mut out = Vec::new();
     loop {
         let p = dir.join(format!("{prefix}_{}.pb", out.len()));
@@ -98,11 +98,10 @@ fn read_numbered(dir: &Path, prefix: &str) -> Result<Vec<(String, Tensor)>> {
     }
 }
 
-/// Runs one data set folder through `model`.
-pub fn run_data_set(model: &Model, dir: &Path, tol: Tolerance) -> Result<DataSetReport> {
+/// Runs one data set folder through `graph` with the reference executor.
+pub fn run_data_set(graph: &Graph, dir: &Path, tol: Tolerance) -> Result<DataSetReport> {
     let inputs = read_numbered(dir, "input")?;
     let expected = read_numbered(dir, "output")?;
-    let graph = model.graph();
     // Feed by name when every file names a model input, else by position.
     let names: Vec<&str> = graph.inputs.iter().map(|&i| graph.values[i].name.as_str()).collect();
     let by_name = inputs.iter().all(|(n, _)| names.contains(&n.as_str())) && inputs.len() == names.len();
@@ -111,7 +110,7 @@ pub fn run_data_set(model: &Model, dir: &Path, tol: Tolerance) -> Result<DataSet
     } else {
         inputs.into_iter().map(|(_, t)| t).collect()
     };
-    let actual = model.run(ordered)?;
+    let actual = exec::run(graph, ordered)?;
     let mut outputs = Vec::new();
     for (i, (name, want)) in expected.iter().enumerate() {
         let name = if name.is_empty() { format!("output {i}") } else { name.clone() };
