@@ -78,3 +78,35 @@ fn facade_logits_match_the_reference_logits() {
     // identical inputs; the top-5 test above is the pipeline's real check.
     assert!(max_err <= 0.02 * max_ref, "{first}: max err {max_err}, max |logit| {max_ref}");
 }
+
+#[test]
+fn classify_runs_at_a_larger_input_size_and_with_a_custom_labels_file() {
+    let (Some(model), Some(image)) = (
+        shared_asset("models/resnet50-v1-keras/model.onnx"),
+        shared_asset("data/imagenet-samples/images/n06874185_traffic_light.JPEG"),
+    ) else {
+        return;
+    };
+    let (model, image) = (model.to_str().unwrap(), image.to_str().unwrap());
+    // 288×288: resize the shorter side to 329, crop 288; global pooling makes the net size-agnostic.
+    let out = resnet(&["classify", "--json", "--input-size", "288", "--model", model, image]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["predictions"][0]["index"], 920);
+
+    let dir = tempfile::tempdir().unwrap();
+    let labels = dir.path().join("labels.txt");
+    let lines: Vec<String> = (0..1000).map(|i| format!("class number {i}")).collect();
+    std::fs::write(&labels, lines.join("\n") + "\n").unwrap();
+    let out = resnet(&["classify", "--json", "--labels", labels.to_str().unwrap(), "--model", model, image]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["predictions"][0]["label"], "class number 920");
+    assert!(v["predictions"][0]["wnid"].is_null());
+
+    std::fs::write(&labels, "cat\ndog\n").unwrap();
+    let out = resnet(&["classify", "--labels", labels.to_str().unwrap(), "--model", model, image]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("1000 classes") && err.contains("--labels"), "{err}");
+}
