@@ -1,0 +1,1 @@
+//! Native ResNet v1/v2 architectures (SPEC §1–2). Being written.
