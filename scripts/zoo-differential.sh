@@ -4,7 +4,8 @@
 # Generates zoo-shaped ResNets with random weights and ORT reference outputs
 # (scripts/zoo_models.py) into target/zoo-models, then checks our engine on each with
 #   resnet check --tol-of-max 1e-4 DIR/<arch> DIR/<arch>-256x320
-# (a data set passes when max|ours - expected| <= 1e-4 * max|expected|).
+# (a data set passes when max|ours - expected| <= 1e-4 * max|expected|), and the small
+# PyTorch- and Keras-style exports of scripts/export_styles.py the same way.
 #
 # Usage: scripts/zoo-differential.sh [ARCH...]     e.g. resnet18-v1 resnet50-v2 (default: all)
 # Environment:
@@ -73,8 +74,19 @@ for a in "${archs[@]}"; do
   fi
 done
 
+# The same network family as other exporters write it (PyTorch's dynamic flatten, Keras'
+# NHWC transpose, explicit Pad, Clip, MatMul head): scripts/export_styles.py.
+echo "-- export styles (pytorch-opset13, pytorch-opset11, keras-opset13)"
+"$venv/bin/python" "$repo/scripts/export_styles.py" --out "$out/export-styles"
+# shellcheck disable=SC2086
+if cargo run -q -p resnet ${ZOO_CARGO_ARGS:-} -- check --tol-of-max "$tol" "$out"/export-styles/*; then
+  passed+=("export-styles")
+else
+  failed+=("export-styles")
+fi
+
 echo
-echo "== zoo differential summary: ${#passed[@]} passed, ${#failed[@]} failed (of ${#archs[@]})"
+echo "== zoo differential summary: ${#passed[@]} passed, ${#failed[@]} failed (of $((${#archs[@]} + 1)))"
 for a in "${passed[@]}"; do echo "   ok    $a"; done
 for a in "${failed[@]}"; do echo "   FAIL  $a"; done
 [ ${#failed[@]} -eq 0 ]
