@@ -8,16 +8,22 @@
 //! * 16-bit RGB(A) and gray+alpha keep the high byte (`v >> 8`, Pillow's `RGB;16B` unpacker),
 //!   while 16-bit gray without alpha is *clamped* to 255 (Pillow opens it as `I;16` and its
 //!   `I;16 -> RGB` conversion clips instead of scaling: a quirk, reproduced on purpose);
-//! * CMYK JPEGs are converted to RGB by the JPEG decoder (zune-jpeg).
+//! * CMYK JPEGs are converted to RGB by the fallback JPEG decoder (zune-jpeg).
 //!
-//! The JPEG decoder differs from Pillow's libjpeg-turbo (IDCT, chroma upsampling), so decoded
-//! JPEG pixels may differ from Pillow's by a level or two; PNG pixels are identical.
+//! JPEGs are decoded by the crate's own port of libjpeg-turbo ([`crate::jpeg`]), which gives
+//! Pillow's pixels exactly, for every sequential 8-bit gray or YCbCr/RGB file (practically
+//! all photos). The rest (progressive, CMYK/YCCK, 12-bit, lossless, arithmetic-coded) falls
+//! back to the `image` crate's zune-jpeg, whose IDCT and chroma upsampling round differently:
+//! those pixels may differ from Pillow's by a level or two. Damaged JPEGs are errors from
+//! either decoder, never a fallback. PNG pixels are identical to Pillow's.
 
 use std::io::Cursor;
 use std::path::Path;
 
+use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader, Limits};
 
+use crate::jpeg::{self, JpegError};
 use crate::{RgbImage, VisionError};
 
 /// Pillow's `Image.MAX_IMAGE_PIXELS` (1024 * 1024 * 1024 // 4 // 3): the size above which
@@ -59,6 +65,25 @@ pub fn decode_rgb8(bytes: &[u8], opts: &DecodeOptions) -> Result<RgbImage, Visio
         return Err(VisionError::Truncated { detail: "JPEG data ends before its end-of-image marker".into() });
     }
 
+    if format == ImageFormat::Jpeg {
+        match jpeg::decode(bytes, opts.max_pixels) {
+            Ok(decoded) => {
+                let orientation = if opts.apply_exif_orientation {
+                    decoded.exif.as_deref().and_then(Orientation::from_exif_chunk)
+                } else {
+                    None
+                };
+                return Ok(match orientation {
+                    Some(orientation) => orient(decoded.image, orientation),
+                    None => decoded.image,
+                });
+            }
+            Err(JpegError::Invalid(err)) => return Err(err),
+            // Progressive, CMYK, 12-bit, ...: zune-jpeg below, close to Pillow but not exact.
+            Err(JpegError::Unsupported(_)) => {}
+        }
+    }
+
     if let Some((width, height)) = png_ihdr_dimensions(bytes) {
         // The PNG decoder reads on to the first data chunk before reporting dimensions, so a
         // bomb that is only a header would come out as "truncated"; say what it is instead.
@@ -79,6 +104,17 @@ pub fn decode_rgb8(bytes: &[u8], opts: &DecodeOptions) -> Result<RgbImage, Visio
         image.apply_orientation(orientation);
     }
     Ok(to_rgb8_like_pillow(image))
+}
+
+/// Decodes a JPEG with the exact (libjpeg-turbo port) decoder only, without the fallback:
+/// `Unsupported` names the feature it lacks. For tests and diagnostics; use [`decode_rgb8`].
+#[doc(hidden)]
+pub fn decode_jpeg_exact(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, VisionError> {
+    match jpeg::decode(bytes, max_pixels) {
+        Ok(decoded) => Ok(decoded.image),
+        Err(JpegError::Invalid(err)) => Err(err),
+        Err(JpegError::Unsupported(detail)) => Err(VisionError::Unsupported { detail }),
+    }
 }
 
 /// Reads and decodes an image file; errors name the file.
@@ -118,7 +154,7 @@ fn decoder_limits(max_pixels: u64) -> Limits {
     limits
 }
 
-fn check_dimensions(width: u32, height: u32, max_pixels: u64) -> Result<(), VisionError> {
+pub(crate) fn check_dimensions(width: u32, height: u32, max_pixels: u64) -> Result<(), VisionError> {
     if width == 0 || height == 0 {
         return Err(VisionError::ZeroSize { width, height });
     }
@@ -181,6 +217,16 @@ fn map_image_error(err: ImageError) -> VisionError {
             }
         }
     }
+}
+
+/// Rotates/flips an image as an EXIF orientation tag says (the `image` crate does the work).
+fn orient(image: RgbImage, orientation: Orientation) -> RgbImage {
+    let (width, height) = (image.width(), image.height());
+    let buffer =
+        image::RgbImage::from_raw(width, height, image.into_raw()).expect("RgbImage holds width*height*3 bytes");
+    let mut dynamic = DynamicImage::ImageRgb8(buffer);
+    dynamic.apply_orientation(orientation);
+    to_rgb8_like_pillow(dynamic)
 }
 
 /// Converts any decoder output to RGB8 with Pillow's rules (see the module docs).

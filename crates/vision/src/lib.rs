@@ -14,12 +14,13 @@
 
 mod decode;
 mod error;
+mod jpeg;
 mod labels;
 mod preprocess;
 mod resize;
 mod rgb_image;
 
-pub use decode::{decode_file, decode_rgb8, DecodeOptions, DEFAULT_MAX_PIXELS};
+pub use decode::{decode_file, decode_jpeg_exact, decode_rgb8, DecodeOptions, DEFAULT_MAX_PIXELS};
 pub use error::VisionError;
 pub use labels::{Label, Labels};
 pub use preprocess::{preprocess_bytes, Preprocess, IMAGENET_MEAN, IMAGENET_STD};

@@ -253,7 +253,10 @@ fn decode_file_errors_name_the_file() {
 #[test]
 fn every_truncation_of_a_jpeg_or_png_is_an_error_never_a_panic() {
     let rgb: Vec<u8> = (0..24 * 16 * 3).map(|i| (i * 37 % 251) as u8).collect();
-    for bytes in [encode_jpeg(24, 16, &rgb), encode_png(24, 16, ExtendedColorType::Rgb8, &rgb)] {
+    let jpeg = encode_jpeg(24, 16, &rgb);
+    // The JPEG takes the exact (libjpeg-turbo port) path, not the zune fallback.
+    assert!(resnet_vision::decode_jpeg_exact(&jpeg, resnet_vision::DEFAULT_MAX_PIXELS).is_ok());
+    for bytes in [jpeg, encode_png(24, 16, ExtendedColorType::Rgb8, &rgb)] {
         assert!(decode(&bytes).is_ok());
         for len in 0..bytes.len() - 1 {
             // A PNG cut inside IEND can still be complete enough to decode; only
