@@ -7,6 +7,8 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod http;
+
 /// Environment variable that points at the shared assets folder.
 pub const SHARED_DIR_VAR: &str = "RESNET_SHARED_DIR";
 
