@@ -14,6 +14,12 @@ pub enum Error {
     /// The model is not an image classifier we can drive: wrong input or output layout.
     #[error("{0}")]
     NotAClassifier(String),
+    /// A zoo model could not be found, downloaded or verified.
+    #[error(transparent)]
+    Registry(#[from] resnet_zoo::registry::RegistryError),
+    /// `--model` named neither an existing file nor a zoo model.
+    #[error("'{spec}' is neither an existing file nor a zoo model name ({known})")]
+    NoSuchModel { spec: String, known: String },
     /// A labels file could not be used.
     #[error("{}: {detail}", path.display())]
     Labels { path: PathBuf, detail: String },

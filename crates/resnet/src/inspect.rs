@@ -1,5 +1,5 @@
 //! `resnet inspect`: what a model file contains — versions, inputs and outputs, op counts,
-//! parameters, and the multiply-adds of one image at 224×224.
+//! parameters, the multiply-adds of one image at 224×224, and which zoo architecture it is.
 
 use resnet_engine::{Dim, Graph, Op};
 use serde::Serialize;
@@ -30,6 +30,21 @@ pub struct Summary {
     /// Multiply-accumulates of Conv, Gemm and MatMul for one image at `macs_input`.
     pub macs: Option<u64>,
     pub macs_input: Vec<usize>,
+    /// The zoo architecture the graph has the exact shape and names of, if any.
+    pub zoo_arch: Option<ZooArch>,
+}
+
+/// A recognised zoo architecture ([`resnet_zoo::arch::recognize`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct ZooArch {
+    /// `resnet50-v2`.
+    pub name: String,
+    /// Gluon's name prefix, `resnetv24_`.
+    pub prefix: String,
+    pub classes: usize,
+    pub input_size: usize,
+    /// `resnet50-v2 (Gluon ResNetV2, prefix resnetv24_)`.
+    pub description: String,
 }
 
 fn tensor_summary(graph: &Graph, id: usize) -> TensorSummary {
@@ -62,6 +77,13 @@ pub fn summarize(model: &Model) -> Result<Summary> {
         parameters: graph.parameter_count(),
         macs,
         macs_input,
+        zoo_arch: resnet_zoo::arch::recognize(graph).map(|spec| ZooArch {
+            name: spec.name(),
+            prefix: spec.prefix(),
+            classes: spec.classes,
+            input_size: spec.input_size,
+            description: spec.to_string(),
+        }),
     })
 }
 

@@ -23,13 +23,17 @@ mod error;
 pub mod inspect;
 mod model;
 pub mod postprocess;
+pub mod resolve;
 
 pub use classifier::{Classification, Classifier, Prediction};
 pub use error::{Error, Result};
 pub use model::Model;
 pub use resnet_engine::{Dim, Tensor};
+pub use resolve::{resolve_model, ResolveOptions};
 
 /// The engine underneath (graph IR, ONNX import, executors); not a stable API.
 pub use resnet_engine as engine;
 /// Image decoding and preprocessing; not a stable API.
 pub use resnet_vision as vision;
+/// The zoo's architectures and the registry of its files; not a stable API.
+pub use resnet_zoo as zoo;

@@ -20,6 +20,8 @@ enum Command {
     Classify(cli::classify::Args),
     Check(cli::check::Args),
     Inspect(cli::inspect::Args),
+    Export(cli::export::Args),
+    Models(cli::models::Args),
 }
 
 fn main() -> ExitCode {
@@ -28,6 +30,8 @@ fn main() -> ExitCode {
         Command::Classify(a) => cli::classify::run(a),
         Command::Check(a) => cli::check::run(a),
         Command::Inspect(a) => cli::inspect::run(a),
+        Command::Export(a) => cli::export::run(a),
+        Command::Models(a) => cli::models::run(a),
     };
     match result {
         Ok(code) => code,

@@ -138,12 +138,6 @@ fn truncated_real_model_is_rejected_without_panic() {
 }
 
 #[test]
-fn classify_without_model_says_how_to_pass_one() {
-    let out = resnet(&["classify", "cat.jpg"]);
-    assert_fatal(&out, &["--model"]);
-}
-
-#[test]
 fn bad_images_are_reported_per_image_and_the_rest_are_classified() {
     let (Some(model), Some(images)) =
         (shared_asset("models/resnet50-v1-keras/model.onnx"), shared_asset("data/imagenet-samples/images"))

@@ -77,10 +77,8 @@ fn facade_logits_match_the_reference_logits() {
     let y = classifier.model().run(vec![resnet::Tensor::from_f32(vec![files.len(), 3, 224, 224], batch)]).unwrap();
     let ours = y[0].as_f32().unwrap();
     for (i, file) in files.iter().enumerate() {
-        let reference: Vec<f32> = logits[i * 4000..(i + 1) * 4000]
-            .chunks(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
+        let reference: Vec<f32> =
+            logits[i * 4000..(i + 1) * 4000].chunks(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
         let row = &ours[i * 1000..(i + 1) * 1000];
         let max_ref = reference.iter().fold(0f32, |m, x| m.max(x.abs()));
         let max_err = row.iter().zip(&reference).fold(0f32, |m, (a, b)| m.max((a - b).abs()));

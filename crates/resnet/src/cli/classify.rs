@@ -12,15 +12,16 @@ use resnet::{Classifier, Model, Prediction};
 /// Classify images with a ResNet (top-k classes with softmax probabilities).
 #[derive(clap::Args)]
 #[command(after_help = "Examples:
-  resnet classify --model resnet50-v1-7.onnx cat.jpg
+  resnet classify cat.jpg                              # the zoo's resnet50-v2, fetched on first use
+  resnet classify --model resnet18-v1 cat.jpg          # any zoo name: see `resnet models list`
   resnet classify --model model.onnx --top 3 --json photos/*.jpg
 
 Images are decoded, resized (shorter side 256, Pillow's antialiased bilinear) and
 center-cropped to 224 exactly as the ONNX model zoo's reference pipeline does.")]
 pub struct Args {
-    /// ONNX model file.
-    #[arg(long, short = 'm')]
-    model: Option<PathBuf>,
+    /// ONNX model file, or a zoo model name (resnet18-v1 … resnet152-v2) [default: resnet50-v2].
+    #[arg(long, short = 'm', value_name = "FILE|NAME")]
+    model: Option<String>,
     /// How many classes to print per image.
     #[arg(long, default_value_t = 5)]
     top: usize,
@@ -48,15 +49,14 @@ pub struct Args {
     /// Image files (JPEG or PNG).
     #[arg(required = true)]
     images: Vec<PathBuf>,
+    #[command(flatten)]
+    registry: super::models::RegistryArgs,
 }
-
-const NO_MODEL: &str = "no --model given. The default model, the zoo's resnet50-v2, comes from the \
-model registry, which this build does not have yet; pass an ONNX file instead: \
-resnet classify --model path/to/resnet50-v2-7.onnx IMAGE...";
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     super::init_threads(a.threads)?;
-    let model_path = a.model.as_deref().ok_or_else(|| anyhow::anyhow!(NO_MODEL))?;
+    let spec = a.model.as_deref().unwrap_or(resnet::zoo::registry::DEFAULT_MODEL);
+    let model_path = resnet::resolve_model(spec, &a.registry.resolve_options())?;
     let mut classifier = Classifier::new(Model::load(model_path)?)?;
     if let Some(path) = &a.labels {
         classifier = classifier.with_labels(Labels::from_file(path)?)?;

@@ -1,6 +1,5 @@
 //! `resnet inspect`: versions, inputs/outputs, op counts, parameters and MACs of a model.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use resnet::inspect::{summarize, TensorSummary};
@@ -10,13 +9,17 @@ use resnet::Model;
 #[derive(clap::Args)]
 #[command(after_help = "Examples:
   resnet inspect resnet50-v1-7.onnx
+  resnet inspect resnet18-v2                  # a zoo model by name, fetched on first use
   resnet inspect --json model.onnx | jq .macs")]
 pub struct Args {
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
-    /// ONNX model file.
-    model: PathBuf,
+    /// ONNX model file, or a zoo model name (see `resnet models list`).
+    #[arg(value_name = "FILE|NAME")]
+    model: String,
+    #[command(flatten)]
+    registry: super::models::RegistryArgs,
 }
 
 fn fmt_tensor(t: &TensorSummary) -> String {
@@ -24,13 +27,14 @@ fn fmt_tensor(t: &TensorSummary) -> String {
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
-    let model = Model::load(&a.model)?;
+    let path = resnet::resolve_model(&a.model, &a.registry.resolve_options())?;
+    let model = Model::load(&path)?;
     let s = summarize(&model)?;
     if a.json {
         println!("{}", serde_json::to_string(&s)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{}", a.model.display());
+    println!("{}", path.display());
     println!(
         "  IR version {}, opset {}{}",
         s.ir_version,
@@ -39,6 +43,9 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     );
     if !s.graph_name.is_empty() {
         println!("  graph      {}", s.graph_name);
+    }
+    if let Some(z) = &s.zoo_arch {
+        println!("  zoo arch   {}", z.description);
     }
     for t in &s.inputs {
         println!("  input      {}", fmt_tensor(t));
