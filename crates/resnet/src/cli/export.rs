@@ -40,10 +40,10 @@ pub struct Args {
     /// the model's own opset is 13 or newer.
     #[arg(long, value_parser = ["7", "13"])]
     opset: Option<String>,
-    #[command(flatten)]
-    registry: super::models::RegistryArgs,
     /// Output .onnx file.
     out: PathBuf,
+    #[command(flatten)]
+    registry: super::models::RegistryArgs,
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
