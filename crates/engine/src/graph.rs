@@ -179,6 +179,78 @@ impl Graph {
         Ok(())
     }
 
+    /// Indices (into [`Graph::nodes`]) of the nodes that read `id`, each once.
+    pub fn consumers_of(&self, id: ValueId) -> Vec<usize> {
+        (0..self.nodes.len()).filter(|&i| self.nodes[i].inputs.contains(&Some(id))).collect()
+    }
+
+    /// Whether `id` is one of the graph outputs.
+    pub fn is_output(&self, id: ValueId) -> bool {
+        self.outputs.contains(&id)
+    }
+
+    /// Makes every reader of `from` (node inputs and graph outputs) read `to` instead. Used by
+    /// passes that remove a node: its consumers are rewired to an equivalent value.
+    pub fn replace_uses(&mut self, from: ValueId, to: ValueId) {
+        for slot in self.nodes.iter_mut().flat_map(|n| n.inputs.iter_mut()) {
+            if *slot == Some(from) {
+                *slot = Some(to);
+            }
+        }
+        for o in &mut self.outputs {
+            if *o == from {
+                *o = to;
+            }
+        }
+    }
+
+    /// `base` if no value has that name, else `base_2`, `base_3`, …: names of values that
+    /// passes create stay unique (exporters and [`Graph::value_id`] rely on it).
+    pub fn unique_name(&self, base: &str) -> String {
+        let taken = |name: &str| self.values.iter().any(|v| v.name == name);
+        if !taken(base) {
+            return base.to_string();
+        }
+        (2..).map(|i| format!("{base}_{i}")).find(|n| !taken(n)).expect("some suffix is free")
+    }
+
+    /// Drops the values that no node, graph input or graph output refers to (orphaned
+    /// initializers and intermediates left behind by passes) and renumbers the rest, keeping
+    /// their order. Returns how many were dropped.
+    pub fn remove_unreferenced_values(&mut self) -> usize {
+        let mut used = vec![false; self.values.len()];
+        for n in &self.nodes {
+            for &id in n.inputs.iter().chain(&n.outputs).flatten() {
+                used[id] = true;
+            }
+        }
+        for &id in self.inputs.iter().chain(&self.outputs) {
+            used[id] = true;
+        }
+        let dropped = used.iter().filter(|&&u| !u).count();
+        if dropped == 0 {
+            return 0;
+        }
+        let mut new_id = vec![usize::MAX; self.values.len()];
+        let mut kept = Vec::with_capacity(self.values.len() - dropped);
+        for (old, v) in std::mem::take(&mut self.values).into_iter().enumerate() {
+            if used[old] {
+                new_id[old] = kept.len();
+                kept.push(v);
+            }
+        }
+        self.values = kept;
+        for n in &mut self.nodes {
+            for slot in n.inputs.iter_mut().chain(n.outputs.iter_mut()).flatten() {
+                *slot = new_id[*slot];
+            }
+        }
+        for id in self.inputs.iter_mut().chain(self.outputs.iter_mut()) {
+            *id = new_id[*id];
+        }
+        dropped
+    }
+
     /// Replaces the declared shape of runtime input `index`; callers re-run
     /// [`Graph::infer_facts`] afterwards. Used to run a 224×224 model at another size.
     pub fn set_input_shape(&mut self, index: usize, shape: Vec<Dim>) {

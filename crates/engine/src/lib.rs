@@ -9,6 +9,8 @@ pub mod fact;
 pub mod graph;
 pub mod onnx;
 pub mod ops;
+pub mod passes;
+pub mod plan;
 pub mod tensor;
 pub mod testdata;
 

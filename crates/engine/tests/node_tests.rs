@@ -4,12 +4,14 @@
 //! its `test_data_set_0/input_N.pb` (weights included: in the node tests they are graph
 //! inputs, so this exercises runtime weights), and every output is compared with
 //! `output_N.pb` at the suite's own tolerance. Failures are collected and reported together.
+//! The same cases run again after `passes::optimize`.
 
 use resnet_test_support as common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use resnet_engine::passes::{self, PassOptions};
 use resnet_engine::testdata::{self, Tolerance};
 use resnet_engine::{exec, onnx, Tensor};
 
@@ -52,9 +54,13 @@ fn numbered_files(dir: &Path, prefix: &str) -> Vec<PathBuf> {
     (0..).map(|i| dir.join(format!("{prefix}_{i}.pb"))).take_while(|p| p.exists()).collect()
 }
 
-/// Runs one case; `Ok(max error)` or a one-line reason.
-fn run_case(dir: &Path) -> Result<f64, String> {
-    let graph = onnx::load_model(dir.join("model.onnx")).map_err(|e| format!("load: {}", e.root()))?;
+/// Runs one case, after the optimization passes when `optimize`; `Ok(max error)` or a
+/// one-line reason.
+fn run_case(dir: &Path, optimize: bool) -> Result<f64, String> {
+    let mut graph = onnx::load_model(dir.join("model.onnx")).map_err(|e| format!("load: {}", e.root()))?;
+    if optimize {
+        graph = passes::optimize(graph, &PassOptions::default()).map_err(|e| format!("optimize: {e}"))?;
+    }
     let data = dir.join("test_data_set_0");
     let read = |p: &PathBuf| onnx::read_tensor_pb(p).map(|(_, t)| t).map_err(|e| format!("test data: {}", e.root()));
     let inputs: Vec<Tensor> = numbered_files(&data, "input").iter().map(read).collect::<Result<_, _>>()?;
@@ -82,11 +88,22 @@ fn run_case(dir: &Path) -> Result<f64, String> {
 
 #[test]
 fn node_tests_in_the_manifest_pass() {
+    run_manifest(false);
+}
+
+/// The passes must not change any result. (The node tests feed weights as runtime inputs,
+/// so BN folding never fires here; constant folding and no-op removal do.)
+#[test]
+fn node_tests_in_the_manifest_pass_after_the_optimization_passes() {
+    run_manifest(true);
+}
+
+fn run_manifest(optimize: bool) {
     let Some(root) = common::shared_asset("data/onnx-node-tests") else { return };
     let cases: Vec<String> = manifest().into_iter().filter(|(_, e)| *e == Entry::Pass).map(|(case, _)| case).collect();
     let mut failures = Vec::new();
     for case in &cases {
-        if let Err(why) = run_case(&root.join(case)) {
+        if let Err(why) = run_case(&root.join(case), optimize) {
             failures.push(format!("  {case}: {why}"));
         }
     }
