@@ -1,0 +1,310 @@
+//! The plan's convolution: panel-wise im2col + `gemm` 0.19, with bias, residual Add and
+//! ReLU fused into the epilogue.
+//!
+//! Layout: X is `[N, C, D, H, W]` (spatial axes lifted to 3-D), W is read as the row-major
+//! matrix `[M/group, C/group·kD·kH·kW]` per group, Y is `[N, M, out-plane]`. One *tile* is
+//! (image, group, column panel of the out-plane, chunk of the group's filters): the tile's
+//! im2col panel `[K, pn]` is unfolded into a per-thread scratch buffer, multiplied with the
+//! filters by `gemm` (single-threaded inside the tile), and the epilogue runs on the tile's
+//! rows while they are in cache. Pointwise convs (1×1, stride 1, no pads) use X's planes as
+//! the panel directly. Tiles run in parallel on the plan's rayon pool.
+
+use std::cell::RefCell;
+
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+use crate::error::OpError;
+use crate::ops::padding::{lift_to_3d, Axis, Window};
+use crate::plan::kernels;
+
+/// Budget of one im2col panel, in floats: 128 Ki floats = 512 KiB, half of a Zen 4 core's
+/// 1 MiB L2, so the panel stays in L2 while `gemm` streams it (the ResNet-50 3×3 layers get
+/// panels of 112–224 columns). Whole-matrix im2col of layer 1 (7 MiB) measured slower.
+const PANEL_FLOATS: usize = 128 * 1024;
+
+/// Narrowest panel worth a `gemm` call: below this the per-call packing of the filters
+/// dominates.
+const MIN_PANEL: usize = 32;
+
+thread_local! {
+    /// Per-thread im2col scratch; grows to the largest panel once and is then reused, so the
+    /// steady state allocates nothing here.
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A convolution with everything known at compile time resolved.
+#[derive(Debug, Clone)]
+pub struct ConvKernel {
+    pub window: Window,
+    pub group: usize,
+    /// Filters packed as `[M, C/group·k-volume]` row-major (`None`: W is read at run time).
+    pub weights: Option<Vec<f32>>,
+    /// W's shape `[M, C/group, k...]` when packed.
+    pub w_shape: Option<Vec<usize>>,
+    /// Bias `[M]` when constant.
+    pub bias: Option<Vec<f32>>,
+    pub relu: bool,
+}
+
+/// The shapes of one call.
+#[derive(Debug, Clone)]
+pub struct ConvGeometry {
+    pub n: usize,
+    pub c: usize,
+    pub m: usize,
+    pub axes: [Axis; 3],
+    pub out_shape: Vec<usize>,
+}
+
+impl ConvGeometry {
+    fn in_plane(&self) -> usize {
+        self.axes.iter().map(|a| a.input).product()
+    }
+    fn out_plane(&self) -> usize {
+        self.axes.iter().map(|a| a.output).product()
+    }
+    fn kernel_volume(&self) -> usize {
+        self.axes.iter().map(|a| a.kernel).product()
+    }
+    fn is_pointwise(&self) -> bool {
+        self.axes.iter().all(|a| a.kernel == 1 && a.stride == 1 && a.pad_begin == 0 && a.pad_end == 0)
+    }
+}
+
+/// Raw output pointer shared by the tiles; each tile writes a disjoint set of rows segments.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: tiles write disjoint elements (distinct (row, column-range) pairs) of one buffer
+// that outlives the parallel loop.
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+impl ConvKernel {
+    /// Checks X's and W's shapes (and B's) and resolves the geometry.
+    pub fn geometry(&self, xs: &[usize], ws: &[usize], bias_len: Option<usize>) -> Result<ConvGeometry, OpError> {
+        if !(3..=5).contains(&xs.len()) || ws.len() != xs.len() {
+            return Err(OpError::shape(format!(
+                "X {xs:?} and W {ws:?} must both be [N,C,spatial...] / [M,C/group,kernel...] with 1 to 3 spatial axes"
+            )));
+        }
+        let (n, c, m, group) = (xs[0], xs[1], ws[0], self.group);
+        if ws[1].checked_mul(group) != Some(c) || m % group != 0 {
+            return Err(OpError::shape(format!(
+                "W {ws:?} does not fit X {xs:?} with group={group}: need W[1]*group == C and M divisible by group"
+            )));
+        }
+        let kernel = &ws[2..];
+        if let Some(ks) = &self.window.kernel_shape {
+            if ks.as_slice() != kernel {
+                return Err(OpError::shape(format!("kernel_shape {ks:?} differs from W's spatial dims {kernel:?}")));
+            }
+        }
+        if let Some(b) = bias_len {
+            if b != m {
+                return Err(OpError::shape(format!("B has {b} values, expected [{m}]")));
+            }
+        }
+        let axes = self.window.axes(kernel, &xs[2..])?;
+        let mut out_shape = vec![n, m];
+        out_shape.extend(axes.iter().map(|a| a.output));
+        if out_shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).is_none() {
+            return Err(OpError::shape(format!("output shape {out_shape:?} is too large")));
+        }
+        Ok(ConvGeometry { n, c, m, axes: lift_to_3d(&axes)?, out_shape })
+    }
+
+    /// Computes `y = relu?(conv(x, w) + bias + residual)`; `y` has the output's length.
+    /// `w` and `bias` are the run-time inputs when the kernel holds no packed ones.
+    pub fn run(
+        &self,
+        g: &ConvGeometry,
+        x: &[f32],
+        w: &[f32],
+        bias: Option<&[f32]>,
+        residual: Option<&[f32]>,
+        y: &mut [f32],
+    ) {
+        let w = self.weights.as_deref().unwrap_or(w);
+        let bias = self.bias.as_deref().or(bias);
+        let (in_plane, p) = (g.in_plane(), g.out_plane());
+        let (cg, mg) = (g.c / self.group, g.m / self.group);
+        let kg = cg * g.kernel_volume();
+        let pointwise = g.is_pointwise();
+        if g.n * g.m * p == 0 {
+            return;
+        }
+        // Panel width: the L2 budget, evened out over the panels, a multiple of 8.
+        let budget = if pointwise { (PANEL_FLOATS / kg.max(1)).max(256) } else { PANEL_FLOATS / kg.max(1) };
+        let pn = budget.max(MIN_PANEL).min(p);
+        let panels = p.div_ceil(pn);
+        let pn = p.div_ceil(panels).next_multiple_of(8).min(p);
+        let panels = p.div_ceil(pn);
+        let threads = rayon::current_num_threads();
+        let base = g.n * self.group * panels;
+        // Too few tiles to feed every thread (late layers at batch 1): split the filters too.
+        let msplit = if threads > 1 && base < 2 * threads {
+            (2 * threads).div_ceil(base).min(mg.div_ceil(16)).max(1)
+        } else {
+            1
+        };
+        let mchunk = mg.div_ceil(msplit);
+        let tiles = base * msplit;
+        let out = OutPtr(y.as_mut_ptr());
+        let geo = (in_plane, p, cg, mg, kg, pn, panels, mchunk, msplit, pointwise);
+        let tile = |t: usize| {
+            self.tile(g, geo, t, x, w, bias, residual, out);
+        };
+        if threads > 1 && tiles > 1 {
+            (0..tiles).into_par_iter().for_each(tile);
+        } else {
+            (0..tiles).for_each(tile);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+    fn tile(
+        &self,
+        g: &ConvGeometry,
+        (in_plane, p, cg, mg, kg, pn, panels, mchunk, msplit, pointwise): (
+            usize,
+            usize,
+            usize,
+            usize,
+            usize,
+            usize,
+            usize,
+            usize,
+            usize,
+            bool,
+        ),
+        t: usize,
+        x: &[f32],
+        w: &[f32],
+        bias: Option<&[f32]>,
+        residual: Option<&[f32]>,
+        out: OutPtr,
+    ) {
+        let mi = t % msplit;
+        let pi = (t / msplit) % panels;
+        let grp = (t / msplit / panels) % self.group;
+        let img = t / msplit / panels / self.group;
+        let p0 = pi * pn;
+        let pw = pn.min(p - p0);
+        let m0 = mi * mchunk;
+        if m0 >= mg {
+            return;
+        }
+        let mw = mchunk.min(mg - m0);
+        let x_g = &x[(img * g.c + grp * cg) * in_plane..][..cg * in_plane];
+        let row0 = grp * mg + m0;
+        let w_t = &w[row0 * kg..][..mw * kg];
+        let y_off = (img * g.m + row0) * p + p0;
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            let (rhs, rhs_rs): (*const f32, usize) = if pointwise {
+                (x_g[p0..].as_ptr(), p)
+            } else {
+                if scratch.len() < kg * pw {
+                    scratch.resize(kg * pw, 0.0);
+                }
+                im2col_panel(x_g, cg, &g.axes, p0, pw, &mut scratch[..kg * pw]);
+                (scratch.as_ptr(), pw)
+            };
+            if kg > 0 {
+                // SAFETY: dst rows `row0..row0+mw` × columns `p0..p0+pw` (row stride p) lie in
+                // `y` and belong to this tile only; lhs is `mw × kg` row-major inside `w_t`;
+                // rhs is `kg × pw` with row stride `rhs_rs` inside `x_g` or the scratch panel.
+                unsafe {
+                    gemm::gemm(
+                        mw,
+                        pw,
+                        kg,
+                        out.0.add(y_off),
+                        1,
+                        p as isize,
+                        false,
+                        w_t.as_ptr(),
+                        1,
+                        kg as isize,
+                        rhs,
+                        1,
+                        rhs_rs as isize,
+                        0.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        Parallelism::None,
+                    );
+                }
+            }
+        });
+        for r in 0..mw {
+            let off = y_off + r * p;
+            // SAFETY: row `r` of this tile, `pw` elements, disjoint from every other tile.
+            let row = unsafe { std::slice::from_raw_parts_mut(out.0.add(off), pw) };
+            if kg == 0 {
+                row.fill(0.0);
+            }
+            let b = bias.map_or(0.0, |b| b[row0 + r]);
+            kernels::conv_epilogue_row(row, b, residual.map(|res| &res[off..][..pw]), self.relu);
+        }
+    }
+}
+
+/// Columns `p0..p0+pw` of the im2col matrix of `channels` input planes into `col`
+/// (`[channels·k-volume, pw]` row-major): row `(c, kd, kh, kw)`, column `p` = output
+/// position `(od, oh, ow)` in row-major order; taps in the padding read 0.
+pub fn im2col_panel(x: &[f32], channels: usize, axes: &[Axis; 3], p0: usize, pw: usize, col: &mut [f32]) {
+    let [ad, ah, aw] = axes;
+    let in_plane = ad.input * ah.input * aw.input;
+    let mut rows = col.chunks_exact_mut(pw);
+    for c in 0..channels {
+        let xc = &x[c * in_plane..][..in_plane];
+        for kd in 0..ad.kernel {
+            for kh in 0..ah.kernel {
+                for kw in 0..aw.kernel {
+                    let row = rows.next().expect("im2col panel holds C·kD·kH·kW rows");
+                    let (mut j, mut q) = (0, p0);
+                    while j < pw {
+                        let ow0 = q % aw.output;
+                        let t = q / aw.output;
+                        let (oh, od) = (t % ah.output, t / ah.output);
+                        let len = (aw.output - ow0).min(pw - j);
+                        let dst = &mut row[j..j + len];
+                        match (ad.input_index(od, kd), ah.input_index(oh, kh)) {
+                            (Some(id), Some(ih)) => {
+                                fill_segment(dst, &xc[(id * ah.input + ih) * aw.input..][..aw.input], aw, kw, ow0)
+                            }
+                            _ => dst.fill(0.0),
+                        }
+                        j += len;
+                        q += len;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `dst[j] = src[(ow0 + j)·s + kw·d − pad]`, or 0 where that falls outside `src`.
+fn fill_segment(dst: &mut [f32], src: &[f32], a: &Axis, kw: usize, ow0: usize) {
+    let (s, offset, pad) = (a.stride, kw * a.dilation, a.pad_begin);
+    let end = ow0 + dst.len();
+    let lo = if offset >= pad { 0 } else { (pad - offset).div_ceil(s) }.clamp(ow0, end);
+    let hi = if a.input + pad <= offset { 0 } else { (a.input + pad - offset).div_ceil(s) }.clamp(lo, end);
+    dst[..lo - ow0].fill(0.0);
+    dst[hi - ow0..].fill(0.0);
+    if hi > lo {
+        let first = lo * s + offset - pad;
+        let valid = &mut dst[lo - ow0..hi - ow0];
+        if s == 1 {
+            valid.copy_from_slice(&src[first..first + valid.len()]);
+        } else {
+            for (i, v) in valid.iter_mut().enumerate() {
+                *v = src[first + i * s];
+            }
+        }
+    }
+}

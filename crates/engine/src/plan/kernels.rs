@@ -1,0 +1,190 @@
+//! The plan's element-wise and pooling kernels: plain loops written to autovectorize,
+//! compiled twice — once for the baseline target and once with `avx2,fma` enabled — and
+//! picked at run time with `is_x86_feature_detected!` (other CPUs get the portable copy).
+//!
+//! Layout everywhere is NCHW row-major; "plane" means one `[H·W]` (or `[D·H·W]`) channel
+//! plane of one image.
+
+use crate::ops::padding::Axis;
+
+/// Defines `pub fn $name(args)` that runs the body compiled with AVX2+FMA when the CPU has
+/// them, else compiled for the baseline target. The body must be safe code.
+macro_rules! multiversion {
+    ($(#[$meta:meta])* pub fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+        $(#[$meta])*
+        pub fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            fn body($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2($($arg: $ty),*) {
+                    body($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                    // SAFETY: the CPU supports the features `avx2` was compiled for.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            body($($arg),*)
+        }
+    };
+}
+
+multiversion! {
+    /// `x = max(x, 0)` in place.
+    pub fn relu_in_place(x: &mut [f32]) {
+        for v in x.iter_mut() {
+            *v = v.max(0.0);
+        }
+    }
+}
+
+multiversion! {
+    /// `y = max(x, 0)`.
+    pub fn relu_into(x: &[f32], y: &mut [f32]) {
+        for (o, &v) in y.iter_mut().zip(x) {
+            *o = v.max(0.0);
+        }
+    }
+}
+
+multiversion! {
+    /// `y += x`, optionally followed by ReLU.
+    pub fn add_in_place(y: &mut [f32], x: &[f32], relu: bool) {
+        if relu {
+            for (o, &v) in y.iter_mut().zip(x) {
+                *o = (*o + v).max(0.0);
+            }
+        } else {
+            for (o, &v) in y.iter_mut().zip(x) {
+                *o += v;
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// `y = a + b`, optionally followed by ReLU.
+    pub fn add_into(a: &[f32], b: &[f32], y: &mut [f32], relu: bool) {
+        if relu {
+            for ((o, &u), &v) in y.iter_mut().zip(a).zip(b) {
+                *o = (u + v).max(0.0);
+            }
+        } else {
+            for ((o, &u), &v) in y.iter_mut().zip(a).zip(b) {
+                *o = u + v;
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// Per-channel affine `y = x·scale[c] + shift[c]` (inference BatchNorm), optional ReLU.
+    /// `x` and `y` are `[N, C, plane]`.
+    pub fn affine_into(x: &[f32], y: &mut [f32], scale: &[f32], shift: &[f32], plane: usize, relu: bool) {
+        let c = scale.len();
+        if plane == 0 || c == 0 {
+            return;
+        }
+        for (i, (xp, yp)) in x.chunks_exact(plane).zip(y.chunks_exact_mut(plane)).enumerate() {
+            let (s, t) = (scale[i % c], shift[i % c]);
+            if relu {
+                for (o, &v) in yp.iter_mut().zip(xp) {
+                    *o = (v * s + t).max(0.0);
+                }
+            } else {
+                for (o, &v) in yp.iter_mut().zip(xp) {
+                    *o = v * s + t;
+                }
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// The conv epilogue on one output row segment, right after the GEMM wrote it (while it
+    /// is in cache): adds the filter's bias, then the matching residual segment, then ReLU.
+    pub fn conv_epilogue_row(row: &mut [f32], bias: f32, residual: Option<&[f32]>, relu: bool) {
+        match residual {
+            Some(res) => {
+                if relu {
+                    for (o, &v) in row.iter_mut().zip(res) {
+                        *o = (*o + bias + v).max(0.0);
+                    }
+                } else {
+                    for (o, &v) in row.iter_mut().zip(res) {
+                        *o = *o + bias + v;
+                    }
+                }
+            }
+            None => {
+                if relu {
+                    for o in row.iter_mut() {
+                        *o = (*o + bias).max(0.0);
+                    }
+                } else if bias != 0.0 {
+                    for o in row.iter_mut() {
+                        *o += bias;
+                    }
+                }
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// Mean of each plane: `x` is `[planes, plane]`, `y` is `[planes]`.
+    pub fn global_average(x: &[f32], y: &mut [f32], plane: usize) {
+        if plane == 0 {
+            y.fill(f32::NAN);
+            return;
+        }
+        for (o, xp) in y.iter_mut().zip(x.chunks_exact(plane)) {
+            // Eight partial sums: vectorizes, and is more accurate than one running sum.
+            let mut acc = [0.0f32; 8];
+            let mut chunks = xp.chunks_exact(8);
+            for c in &mut chunks {
+                for (a, &v) in acc.iter_mut().zip(c) {
+                    *a += v;
+                }
+            }
+            let tail: f32 = chunks.remainder().iter().sum();
+            *o = (acc.iter().sum::<f32>() + tail) / plane as f32;
+        }
+    }
+}
+
+multiversion! {
+    /// MaxPool over one `[D,H,W]` plane (axes lifted to 3-D); padding never wins, a window
+    /// of only padding gives -inf, NaN never wins (as the reference kernel). Loop order: per
+    /// output row, one pass per kernel tap over the row's valid outputs — a branch-free
+    /// strided max that vectorizes (the per-output tap loop took 6.8 ms on ResNet-50's 3×3/2 pool).
+    pub fn max_pool_plane(x: &[f32], y: &mut [f32], axes: &[Axis; 3]) {
+        let [ad, ah, aw] = axes;
+        let mut rows = y.chunks_exact_mut(aw.output.max(1));
+        for od in 0..ad.output {
+            for oh in 0..ah.output {
+                let Some(out) = rows.next() else { return };
+                out.fill(f32::NEG_INFINITY);
+                for kd in 0..ad.kernel {
+                    let Some(id) = ad.input_index(od, kd) else { continue };
+                    for kh in 0..ah.kernel {
+                        let Some(ih) = ah.input_index(oh, kh) else { continue };
+                        let line = &x[(id * ah.input + ih) * aw.input..][..aw.input];
+                        for kw in 0..aw.kernel {
+                            // Input position ow·s + off; valid for ow in lo..hi.
+                            let (s, off) = (aw.stride, (kw * aw.dilation) as isize - aw.pad_begin as isize);
+                            let lo = if off >= 0 { 0 } else { ((-off) as usize).div_ceil(s) };
+                            let end = aw.input as isize - off;
+                            let hi = if end <= 0 { 0 } else { (end as usize).div_ceil(s).min(aw.output) };
+                            for ow in lo..hi {
+                                out[ow] = out[ow].max(line[(ow * s).wrapping_add_signed(off)]);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,728 @@
+//! The compiled plan: the production executor beside the reference interpreter
+//! ([`crate::exec`]). [`Plan::compile`] walks a graph once (after whatever passes the caller
+//! ran) and emits [`Step`]s: convolutions with packed filters and a fused bias / residual Add
+//! / ReLU epilogue ([`conv`]), the FC Gemm on `gemm`, BatchNorm as a per-channel affine with
+//! an optional fused ReLU, ReLU, Add, MaxPool and GlobalAveragePool as vectorized loops
+//! ([`kernels`]); every other node runs its reference kernel, so every graph the reference
+//! runs, the plan runs.
+//!
+//! Memory: buffer lifetimes are computed at compile time (the step after which each value
+//! is dead); dead f32 buffers go back to a pool owned by the plan and are reused by later
+//! steps and later runs. In the steady state a run allocates only its output tensors, the
+//! per-call bookkeeping vectors, and whatever the reference-kernel fallbacks allocate
+//! (none in a ResNet except Flatten/Reshape); im2col scratch is per thread and kept.
+//!
+//! Threads: the plan owns a rayon pool of `threads` workers; [`Plan::run`] runs inside it.
+//! Convolutions split into tiles (image × group × column panel × filter chunk); `gemm` runs
+//! single-threaded inside a tile, never nested.
+
+pub mod conv;
+pub mod kernels;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+use crate::error::{Error, OpError, Result};
+use crate::exec::check_inputs;
+use crate::fact::{Dim, Fact};
+use crate::graph::{Graph, ValueId};
+use crate::ops::binary::BinaryKind;
+use crate::ops::global_pool::PoolKind;
+use crate::ops::padding::{lift_to_3d, Window};
+use crate::ops::Op;
+use crate::tensor::{numel, DType, Tensor};
+
+use conv::ConvKernel;
+
+/// How to compile a plan.
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    /// Worker threads of the plan's pool; 0 = one per available core.
+    pub threads: usize,
+}
+
+/// What one step computes.
+#[derive(Debug)]
+enum Kind {
+    /// inputs: `[X, W (run-time only), B (run-time only), residual]`.
+    Conv(ConvKernel),
+    /// `Y = alpha·A·op(B) + beta·C` with op(B) packed `[K, N]` and `beta·C` a row `[N]` or a scalar.
+    Fc {
+        b: Vec<f32>,
+        k: usize,
+        n: usize,
+        c: Option<Vec<f32>>,
+        alpha: f32,
+    },
+    /// Per-channel affine (inference BatchNorm), optional ReLU; always a new buffer (in v2
+    /// the un-normalized input is still needed by the next shortcut).
+    Affine {
+        scale: Vec<f32>,
+        shift: Vec<f32>,
+        relu: bool,
+    },
+    Relu,
+    /// Same-shape Add (broadcasting ones run the reference kernel), optional ReLU.
+    Add {
+        relu: bool,
+        op: Op,
+    },
+    MaxPool {
+        window: Window,
+    },
+    GlobalAverage {
+        op: Op,
+    },
+    /// The node's reference kernel.
+    Reference(Op),
+}
+
+/// One step of the plan.
+#[derive(Debug)]
+struct Step {
+    /// The (first) node's name and op type, for errors and [`Plan::describe`].
+    name: String,
+    op_type: &'static str,
+    /// The graph nodes folded into this step, in order (for `describe`).
+    fused: Vec<&'static str>,
+    kind: Kind,
+    inputs: Vec<Option<ValueId>>,
+    outputs: Vec<Option<ValueId>>,
+}
+
+/// A compiled graph; see the module docs. `Send + Sync`: one plan serves many threads.
+pub struct Plan {
+    /// The source graph's inputs/outputs/facts (for [`check_inputs`] and names) and constants.
+    graph: Graph,
+    steps: Vec<Step>,
+    /// Per value: the last step that reads it (freed after it); `None` = never freed.
+    last_use: Vec<Option<usize>>,
+    pool: rayon::ThreadPool,
+    threads: usize,
+    buffers: Mutex<Vec<Vec<f32>>>,
+}
+
+/// A value during one run.
+enum Slot<'a> {
+    Empty,
+    Borrowed(&'a Tensor),
+    Owned(Tensor),
+}
+
+impl Slot<'_> {
+    fn tensor(&self) -> Option<&Tensor> {
+        match self {
+            Slot::Empty => None,
+            Slot::Borrowed(t) => Some(t),
+            Slot::Owned(t) => Some(t),
+        }
+    }
+}
+
+fn constant(graph: &Graph, id: ValueId) -> Option<&Arc<Tensor>> {
+    let v = &graph.values[id];
+    v.initializer.as_ref().or(v.fact.value.as_ref())
+}
+
+fn const_f32(graph: &Graph, id: Option<ValueId>) -> Option<Vec<f32>> {
+    constant(graph, id?)?.as_f32().map(<[f32]>::to_vec)
+}
+
+fn is_f32(f: &Fact) -> bool {
+    f.dtype.is_none_or(|d| d == DType::F32)
+}
+
+/// Both shapes known and equal dim by dim (a shared symbol such as `N` counts as equal).
+fn same_shape(a: &Fact, b: &Fact) -> bool {
+    match (&a.shape, &b.shape) {
+        (Some(x), Some(y)) => x == y && !x.contains(&Dim::unknown()),
+        _ => false,
+    }
+}
+
+impl Plan {
+    /// Compiles `graph` (nodes topologically sorted, facts inferred — as the importer leaves it).
+    pub fn compile(graph: &Graph, opts: &PlanOptions) -> Result<Plan> {
+        let threads =
+            if opts.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { opts.threads };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("resnet-plan-{i}"))
+            .build()
+            .map_err(|e| Error::Input {
+                name: "threads".into(),
+                detail: format!("cannot start {threads} threads: {e}"),
+            })?;
+
+        let nv = graph.values.len();
+        let outputs: HashSet<ValueId> = graph.outputs.iter().copied().collect();
+        let mut consumers: Vec<Vec<usize>> = vec![Vec::new(); nv];
+        for (i, n) in graph.nodes.iter().enumerate() {
+            for &v in n.inputs.iter().flatten() {
+                consumers[v].push(i);
+            }
+        }
+        // The one node reading `v`, when `v` is not a graph output and has one reader.
+        let single_consumer = |v: ValueId| -> Option<usize> {
+            (!outputs.contains(&v) && consumers[v].len() == 1).then(|| consumers[v][0])
+        };
+        let mut materialized = vec![false; nv];
+        for (i, v) in graph.values.iter().enumerate() {
+            materialized[i] = v.initializer.is_some();
+        }
+        for &i in &graph.inputs {
+            materialized[i] = true;
+        }
+        let mut skip = vec![false; graph.nodes.len()];
+        let mut steps = Vec::new();
+
+        for (i, node) in graph.nodes.iter().enumerate() {
+            if skip[i] {
+                continue;
+            }
+            let fact = |slot: usize| node.inputs.get(slot).copied().flatten().map(|v| &graph.values[v].fact);
+            let out0 = node.outputs.first().copied().flatten();
+            // Follows `v` into a single-consumer ReLU; returns the value after it.
+            let fuse_relu = |v: ValueId, skip: &mut Vec<bool>, fused: &mut Vec<&'static str>| -> (ValueId, bool) {
+                if let Some(j) = single_consumer(v) {
+                    if matches!(graph.nodes[j].op, Op::Relu(_)) && !skip[j] {
+                        if let Some(Some(r)) = graph.nodes[j].outputs.first() {
+                            skip[j] = true;
+                            fused.push("Relu");
+                            return (*r, true);
+                        }
+                    }
+                }
+                (v, false)
+            };
+            let mut fused = vec![node.op.onnx_type()];
+            let step = match (&node.op, out0) {
+                (Op::Conv(c), Some(out))
+                    if node.inputs.len() >= 2
+                        && fact(0).is_some_and(is_f32)
+                        && node.inputs[1].is_some()
+                        && node.outputs.len() == 1 =>
+                {
+                    let w_id = node.inputs[1].expect("checked");
+                    let b_id = node.inputs.get(2).copied().flatten();
+                    let packed =
+                        constant(graph, w_id).and_then(|t| t.as_f32().map(|d| (t.shape().to_vec(), d.to_vec())));
+                    let bias = const_f32(graph, b_id);
+                    let (w_shape, weights) = match packed {
+                        Some((s, d)) => (Some(s), Some(d)),
+                        None => (None, None),
+                    };
+                    let mut inputs = vec![node.inputs[0], weights.is_none().then_some(w_id), None, None];
+                    if bias.is_none() {
+                        inputs[2] = b_id;
+                    }
+                    // Conv → Add(other) with `other` already computed and of the same shape.
+                    let mut cur = out;
+                    if let Some(j) = single_consumer(out) {
+                        let add = &graph.nodes[j];
+                        if let (Op::Binary(b), [Some(a0), Some(a1)]) = (&add.op, add.inputs.as_slice()) {
+                            let other = if *a0 == out { *a1 } else { *a0 };
+                            if b.kind == BinaryKind::Add
+                                && !skip[j]
+                                && other != out
+                                && materialized[other]
+                                && same_shape(&graph.values[out].fact, &graph.values[other].fact)
+                            {
+                                if let Some(Some(sum)) = add.outputs.first() {
+                                    skip[j] = true;
+                                    fused.push("Add");
+                                    inputs[3] = Some(other);
+                                    cur = *sum;
+                                }
+                            }
+                        }
+                    }
+                    let (cur, relu) = fuse_relu(cur, &mut skip, &mut fused);
+                    let kernel = ConvKernel { window: c.window.clone(), group: c.group, weights, w_shape, bias, relu };
+                    (Kind::Conv(kernel), inputs, vec![Some(cur)])
+                }
+                (Op::Gemm(gm), Some(out))
+                    if !gm.trans_a
+                        && fact(0).is_some_and(is_f32)
+                        && node.inputs.get(1).copied().flatten().and_then(|b| constant(graph, b)).is_some() =>
+                {
+                    let b = constant(graph, node.inputs[1].expect("checked")).expect("checked");
+                    let c = node.inputs.get(2).copied().flatten();
+                    match (b.as_f32(), b.shape(), c.map(|c| constant(graph, c))) {
+                        (Some(bd), &[b0, b1], cst) if cst.is_none() || cst.is_some_and(|c| c.is_some()) => {
+                            let (k, n) = if gm.trans_b { (b1, b0) } else { (b0, b1) };
+                            let packed: Vec<f32> = if gm.trans_b {
+                                (0..k).flat_map(|kk| (0..n).map(move |nn| bd[nn * k + kk])).collect()
+                            } else {
+                                bd.to_vec()
+                            };
+                            let row = match cst.flatten() {
+                                None => Some(None),
+                                Some(ct) => match (ct.as_f32(), ct.shape()) {
+                                    (Some(d), s) if d.len() == 1 && s.len() <= 2 => Some(Some(vec![gm.beta * d[0]; n])),
+                                    (Some(d), [cn]) | (Some(d), [1, cn]) if *cn == n => {
+                                        Some(Some(d.iter().map(|v| gm.beta * v).collect()))
+                                    }
+                                    _ => None,
+                                },
+                            };
+                            match row {
+                                Some(c) => (
+                                    Kind::Fc { b: packed, k, n, c, alpha: gm.alpha },
+                                    vec![node.inputs[0]],
+                                    vec![Some(out)],
+                                ),
+                                None => reference(node),
+                            }
+                        }
+                        _ => reference(node),
+                    }
+                }
+                (Op::BatchNormalization(bn), Some(out)) if node.inputs.len() == 5 && node.outputs.len() == 1 => {
+                    let stats: Option<Vec<Vec<f32>>> = (1..5).map(|s| const_f32(graph, node.inputs[s])).collect();
+                    let c = fact(0).and_then(|f| f.shape.as_ref()).and_then(|s| s.get(1)).and_then(Dim::known);
+                    match (stats, c) {
+                        (Some(st), Some(c)) if st.iter().all(|v| v.len() == c) && fact(0).is_some_and(is_f32) => {
+                            let scale: Vec<f32> = (0..c).map(|i| st[0][i] / (st[3][i] + bn.epsilon).sqrt()).collect();
+                            let shift: Vec<f32> = (0..c).map(|i| st[1][i] - st[2][i] * scale[i]).collect();
+                            let (cur, relu) = fuse_relu(out, &mut skip, &mut fused);
+                            (Kind::Affine { scale, shift, relu }, vec![node.inputs[0]], vec![Some(cur)])
+                        }
+                        _ => reference(node),
+                    }
+                }
+                (Op::Relu(_), Some(out)) if fact(0).is_some_and(|f| f.dtype == Some(DType::F32)) => {
+                    (Kind::Relu, node.inputs.clone(), vec![Some(out)])
+                }
+                (Op::Binary(b), Some(out))
+                    if b.kind == BinaryKind::Add
+                        && node.inputs.len() == 2
+                        && fact(0).is_some_and(|f| f.dtype == Some(DType::F32)) =>
+                {
+                    let (cur, relu) = fuse_relu(out, &mut skip, &mut fused);
+                    (Kind::Add { relu, op: node.op.clone() }, node.inputs.clone(), vec![Some(cur)])
+                }
+                (Op::MaxPool(mp), Some(out))
+                    if node.outputs.get(1).copied().flatten().is_none() && fact(0).is_some_and(is_f32) =>
+                {
+                    (Kind::MaxPool { window: mp.window.clone() }, node.inputs.clone(), vec![Some(out)])
+                }
+                (Op::GlobalPool(gp), Some(out)) if gp.kind == PoolKind::Average && fact(0).is_some_and(is_f32) => {
+                    (Kind::GlobalAverage { op: node.op.clone() }, node.inputs.clone(), vec![Some(out)])
+                }
+                _ => reference(node),
+            };
+            let (kind, inputs, outs) = step;
+            if let Kind::Reference(_) = kind {
+                fused.truncate(1);
+            }
+            for &o in outs.iter().flatten() {
+                materialized[o] = true;
+            }
+            steps.push(Step {
+                name: node.name.clone(),
+                op_type: node.op.onnx_type(),
+                fused,
+                kind,
+                inputs,
+                outputs: outs,
+            });
+        }
+
+        let mut last_use: Vec<Option<usize>> = vec![None; nv];
+        for (si, s) in steps.iter().enumerate() {
+            for &v in s.inputs.iter().flatten() {
+                last_use[v] = Some(si);
+            }
+            // A value nobody reads dies right after the step that makes it.
+            for &v in s.outputs.iter().flatten() {
+                if last_use[v].is_none() {
+                    last_use[v] = Some(si);
+                }
+            }
+        }
+        for &o in &graph.outputs {
+            last_use[o] = None;
+        }
+        for (i, v) in graph.values.iter().enumerate() {
+            if v.initializer.is_some() {
+                last_use[i] = None;
+            }
+        }
+        Ok(Plan { graph: graph.clone(), steps, last_use, pool, threads, buffers: Mutex::new(Vec::new()) })
+    }
+
+    /// Number of worker threads.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// One line per step: index, kind, fused nodes, node name.
+    pub fn describe(&self) -> Vec<String> {
+        self.steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let kind = match &s.kind {
+                    Kind::Conv(c) => {
+                        let w = c.w_shape.as_ref().map_or("runtime W".to_string(), |w| format!("W{w:?}"));
+                        format!("conv {w} group {}", c.group)
+                    }
+                    Kind::Fc { k, n, .. } => format!("fc {k}->{n}"),
+                    Kind::Affine { .. } => "affine".into(),
+                    Kind::Relu => "relu".into(),
+                    Kind::Add { .. } => "add".into(),
+                    Kind::MaxPool { .. } => "maxpool".into(),
+                    Kind::GlobalAverage { .. } => "global-average".into(),
+                    Kind::Reference(_) => "reference".into(),
+                };
+                format!("{i:>4} {kind:<28} [{}] '{}'", s.fused.join("+"), s.name)
+            })
+            .collect()
+    }
+
+    /// Runs the plan: same contract as [`crate::exec::run`] (inputs in the order of the
+    /// graph's inputs; any batch size the graph's symbolic dims allow).
+    pub fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
+        check_inputs(&self.graph, &inputs)?;
+        self.pool.install(|| self.run_steps(inputs, None))
+    }
+
+    /// [`Plan::run`], also returning the wall time of each step in milliseconds (in the
+    /// order of [`Plan::describe`]): the per-layer profile.
+    pub fn run_profiled(&self, inputs: Vec<Tensor>) -> Result<(Vec<Tensor>, Vec<f64>)> {
+        check_inputs(&self.graph, &inputs)?;
+        let mut times = Vec::with_capacity(self.steps.len());
+        let out = self.pool.install(|| self.run_steps(inputs, Some(&mut times)))?;
+        Ok((out, times))
+    }
+
+    fn take_buffer(&self, len: usize) -> Vec<f32> {
+        let mut pool = self.buffers.lock().unwrap_or_else(|e| e.into_inner());
+        // Best fit: the smallest buffer that holds `len`, else the largest (grown).
+        let best = pool
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.capacity() >= len)
+            .min_by_key(|(_, b)| b.capacity())
+            .map(|(i, _)| i)
+            .or_else(|| pool.iter().enumerate().max_by_key(|(_, b)| b.capacity()).map(|(i, _)| i));
+        let mut v = best.map(|i| pool.swap_remove(i)).unwrap_or_default();
+        drop(pool);
+        if v.len() >= len {
+            v.truncate(len);
+        } else {
+            v.resize(len, 0.0);
+        }
+        v
+    }
+
+    fn give_back(&self, t: Tensor) {
+        if let Some(v) = t.into_f32() {
+            if v.capacity() > 0 {
+                self.buffers.lock().unwrap_or_else(|e| e.into_inner()).push(v);
+            }
+        }
+    }
+
+    fn run_steps(&self, inputs: Vec<Tensor>, mut times: Option<&mut Vec<f64>>) -> Result<Vec<Tensor>> {
+        let g = &self.graph;
+        let mut slots: Vec<Slot> =
+            g.values.iter().map(|v| v.initializer.as_deref().map_or(Slot::Empty, Slot::Borrowed)).collect();
+        for (&id, t) in g.inputs.iter().zip(inputs) {
+            slots[id] = Slot::Owned(t);
+        }
+        for (si, step) in self.steps.iter().enumerate() {
+            let wrap = |source| Error::Node { node: step.name.clone(), op: step.op_type.to_string(), source };
+            let start = times.is_some().then(std::time::Instant::now);
+            let results = self.run_step(si, step, &mut slots).map_err(wrap)?;
+            if let (Some(times), Some(start)) = (times.as_deref_mut(), start) {
+                times.push(start.elapsed().as_secs_f64() * 1e3);
+            }
+            for (slot, t) in step.outputs.iter().zip(results) {
+                if let Some(id) = *slot {
+                    slots[id] = Slot::Owned(t);
+                }
+            }
+            for &id in step.inputs.iter().chain(&step.outputs).flatten() {
+                if self.last_use[id] == Some(si) {
+                    if let Slot::Owned(t) = std::mem::replace(&mut slots[id], Slot::Empty) {
+                        self.give_back(t);
+                    }
+                }
+            }
+        }
+        let mut outs = Vec::with_capacity(g.outputs.len());
+        for (i, &id) in g.outputs.iter().enumerate() {
+            let last = !g.outputs[i + 1..].contains(&id);
+            let t = match std::mem::replace(&mut slots[id], Slot::Empty) {
+                Slot::Owned(t) if last => t,
+                Slot::Owned(t) => {
+                    let c = t.clone();
+                    slots[id] = Slot::Owned(t);
+                    c
+                }
+                Slot::Borrowed(t) => t.clone(),
+                Slot::Empty => return Err(Error::DanglingOutput(g.values[id].name.clone())),
+            };
+            outs.push(t);
+        }
+        // Intermediates still held (graph inputs never read, say) go back to the pool.
+        for s in slots {
+            if let Slot::Owned(t) = s {
+                self.give_back(t);
+            }
+        }
+        Ok(outs)
+    }
+
+    /// Takes input `slot`'s buffer for in-place use when this step is its last reader and
+    /// the step reads it once.
+    fn take_if_dead(&self, si: usize, step: &Step, slot: usize, slots: &mut [Slot]) -> Option<Tensor> {
+        let id = step.inputs.get(slot).copied().flatten()?;
+        if self.last_use[id] != Some(si) || step.inputs.iter().flatten().filter(|&&v| v == id).count() != 1 {
+            return None;
+        }
+        match std::mem::replace(&mut slots[id], Slot::Empty) {
+            Slot::Owned(t) if t.as_f32().is_some() => Some(t),
+            other => {
+                slots[id] = other;
+                None
+            }
+        }
+    }
+
+    fn run_step(&self, si: usize, step: &Step, slots: &mut [Slot]) -> std::result::Result<Vec<Tensor>, OpError> {
+        let f32_of = |t: &Tensor, i: usize| -> std::result::Result<Vec<usize>, OpError> {
+            match t.as_f32() {
+                Some(_) => Ok(t.shape().to_vec()),
+                None => Err(OpError::DType { input: i, dtype: t.dtype(), expected: "float32" }),
+            }
+        };
+        match &step.kind {
+            Kind::Reference(op) => {
+                let args: Vec<Option<&Tensor>> = (0..step.inputs.len()).map(|i| slot_input(step, slots, i)).collect();
+                op.def().eval(&args)
+            }
+            Kind::Conv(k) => {
+                let x = slot_input(step, slots, 0).ok_or(OpError::MissingInput(0))?;
+                let xs = f32_of(x, 0)?;
+                let w_rt = slot_input(step, slots, 1);
+                let ws = match (&k.w_shape, w_rt) {
+                    (Some(s), _) => s.clone(),
+                    (None, Some(w)) => f32_of(w, 1)?,
+                    (None, None) => return Err(OpError::MissingInput(1)),
+                };
+                let b_rt = slot_input(step, slots, 2);
+                if let Some(b) = b_rt {
+                    f32_of(b, 2)?;
+                    if b.rank() != 1 {
+                        return Err(OpError::shape(format!("B has shape {:?}, expected [M]", b.shape())));
+                    }
+                }
+                let bias_len = k.bias.as_ref().map(Vec::len).or(b_rt.map(Tensor::len));
+                let geo = k.geometry(&xs, &ws, bias_len)?;
+                let res = slot_input(step, slots, 3);
+                if let Some(r) = res {
+                    if r.shape() != geo.out_shape.as_slice() || r.as_f32().is_none() {
+                        return Err(OpError::shape(format!(
+                            "fused residual Add: {:?} does not match the conv output {:?}",
+                            r.shape(),
+                            geo.out_shape
+                        )));
+                    }
+                }
+                let mut y = self.take_buffer(numel(&geo.out_shape));
+                k.run(
+                    &geo,
+                    x.as_f32().expect("checked"),
+                    w_rt.and_then(Tensor::as_f32).unwrap_or_default(),
+                    b_rt.and_then(Tensor::as_f32),
+                    res.and_then(Tensor::as_f32),
+                    &mut y,
+                );
+                Ok(vec![Tensor::from_f32(geo.out_shape, y)])
+            }
+            Kind::Fc { b, k, n, c, alpha } => {
+                let a = slot_input(step, slots, 0).ok_or(OpError::MissingInput(0))?;
+                let s = f32_of(a, 0)?;
+                if s.len() != 2 || s[1] != *k {
+                    return Err(OpError::shape(format!("A has shape {s:?}, expected [M, {k}]")));
+                }
+                let m = s[0];
+                let mut y = self.take_buffer(m * n);
+                if let Some(c) = c {
+                    for row in y.chunks_exact_mut(*n) {
+                        row.copy_from_slice(c);
+                    }
+                }
+                if m > 0 && *n > 0 && *k > 0 {
+                    let par = if self.threads > 1 { Parallelism::Rayon(self.threads) } else { Parallelism::None };
+                    // SAFETY: y is [m, n], A is [m, k], b is [k, n], all row-major and in bounds.
+                    unsafe {
+                        gemm::gemm(
+                            m,
+                            *n,
+                            *k,
+                            y.as_mut_ptr(),
+                            1,
+                            *n as isize,
+                            c.is_some(),
+                            a.as_f32().expect("checked").as_ptr(),
+                            1,
+                            *k as isize,
+                            b.as_ptr(),
+                            1,
+                            *n as isize,
+                            1.0,
+                            *alpha,
+                            false,
+                            false,
+                            false,
+                            par,
+                        );
+                    }
+                } else if c.is_none() {
+                    y.fill(0.0);
+                }
+                Ok(vec![Tensor::from_f32(vec![m, *n], y)])
+            }
+            Kind::Affine { scale, shift, relu } => {
+                let x = slot_input(step, slots, 0).ok_or(OpError::MissingInput(0))?;
+                let s = f32_of(x, 0)?;
+                if s.len() < 2 || s[1] != scale.len() {
+                    return Err(OpError::shape(format!("X has shape {s:?}, expected [N, {}, ...]", scale.len())));
+                }
+                let plane: usize = s[2..].iter().product();
+                let mut y = self.take_buffer(x.len());
+                let xd = x.as_f32().expect("checked");
+                self.par_images(xd, &mut y, s[1] * plane, |xc, yc| {
+                    kernels::affine_into(xc, yc, scale, shift, plane, *relu)
+                });
+                Ok(vec![Tensor::from_f32(s, y)])
+            }
+            Kind::Relu => {
+                if let Some(t) = self.take_if_dead(si, step, 0, slots) {
+                    return Ok(vec![map_f32(t, kernels::relu_in_place)]);
+                }
+                let x = slot_input(step, slots, 0).ok_or(OpError::MissingInput(0))?;
+                let s = f32_of(x, 0)?;
+                let mut y = self.take_buffer(x.len());
+                kernels::relu_into(x.as_f32().expect("checked"), &mut y);
+                Ok(vec![Tensor::from_f32(s, y)])
+            }
+            Kind::Add { relu, op } => {
+                let same = {
+                    let (a, b) = (slot_input(step, slots, 0), slot_input(step, slots, 1));
+                    matches!((a, b), (Some(a), Some(b)) if a.shape() == b.shape() && a.as_f32().is_some() && b.as_f32().is_some())
+                };
+                if !same {
+                    let (a, b) = (slot_input(step, slots, 0), slot_input(step, slots, 1));
+                    let args = [a, b];
+                    let out = op.def().eval(&args)?;
+                    if !*relu {
+                        return Ok(out);
+                    }
+                    let sum: Vec<Option<&Tensor>> = out.iter().map(Some).collect();
+                    return crate::ops::OpDef::eval(&crate::ops::relu::Relu {}, &sum[..1]);
+                }
+                for (slot, other) in [(0, 1), (1, 0)] {
+                    if let Some(t) = self.take_if_dead(si, step, slot, slots) {
+                        let o = slot_input(step, slots, other).expect("checked").as_f32().expect("checked");
+                        return Ok(vec![map_f32(t, |y| kernels::add_in_place(y, o, *relu))]);
+                    }
+                }
+                let (a, b) =
+                    (slot_input(step, slots, 0).expect("checked"), slot_input(step, slots, 1).expect("checked"));
+                let mut y = self.take_buffer(a.len());
+                kernels::add_into(a.as_f32().expect("checked"), b.as_f32().expect("checked"), &mut y, *relu);
+                Ok(vec![Tensor::from_f32(a.shape().to_vec(), y)])
+            }
+            Kind::MaxPool { window } => {
+                let x = slot_input(step, slots, 0).ok_or(OpError::MissingInput(0))?;
+                let xs = f32_of(x, 0)?;
+                let kernel = window.kernel_shape.as_deref().unwrap_or_default();
+                if !(3..=5).contains(&xs.len()) || xs.len() != kernel.len() + 2 {
+                    return Err(OpError::shape(format!(
+                        "input shape {xs:?} does not fit kernel_shape {kernel:?}: expected [N,C] and one dim per kernel axis"
+                    )));
+                }
+                let axes = lift_to_3d(&window.axes(kernel, &xs[2..])?)?;
+                let mut out_shape = xs[..2].to_vec();
+                out_shape.extend(window.axes(kernel, &xs[2..])?.iter().map(|a| a.output));
+                let (in_plane, out_plane): (usize, usize) =
+                    (xs[2..].iter().product(), axes.iter().map(|a| a.output).product());
+                let mut y = self.take_buffer(numel(&out_shape));
+                let xd = x.as_f32().expect("checked");
+                if in_plane > 0 && out_plane > 0 {
+                    let one = |(xp, yp): (&[f32], &mut [f32])| kernels::max_pool_plane(xp, yp, &axes);
+                    if self.threads > 1 {
+                        xd.par_chunks(in_plane).zip(y.par_chunks_mut(out_plane)).for_each(one);
+                    } else {
+                        xd.chunks(in_plane).zip(y.chunks_mut(out_plane)).for_each(one);
+                    }
+                } else {
+                    y.fill(f32::NEG_INFINITY);
+                }
+                Ok(vec![Tensor::from_f32(out_shape, y)])
+            }
+            Kind::GlobalAverage { op } => {
+                let x = slot_input(step, slots, 0).ok_or(OpError::MissingInput(0))?;
+                let xs = f32_of(x, 0)?;
+                if xs.len() < 3 {
+                    return op.def().eval(&[Some(x)]);
+                }
+                let plane: usize = xs[2..].iter().product();
+                let mut out_shape = xs[..2].to_vec();
+                out_shape.extend(std::iter::repeat_n(1, xs.len() - 2));
+                let mut y = self.take_buffer(xs[0] * xs[1]);
+                kernels::global_average(x.as_f32().expect("checked"), &mut y, plane);
+                Ok(vec![Tensor::from_f32(out_shape, y)])
+            }
+        }
+    }
+
+    /// Runs `f` on whole images of `x` and `y` (`image` floats each), in parallel when the
+    /// plan has several threads and there are several images.
+    fn par_images(&self, x: &[f32], y: &mut [f32], image: usize, f: impl Fn(&[f32], &mut [f32]) + Sync) {
+        if image == 0 {
+            return;
+        }
+        if self.threads > 1 && x.len() > image {
+            x.par_chunks(image).zip(y.par_chunks_mut(image)).for_each(|(a, b)| f(a, b));
+        } else {
+            f(x, y);
+        }
+    }
+}
+
+/// Applies `f` to an f32 tensor's buffer in place (moves the buffer, no copy).
+fn map_f32(t: Tensor, f: impl FnOnce(&mut [f32])) -> Tensor {
+    let shape = t.shape().to_vec();
+    let mut v = t.into_f32().expect("caller checked the dtype");
+    f(&mut v);
+    Tensor::from_f32(shape, v)
+}
+
+/// Step input `i` during a run (`None` for an absent optional input).
+fn slot_input<'s>(step: &Step, slots: &'s [Slot], i: usize) -> Option<&'s Tensor> {
+    step.inputs.get(i).copied().flatten().map(|id| slots[id].tensor().expect("inputs are computed first"))
+}
+
+fn reference(node: &crate::graph::Node) -> (Kind, Vec<Option<ValueId>>, Vec<Option<ValueId>>) {
+    (Kind::Reference(node.op.clone()), node.inputs.clone(), node.outputs.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Plan>();
+    }
+}

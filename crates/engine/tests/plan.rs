@@ -1,0 +1,426 @@
+//! The compiled plan against the reference interpreter: fused conv steps on random shapes
+//! (proptest), every passing ONNX node test, the real ResNet-50 at batch 1 and 3 on 1 and 2
+//! threads, and a hand-built v2-style block (post-Add BatchNorm+ReLU whose input sum feeds
+//! the next shortcut). `plan_resnet50_timing` (ignored) measures the speed.
+
+use resnet_test_support as common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use resnet_engine::ops::batchnorm::BatchNormalization;
+use resnet_engine::ops::binary::{Binary, BinaryKind};
+use resnet_engine::ops::conv::Conv;
+use resnet_engine::ops::padding::Window;
+use resnet_engine::ops::relu::Relu;
+use resnet_engine::plan::{Plan, PlanOptions};
+use resnet_engine::testdata::{self, Tolerance};
+use resnet_engine::{exec, onnx, Dim, Fact, Graph, Node, Op, Tensor};
+
+/// Deterministic pseudo-random values in [-1, 1).
+fn values(len: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn tensor(shape: &[usize], seed: u64) -> Tensor {
+    Tensor::from_f32(shape.to_vec(), values(shape.iter().product(), seed))
+}
+
+fn node(g: &mut Graph, name: &str, op: Op, inputs: &[usize], out_name: &str) -> usize {
+    let out = g.add_value(out_name, Fact::unknown());
+    g.nodes.push(Node {
+        name: name.into(),
+        op,
+        inputs: inputs.iter().map(|&i| Some(i)).collect(),
+        outputs: vec![Some(out)],
+    });
+    out
+}
+
+/// max |a − b| ≤ tol · max |b| over every output; panics with the numbers otherwise.
+fn assert_close(got: &[Tensor], want: &[Tensor], tol: f64, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: output count");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let r = testdata::compare(format!("output {i}"), g, w, Tolerance::OfMax(tol));
+        assert!(r.passed, "{what}: output {i}: {:?} (max abs err {:e}, rel {:e})", r.problem, r.max_abs_err, r.rel_err);
+    }
+}
+
+#[derive(Debug, Clone)]
+struct ConvCase {
+    n: usize,
+    c_per_group: usize,
+    m_per_group: usize,
+    group: usize,
+    spatial: Vec<usize>,
+    kernel: Vec<usize>,
+    stride: Vec<usize>,
+    dilation: Vec<usize>,
+    pads: Vec<usize>,
+    bias: bool,
+    const_weights: bool,
+    residual: bool,
+    relu: bool,
+    threads: usize,
+}
+
+fn conv_case() -> impl Strategy<Value = ConvCase> {
+    (1usize..=3).prop_flat_map(|rank| {
+        (
+            (1usize..=3, 1usize..=4, 1usize..=5, 1usize..=3),
+            proptest::collection::vec((1usize..=9, 1usize..=3, 1usize..=3, 1usize..=2, 0usize..=2, 0usize..=2), rank),
+            (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>(), 1usize..=3),
+        )
+            .prop_map(|((n, cg, mg, group), axes, (bias, const_weights, residual, relu, threads))| {
+                // Keep the kernel's dilated extent within the padded input.
+                let mut c = ConvCase {
+                    n,
+                    c_per_group: cg,
+                    m_per_group: mg,
+                    group,
+                    spatial: vec![],
+                    kernel: vec![],
+                    stride: vec![],
+                    dilation: vec![],
+                    pads: vec![0; 2 * axes.len()],
+                    bias,
+                    const_weights,
+                    residual,
+                    relu,
+                    threads,
+                };
+                let r = axes.len();
+                for (i, &(len, k, s, d, pb, pe)) in axes.iter().enumerate() {
+                    let k = if (k - 1) * d + 1 > len + pb + pe { 1 } else { k };
+                    c.spatial.push(len);
+                    c.kernel.push(k);
+                    c.stride.push(s);
+                    c.dilation.push(d);
+                    c.pads[i] = pb;
+                    c.pads[r + i] = pe;
+                }
+                c
+            })
+    })
+}
+
+/// Conv (+ residual Add) (+ Relu), the pattern the plan fuses into one step.
+fn conv_graph(c: &ConvCase) -> (Graph, Vec<Tensor>) {
+    let mut g = Graph { opset: 13, ..Graph::default() };
+    let (cin, m) = (c.c_per_group * c.group, c.m_per_group * c.group);
+    let mut xs = vec![Dim::Sym("N".into()), Dim::Known(cin)];
+    xs.extend(c.spatial.iter().map(|&d| Dim::Known(d)));
+    let x = g.add_value("x", Fact::new(resnet_engine::DType::F32, xs));
+    g.inputs.push(x);
+    let mut feeds = vec![tensor(&[&[c.n, cin][..], &c.spatial].concat(), 1)];
+    let mut ws = vec![m, c.c_per_group];
+    ws.extend(&c.kernel);
+    let w_t = tensor(&ws, 2);
+    let w = if c.const_weights {
+        g.add_initializer("w", w_t)
+    } else {
+        let w = g.add_value("w", Fact::known(resnet_engine::DType::F32, &ws));
+        g.inputs.push(w);
+        feeds.push(w_t);
+        w
+    };
+    let mut inputs = vec![x, w];
+    if c.bias {
+        inputs.push(g.add_initializer("b", tensor(&[m], 3)));
+    }
+    let window = Window {
+        kernel_shape: Some(c.kernel.clone()),
+        strides: Some(c.stride.clone()),
+        dilations: Some(c.dilation.clone()),
+        pads: Some(c.pads.clone()),
+        ..Window::default()
+    };
+    let mut cur = node(&mut g, "conv", Op::Conv(Conv { window, group: c.group }), &inputs, "y");
+    if c.residual {
+        // The residual is a graph input of the conv output's shape (known after inference).
+        g.outputs = vec![cur];
+        g.infer_facts().expect("conv infers");
+        let shape = g.values[cur].fact.shape.clone().expect("conv shape");
+        let r = g.add_value("r", Fact::new(resnet_engine::DType::F32, shape.clone()));
+        g.inputs.push(r);
+        let concrete: Vec<usize> = std::iter::once(c.n).chain(shape[1..].iter().map(|d| d.known().unwrap())).collect();
+        feeds.push(tensor(&concrete, 4));
+        cur = node(&mut g, "add", Op::Binary(Binary { kind: BinaryKind::Add }), &[r, cur], "sum");
+    }
+    if c.relu {
+        cur = node(&mut g, "relu", Op::Relu(Relu {}), &[cur], "out");
+    }
+    g.outputs = vec![cur];
+    g.infer_facts().expect("graph infers");
+    (g, feeds)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    #[test]
+    fn fused_conv_step_matches_the_reference(c in conv_case()) {
+        let (g, feeds) = conv_graph(&c);
+        let want = exec::run(&g, feeds.clone()).expect("reference runs");
+        let plan = Plan::compile(&g, &PlanOptions { threads: c.threads }).expect("compiles");
+        prop_assert!(plan.describe()[0].contains("conv"), "{:?}", plan.describe());
+        if c.residual || c.relu {
+            prop_assert_eq!(plan.describe().len(), 1, "fused into one step: {:?}", plan.describe());
+        }
+        let got = plan.run(feeds).expect("plan runs");
+        assert_close(&got, &want, 1e-5, &format!("{c:?}"));
+    }
+}
+
+#[test]
+fn wide_conv_splits_into_panels_and_matches_the_reference() {
+    // 3×3 pad 1 over 40×40 with 80 input channels: K = 720, so several column panels; also
+    // batch 2 and a strided variant.
+    for (stride, threads) in [(1, 1), (1, 2), (2, 2)] {
+        let c = ConvCase {
+            n: 2,
+            c_per_group: 80,
+            m_per_group: 24,
+            group: 1,
+            spatial: vec![40, 40],
+            kernel: vec![3, 3],
+            stride: vec![stride, stride],
+            dilation: vec![1, 1],
+            pads: vec![1, 1, 1, 1],
+            bias: true,
+            const_weights: true,
+            residual: stride == 1,
+            relu: true,
+            threads,
+        };
+        let (g, feeds) = conv_graph(&c);
+        let want = exec::run(&g, feeds.clone()).unwrap();
+        let got = Plan::compile(&g, &PlanOptions { threads }).unwrap().run(feeds).unwrap();
+        assert_close(&got, &want, 1e-5, &format!("stride {stride} threads {threads}"));
+    }
+}
+
+/// A v2-style tail: `s = conv(x) + x` feeds both `relu(bn(s))` (→ next conv) and the next
+/// shortcut `conv2(...) + s`, so the BN+ReLU must write a new buffer and keep `s`.
+#[test]
+fn v2_post_add_batchnorm_relu_keeps_the_sum_for_the_next_shortcut() {
+    let mut g = Graph { opset: 7, ..Graph::default() };
+    let c = 8;
+    let x = g.add_value(
+        "x",
+        Fact::new(resnet_engine::DType::F32, vec![Dim::Sym("N".into()), Dim::Known(c), Dim::Known(6), Dim::Known(6)]),
+    );
+    g.inputs.push(x);
+    let conv = |g: &mut Graph, name: &str, input: usize, seed: u64| {
+        let w = g.add_initializer(format!("{name}_w"), tensor(&[c, c, 3, 3], seed));
+        let window = Window { kernel_shape: Some(vec![3, 3]), pads: Some(vec![1, 1, 1, 1]), ..Window::default() };
+        node(g, name, Op::Conv(Conv { window, group: 1 }), &[input, w], &format!("{name}_y"))
+    };
+    let y1 = conv(&mut g, "conv1", x, 10);
+    let s = node(&mut g, "add1", Op::Binary(Binary { kind: BinaryKind::Add }), &[y1, x], "s");
+    let stats: Vec<usize> = (0..4)
+        .map(|i| {
+            let mut v = values(c, 20 + i as u64);
+            if i == 3 {
+                v.iter_mut().for_each(|x| *x = x.abs() + 0.5);
+            }
+            g.add_initializer(format!("bn_{i}"), Tensor::from_f32(vec![c], v))
+        })
+        .collect();
+    let bn = BatchNormalization { epsilon: 1e-5, spatial: true };
+    let b = node(&mut g, "bn", Op::BatchNormalization(bn), &[s, stats[0], stats[1], stats[2], stats[3]], "b");
+    let r = node(&mut g, "relu", Op::Relu(Relu {}), &[b], "r");
+    let y2 = conv(&mut g, "conv2", r, 11);
+    let out = node(&mut g, "add2", Op::Binary(Binary { kind: BinaryKind::Add }), &[y2, s], "out");
+    g.outputs = vec![out];
+    g.infer_facts().unwrap();
+    for (n, threads) in [(1, 1), (3, 2)] {
+        let feeds = vec![tensor(&[n, c, 6, 6], 5)];
+        let want = exec::run(&g, feeds.clone()).unwrap();
+        let plan = Plan::compile(&g, &PlanOptions { threads }).unwrap();
+        let steps = plan.describe();
+        assert_eq!(steps.len(), 3, "conv1+add1, bn+relu, conv2+add2: {steps:?}");
+        assert!(steps[1].contains("BatchNormalization+Relu"), "{steps:?}");
+        assert_close(&plan.run(feeds).unwrap(), &want, 1e-5, "v2 block");
+    }
+}
+
+// ---- ONNX node tests ------------------------------------------------------------------
+
+const MANIFEST: &str = include_str!("node_tests.txt");
+
+fn passing_cases() -> Vec<String> {
+    MANIFEST
+        .lines()
+        .map(str::trim)
+        .filter_map(|l| l.strip_prefix("pass "))
+        .map(|c| c.split('#').next().unwrap_or("").trim().to_string())
+        .collect()
+}
+
+fn numbered_files(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    (0..).map(|i| dir.join(format!("{prefix}_{i}.pb"))).take_while(|p| p.exists()).collect()
+}
+
+fn run_node_case(dir: &Path) -> Result<(), String> {
+    let graph = onnx::load_model(dir.join("model.onnx")).map_err(|e| format!("load: {}", e.root()))?;
+    let data = dir.join("test_data_set_0");
+    let read = |p: &PathBuf| onnx::read_tensor_pb(p).map(|(_, t)| t).map_err(|e| format!("test data: {}", e.root()));
+    let inputs: Vec<Tensor> = numbered_files(&data, "input").iter().map(read).collect::<Result<_, _>>()?;
+    let expected: Vec<Tensor> = numbered_files(&data, "output").iter().map(read).collect::<Result<_, _>>()?;
+    let plan = Plan::compile(&graph, &PlanOptions { threads: 2 }).map_err(|e| format!("compile: {e}"))?;
+    let outputs = plan.run(inputs).map_err(|e| format!("run: {e}"))?;
+    if outputs.len() != expected.len() {
+        return Err(format!("{} outputs instead of {}", outputs.len(), expected.len()));
+    }
+    for (i, (got, want)) in outputs.iter().zip(&expected).enumerate() {
+        let r = testdata::compare(format!("output {i}"), got, want, Tolerance::Elementwise { rtol: 1e-3, atol: 1e-7 });
+        if !r.passed {
+            return Err(format!("output {i}: {:?} max |error| {:.3e}", r.problem, r.max_abs_err));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn node_tests_in_the_manifest_pass_through_the_plan() {
+    let Some(root) = common::shared_asset("data/onnx-node-tests") else { return };
+    let cases = passing_cases();
+    let failures: Vec<String> = cases
+        .iter()
+        .filter_map(|case| run_node_case(&root.join(case)).err().map(|why| format!("  {case}: {why}")))
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} node tests failed through the plan:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+// ---- the real model ----------------------------------------------------------------------
+
+fn keras() -> Option<(Graph, PathBuf)> {
+    let dir = common::shared_asset("models/resnet50-v1-keras")?;
+    let graph = onnx::load_model(testdata::find_model(&dir).unwrap()).unwrap();
+    Some((graph, dir))
+}
+
+/// Concatenates single-image inputs along the batch axis.
+fn stack(images: &[Tensor]) -> Tensor {
+    let mut shape = images[0].shape().to_vec();
+    shape[0] = images.iter().map(|t| t.shape()[0]).sum();
+    Tensor::from_f32(shape, images.iter().flat_map(|t| t.as_f32().unwrap().iter().copied()).collect())
+}
+
+#[test]
+fn resnet50_keras_through_the_plan_matches_the_data_sets_and_the_reference() {
+    let Some((graph, dir)) = keras() else { return };
+    let sets = testdata::data_sets(&dir).unwrap();
+    let mut images = Vec::new();
+    let mut expected = Vec::new();
+    for set in &sets {
+        let inputs = testdata::read_numbered(set, "input").unwrap();
+        images.push(inputs.into_iter().next().unwrap().1);
+        expected.push(testdata::read_numbered(set, "output").unwrap().into_iter().next().unwrap().1);
+    }
+    for threads in [1, 2] {
+        let plan = Plan::compile(&graph, &PlanOptions { threads }).unwrap();
+        // Batch 1: each data set against its output_0.pb and the reference.
+        for (img, want) in images.iter().zip(&expected) {
+            let got = plan.run(vec![img.clone()]).unwrap();
+            let r = testdata::compare("fc".into(), &got[0], want, Tolerance::Elementwise { rtol: 1e-3, atol: 1e-5 });
+            assert!(r.passed, "threads {threads}: vs output_0.pb: {r:?}");
+            let reference = exec::run(&graph, vec![img.clone()]).unwrap();
+            assert_close(&got, &reference, 1e-4, &format!("threads {threads}, batch 1"));
+        }
+        // Batch 3: the images stacked (the first one twice).
+        let batch = stack(&[images[0].clone(), images[images.len() - 1].clone(), images[0].clone()]);
+        let got = plan.run(vec![batch.clone()]).unwrap();
+        let reference = exec::run(&graph, vec![batch]).unwrap();
+        assert_eq!(got[0].shape()[0], 3);
+        assert_close(&got, &reference, 1e-4, &format!("threads {threads}, batch 3"));
+    }
+}
+
+#[test]
+fn one_plan_serves_several_threads_at_once() {
+    let Some((graph, dir)) = keras() else { return };
+    let set = &testdata::data_sets(&dir).unwrap()[0];
+    let img = testdata::read_numbered(set, "input").unwrap().remove(0).1;
+    let plan = Arc::new(Plan::compile(&graph, &PlanOptions { threads: 1 }).unwrap());
+    let first = plan.run(vec![img.clone()]).unwrap();
+    let handles: Vec<_> = (0..2)
+        .map(|_| {
+            let (plan, img) = (plan.clone(), img.clone());
+            std::thread::spawn(move || plan.run(vec![img]).unwrap())
+        })
+        .collect();
+    for h in handles {
+        assert_close(&h.join().unwrap(), &first, 0.0, "concurrent run");
+    }
+}
+
+/// `cargo test --release -p resnet-engine --test plan -- --ignored --nocapture`
+#[test]
+#[ignore = "timing: run explicitly in release"]
+fn plan_resnet50_timing() {
+    let Some((graph, dir)) = keras() else { return };
+    let set = &testdata::data_sets(&dir).unwrap()[0];
+    let img = testdata::read_numbered(set, "input").unwrap().remove(0).1;
+    let runs: usize = std::env::var("PLAN_RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
+    let threads: usize = std::env::var("PLAN_THREADS").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
+    let batch: usize = std::env::var("PLAN_BATCH").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
+    let input = stack(&vec![img; batch]);
+    let optimized = resnet_engine::passes::optimize(graph.clone(), &Default::default()).unwrap();
+    let t0 = std::time::Instant::now();
+    let plan = Plan::compile(&optimized, &PlanOptions { threads }).unwrap();
+    println!("compile {:.1} ms, {} steps", t0.elapsed().as_secs_f64() * 1e3, plan.describe().len());
+    let unoptimized = Plan::compile(&graph, &PlanOptions { threads }).unwrap();
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        (v[v.len() / 2], v[0], v[v.len() - 1])
+    };
+    let time = |f: &dyn Fn()| {
+        f();
+        median(
+            (0..runs)
+                .map(|_| {
+                    let t = std::time::Instant::now();
+                    f();
+                    t.elapsed().as_secs_f64() * 1e3
+                })
+                .collect(),
+        )
+    };
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    let gflop = 3.858 * 2.0 * batch as f64;
+    println!("resnet50-v1-keras batch {batch} threads {threads}, {runs} runs (median/min/max ms):");
+    let report = |name: &str, (m, lo, hi): (f64, f64, f64)| {
+        println!("  {name:<22} {m:8.2} {lo:8.2} {hi:8.2}   {:6.1} GFLOP/s", gflop / m * 1e3)
+    };
+    // Interleave the plan and the reference so drift on the shared machine hits both.
+    for _ in 0..2 {
+        report("plan (after passes)", time(&|| drop(plan.run(vec![input.clone()]).unwrap())));
+        report("plan (no passes)", time(&|| drop(unoptimized.run(vec![input.clone()]).unwrap())));
+    }
+    report("exec::run", time(&|| drop(pool.install(|| exec::run(&graph, vec![input.clone()]).unwrap()))));
+    if std::env::var_os("PLAN_PROFILE").is_some() {
+        let mut total = vec![0.0; plan.describe().len()];
+        for _ in 0..runs {
+            let (_, t) = plan.run_profiled(vec![input.clone()]).unwrap();
+            total.iter_mut().zip(t).for_each(|(a, b)| *a += b / runs as f64);
+        }
+        for (line, ms) in plan.describe().iter().zip(total) {
+            println!("{ms:8.3} ms  {line}");
+        }
+    }
+}
