@@ -22,6 +22,7 @@ enum Command {
     Inspect(cli::inspect::Args),
     Export(cli::export::Args),
     Models(cli::models::Args),
+    Bench(cli::bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +33,7 @@ fn main() -> ExitCode {
         Command::Inspect(a) => cli::inspect::run(a),
         Command::Export(a) => cli::export::run(a),
         Command::Models(a) => cli::models::run(a),
+        Command::Bench(a) => cli::bench::run(a),
     };
     match result {
         Ok(code) => code,

@@ -1,5 +1,6 @@
 //! Subcommands of the `resnet` binary and what they share.
 
+pub mod bench;
 pub mod check;
 pub mod classify;
 pub mod export;

@@ -1,0 +1,348 @@
+//! `resnet bench`: time a model on random input — load, compile, per-run latency, throughput,
+//! GFLOP/s against the machine's measured FMA peak, and peak memory.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use resnet::engine::passes::{self, PassOptions};
+use resnet::engine::plan::{Plan, PlanOptions};
+use resnet::{Model, Tensor};
+use serde::Serialize;
+
+/// Time a model on random input: latency, throughput, GFLOP/s, fraction of peak, peak RSS.
+#[derive(clap::Args)]
+#[command(after_help = "Examples:
+  resnet bench --model resnet50-v2                          # compiled plan, batch 1, all cores
+  resnet bench --model resnet50-v2 --engine reference       # the node-by-node reference executor
+  resnet bench --model model.onnx --batch 8 --threads 2 --runs 20
+  resnet bench --model resnet18-v1 --threads 1 --json | jq .median_ms
+  scripts/bench-vs-ort.sh --quick                           # ours vs ONNX Runtime, side by side
+
+The input is random normal [B,3,H,W] with H and W from the model's declared input (224 where
+symbolic); weights, not input values, decide the speed. Load is parsing and importing the
+file; compile is what the engine does before the first run: graph passes (BatchNorm folding,
+…) and plan compilation (weight packing) for `plan`, nothing for `reference`. Times per run
+are wall-clock after --warmup runs; min/median/max are over --runs.
+
+GFLOP/s counts 2 FLOPs per multiply-add of Conv, Gemm and MatMul (as `resnet inspect`
+counts MACs) times the batch, divided by the median time. The peak it is compared with is
+measured at startup: every thread runs an AVX2 FMA loop (12 independent 8-lane
+accumulators, ~55 ms) at the same time and the best of three trials counts; on CPUs
+without AVX2+FMA the fraction is n/a unless --peak-gflops gives the peak (e.g. 116 per
+core on the project's AMD EPYC Zen 4, ../shared/PERFORMANCE.md). Other load on the machine
+lowers the measured peak as it lowers the timings; give --peak-gflops for a fixed reference.
+Peak RSS is the process's high-water mark (VmHWM, Linux only) at the end: model, engine
+buffers and all runs.
+
+Compare with other runtimes only within one run, alternating (scripts/bench-vs-ort.sh).")]
+pub struct Args {
+    /// ONNX model file, or a zoo model name (see `resnet models list`).
+    #[arg(long, short = 'm', value_name = "FILE|NAME")]
+    model: String,
+    /// Images per run.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    batch: u32,
+    /// Threads the engine runs on (default: all cores).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    threads: Option<u32>,
+    /// Timed runs (median, min, max are over these).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    runs: u32,
+    /// Untimed runs before the timed ones.
+    #[arg(long, default_value_t = 2)]
+    warmup: u32,
+    /// Engine: `plan`, the compiled plan after the graph passes, or `reference`, the
+    /// node-by-node reference executor.
+    #[arg(long, default_value = "plan", value_parser = ["plan", "reference"])]
+    engine: String,
+    /// Arithmetic: `exact` fp32 (the only mode so far).
+    #[arg(long, default_value = "exact", value_parser = ["exact"])]
+    mode: String,
+    /// Use this fp32 peak (GFLOP/s, all threads together) instead of measuring it.
+    #[arg(long, value_name = "GFLOPS")]
+    peak_gflops: Option<f64>,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    registry: super::models::RegistryArgs,
+}
+
+/// What `--json` prints.
+#[derive(Debug, Serialize)]
+struct Report {
+    model: String,
+    engine: String,
+    mode: String,
+    batch: usize,
+    threads: usize,
+    runs: u32,
+    warmup: u32,
+    input_shape: Vec<usize>,
+    /// Parsing and importing the file.
+    load_ms: f64,
+    /// Graph passes and plan compilation (0 for the reference executor).
+    compile_ms: f64,
+    median_ms: f64,
+    min_ms: f64,
+    max_ms: f64,
+    images_per_s: f64,
+    /// Multiply-adds of one image at `input_shape`.
+    macs_per_image: u64,
+    gflops: f64,
+    /// fp32 peak of `threads` threads, GFLOP/s; `None` when it could not be measured.
+    peak_gflops: Option<f64>,
+    /// `measured (avx2+fma loop, T threads)` or `--peak-gflops`.
+    peak_source: String,
+    fraction_of_peak: Option<f64>,
+    /// VmHWM in MB (10^6 bytes); `None` off Linux.
+    peak_rss_mb: Option<f64>,
+}
+
+pub fn run(a: Args) -> anyhow::Result<ExitCode> {
+    let threads = match a.engine.as_str() {
+        // The reference executor's kernels run on rayon's global pool.
+        "reference" => {
+            super::init_threads(a.threads.map(|t| t as usize))?;
+            rayon::current_num_threads()
+        }
+        // The plan owns its pool (PlanOptions::threads, 0 = one per core).
+        _ => a.threads.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), |t| t as usize),
+    };
+    let batch = a.batch as usize;
+
+    let path = resnet::resolve_model(&a.model, &a.registry.resolve_options())?;
+    let start = Instant::now();
+    let model = Model::load(&path)?;
+    let load = start.elapsed();
+
+    // MACs and the input shape from the same shape inference `resnet inspect` uses: batch 1,
+    // 224 for symbolic spatial sizes.
+    let summary = resnet::inspect::summarize(&model)?;
+    let macs_per_image = summary
+        .macs
+        .with_context(|| format!("{}: cannot count multiply-adds (shapes depend on runtime values)", path.display()))?;
+    anyhow::ensure!(
+        model.graph().inputs.len() == 1 && summary.macs_input.len() == 4,
+        "{}: bench needs one image input [N,C,H,W], the model declares {} input(s) of shape {:?}",
+        path.display(),
+        model.graph().inputs.len(),
+        summary.macs_input
+    );
+    let mut input_shape = summary.macs_input.clone();
+    input_shape[0] = batch;
+    let input = random_normal(input_shape.clone(), 0);
+
+    let start = Instant::now();
+    let engine = Engine::compile(&a.engine, model, threads)?;
+    let compile = start.elapsed();
+
+    for _ in 0..a.warmup {
+        engine.run(&input)?;
+    }
+    let mut times_ms = Vec::with_capacity(a.runs as usize);
+    for _ in 0..a.runs {
+        let t = Instant::now();
+        engine.run(&input)?;
+        times_ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    times_ms.sort_by(f64::total_cmp);
+    let median_ms = median(&times_ms);
+
+    let (peak, peak_source) = match a.peak_gflops {
+        Some(p) => (Some(p), "--peak-gflops".to_string()),
+        None => (peak_gflops(threads), format!("measured (avx2+fma loop, {threads} threads)")),
+    };
+    let gflops = 2.0 * macs_per_image as f64 * batch as f64 / (median_ms * 1e6);
+    let report = Report {
+        model: path.display().to_string(),
+        engine: a.engine,
+        mode: a.mode,
+        batch,
+        threads,
+        runs: a.runs,
+        warmup: a.warmup,
+        input_shape,
+        load_ms: ms(load),
+        compile_ms: ms(compile),
+        median_ms,
+        min_ms: times_ms[0],
+        max_ms: times_ms[times_ms.len() - 1],
+        images_per_s: batch as f64 * 1e3 / median_ms,
+        macs_per_image,
+        gflops,
+        peak_gflops: peak,
+        peak_source,
+        fraction_of_peak: peak.map(|p| gflops / p),
+        peak_rss_mb: peak_rss_bytes().map(|b| b as f64 / 1e6),
+    };
+    if a.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print_report(&report);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_report(r: &Report) {
+    let or_na = |v: Option<String>| v.unwrap_or_else(|| "n/a".into());
+    println!("{}", r.model);
+    println!("  engine      {} ({}), {} threads", r.engine, r.mode, r.threads);
+    println!("  input       {:?}, {} runs after {} warm-up", r.input_shape, r.runs, r.warmup);
+    println!("  load        {:.1} ms (parse + import)", r.load_ms);
+    println!("  compile     {:.1} ms", r.compile_ms);
+    println!("  per run     median {:.2} ms  (min {:.2}, max {:.2})", r.median_ms, r.min_ms, r.max_ms);
+    println!("  throughput  {:.2} images/s", r.images_per_s);
+    println!("  compute     {:.1} GFLOP/s ({:.3} GMACs per image)", r.gflops, r.macs_per_image as f64 / 1e9);
+    println!(
+        "  of peak     {} (peak {} GFLOP/s, {})",
+        or_na(r.fraction_of_peak.map(|f| format!("{:.1} %", f * 100.0))),
+        or_na(r.peak_gflops.map(|p| format!("{p:.1}"))),
+        r.peak_source
+    );
+    println!("  peak RSS    {}", or_na(r.peak_rss_mb.map(|m| format!("{m:.1} MB"))));
+}
+
+/// The engine being timed, prepared once before the runs.
+enum Engine {
+    Reference(Model),
+    Plan(Plan),
+}
+
+impl Engine {
+    fn compile(name: &str, model: Model, threads: usize) -> anyhow::Result<Engine> {
+        match name {
+            "reference" => Ok(Engine::Reference(model)),
+            "plan" => {
+                let graph = passes::optimize(model.graph().clone(), &PassOptions::default())?;
+                Ok(Engine::Plan(Plan::compile(&graph, &PlanOptions { threads })?))
+            }
+            other => anyhow::bail!("unknown engine '{other}' (choose from: plan, reference)"),
+        }
+    }
+
+    fn run(&self, input: &Tensor) -> anyhow::Result<Vec<Tensor>> {
+        match self {
+            Engine::Reference(model) => Ok(model.run(vec![input.clone()])?),
+            Engine::Plan(plan) => Ok(plan.run(vec![input.clone()])?),
+        }
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Median of sorted, non-empty values (the upper middle one for an even count, as
+/// ../shared/tools/ort_bench.py takes it).
+fn median(sorted: &[f64]) -> f64 {
+    sorted[sorted.len() / 2]
+}
+
+/// Standard normal values (SplitMix64 + Box–Muller): input values do not change the speed,
+/// so any reproducible stream will do.
+fn random_normal(shape: Vec<usize>, seed: u64) -> Tensor {
+    let mut state = seed;
+    let mut next_unit = move || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        ((z >> 11) as f64 + 0.5) / (1u64 << 53) as f64 // in (0, 1)
+    };
+    let n: usize = shape.iter().product();
+    let data = (0..n)
+        .map(|_| {
+            let (u, v) = (next_unit(), next_unit());
+            ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
+        })
+        .collect();
+    Tensor::from_f32(shape, data)
+}
+
+/// The process's peak resident set size (VmHWM), on Linux.
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// fp32 peak of `threads` threads running at once, in GFLOP/s: the best of three trials of
+/// an FMA loop on every thread. `None` without AVX2 and FMA (not x86-64, or an old CPU).
+fn peak_gflops(threads: usize) -> Option<f64> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
+            return None;
+        }
+        // 12 accumulators × 8 lanes × 2 FLOPs per iteration: 2^25 iterations are 6.4 GFLOP,
+        // ~55 ms at 116 GFLOP/s per core — long against a thread's ~1 ms wake-up at the barrier.
+        const ITERATIONS: u64 = 1 << 25;
+        let flops_per_thread = ITERATIONS as f64 * fma::FLOPS_PER_ITERATION;
+        let mut best = 0.0f64;
+        for _ in 0..3 {
+            let barrier = std::sync::Barrier::new(threads);
+            let spans: Vec<(Instant, Instant)> = std::thread::scope(|s| {
+                let workers: Vec<_> = (0..threads)
+                    .map(|_| {
+                        s.spawn(|| {
+                            barrier.wait();
+                            let start = Instant::now();
+                            // SAFETY: AVX2 and FMA were detected above.
+                            std::hint::black_box(unsafe { fma::fma_loop(ITERATIONS) });
+                            (start, Instant::now())
+                        })
+                    })
+                    .collect();
+                workers.into_iter().map(|w| w.join().expect("the FMA loop does not panic")).collect()
+            });
+            // From the first thread's start to the last one's end: each thread times itself,
+            // so a late wake-up of any thread cannot shorten the span.
+            let first = spans.iter().map(|s| s.0).min()?;
+            let last = spans.iter().map(|s| s.1).max()?;
+            let seconds = (last - first).as_secs_f64();
+            best = best.max(flops_per_thread * threads as f64 / seconds / 1e9);
+        }
+        Some(best)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = threads;
+        None
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod fma {
+    use std::arch::x86_64::*;
+
+    /// 12 accumulators × 8 lanes × (multiply + add).
+    pub const FLOPS_PER_ITERATION: f64 = 12.0 * 8.0 * 2.0;
+
+    /// `iterations` rounds of 12 independent 8-lane FMAs: enough independent chains to cover
+    /// 2 FMA pipes × 4-5 cycles of latency on current x86 cores.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn fma_loop(iterations: u64) -> f32 {
+        let a = _mm256_set1_ps(0.999_999);
+        let b = _mm256_set1_ps(1e-7);
+        let mut acc = [_mm256_set1_ps(1.0); 12];
+        for _ in 0..iterations {
+            for x in acc.iter_mut() {
+                *x = _mm256_fmadd_ps(*x, a, b);
+            }
+        }
+        let mut sum = _mm256_setzero_ps();
+        for x in acc {
+            sum = _mm256_add_ps(sum, x);
+        }
+        let mut out = [0f32; 8];
+        _mm256_storeu_ps(out.as_mut_ptr(), sum);
+        out.iter().sum()
+    }
+}

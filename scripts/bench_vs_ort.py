@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""Ours vs ONNX Runtime, side by side: the rounds behind scripts/bench-vs-ort.sh.
+
+For each configuration (model, batch, threads) and each round, runs `resnet bench --json`
+(once per engine) and then ../shared/tools/ort_bench.py with the same model, batch, threads,
+runs and warm-up, so the two share the machine's state of the moment (method:
+../shared/PERFORMANCE.md). Prints per configuration and engine: our median ms, ORT's median
+ms (medians over rounds of each run's median), the median of the per-round ratios ours/ORT,
+the issue's target, load times and peak RSS; `--markdown` prints the table as Markdown.
+A JSON line per measurement goes to --log when given.
+"""
+import argparse, json, os, statistics, subprocess, sys, tempfile, time
+
+# The target table of issue 4 (exact fp32): (model key, batch, threads, target ratio).
+TARGETS = [
+    ("resnet50-v1-keras", 1, 1, 1.00),
+    ("resnet50-v1-keras", 1, 2, 1.00),
+    ("resnet50-v1-keras", 8, 2, 0.95),
+    ("resnet18-v1", 1, 1, 1.00),
+    ("resnet50-v2", 1, 2, 1.00),
+]
+# More of the same grid with --all (no target in the issue).
+EXTRA = [
+    ("resnet18-v1", 1, 2, None),
+    ("resnet18-v1", 8, 2, None),
+    ("resnet50-v2", 1, 1, None),
+    ("resnet50-v2", 8, 2, None),
+]
+
+
+def run_json(cmd):
+    """Runs a tool that prints one JSON line; adds the process's peak RSS (wait4's ru_maxrss)."""
+    with tempfile.TemporaryFile("w+") as errf:
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errf, text=True)
+        out = p.stdout.read()
+        _, status, usage = os.wait4(p.pid, 0)  # not p.wait(): wait4 also gives the rusage
+        p.returncode = os.waitstatus_to_exitcode(status)
+        errf.seek(0)
+        err = errf.read()
+    code = p.returncode
+    if code != 0:
+        sys.exit(f"bench-vs-ort: command failed ({code}): {' '.join(cmd)}\n{err.strip()}")
+    result = json.loads(out.strip().splitlines()[-1])
+    result["process_peak_rss_mb"] = usage.ru_maxrss * 1024 / 1e6  # Linux: KiB
+    return result
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--resnet", required=True, help="the resnet binary")
+    ap.add_argument("--python", required=True, help="python with onnxruntime")
+    ap.add_argument("--ort-bench", required=True, help="path of ort_bench.py")
+    ap.add_argument("--model", action="append", required=True, metavar="KEY=PATH", help="model files by key")
+    ap.add_argument("--engines", default="reference", help="comma-separated engines of `resnet bench`")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--runs", type=int, default=10, help="timed runs per measurement, both tools")
+    ap.add_argument("--warmup", type=int, default=2, help="warm-up runs per measurement, both tools")
+    ap.add_argument("--all", action="store_true", help="also the untargeted configurations")
+    ap.add_argument("--markdown", action="store_true")
+    ap.add_argument("--log", help="append every measurement as a JSON line to this file")
+    a = ap.parse_args()
+    models = dict(m.split("=", 1) for m in a.model)
+    engines = a.engines.split(",")
+    configs = TARGETS + (EXTRA if a.all else [])
+    log = open(a.log, "a") if a.log else None
+
+    results = []
+    for key, batch, threads, target in configs:
+        path = models[key]
+        ours = {e: [] for e in engines}
+        ort = []
+        for r in range(a.rounds):
+            for e in engines:
+                o = run_json([a.resnet, "bench", "--model", path, "--batch", str(batch), "--threads", str(threads),
+                              "--runs", str(a.runs), "--warmup", str(a.warmup), "--engine", e, "--json"])
+                ours[e].append(o)
+                if log:
+                    log.write(json.dumps({"round": r, "tool": f"resnet {e}", **o}) + "\n")
+            x = run_json([a.python, a.ort_bench, path, "--batch", str(batch), "--threads", str(threads),
+                          "--runs", str(a.runs), "--warmup", str(a.warmup)])
+            ort.append(x)
+            if log:
+                log.write(json.dumps({"round": r, **x}) + "\n")
+            line = "  ".join(f"{e} {ours[e][-1]['median_ms']:.1f} ms" for e in engines)
+            print(f"[{time.strftime('%H:%M:%S')}] {key} b{batch} t{threads} round {r + 1}/{a.rounds}: "
+                  f"{line}  ort {x['median_ms']:.1f} ms", file=sys.stderr, flush=True)
+        for e in engines:
+            ratios = [o["median_ms"] / x["median_ms"] for o, x in zip(ours[e], ort)]
+            results.append({
+                "model": key, "batch": batch, "threads": threads, "engine": e,
+                "ours_ms": statistics.median(o["median_ms"] for o in ours[e]),
+                "ort_ms": statistics.median(x["median_ms"] for x in ort),
+                "ratio": statistics.median(ratios),
+                "ratio_min": min(ratios), "ratio_max": max(ratios),
+                "target": target,
+                "ours_gflops": statistics.median(o["gflops"] for o in ours[e]),
+                "ours_fraction_of_peak": statistics.median(o["fraction_of_peak"] or 0 for o in ours[e]),
+                "ours_load_ms": statistics.median(o["load_ms"] + o["compile_ms"] for o in ours[e]),
+                "ort_load_ms": statistics.median(x["load_s"] * 1e3 for x in ort),
+                "ours_rss_mb": max(o["process_peak_rss_mb"] for o in ours[e]),
+                "ort_rss_mb": max(x["process_peak_rss_mb"] for x in ort),
+            })
+
+    header = ["model", "batch", "threads", "engine", "ours ms", "ORT ms", "ratio ours/ORT (min–max)", "target",
+              "GFLOP/s (of peak)", "load+compile ms ours / ORT", "peak RSS MB ours / ORT"]
+    rows = []
+    for r in results:
+        target = "—" if r["target"] is None else f"≤ {r['target']:.2f}"
+        rows.append([r["model"], str(r["batch"]), str(r["threads"]), r["engine"], f"{r['ours_ms']:.1f}",
+                     f"{r['ort_ms']:.1f}", f"{r['ratio']:.2f} ({r['ratio_min']:.2f}–{r['ratio_max']:.2f})", target,
+                     f"{r['ours_gflops']:.1f} ({r['ours_fraction_of_peak'] * 100:.0f} %)",
+                     f"{r['ours_load_ms']:.0f} / {r['ort_load_ms']:.0f}", f"{r['ours_rss_mb']:.0f} / {r['ort_rss_mb']:.0f}"])
+    if a.markdown:
+        print("| " + " | ".join(header) + " |")
+        print("|" + "---|" * len(header))
+        for row in rows:
+            print("| " + " | ".join(row) + " |")
+    else:
+        widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+        print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
+        for row in rows:
+            print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
+
+
+if __name__ == "__main__":
+    main()
