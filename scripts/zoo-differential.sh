@@ -4,7 +4,8 @@
 # Generates zoo-shaped ResNets with random weights and ORT reference outputs
 # (scripts/zoo_models.py) into target/zoo-models, then checks our engine on each with
 #   resnet check --tol-of-max 1e-4 DIR/<arch> DIR/<arch>-256x320
-# (a data set passes when max|ours - expected| <= 1e-4 * max|expected|), and the small
+# (a data set passes when max|ours - expected| <= 1e-4 * max|expected|) with the compiled
+# plan and with the reference interpreter, and the small
 # PyTorch- and Keras-style exports of scripts/export_styles.py the same way.
 #
 # Usage: scripts/zoo-differential.sh [ARCH...]     e.g. resnet18-v1 resnet50-v2 (default: all)
@@ -66,7 +67,10 @@ passed=() failed=()
 for a in "${archs[@]}"; do
   echo "-- $a"
   # shellcheck disable=SC2086
+  # Both executors: the compiled plan (the default) and the reference interpreter.
   if cargo run -q -p resnet ${ZOO_CARGO_ARGS:-} -- check --tol-of-max "$tol" \
+       "$out/$a" "$out/$a-256x320" &&
+     cargo run -q -p resnet ${ZOO_CARGO_ARGS:-} -- check --engine reference --tol-of-max "$tol" \
        "$out/$a" "$out/$a-256x320"; then
     passed+=("$a")
   else
@@ -79,7 +83,8 @@ done
 echo "-- export styles (pytorch-opset13, pytorch-opset11, keras-opset13)"
 "$venv/bin/python" "$repo/scripts/export_styles.py" --out "$out/export-styles"
 # shellcheck disable=SC2086
-if cargo run -q -p resnet ${ZOO_CARGO_ARGS:-} -- check --tol-of-max "$tol" "$out"/export-styles/*; then
+if cargo run -q -p resnet ${ZOO_CARGO_ARGS:-} -- check --tol-of-max "$tol" "$out"/export-styles/* &&
+   cargo run -q -p resnet ${ZOO_CARGO_ARGS:-} -- check --engine reference --tol-of-max "$tol" "$out"/export-styles/*; then
   passed+=("export-styles")
 else
   failed+=("export-styles")

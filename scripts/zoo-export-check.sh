@@ -77,8 +77,11 @@ paths=()
 for f in "${folders[@]}"; do
   [ -f "$out/$f/test_data_set_0/output_0.pb" ] && paths+=("$out/$f")
 done
+# Our reference executor (the oracle) and the compiled plan, each against ONNX Runtime.
 # shellcheck disable=SC2086
-cargo run -q -p resnet ${ZOO_CARGO_ARGS:-} -- check --tol-of-max "$tol" "${paths[@]}" || status=1
+cargo run -q -p resnet ${ZOO_CARGO_ARGS:-} -- check --engine reference --tol-of-max "$tol" "${paths[@]}" || status=1
+# shellcheck disable=SC2086
+cargo run -q -p resnet ${ZOO_CARGO_ARGS:-} -- check --engine plan --tol-of-max "$tol" "${paths[@]}" || status=1
 
 [ ${#paths[@]} -eq ${#folders[@]} ] || status=1
 echo "== zoo export check: $([ $status -eq 0 ] && echo passed || echo FAILED) (${#folders[@]} files)"

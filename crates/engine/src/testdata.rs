@@ -100,6 +100,17 @@ pub fn read_numbered(dir: &Path, prefix: &str) -> Result<Vec<(String, Tensor)>> 
 
 /// Runs one data set folder through `graph` with the reference executor.
 pub fn run_data_set(graph: &Graph, dir: &Path, tol: Tolerance) -> Result<DataSetReport> {
+    run_data_set_with(graph, dir, tol, |inputs| exec::run(graph, inputs))
+}
+
+/// Runs one data set folder with any executor of `graph` (the reference interpreter, a
+/// compiled plan, …); `graph` names the inputs.
+pub fn run_data_set_with(
+    graph: &Graph,
+    dir: &Path,
+    tol: Tolerance,
+    run: impl FnOnce(Vec<Tensor>) -> Result<Vec<Tensor>>,
+) -> Result<DataSetReport> {
     let inputs = read_numbered(dir, "input")?;
     let expected = read_numbered(dir, "output")?;
     // Feed by name when every file names a model input, else by position.
@@ -110,7 +121,7 @@ pub fn run_data_set(graph: &Graph, dir: &Path, tol: Tolerance) -> Result<DataSet
     } else {
         inputs.into_iter().map(|(_, t)| t).collect()
     };
-    let actual = exec::run(graph, ordered)?;
+    let actual = run(ordered)?;
     let mut outputs = Vec::new();
     for (i, (name, want)) in expected.iter().enumerate() {
         let name = if name.is_empty() { format!("output {i}") } else { name.clone() };

@@ -12,11 +12,13 @@ fn resnet(args: &[&str]) -> std::process::Output {
 #[test]
 fn check_passes_both_data_sets_of_the_real_resnet50() {
     let Some(dir) = shared_asset("models/resnet50-v1-keras") else { return };
-    let out = resnet(&["check", dir.to_str().unwrap()]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "check failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(stdout.lines().filter(|l| l.starts_with("ok")).count(), 2, "{stdout}");
-    assert!(stdout.contains("test_data_set_0") && stdout.contains("test_data_set_1"));
+    for engine in ["plan", "reference"] {
+        let out = resnet(&["check", "--engine", engine, dir.to_str().unwrap()]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{engine}: check failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(stdout.lines().filter(|l| l.starts_with("ok")).count(), 2, "{engine}: {stdout}");
+        assert!(stdout.contains("test_data_set_0") && stdout.contains("test_data_set_1"));
+    }
 }
 
 #[test]

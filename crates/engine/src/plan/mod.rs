@@ -105,6 +105,12 @@ pub struct Plan {
     buffers: Mutex<Vec<Vec<f32>>>,
 }
 
+impl std::fmt::Debug for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plan").field("steps", &self.steps.len()).field("threads", &self.threads).finish()
+    }
+}
+
 /// A value during one run.
 enum Slot<'a> {
     Empty,

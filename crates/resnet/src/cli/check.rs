@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use resnet::engine::testdata::{data_sets, find_model, run_data_set, DataSetReport, Tolerance};
+use resnet::engine::testdata::{data_sets, find_model, run_data_set_with, DataSetReport, Tolerance};
 use resnet::Model;
 
 /// Run test data sets (test_data_set_*/input_N.pb → output_N.pb) and compare outputs.
@@ -29,6 +29,11 @@ pub struct Args {
     /// Print one JSON object per data set.
     #[arg(long)]
     json: bool,
+    /// Threads for the plan (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    #[command(flatten)]
+    engine: super::EngineArgs,
     /// Model folders.
     #[arg(required = true)]
     folders: Vec<PathBuf>,
@@ -44,7 +49,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let mut set_errors = 0usize;
     let mut total = 0usize;
     for folder in &a.folders {
-        let loaded = find_model(folder).map_err(resnet::Error::from).and_then(Model::load);
+        let loaded =
+            find_model(folder).map_err(resnet::Error::from).and_then(Model::load).map(|m| a.engine.apply(m, a.threads));
         let model = match loaded {
             Ok(m) => m,
             Err(e) => {
@@ -61,7 +67,13 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         }
         for set in sets {
             total += 1;
-            match run_data_set(model.graph(), &set, tol) {
+            let run = |inputs| {
+                model.run(inputs).map_err(|e| match e {
+                    resnet::Error::Engine(e) => e,
+                    other => resnet::engine::Error::TestLayout(other.to_string()),
+                })
+            };
+            match run_data_set_with(model.graph(), &set, tol, run) {
                 Ok(r) => {
                     if !r.passed {
                         mismatches += 1;

@@ -50,6 +50,8 @@ pub struct Args {
     #[arg(required = true)]
     images: Vec<PathBuf>,
     #[command(flatten)]
+    engine: super::EngineArgs,
+    #[command(flatten)]
     registry: super::models::RegistryArgs,
 }
 
@@ -57,7 +59,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     super::init_threads(a.threads)?;
     let spec = a.model.as_deref().unwrap_or(resnet::zoo::registry::DEFAULT_MODEL);
     let model_path = resnet::resolve_model(spec, &a.registry.resolve_options())?;
-    let mut classifier = Classifier::new(Model::load(model_path)?)?;
+    let mut classifier = Classifier::new(a.engine.apply(Model::load(model_path)?, a.threads))?;
     if let Some(path) = &a.labels {
         classifier = classifier.with_labels(Labels::from_file(path)?)?;
     }

@@ -31,3 +31,30 @@ pub fn init_threads(threads: Option<usize>) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// `--engine`: which executor runs the model.
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct EngineArgs {
+    /// Executor: `plan` (compiled: BatchNorm folded, fused conv epilogues, pre-packed weights;
+    /// within 1e-4 of max|y| of the reference) or `reference` (the naive interpreter that is
+    /// the oracle).
+    #[arg(long, value_enum, default_value_t = EngineChoice::Plan)]
+    pub engine: EngineChoice,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineChoice {
+    Plan,
+    Reference,
+}
+
+impl EngineArgs {
+    /// The model set up to run on the chosen engine with `threads` (0: all cores).
+    pub fn apply(self, model: resnet::Model, threads: Option<usize>) -> resnet::Model {
+        let engine = match self.engine {
+            EngineChoice::Plan => resnet::Engine::Plan,
+            EngineChoice::Reference => resnet::Engine::Reference,
+        };
+        model.with_engine(engine).with_threads(threads.unwrap_or(0))
+    }
+}
