@@ -45,62 +45,78 @@ impl Conv {
 
     /// Checks the concrete shapes of one call and resolves the geometry.
     fn geometry(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<ConvGeometry, OpError> {
-        let (xs, ws) = (x.shape(), w.shape());
-        if !(3..=5).contains(&xs.len()) || ws.len() != xs.len() {
-            return Err(OpError::shape(format!(
-                "X {xs:?} and W {ws:?} must both be [N,C,spatial...] / [M,C/group,kernel...] with 1 to 3 spatial axes"
-            )));
-        }
-        let (n, c, m) = (xs[0], xs[1], ws[0]);
-        let group = self.group;
-        if ws[1].checked_mul(group) != Some(c) || m % group != 0 {
-            return Err(OpError::shape(format!(
-                "W {ws:?} does not fit X {xs:?} with group={group}: need W[1]*group == C and M divisible by group"
-            )));
-        }
-        let kernel = &ws[2..];
-        if let Some(ks) = &self.window.kernel_shape {
-            if ks.as_slice() != kernel {
-                return Err(OpError::shape(format!("kernel_shape {ks:?} differs from W's spatial dims {kernel:?}")));
-            }
-        }
         if let Some(b) = b {
-            if b.shape() != [m] {
-                return Err(OpError::shape(format!("B has shape {:?}, expected [{m}]", b.shape())));
+            if b.rank() != 1 {
+                return Err(OpError::shape(format!("B has shape {:?}, expected [M]", b.shape())));
             }
         }
-        let axes = self.window.axes(kernel, &xs[2..])?;
-        let mut out_shape = vec![n, m];
-        out_shape.extend(axes.iter().map(|a| a.output));
-        if out_shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).is_none() {
-            return Err(OpError::shape(format!("output shape {out_shape:?} is too large")));
-        }
-        Ok(ConvGeometry { n, c, m, group, axes: lift_to_3d(&axes)?, out_shape })
+        conv_geometry(&self.window, self.group, x.shape(), w.shape(), b.map(Tensor::len))
     }
+}
+
+/// Checks X's, W's (and B's length) against a conv's window and group and resolves the
+/// geometry of one call. Shared by the reference kernel and the compiled plan.
+pub(crate) fn conv_geometry(
+    window: &Window,
+    group: usize,
+    xs: &[usize],
+    ws: &[usize],
+    bias_len: Option<usize>,
+) -> Result<ConvGeometry, OpError> {
+    if !(3..=5).contains(&xs.len()) || ws.len() != xs.len() {
+        return Err(OpError::shape(format!(
+            "X {xs:?} and W {ws:?} must both be [N,C,spatial...] / [M,C/group,kernel...] with 1 to 3 spatial axes"
+        )));
+    }
+    let (n, c, m) = (xs[0], xs[1], ws[0]);
+    if ws[1].checked_mul(group) != Some(c) || m % group != 0 {
+        return Err(OpError::shape(format!(
+            "W {ws:?} does not fit X {xs:?} with group={group}: need W[1]*group == C and M divisible by group"
+        )));
+    }
+    let kernel = &ws[2..];
+    if let Some(ks) = &window.kernel_shape {
+        if ks.as_slice() != kernel {
+            return Err(OpError::shape(format!("kernel_shape {ks:?} differs from W's spatial dims {kernel:?}")));
+        }
+    }
+    if let Some(b) = bias_len {
+        if b != m {
+            return Err(OpError::shape(format!("B has {b} values, expected [{m}]")));
+        }
+    }
+    let axes = window.axes(kernel, &xs[2..])?;
+    let mut out_shape = vec![n, m];
+    out_shape.extend(axes.iter().map(|a| a.output));
+    if out_shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).is_none() {
+        return Err(OpError::shape(format!("output shape {out_shape:?} is too large")));
+    }
+    Ok(ConvGeometry { n, c, m, group, axes: lift_to_3d(&axes)?, out_shape })
 }
 
 /// The shapes of one Conv call, with the spatial axes lifted to 3-D (unit axes in front).
-struct ConvGeometry {
-    n: usize,
-    c: usize,
-    m: usize,
-    group: usize,
-    axes: [Axis; 3],
-    out_shape: Vec<usize>,
+#[derive(Debug, Clone)]
+pub(crate) struct ConvGeometry {
+    pub(crate) n: usize,
+    pub(crate) c: usize,
+    pub(crate) m: usize,
+    pub(crate) group: usize,
+    pub(crate) axes: [Axis; 3],
+    pub(crate) out_shape: Vec<usize>,
 }
 
 impl ConvGeometry {
-    fn input_plane(&self) -> usize {
+    pub(crate) fn input_plane(&self) -> usize {
         self.axes.iter().map(|a| a.input).product()
     }
-    fn output_plane(&self) -> usize {
+    pub(crate) fn output_plane(&self) -> usize {
         self.axes.iter().map(|a| a.output).product()
     }
-    fn kernel_volume(&self) -> usize {
+    pub(crate) fn kernel_volume(&self) -> usize {
         self.axes.iter().map(|a| a.kernel).product()
     }
     /// A 1×1 (×1) stride-1 unpadded conv: the input planes already are the im2col matrix.
-    fn is_pointwise(&self) -> bool {
+    pub(crate) fn is_pointwise(&self) -> bool {
         self.axes.iter().all(|a| a.kernel == 1 && a.stride == 1 && a.pad_begin == 0 && a.pad_end == 0)
     }
 }

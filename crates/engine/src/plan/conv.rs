@@ -15,7 +15,8 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 
 use crate::error::OpError;
-use crate::ops::padding::{lift_to_3d, Axis, Window};
+use crate::ops::conv::{conv_geometry, ConvGeometry};
+use crate::ops::padding::{Axis, Window};
 use crate::plan::kernels;
 
 /// Budget of one im2col panel, in floats: 128 Ki floats = 512 KiB, half of a Zen 4 core's
@@ -47,31 +48,6 @@ pub struct ConvKernel {
     pub relu: bool,
 }
 
-/// The shapes of one call.
-#[derive(Debug, Clone)]
-pub struct ConvGeometry {
-    pub n: usize,
-    pub c: usize,
-    pub m: usize,
-    pub axes: [Axis; 3],
-    pub out_shape: Vec<usize>,
-}
-
-impl ConvGeometry {
-    fn in_plane(&self) -> usize {
-        self.axes.iter().map(|a| a.input).product()
-    }
-    fn out_plane(&self) -> usize {
-        self.axes.iter().map(|a| a.output).product()
-    }
-    fn kernel_volume(&self) -> usize {
-        self.axes.iter().map(|a| a.kernel).product()
-    }
-    fn is_pointwise(&self) -> bool {
-        self.axes.iter().all(|a| a.kernel == 1 && a.stride == 1 && a.pad_begin == 0 && a.pad_end == 0)
-    }
-}
-
 /// Raw output pointer shared by the tiles; each tile writes a disjoint set of rows segments.
 #[derive(Clone, Copy)]
 struct OutPtr(*mut f32);
@@ -81,42 +57,19 @@ unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
 impl ConvKernel {
-    /// Checks X's and W's shapes (and B's) and resolves the geometry.
-    pub fn geometry(&self, xs: &[usize], ws: &[usize], bias_len: Option<usize>) -> Result<ConvGeometry, OpError> {
-        if !(3..=5).contains(&xs.len()) || ws.len() != xs.len() {
-            return Err(OpError::shape(format!(
-                "X {xs:?} and W {ws:?} must both be [N,C,spatial...] / [M,C/group,kernel...] with 1 to 3 spatial axes"
-            )));
-        }
-        let (n, c, m, group) = (xs[0], xs[1], ws[0], self.group);
-        if ws[1].checked_mul(group) != Some(c) || m % group != 0 {
-            return Err(OpError::shape(format!(
-                "W {ws:?} does not fit X {xs:?} with group={group}: need W[1]*group == C and M divisible by group"
-            )));
-        }
-        let kernel = &ws[2..];
-        if let Some(ks) = &self.window.kernel_shape {
-            if ks.as_slice() != kernel {
-                return Err(OpError::shape(format!("kernel_shape {ks:?} differs from W's spatial dims {kernel:?}")));
-            }
-        }
-        if let Some(b) = bias_len {
-            if b != m {
-                return Err(OpError::shape(format!("B has {b} values, expected [{m}]")));
-            }
-        }
-        let axes = self.window.axes(kernel, &xs[2..])?;
-        let mut out_shape = vec![n, m];
-        out_shape.extend(axes.iter().map(|a| a.output));
-        if out_shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).is_none() {
-            return Err(OpError::shape(format!("output shape {out_shape:?} is too large")));
-        }
-        Ok(ConvGeometry { n, c, m, axes: lift_to_3d(&axes)?, out_shape })
+    /// Checks X's and W's shapes (and B's length) and resolves the geometry.
+    pub(crate) fn geometry(
+        &self,
+        xs: &[usize],
+        ws: &[usize],
+        bias_len: Option<usize>,
+    ) -> Result<ConvGeometry, OpError> {
+        conv_geometry(&self.window, self.group, xs, ws, bias_len)
     }
 
     /// Computes `y = relu?(conv(x, w) + bias + residual)`; `y` has the output's length.
     /// `w` and `bias` are the run-time inputs when the kernel holds no packed ones.
-    pub fn run(
+    pub(crate) fn run(
         &self,
         g: &ConvGeometry,
         x: &[f32],
@@ -127,7 +80,7 @@ impl ConvKernel {
     ) {
         let w = self.weights.as_deref().unwrap_or(w);
         let bias = self.bias.as_deref().or(bias);
-        let (in_plane, p) = (g.in_plane(), g.out_plane());
+        let (in_plane, p) = (g.input_plane(), g.output_plane());
         let (cg, mg) = (g.c / self.group, g.m / self.group);
         let kg = cg * g.kernel_volume();
         let pointwise = g.is_pointwise();
