@@ -27,8 +27,9 @@ are wall-clock after --warmup runs; min/median/max are over --runs.
 
 GFLOP/s counts 2 FLOPs per multiply-add of Conv, Gemm and MatMul (as `resnet inspect`
 counts MACs) times the batch, divided by the median time. The peak it is compared with is
-measured at startup: every thread runs an AVX2 FMA loop (12 independent 8-lane
-accumulators, ~55 ms) at the same time and the best of three trials counts; on CPUs
+measured at startup: every thread runs an FMA loop with the widest vectors the CPU has
+(AVX-512 where present, else AVX2; 12 independent accumulators, ~55 ms) at the same time
+and the best of three trials counts; on CPUs
 without AVX2+FMA the fraction is n/a unless --peak-gflops gives the peak (e.g. 116 per
 core on the project's AMD EPYC Zen 4, ../shared/PERFORMANCE.md). Other load on the machine
 lowers the measured peak as it lowers the timings; give --peak-gflops for a fixed reference.
@@ -93,7 +94,7 @@ struct Report {
     gflops: f64,
     /// fp32 peak of `threads` threads, GFLOP/s; `None` when it could not be measured.
     peak_gflops: Option<f64>,
-    /// `measured (avx2+fma loop, T threads)` or `--peak-gflops`.
+    /// `measured (avx512 fma loop, T threads)` (or avx2) or `--peak-gflops`.
     peak_source: String,
     fraction_of_peak: Option<f64>,
     /// VmHWM in MB (10^6 bytes); `None` off Linux.
@@ -152,7 +153,13 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
 
     let (peak, peak_source) = match a.peak_gflops {
         Some(p) => (Some(p), "--peak-gflops".to_string()),
-        None => (peak_gflops(threads), format!("measured (avx2+fma loop, {threads} threads)")),
+        None => {
+            let (peak, isa) = match peak_gflops(threads) {
+                Some((p, isa)) => (Some(p), isa),
+                None => (None, "none"),
+            };
+            (peak, format!("measured ({isa} fma loop, {threads} threads)"))
+        }
     };
     let gflops = 2.0 * macs_per_image as f64 * batch as f64 / (median_ms * 1e6);
     let report = Report {
@@ -270,18 +277,23 @@ fn peak_rss_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// fp32 peak of `threads` threads running at once, in GFLOP/s: the best of three trials of
-/// an FMA loop on every thread. `None` without AVX2 and FMA (not x86-64, or an old CPU).
-fn peak_gflops(threads: usize) -> Option<f64> {
+/// fp32 peak of `threads` threads running at once, in GFLOP/s, and the instruction set that
+/// reached it: the best of three trials of an FMA loop on every thread, with the widest
+/// vectors the CPU has (AVX-512 where present: on cores with two 512-bit FMA units it doubles
+/// AVX2's peak; on Zen 4 it equals it). `None` without AVX2 and FMA (not x86-64, or an old CPU).
+fn peak_gflops(threads: usize) -> Option<(f64, &'static str)> {
     #[cfg(target_arch = "x86_64")]
     {
         if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
             return None;
         }
-        // 12 accumulators × 8 lanes × 2 FLOPs per iteration: 2^25 iterations are 6.4 GFLOP,
-        // ~55 ms at 116 GFLOP/s per core — long against a thread's ~1 ms wake-up at the barrier.
+        let avx512 = is_x86_feature_detected!("avx512f");
+        // 12 accumulators × 8 (16) lanes × 2 FLOPs per iteration: 2^25 iterations are 6.4
+        // (12.9) GFLOP, ~55 ms at 116 (232) GFLOP/s per core — long against a thread's ~1 ms
+        // wake-up at the barrier.
         const ITERATIONS: u64 = 1 << 25;
-        let flops_per_thread = ITERATIONS as f64 * fma::FLOPS_PER_ITERATION;
+        let lanes = if avx512 { 16.0 } else { 8.0 };
+        let flops_per_thread = ITERATIONS as f64 * fma::FLOPS_PER_LANE_ITERATION * lanes;
         let mut best = 0.0f64;
         for _ in 0..3 {
             let barrier = std::sync::Barrier::new(threads);
@@ -291,8 +303,14 @@ fn peak_gflops(threads: usize) -> Option<f64> {
                         s.spawn(|| {
                             barrier.wait();
                             let start = Instant::now();
-                            // SAFETY: AVX2 and FMA were detected above.
-                            std::hint::black_box(unsafe { fma::fma_loop(ITERATIONS) });
+                            // SAFETY: AVX2 and FMA (AVX-512F when `avx512`) were detected above.
+                            std::hint::black_box(unsafe {
+                                if avx512 {
+                                    fma::fma_loop_avx512(ITERATIONS)
+                                } else {
+                                    fma::fma_loop(ITERATIONS)
+                                }
+                            });
                             (start, Instant::now())
                         })
                     })
@@ -306,7 +324,7 @@ fn peak_gflops(threads: usize) -> Option<f64> {
             let seconds = (last - first).as_secs_f64();
             best = best.max(flops_per_thread * threads as f64 / seconds / 1e9);
         }
-        Some(best)
+        Some((best, if avx512 { "avx512" } else { "avx2" }))
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -319,8 +337,8 @@ fn peak_gflops(threads: usize) -> Option<f64> {
 mod fma {
     use std::arch::x86_64::*;
 
-    /// 12 accumulators × 8 lanes × (multiply + add).
-    pub const FLOPS_PER_ITERATION: f64 = 12.0 * 8.0 * 2.0;
+    /// 12 accumulators × (multiply + add), per vector lane.
+    pub const FLOPS_PER_LANE_ITERATION: f64 = 12.0 * 2.0;
 
     /// `iterations` rounds of 12 independent 8-lane FMAs: enough independent chains to cover
     /// 2 FMA pipes × 4-5 cycles of latency on current x86 cores.
@@ -344,5 +362,26 @@ mod fma {
         let mut out = [0f32; 8];
         _mm256_storeu_ps(out.as_mut_ptr(), sum);
         out.iter().sum()
+    }
+
+    /// [`fma_loop`] with 16-lane AVX-512 vectors.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn fma_loop_avx512(iterations: u64) -> f32 {
+        let a = _mm512_set1_ps(0.999_999);
+        let b = _mm512_set1_ps(1e-7);
+        let mut acc = [_mm512_set1_ps(1.0); 12];
+        for _ in 0..iterations {
+            for x in acc.iter_mut() {
+                *x = _mm512_fmadd_ps(*x, a, b);
+            }
+        }
+        let mut sum = _mm512_setzero_ps();
+        for x in acc {
+            sum = _mm512_add_ps(sum, x);
+        }
+        _mm512_reduce_add_ps(sum)
     }
 }
