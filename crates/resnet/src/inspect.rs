@@ -89,6 +89,13 @@ pub fn summarize(model: &Model) -> Result<Summary> {
 
 /// Multiply-adds for one image, or `None` when the model's shapes cannot be made concrete.
 fn count_macs(model: &Model) -> Option<(u64, Vec<usize>)> {
+    let (per_node, input) = node_macs(model)?;
+    Some((per_node.iter().map(|(_, m)| m).sum(), input))
+}
+
+/// Multiply-adds of each node (by node name, in graph order; 0 for nodes that are not Conv,
+/// Gemm or MatMul) for one image at the shape `summarize` uses, and that input shape.
+pub fn node_macs(model: &Model) -> Option<(Vec<(String, u64)>, Vec<usize>)> {
     let mut m = model.clone();
     for i in 0..m.graph().inputs.len() {
         let declared = m.graph().values[m.graph().inputs[i]].fact.shape.clone()?;
@@ -106,7 +113,7 @@ fn count_macs(model: &Model) -> Option<(u64, Vec<usize>)> {
     let graph = m.graph();
     let input = graph.inputs.first().and_then(|&i| graph.values[i].fact.concrete_shape()).unwrap_or_default();
     let shape_of = |id: Option<usize>| id.and_then(|id| graph.values[id].fact.concrete_shape());
-    let mut total: u64 = 0;
+    let mut per_node = Vec::with_capacity(graph.nodes.len());
     for node in &graph.nodes {
         let out = shape_of(node.outputs.first().copied().flatten());
         let macs = match &node.op {
@@ -134,7 +141,7 @@ fn count_macs(model: &Model) -> Option<(u64, Vec<usize>)> {
             }
             _ => 0,
         };
-        total += macs as u64;
+        per_node.push((node.name.clone(), macs as u64));
     }
-    Some((total, input))
+    Some((per_node, input))
 }

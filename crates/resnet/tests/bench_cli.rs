@@ -150,3 +150,35 @@ fn bench_rejects_bad_arguments_with_exit_code_2() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.starts_with("error: ") && err.contains("missing.onnx"), "{err}");
 }
+
+#[test]
+fn bench_profile_accounts_for_every_conv_and_the_model_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = small_model(dir.path());
+    let macs = macs_per_image(&model);
+    let args = ["bench", "--model", model.to_str().unwrap(), "--threads", "1", "--runs", "2", "--warmup", "0"];
+    let o = resnet(&[&args[..], &["--profile", "--json", "--batch", "2"]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rows = j["profile"].as_array().unwrap_or_else(|| panic!("no profile in {j}"));
+    // Every multiply-add of the model (batch 2) is in some row; shares add up to 1.
+    let gmacs: f64 = rows.iter().map(|r| r["gmacs"].as_f64().unwrap()).sum();
+    assert!((gmacs - 2.0 * macs as f64 / 1e9).abs() < 1e-9, "{gmacs} vs {macs}: {j}");
+    let share: f64 = rows.iter().map(|r| r["fraction"].as_f64().unwrap()).sum();
+    assert!((share - 1.0).abs() < 1e-9, "{j}");
+    // Slowest first; the zoo ResNet-18's 20 convs (stem, 16 in blocks, 3 projections) are all there.
+    let ms: Vec<f64> = rows.iter().map(|r| r["ms"].as_f64().unwrap()).collect();
+    assert!(ms.windows(2).all(|w| w[0] >= w[1]), "{ms:?}");
+    let convs: u64 = rows
+        .iter()
+        .filter(|r| r["kind"].as_str().unwrap().starts_with("conv"))
+        .map(|r| r["steps"].as_u64().unwrap())
+        .sum();
+    assert_eq!(convs, 20, "{j}");
+    // Without --json: the table; with the reference engine: a usage error.
+    let o = resnet(&[&args[..], &["--profile"]].concat());
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("GFLOP/s  kernel [fused]"));
+    let o = resnet(&[&args[..], &["--profile", "--engine", "reference"]].concat());
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--profile times the steps of the compiled plan"), "{}", stderr(&o));
+}

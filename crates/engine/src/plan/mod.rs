@@ -93,6 +93,17 @@ struct Step {
     outputs: Vec<Option<ValueId>>,
 }
 
+/// One step of a compiled plan, for profiles and `describe`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepSummary {
+    /// The name of the graph node the step computes (the first of its fused nodes).
+    pub name: String,
+    /// Kernel and static shape, e.g. `conv W[64, 64, 3, 3] group 1`, `fc 2048->1000`.
+    pub kind: String,
+    /// The op types fused into the step, e.g. `["Conv", "Add", "Relu"]`.
+    pub fused: Vec<&'static str>,
+}
+
 /// A compiled graph; see the module docs. `Send + Sync`: one plan serves many threads.
 pub struct Plan {
     /// The source graph's inputs/outputs/facts (for [`check_inputs`] and names) and constants.
@@ -368,10 +379,18 @@ impl Plan {
 
     /// One line per step: index, kind, fused nodes, node name.
     pub fn describe(&self) -> Vec<String> {
+        self.step_summaries()
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| format!("{i:>4} {:<28} [{}] '{}'", s.kind, s.fused.join("+"), s.name))
+            .collect()
+    }
+
+    /// What each step runs, in run order (the same order as [`Plan::run_profiled`]'s times).
+    pub fn step_summaries(&self) -> Vec<StepSummary> {
         self.steps
             .iter()
-            .enumerate()
-            .map(|(i, s)| {
+            .map(|s| {
                 let kind = match &s.kind {
                     Kind::Conv(c) => {
                         let w = c.w_shape.as_ref().map_or("runtime W".to_string(), |w| format!("W{w:?}"));
@@ -385,7 +404,7 @@ impl Plan {
                     Kind::GlobalAverage { .. } => "global-average".into(),
                     Kind::Reference(_) => "reference".into(),
                 };
-                format!("{i:>4} {kind:<28} [{}] '{}'", s.fused.join("+"), s.name)
+                StepSummary { name: s.name.clone(), kind, fused: s.fused.clone() }
             })
             .collect()
     }

@@ -63,6 +63,10 @@ pub struct Args {
     /// Use this fp32 peak (GFLOP/s, all threads together) instead of measuring it.
     #[arg(long, value_name = "GFLOPS")]
     peak_gflops: Option<f64>,
+    /// Also time every step of the plan (--runs profiled runs; median per step) and print
+    /// the time and GFLOP/s per kernel shape — where the time goes (plan engine only).
+    #[arg(long)]
+    profile: bool,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -99,6 +103,25 @@ struct Report {
     fraction_of_peak: Option<f64>,
     /// VmHWM in MB (10^6 bytes); `None` off Linux.
     peak_rss_mb: Option<f64>,
+    /// With --profile: one row per kernel shape, slowest first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    profile: Option<Vec<ProfileRow>>,
+}
+
+/// Steps of one kernel shape and fusion (e.g. every `conv W[64, 64, 3, 3] group 1` with
+/// `Conv+Relu`) together.
+#[derive(Debug, Serialize)]
+struct ProfileRow {
+    kind: String,
+    /// Fused op types of the steps, e.g. `Conv+Add+Relu`.
+    fused: String,
+    steps: usize,
+    /// Sum over the steps of each step's median time.
+    ms: f64,
+    /// Share of the profiled run's total.
+    fraction: f64,
+    gmacs: f64,
+    gflops: Option<f64>,
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
@@ -135,6 +158,12 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     input_shape[0] = batch;
     let input = random_normal(input_shape.clone(), 0);
 
+    let node_macs = if a.profile {
+        anyhow::ensure!(a.engine == "plan", "--profile times the steps of the compiled plan: use --engine plan");
+        resnet::inspect::node_macs(&model).map(|(m, _)| m.into_iter().collect::<std::collections::HashMap<_, _>>())
+    } else {
+        None
+    };
     let start = Instant::now();
     let engine = Engine::compile(&a.engine, model, threads)?;
     let compile = start.elapsed();
@@ -162,6 +191,10 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         }
     };
     let gflops = 2.0 * macs_per_image as f64 * batch as f64 / (median_ms * 1e6);
+    let profile = match (&engine, a.profile) {
+        (Engine::Plan(plan), true) => Some(profile(plan, &input, a.runs, batch, &node_macs.unwrap_or_default())?),
+        _ => None,
+    };
     let report = Report {
         model: path.display().to_string(),
         engine: a.engine,
@@ -183,6 +216,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         peak_source,
         fraction_of_peak: peak.map(|p| gflops / p),
         peak_rss_mb: peak_rss_bytes().map(|b| b as f64 / 1e6),
+        profile,
     };
     if a.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -209,6 +243,71 @@ fn print_report(r: &Report) {
         r.peak_source
     );
     println!("  peak RSS    {}", or_na(r.peak_rss_mb.map(|m| format!("{m:.1} MB"))));
+    if let Some(rows) = &r.profile {
+        println!("  profile     median per step over {} runs, summed per kernel shape:", r.runs);
+        println!("  {:>9} {:>6} {:>5} {:>8} {:>8}  kernel [fused]", "ms", "share", "steps", "GMACs", "GFLOP/s");
+        for row in rows {
+            println!(
+                "  {:>9.3} {:>5.1}% {:>5} {:>8.3} {:>8}  {} [{}]",
+                row.ms,
+                row.fraction * 100.0,
+                row.steps,
+                row.gmacs,
+                or_na(row.gflops.map(|g| format!("{g:.1}"))),
+                row.kind,
+                row.fused
+            );
+        }
+    }
+}
+
+/// Profiled runs of `plan`: the median time of each step, summed per kernel shape, with the
+/// multiply-adds of the steps' nodes (`node_macs`, per image) times the batch.
+fn profile(
+    plan: &Plan,
+    input: &Tensor,
+    runs: u32,
+    batch: usize,
+    node_macs: &std::collections::HashMap<String, u64>,
+) -> anyhow::Result<Vec<ProfileRow>> {
+    let steps = plan.step_summaries();
+    let mut per_step: Vec<Vec<f64>> = vec![Vec::with_capacity(runs as usize); steps.len()];
+    for _ in 0..runs {
+        let (_, times) = plan.run_profiled(vec![input.clone()])?;
+        for (acc, t) in per_step.iter_mut().zip(times) {
+            acc.push(t);
+        }
+    }
+    let mut rows: Vec<ProfileRow> = Vec::new();
+    for (step, mut times) in steps.iter().zip(per_step) {
+        times.sort_by(f64::total_cmp);
+        let t = median(&times);
+        let macs = node_macs.get(&step.name).copied().unwrap_or(0) as f64 * batch as f64;
+        let fused = step.fused.join("+");
+        match rows.iter_mut().find(|r| r.kind == step.kind && r.fused == fused) {
+            Some(row) => {
+                row.steps += 1;
+                row.ms += t;
+                row.gmacs += macs / 1e9;
+            }
+            None => rows.push(ProfileRow {
+                kind: step.kind.clone(),
+                fused,
+                steps: 1,
+                ms: t,
+                fraction: 0.0,
+                gmacs: macs / 1e9,
+                gflops: None,
+            }),
+        }
+    }
+    let total: f64 = rows.iter().map(|r| r.ms).sum();
+    for row in &mut rows {
+        row.fraction = if total > 0.0 { row.ms / total } else { 0.0 };
+        row.gflops = (row.gmacs > 0.0 && row.ms > 0.0).then(|| 2.0 * row.gmacs / (row.ms * 1e-3));
+    }
+    rows.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+    Ok(rows)
 }
 
 /// The engine being timed, prepared once before the runs.
