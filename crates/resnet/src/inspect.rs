@@ -93,9 +93,12 @@ fn count_macs(model: &Model) -> Option<(u64, Vec<usize>)> {
     Some((per_node.iter().map(|(_, m)| m).sum(), input))
 }
 
+/// `(node name, multiply-adds)` per node, in graph order.
+pub type NodeMacs = Vec<(String, u64)>;
+
 /// Multiply-adds of each node (by node name, in graph order; 0 for nodes that are not Conv,
 /// Gemm or MatMul) for one image at the shape `summarize` uses, and that input shape.
-pub fn node_macs(model: &Model) -> Option<(Vec<(String, u64)>, Vec<usize>)> {
+pub fn node_macs(model: &Model) -> Option<(NodeMacs, Vec<usize>)> {
     let mut m = model.clone();
     for i in 0..m.graph().inputs.len() {
         let declared = m.graph().values[m.graph().inputs[i]].fact.shape.clone()?;
