@@ -81,7 +81,7 @@ pub(crate) fn upsample(
 /// (above for even `y`, below for odd, before clamping) and `h1v2_fancy_upsample`'s bias.
 fn vertical_neighbours(y: usize) -> (usize, usize, u32) {
     let near = y / 2;
-    if y % 2 == 0 {
+    if y.is_multiple_of(2) {
         (near, near.saturating_sub(1), 1)
     } else {
         (near, near + 1, 2)
