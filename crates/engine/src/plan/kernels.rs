@@ -1,14 +1,55 @@
 //! The plan's element-wise and pooling kernels: plain loops written to autovectorize,
-//! compiled twice — once for the baseline target and once with `avx2,fma` enabled — and
-//! picked at run time with `is_x86_feature_detected!` (other CPUs get the portable copy).
+//! compiled three times — for the baseline target, with `avx2,fma`, and with `avx512f` —
+//! and picked at run time with `is_x86_feature_detected!` (other CPUs get the portable copy).
+//! The copies compute bit-identical results: the bodies fix the order of every sum, and Rust
+//! never contracts `a * b + c` into an FMA on its own.
 //!
 //! Layout everywhere is NCHW row-major; "plane" means one `[H·W]` (or `[D·H·W]`) channel
 //! plane of one image.
 
+use std::sync::atomic::{AtomicU8, Ordering};
+
 use crate::ops::padding::Axis;
 
-/// Defines `pub fn $name(args)` that runs the body compiled with AVX2+FMA when the CPU has
-/// them, else compiled for the baseline target. The body must be safe code.
+/// Instruction sets the kernels are compiled for, widest last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Isa {
+    Portable = 0,
+    Avx2 = 1,
+    Avx512 = 2,
+}
+
+/// The widest [`Isa`] the kernels may use (default: no limit). Tests lower it to run each
+/// copy; results are identical, so changing it while plans run is harmless.
+static ISA_CAP: AtomicU8 = AtomicU8::new(Isa::Avx512 as u8);
+
+/// Limits the kernels to `isa` and narrower (they still use only what the CPU has).
+pub fn set_isa_cap(isa: Isa) {
+    ISA_CAP.store(isa as u8, Ordering::Relaxed);
+}
+
+/// The copy the kernels run now: the widest the CPU has, within [`set_isa_cap`]'s limit.
+pub fn active_isa() -> Isa {
+    let cap = ISA_CAP.load(Ordering::Relaxed);
+    #[cfg(target_arch = "x86_64")]
+    {
+        if cap >= Isa::Avx512 as u8 && std::arch::is_x86_feature_detected!("avx512f") {
+            return Isa::Avx512;
+        }
+        if cap >= Isa::Avx2 as u8
+            && std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+        {
+            return Isa::Avx2;
+        }
+    }
+    let _ = cap;
+    Isa::Portable
+}
+
+/// Defines `pub fn $name(args)` that runs the body compiled for the widest instruction set
+/// [`active_isa`] allows (AVX-512F, AVX2+FMA, or the baseline target). The body must be
+/// safe code.
 macro_rules! multiversion {
     ($(#[$meta:meta])* pub fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
         $(#[$meta])*
@@ -21,9 +62,16 @@ macro_rules! multiversion {
                 unsafe fn avx2($($arg: $ty),*) {
                     body($($arg),*)
                 }
-                if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-                    // SAFETY: the CPU supports the features `avx2` was compiled for.
-                    return unsafe { avx2($($arg),*) };
+                #[target_feature(enable = "avx512f,avx2,fma")]
+                unsafe fn avx512($($arg: $ty),*) {
+                    body($($arg),*)
+                }
+                match active_isa() {
+                    // SAFETY: `active_isa` returns an ISA only when the CPU supports it.
+                    Isa::Avx512 => return unsafe { avx512($($arg),*) },
+                    // SAFETY: as above.
+                    Isa::Avx2 => return unsafe { avx2($($arg),*) },
+                    Isa::Portable => {}
                 }
             }
             body($($arg),*)
