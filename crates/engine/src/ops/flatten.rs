@@ -33,7 +33,7 @@ impl Flatten {
     }
 
     /// The split point for a tensor of rank `rank` (`0..=rank`).
-    fn split(&self, rank: usize) -> Result<usize, OpError> {
+    pub fn split(&self, rank: usize) -> Result<usize, OpError> {
         let r = rank as i64;
         let a = if self.axis < 0 { self.axis + r } else { self.axis };
         if a < 0 || a > r {

@@ -30,7 +30,7 @@ const MIN_PANEL: usize = 32;
 
 thread_local! {
     /// Per-thread im2col scratch; grows to the largest panel once and is then reused, so the
-    /// steady state allocates nothing here.
+    /// steady state allocates nothing here (`tests/plan_allocations.rs` in the resnet crate).
     static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -159,7 +159,10 @@ impl ConvKernel {
                 (x_g[p0..].as_ptr(), p)
             } else {
                 if scratch.len() < kg * pw {
-                    scratch.resize(kg * pw, 0.0);
+                    // At least twice the panel budget at once (every ResNet panel fits), so a
+                    // worker that first meets a bigger panel late — tiles go to whichever
+                    // thread is free — does not allocate in a steady-state run.
+                    scratch.resize((kg * pw).max(2 * PANEL_FLOATS), 0.0);
                 }
                 im2col_panel(x_g, cg, &g.axes, p0, pw, &mut scratch[..kg * pw]);
                 (scratch.as_ptr(), pw)

@@ -32,6 +32,7 @@ use crate::graph::{Graph, ValueId};
 use crate::ops::binary::BinaryKind;
 use crate::ops::global_pool::PoolKind;
 use crate::ops::padding::{lift_to_3d, Window};
+use crate::ops::shape::i64_list;
 use crate::ops::Op;
 use crate::tensor::{numel, DType, Tensor};
 
@@ -484,7 +485,16 @@ impl Plan {
         for (i, &id) in g.outputs.iter().enumerate() {
             let last = !g.outputs[i + 1..].contains(&id);
             let t = match std::mem::replace(&mut slots[id], Slot::Empty) {
-                Slot::Owned(t) if last => t,
+                // The caller keeps outputs: an exact-size copy leaves the pooled buffer (often
+                // larger) in the pool, so the next run allocates nothing.
+                Slot::Owned(t) if last => match t.as_f32() {
+                    Some(data) => {
+                        let exact = Tensor::from_f32(t.shape().to_vec(), data.to_vec());
+                        self.give_back(t);
+                        exact
+                    }
+                    None => t,
+                },
                 Slot::Owned(t) => {
                     let c = t.clone();
                     slots[id] = Slot::Owned(t);
@@ -506,6 +516,39 @@ impl Plan {
 
     /// Takes input `slot`'s buffer for in-place use when this step is its last reader and
     /// the step reads it once.
+    /// Flatten / Reshape without a copy when this step is the input's last reader: the
+    /// output is the input's buffer under the new shape. `None`: not applicable (the input
+    /// lives on, or Reshape's target is missing) — the reference op runs instead.
+    fn reshape_in_place(
+        &self,
+        si: usize,
+        step: &Step,
+        op: &Op,
+        slots: &mut [Slot],
+    ) -> std::result::Result<Option<Tensor>, OpError> {
+        let shape = {
+            let Some(x) = slot_input(step, slots, 0) else { return Ok(None) };
+            match op {
+                Op::Flatten(f) => {
+                    let k = f.split(x.rank())?;
+                    vec![numel(&x.shape()[..k]), numel(&x.shape()[k..])]
+                }
+                Op::Reshape(r) => {
+                    let Some(target) = slot_input(step, slots, 1) else { return Ok(None) };
+                    let dims: Vec<Dim> = x.shape().iter().map(|&d| Dim::Known(d)).collect();
+                    let out = r.resolve(&dims, i64_list(target, 1)?)?;
+                    match out.iter().map(Dim::known).collect::<Option<Vec<usize>>>() {
+                        Some(shape) if numel(&shape) == x.len() => shape,
+                        // Let the reference op report the mismatch in its words.
+                        _ => return Ok(None),
+                    }
+                }
+                _ => return Ok(None),
+            }
+        };
+        Ok(self.take_if_dead(si, step, 0, slots).and_then(|t| t.reshaped(shape)))
+    }
+
     fn take_if_dead(&self, si: usize, step: &Step, slot: usize, slots: &mut [Slot]) -> Option<Tensor> {
         let id = step.inputs.get(slot).copied().flatten()?;
         if self.last_use[id] != Some(si) || step.inputs.iter().flatten().filter(|&&v| v == id).count() != 1 {
@@ -529,6 +572,12 @@ impl Plan {
         };
         match &step.kind {
             Kind::Reference(op) => {
+                // Flatten and Reshape of a dead input keep its buffer (the reference op copies).
+                if matches!(op, Op::Flatten(_) | Op::Reshape(_)) {
+                    if let Some(out) = self.reshape_in_place(si, step, op, slots)? {
+                        return Ok(vec![out]);
+                    }
+                }
                 let args: Vec<Option<&Tensor>> = (0..step.inputs.len()).map(|i| slot_input(step, slots, i)).collect();
                 op.def().eval(&args)
             }
