@@ -1,5 +1,6 @@
-//! After warm-up, a run of the compiled plan allocates no activation memory: every
-//! intermediate buffer comes from the plan's pool and graph outputs are exact-size copies.
+//! After warm-up, a run of the compiled plan allocates no activation memory — every
+//! intermediate buffer comes from the plan's pool and graph outputs are exact-size copies —
+//! and the pool does not grow from run to run.
 //! Counted with a global allocator on a zoo-structured ResNet-18 (v1) and ResNet-50 (v2) at
 //! 64×64, batch 4, one and two threads. Allocations of 32 KiB or more during a steady-state
 //! run are attributed by backtrace: none may come from our code. (The `gemm` crate 0.19
@@ -101,6 +102,13 @@ fn steady_state_runs_allocate_no_activation_buffers() {
                 "{name}, {threads} threads: per run {gemm} bytes in gemm's workspace, {} elsewhere",
                 bytes - gemm
             );
+            // The pool holds what the steps need, not one more buffer per run: each run's
+            // input is the caller's and is dropped when dead, never pooled.
+            let pooled = plan.pooled_bytes();
+            for _ in 0..5 {
+                plan.run(vec![input.clone()]).unwrap();
+            }
+            assert_eq!(plan.pooled_bytes(), pooled, "{name}, {threads} threads: the pool grew");
         }
     }
 }
