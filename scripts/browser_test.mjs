@@ -75,7 +75,7 @@ try {
   check(rows.length > 0 && rows[0].label.includes(expected), `the top class is '${expected}' (got '${rows[0]?.label}')`);
   check(rows.every((r, i) => i === 0 || rows[i - 1].probability >= r.probability), "they are sorted by probability");
   check(
-    rows.every((r) => r.probability >= 0 && r.probability <= 1 && /^\d+(\.\d+)?%$/.test(r.pct) && /%$/.test(r.width)),
+    rows.every((r) => r.probability >= 0 && r.probability <= 1 && /^(<0\.01|\d+(\.\d+)?)%$/.test(r.pct) && /%$/.test(r.width)),
     "each has a probability in [0, 1], a percentage and a bar",
   );
   const sum = rows.reduce((s, r) => s + r.probability, 0);
