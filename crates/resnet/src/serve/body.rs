@@ -7,8 +7,14 @@ use futures_util::StreamExt;
 
 use super::error::ApiError;
 
-/// Reads the whole body, refusing it (413) as soon as it passes `limit` bytes — by its
-/// `Content-Length` before reading anything, or while reading a chunked one.
+/// How much of an over-limit body is read and thrown away before answering 413, so that a
+/// client still sending gets its answer instead of a reset connection (larger bodies are cut
+/// off: the connection is closed).
+const DRAIN_LIMIT_BYTES: usize = 32 * 1024 * 1024;
+
+/// Reads the whole body, refusing it (413) when it passes `limit` bytes: its bytes past the
+/// limit are never kept. Handlers read the body before anything else, so every answer (even
+/// an early 404) comes after the client finished sending.
 pub async fn read_limited(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
     let too_large = || {
         ApiError::too_large(format!(
@@ -17,17 +23,28 @@ pub async fn read_limited(headers: &HeaderMap, body: Body, limit: usize) -> Resu
     };
     let declared =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
-    }
     let mut stream = body.into_data_stream();
-    let mut buf: Vec<u8> = Vec::with_capacity(declared.map_or(0, |n| n as usize));
+    let mut over = declared.is_some_and(|n| n > limit as u64);
+    let mut buf: Vec<u8> = Vec::with_capacity(if over { 0 } else { declared.unwrap_or(0) as usize });
+    let mut drained = 0usize;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
-        if buf.len() + chunk.len() > limit {
-            return Err(too_large());
+        if !over && buf.len() + chunk.len() > limit {
+            over = true;
+            drained = buf.len();
+            buf = Vec::new();
         }
-        buf.extend_from_slice(&chunk);
+        if over {
+            drained += chunk.len();
+            if drained > DRAIN_LIMIT_BYTES {
+                break;
+            }
+        } else {
+            buf.extend_from_slice(&chunk);
+        }
+    }
+    if over {
+        return Err(too_large());
     }
     Ok(Bytes::from(buf))
 }

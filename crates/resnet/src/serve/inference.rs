@@ -193,11 +193,11 @@ pub async fn predictions(
     body: Body,
 ) -> Response {
     let work = async {
+        let bytes = read_limited(&headers, body, app.limits.max_body_bytes).await?;
         let params = query_params(query.as_deref())?;
         let model = app.model(&name)?;
         let k = top_k_param(parse_param(&params, "topk")?, model.core.classes)?;
         let kind = image_body_kind(media_type(&headers)?.as_deref())?;
-        let bytes = read_limited(&headers, body, app.limits.max_body_bytes).await?;
         let image = match kind {
             ImageBody::Raw => bytes,
             ImageBody::Multipart => image_from_multipart(&headers, bytes).await?,

@@ -95,6 +95,7 @@ pub async fn infer(
     body: Body,
 ) -> Response {
     let work = async {
+        let bytes = read_limited(&headers, body, app.limits.max_body_bytes).await?;
         let model = app.model(&name)?;
         match media_type(&headers)?.as_deref() {
             None | Some("application/json") => {}
@@ -104,7 +105,6 @@ pub async fn infer(
                 )))
             }
         }
-        let bytes = read_limited(&headers, body, app.limits.max_body_bytes).await?;
         let request: InferRequest = serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::bad_request(format!("malformed inference request JSON: {e}")))?;
         let [input] = <[InputTensor; 1]>::try_from(request.inputs)
@@ -120,11 +120,13 @@ pub async fn infer(
                 };
                 infer_images(&model, input, top_k_param(k, model.core.classes)?).await?
             }
-            other => return Err(ApiError::bad_request(format!(
+            other => {
+                return Err(ApiError::bad_request(format!(
                 "input '{}' has datatype {other}; expected FP32 (preprocessed [N,3,{s},{s}]) or BYTES (encoded images)",
                 input.name,
                 s = model.core.input_size
-            ))),
+            )))
+            }
         };
         let outputs = select_outputs(outputs, request.outputs)?;
         let mut reply = json!({"model_name": model.name, "model_version": VERSION, "outputs": outputs});

@@ -33,8 +33,8 @@ async fn parameters(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<BTreeMap<String, String>, ApiError> {
-    let mut params = query_params(query)?;
     let bytes = read_limited(headers, body, MAX_MANAGEMENT_BODY).await?;
+    let mut params = query_params(query)?;
     if bytes.is_empty() {
         return Ok(params);
     }
