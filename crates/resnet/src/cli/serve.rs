@@ -88,7 +88,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     };
     let names: Vec<String> = config.models.iter().map(|m| m.name.clone()).collect();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("serve-http").build()?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         let server = Server::start(config).await?;
         let mut out = std::io::stdout().lock();
         writeln!(out, "inference http://{}", server.inference_addr())?;
@@ -108,17 +108,27 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             .await?;
         eprintln!("stopped");
         anyhow::Ok(ExitCode::SUCCESS)
-    })
+    });
+    // Every request is answered and every worker joined; nothing left worth waiting for.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
 }
 
-/// Completes when standard input is closed.
+/// Completes when standard input is closed. Read on a plain thread: the runtime would wait
+/// for a blocking stdin read at exit.
 async fn stdin_eof() {
-    use tokio::io::AsyncReadExt;
-    let mut stdin = tokio::io::stdin();
-    let mut buf = [0u8; 256];
-    while let Ok(n) = stdin.read(&mut buf).await {
-        if n == 0 {
-            break;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let spawned = std::thread::Builder::new().name("serve-stdin".into()).spawn(move || {
+        use std::io::Read;
+        let mut stdin = std::io::stdin();
+        let mut buf = [0u8; 256];
+        while matches!(stdin.read(&mut buf), Ok(n) if n > 0) {}
+        let _ = tx.send(());
+    });
+    match spawned {
+        Ok(_) => {
+            let _ = rx.await;
         }
+        Err(_) => std::future::pending().await,
     }
 }
