@@ -284,6 +284,12 @@ fn bad_input_gets_its_documented_4xx_and_the_server_keeps_serving() {
             "BadRequestException",
         ),
         (
+            "KServe shape of 10^12 images",
+            post(&infer, Some("application/json"), json!({"inputs": [{"name": "x", "shape": [1_000_000_000_000i64, 3, 224, 224], "datatype": "FP32", "data": [0.0]}]}).to_string().as_bytes()),
+            400,
+            "BadRequestException",
+        ),
+        (
             "KServe strings in FP32",
             post(
                 &infer,
@@ -444,4 +450,27 @@ fn management_api_registers_lists_scales_and_unregisters_models() {
     assert_eq!(get(&format!("{}/ping", s.inference)).json(), json!({"status": "Unhealthy"}));
     assert_eq!(get(&format!("{}/v2/health/ready", s.inference)).status, 503);
     assert_eq!(get(&format!("{m}/models")).json(), json!({"models": []}));
+}
+
+#[test]
+fn startup_errors_are_one_line_and_exit_2() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_resnet"))
+        .args(["serve", "--port", "0", "--management-port", "0", "--model", "x=/no/such/model.onnx"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("error: model 'x': ") && stderr.lines().count() == 1, "{stderr}");
+    assert!(out.stdout.is_empty(), "no address printed before the models load");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_resnet"))
+        .args(["serve", "--model", "9x=a.onnx"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid model name '9x'"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_resnet"))
+        .args(["serve", "--queue-depth", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
 }

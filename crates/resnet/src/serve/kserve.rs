@@ -164,15 +164,18 @@ async fn infer_tensor(model: &ServedModel, input: InputTensor) -> Result<Vec<Val
             )))
         }
     };
-    let mut data = Vec::with_capacity(n * 3 * (s * s) as usize);
+    // The data is bounded by the body limit; the shape is not (N could be 10^12): compare
+    // counts without allocating for the shape.
+    let mut data = Vec::new();
     flatten_numbers(&input.data, &mut data)?;
-    if data.len() != n * 3 * (s * s) as usize {
+    let expected = n.checked_mul(3 * (s * s) as usize);
+    if expected != Some(data.len()) {
         return Err(ApiError::bad_request(format!(
             "input '{}' has {} values but its shape {:?} needs {}",
             input.name,
             data.len(),
             input.shape,
-            n * 3 * (s * s) as usize
+            expected.map_or("more than fit in memory".to_string(), |e| e.to_string())
         )));
     }
     let logits = submit(model, move |_| Ok((data, n))).await?;
