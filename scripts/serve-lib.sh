@@ -17,6 +17,7 @@ SERVE_MGMT_URL=""
 serve_start() {
   local log=$1
   shift
+  : >"$log" # exists before the first read below, whenever the server opens it
   "$RESNET_BIN" serve "$@" --port 0 --management-port 0 >"$log" 2>&1 &
   SERVE_PID=$!
   local waited=0 limit=${SERVE_START_TIMEOUT:-180}
