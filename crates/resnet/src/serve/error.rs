@@ -148,6 +148,8 @@ pub enum ServeError {
     Bind { addr: std::net::SocketAddr, source: std::io::Error },
     #[error("model '{name}': {message}")]
     Model { name: String, message: String },
+    #[error("cannot start: {0}")]
+    Start(String),
     #[error("{context}: {source}")]
     Io { context: &'static str, source: std::io::Error },
 }

@@ -1,7 +1,7 @@
 //! The inference API (MMS-compatible, SPEC §8.2) on the inference port: `GET /ping`,
 //! `POST /predictions/{model}`, `OPTIONS /` (API description), `GET /` (the web page),
 //! `GET /models` (the model list, for the page), and the request pipeline they share with
-//! KServe: admit → decode on a blocking thread → queue → batched run → answer.
+//! KServe: admit → queue → (worker) decode the batch in parallel → batched run → answer.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,7 +14,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::oneshot;
 
-use super::batcher::Job;
+use super::batcher::{Input, Job};
 use super::body::{
     image_body_kind, image_from_multipart, media_type, parse_param, query_params, read_limited, ImageBody,
 };
@@ -111,37 +111,19 @@ impl ApiError {
     }
 }
 
-/// Admits a request to `model`'s queue (503 when full), prepares its input on a blocking
-/// thread, queues it and waits for the worker's answer: `images × classes` logits.
-pub async fn submit<P>(model: &ServedModel, prepare: P) -> Result<Vec<f32>, ApiError>
-where
-    P: FnOnce(&ModelCore) -> Result<(Vec<f32>, usize), ApiError> + Send + 'static,
-{
+/// Admits a request to `model`'s queue (503 when full), queues it and waits for the
+/// worker's answer: `images × classes` logits. Decoding happens on the worker's side.
+pub async fn submit(model: &ServedModel, input: Input, images: usize) -> Result<Vec<f32>, ApiError> {
     let slot = model.core.queue.reserve().map_err(|refused| match refused {
         Refused::Full { capacity } => ApiError::queue_full(&model.name, capacity),
         Refused::Closed => ApiError::unavailable(format!("Model \"{}\" is being unregistered", model.name)),
     })?;
-    let core = model.core.clone();
-    let (input, images) = tokio::task::spawn_blocking(move || prepare(&core))
-        .await
-        .map_err(|e| ApiError::internal(format!("preprocessing failed: {e}")))??;
     let (reply, answer) = oneshot::channel();
     slot.push(Job { input, images, reply });
     match answer.await {
-        Ok(Ok(logits)) => Ok(logits),
-        Ok(Err(message)) => Err(ApiError::internal(message)),
+        Ok(result) => result,
         Err(_) => Err(ApiError::internal("the model's worker stopped before answering")),
     }
-}
-
-/// Decodes and preprocesses encoded images (JPEG/PNG) into one input.
-pub fn prepare_images(core: &ModelCore, images: &[axum::body::Bytes]) -> Result<(Vec<f32>, usize), ApiError> {
-    let mut input = Vec::new();
-    for bytes in images {
-        let x = core.classifier.prepare_bytes(bytes).map_err(|e| ApiError::from_image(&e))?;
-        input.extend_from_slice(&x);
-    }
-    Ok((input, images.len()))
 }
 
 /// One ranked class as MMS's vision service returns it (SPEC §8.6), with a real softmax
@@ -202,7 +184,7 @@ pub async fn predictions(
             ImageBody::Raw => bytes,
             ImageBody::Multipart => image_from_multipart(&headers, bytes).await?,
         };
-        let logits = submit(&model, move |core| prepare_images(core, &[image])).await?;
+        let logits = submit(&model, Input::Encoded(vec![image]), 1).await?;
         let ranked = rank(&model.core, &logits, k);
         Ok(json_response(StatusCode::OK, &serde_json::to_value(ranked).unwrap_or_default()))
     };

@@ -16,9 +16,10 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::batcher::Input;
 use super::body::{media_type, read_limited};
 use super::error::{json_response, ApiError};
-use super::inference::{answer, prepare_images, rank, submit, top_k_param, AppState, ModelName};
+use super::inference::{answer, rank, submit, top_k_param, AppState, ModelName};
 use super::store::ServedModel;
 
 const VERSION: &str = "1";
@@ -105,7 +106,10 @@ pub async fn infer(
                 )))
             }
         }
-        let request: InferRequest = serde_json::from_slice(&bytes)
+        // Megabytes of numbers: parsed on a blocking thread, not on the runtime's.
+        let request: InferRequest = tokio::task::spawn_blocking(move || serde_json::from_slice(&bytes))
+            .await
+            .map_err(|e| ApiError::internal(format!("parsing failed: {e}")))?
             .map_err(|e| ApiError::bad_request(format!("malformed inference request JSON: {e}")))?;
         let [input] = <[InputTensor; 1]>::try_from(request.inputs)
             .map_err(|v| ApiError::bad_request(format!("expected exactly one input tensor, got {}", v.len())))?;
@@ -178,7 +182,7 @@ async fn infer_tensor(model: &ServedModel, input: InputTensor) -> Result<Vec<Val
             expected.map_or("more than fit in memory".to_string(), |e| e.to_string())
         )));
     }
-    let logits = submit(model, move |_| Ok((data, n))).await?;
+    let logits = submit(model, Input::Prepared(data), n).await?;
     let c = model.core.classes;
     Ok(vec![json!({"name": model.core.output_name, "datatype": "FP32", "shape": [n, c], "data": logits})])
 }
@@ -204,7 +208,7 @@ async fn infer_images(model: &ServedModel, input: InputTensor, k: usize) -> Resu
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let logits = submit(model, move |core| prepare_images(core, &images)).await?;
+    let logits = submit(model, Input::Encoded(images), n).await?;
     let c = model.core.classes;
     let ranked: Vec<_> = logits.chunks(c).map(|row| rank(&model.core, row, k)).collect();
     let probabilities: Vec<f32> = ranked.iter().flatten().map(|r| r.probability).collect();

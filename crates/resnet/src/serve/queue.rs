@@ -1,9 +1,10 @@
 //! [`JobQueue`]: the bounded queue in front of one model's workers.
 //!
 //! Admission happens when a request arrives, before its image is decoded: the request takes a
-//! [`Slot`] (or gets 503 when `queue_depth` slots are taken), decodes, and then turns the slot
-//! into a queued job. So an overloaded server refuses work without spending CPU on it, and
-//! the depth that `/metrics` shows counts every admitted request not yet taken by a worker.
+//! [`Slot`] (or gets 503 when `queue_depth` slots are taken) and turns it into a queued job;
+//! a slot dropped unused is released. So an overloaded server refuses work without spending
+//! CPU on it, and the depth that `/metrics` shows counts every admitted request not yet taken
+//! by a worker.
 //!
 //! Workers take batches: the first job waits for up to `max_batch_delay` (counted from its
 //! arrival in the queue) for more, until the batch holds `batch_size` images.

@@ -27,6 +27,8 @@ pub struct ModelCore {
     pub labels: Arc<Labels>,
     pub queue: Arc<JobQueue<Job>>,
     pub metrics: Arc<Metrics>,
+    /// Where workers decode their batches' images (shared by every model).
+    pub decode_pool: Arc<rayon::ThreadPool>,
     settings: Mutex<BatchSettings>,
     /// Square input size (224 for the zoo's models).
     pub input_size: usize,
@@ -129,11 +131,28 @@ pub struct ModelStore {
     limits: Limits,
     /// Threads of each model's engine pool (0: one per core).
     threads: usize,
+    decode_pool: Arc<rayon::ThreadPool>,
 }
 
 impl ModelStore {
-    pub fn new(metrics: Arc<Metrics>, limits: Limits, threads: usize) -> ModelStore {
-        ModelStore { models: Mutex::default(), loading: Mutex::default(), metrics, limits, threads }
+    /// A store whose models run on `threads` engine threads each (0: one per core); images
+    /// are decoded on a pool of as many threads.
+    pub fn new(metrics: Arc<Metrics>, limits: Limits, threads: usize) -> Result<ModelStore, String> {
+        let decode_threads =
+            if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
+        let decode_pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(decode_threads)
+            .thread_name(|i| format!("serve-decode-{i}"))
+            .build()
+            .map_err(|e| format!("cannot start {decode_threads} decode threads: {e}"))?;
+        Ok(ModelStore {
+            models: Mutex::default(),
+            loading: Mutex::default(),
+            metrics,
+            limits,
+            threads,
+            decode_pool: Arc::new(decode_pool),
+        })
     }
 
     fn models(&self) -> MutexGuard<'_, BTreeMap<String, Arc<ServedModel>>> {
@@ -213,6 +232,7 @@ impl ModelStore {
             classes,
             queue: JobQueue::new(self.limits.queue_depth),
             metrics: self.metrics.clone(),
+            decode_pool: self.decode_pool.clone(),
             settings: Mutex::new(settings),
         });
         let load_time = started.elapsed();
