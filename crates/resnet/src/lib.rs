@@ -24,6 +24,7 @@ pub mod inspect;
 mod model;
 pub mod postprocess;
 pub mod resolve;
+pub mod serve;
 
 pub use classifier::{Classification, Classifier, Prediction};
 pub use error::{Error, Result};

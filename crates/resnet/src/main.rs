@@ -23,6 +23,7 @@ enum Command {
     Export(cli::export::Args),
     Models(cli::models::Args),
     Bench(cli::bench::Args),
+    Serve(cli::serve::Args),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
         Command::Export(a) => cli::export::run(a),
         Command::Models(a) => cli::models::run(a),
         Command::Bench(a) => cli::bench::run(a),
+        Command::Serve(a) => cli::serve::run(a),
     };
     match result {
         Ok(code) => code,
