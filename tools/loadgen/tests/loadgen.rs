@@ -67,9 +67,9 @@ fn serve_connection(stream: TcpStream, seen: &Mutex<Seen>, counter: &AtomicU64) 
         reader.read_exact(&mut body).unwrap();
         std::thread::sleep(Duration::from_millis(2));
         let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
-        let (status, answer) = if n % 4 == 0 {
+        let (status, answer) = if n.is_multiple_of(4) {
             (503, r#"{"code": 503, "type": "ServiceUnavailableException", "message": "queue full"}"#)
-        } else if n % 7 == 0 {
+        } else if n.is_multiple_of(7) {
             (200, r#"{"not": "a list"}"#)
         } else {
             (200, r#"[{"class": "n06874185 traffic light", "probability": 0.9}]"#)
