@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Load test of `resnet serve` (issue 6): builds release, then for each mode starts the server
+# Load test of `resnet serve` (issue 6): builds release (--quick: the dev build), then for each mode starts the server
 # with the real Keras ResNet-50 and --threads 2 — dynamic batching on (--batch-size 8
 # --max-batch-delay-ms 5) and off (--batch-size 1) — warms it up with the same load, reads its
 # RSS, runs resnet-loadgen (tools/loadgen: CLIENTS concurrent keep-alive clients POSTing the
@@ -51,10 +51,13 @@ images=$shared/data/imagenet-samples/images
 [ -d "$images" ] || die "sample images not found at $images; set RESNET_SHARED_DIR"
 command -v python3 >/dev/null || die "python3 is needed to summarise the results"
 
-echo "== building resnet and resnet-loadgen (release)"
-(cd "$repo" && cargo build -q --release -p resnet -p resnet-loadgen) || die "cargo build --release failed"
-RESNET_BIN=$target/release/resnet
-loadgen=$target/release/resnet-loadgen
+# --quick (CI) uses the dev profile the test suite has already built (the engine and every
+# dependency are optimized there too); the full run measures the release build.
+if [ "$quick" = 1 ]; then profile=debug cargo_profile=(); else profile=release cargo_profile=(--release); fi
+echo "== building resnet and resnet-loadgen ($profile)"
+(cd "$repo" && cargo build -q "${cargo_profile[@]}" -p resnet -p resnet-loadgen) || die "cargo build failed"
+RESNET_BIN=$target/$profile/resnet
+loadgen=$target/$profile/resnet-loadgen
 
 mkdir -p "$out"
 rm -f "$out"/*.json "$out"/*.log "$out"/table.md "$out"/modes.tsv
