@@ -1,0 +1,523 @@
+//! Winograd F(4×4, 3×3) convolution for [`super::Mode::Fast`]: stride-1, dilation-1,
+//! group-1 3×3 convolutions with any padding, 2.25 multiplications per output and filter tap
+//! instead of 9.
+//!
+//! With the 6×6 transforms Bᵀ (input), G (filter) and Aᵀ (output) of Lavin & Gray (2015),
+//! one 4×4 output tile of output channel `o` is `Aᵀ [Σ_c (G g_{o,c} Gᵀ) ⊙ (Bᵀ d_c B)] A` where
+//! `d_c` is the 6×6 input patch of channel `c` under the tile (zeros outside the image, which
+//! is how any padding is handled). The sum over `c` at each of the 36 positions ξ is a matrix
+//! product, so a block of tiles costs 36 GEMMs `M_ξ [OC × tiles] = U_ξ [OC × IC] · V_ξ [IC × tiles]`.
+//!
+//! - `U` (the filter transform, computed once at compile time in f64) is `[36][OC][IC]`.
+//! - The output tiles of all images are numbered image by image in row-major order and cut
+//!   into blocks of `block_tiles` tiles, sized so the block's transformed input `V`
+//!   (`[36][IC][tiles]`) and GEMM output `M` (`[36][OC][tiles]`) stay in L2. Each task
+//!   transforms its block's input, runs the 36 GEMMs (`gemm`, single-threaded) and the output
+//!   transform with the fused bias / residual / ReLU epilogue, writing its tiles of `Y`.
+//! - Tasks are (block × output-channel chunk) and run on the plan's rayon pool; when the
+//!   blocks are too few to feed every thread (late layers at batch 1) the output channels
+//!   are split as well.
+//! - The transforms are plain loops over the tiles of a block (contiguous in `V` and `M`),
+//!   compiled for AVX-512, AVX2+FMA and the baseline, picked at run time.
+//!
+//! Accuracy: the transforms multiply by up to 8 and the filter transform by fractions, so the
+//! rounding error grows over exact fp32; see `tests/winograd.rs` for the measured bound.
+
+use std::cell::RefCell;
+
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+use crate::ops::conv::ConvGeometry;
+
+/// Points of one transformed tile (6×6).
+const POINTS: usize = 36;
+
+/// Fewest input and output channels for which [`super::Mode::Fast`] uses Winograd: below
+/// this the transforms cost more than the multiplications they save.
+pub const MIN_CHANNELS: usize = 16;
+
+/// L2 budget of one block's `V` and `M`, in bytes (half of a 2 MiB L2: the filters `U_ξ`
+/// stream through the other half).
+const BLOCK_BYTES: usize = 1 << 20;
+
+/// The filter transform `G` (6×3).
+const G: [[f64; 3]; 6] = [
+    [1.0 / 4.0, 0.0, 0.0],
+    [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
+    [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+    [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
+    [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
+    [0.0, 0.0, 1.0],
+];
+
+thread_local! {
+    /// Per-thread scratch (V, M, strips); grows once to the largest block and is reused.
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Defines `fn $name(args)` that runs the body compiled for AVX-512F, else AVX2+FMA, else
+/// the baseline target, picked at run time. The body must be safe code.
+macro_rules! multiversion {
+    ($(#[$meta:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+        $(#[$meta])*
+        #[allow(clippy::too_many_arguments)]
+        fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            #[allow(clippy::too_many_arguments)]
+            fn body($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn avx512($($arg: $ty),*) {
+                    body($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn avx2($($arg: $ty),*) {
+                    body($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU supports the features `avx512` was compiled for.
+                    return unsafe { avx512($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                    // SAFETY: the CPU supports the features `avx2` was compiled for.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            body($($arg),*)
+        }
+    };
+}
+
+/// A 3×3 convolution's filters in the Winograd domain.
+pub struct Winograd {
+    ic: usize,
+    oc: usize,
+    /// `U[ξ][o][c] = (G g_{o,c} Gᵀ)[ξ]`, row-major `[36, OC, IC]`.
+    u: Vec<f32>,
+}
+
+impl std::fmt::Debug for Winograd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Winograd").field("ic", &self.ic).field("oc", &self.oc).finish()
+    }
+}
+
+/// Raw output pointer shared by the tasks; each writes a disjoint set of elements.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: tasks write disjoint (output channel, tile) elements of one buffer that outlives
+// the parallel loop.
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+/// A run of consecutive tiles of one tile row: image, tile row, first tile column, count,
+/// and its first column in the block.
+#[derive(Clone, Copy)]
+struct Segment {
+    img: usize,
+    ty: usize,
+    tx0: usize,
+    len: usize,
+    col: usize,
+}
+
+/// The tile rows cut by the block `[t0, t0 + nb)` of tiles numbered `(img, ty, tx)` row-major.
+fn segments(t0: usize, nb: usize, th: usize, tw: usize) -> impl Iterator<Item = Segment> {
+    let mut t = t0;
+    std::iter::from_fn(move || {
+        if t >= t0 + nb {
+            return None;
+        }
+        let (img, rem) = (t / (th * tw), t % (th * tw));
+        let (ty, tx0) = (rem / tw, rem % tw);
+        let len = (tw - tx0).min(t0 + nb - t);
+        let s = Segment { img, ty, tx0, len, col: t - t0 };
+        t += len;
+        Some(s)
+    })
+}
+
+impl Winograd {
+    /// Transforms filters `w` (`[OC, IC, 3, 3]` row-major).
+    pub fn new(w: &[f32], oc: usize, ic: usize) -> Winograd {
+        assert_eq!(w.len(), oc * ic * 9, "filters are [OC, IC, 3, 3]");
+        let mut u = vec![0.0f32; POINTS * oc * ic];
+        for o in 0..oc {
+            for c in 0..ic {
+                let g = &w[(o * ic + c) * 9..][..9];
+                // t = G·g (6×3), then U = t·Gᵀ (6×6).
+                let mut t = [[0.0f64; 3]; 6];
+                for (i, row) in t.iter_mut().enumerate() {
+                    for (j, v) in row.iter_mut().enumerate() {
+                        *v = (0..3).map(|k| G[i][k] * g[k * 3 + j] as f64).sum();
+                    }
+                }
+                for i in 0..6 {
+                    for j in 0..6 {
+                        let v: f64 = (0..3).map(|k| t[i][k] * G[j][k]).sum();
+                        u[((i * 6 + j) * oc + o) * ic + c] = v as f32;
+                    }
+                }
+            }
+        }
+        Winograd { ic, oc, u }
+    }
+
+    pub fn input_channels(&self) -> usize {
+        self.ic
+    }
+
+    pub fn output_channels(&self) -> usize {
+        self.oc
+    }
+
+    /// Whether this call is one Winograd computes: a 2-D (or 3-D with a unit depth) 3×3
+    /// stride-1 dilation-1 group-1 convolution with this kernel's channel counts.
+    pub(crate) fn applies(&self, g: &ConvGeometry) -> bool {
+        let [ad, ah, aw] = &g.axes;
+        g.group == 1
+            && g.c == self.ic
+            && g.m == self.oc
+            && ad.kernel == 1
+            && ad.stride == 1
+            && ad.pad_begin == 0
+            && ad.pad_end == 0
+            && [ah, aw].iter().all(|a| a.kernel == 3 && a.stride == 1 && a.dilation == 1)
+    }
+
+    /// Computes `y = relu?(conv(x) + bias + residual)` for a geometry [`Self::applies`] to;
+    /// `y` has the output's length.
+    pub(crate) fn run(
+        &self,
+        g: &ConvGeometry,
+        x: &[f32],
+        bias: Option<&[f32]>,
+        residual: Option<&[f32]>,
+        relu: bool,
+        y: &mut [f32],
+    ) {
+        debug_assert!(self.applies(g));
+        let [ad, ah, aw] = &g.axes;
+        let (oh, ow) = (ah.output, aw.output);
+        if g.n * self.oc * ad.output * oh * ow == 0 {
+            return;
+        }
+        let (th, tw) = (oh.div_ceil(4), ow.div_ceil(4));
+        let total = g.n * th * tw;
+        let threads = rayon::current_num_threads();
+        let bt = block_tiles(self.ic, self.oc).min(total);
+        let blocks = total.div_ceil(bt);
+        let bt = total.div_ceil(blocks);
+        // Too few blocks to feed every thread: split the output channels too (chunks of ≥ 16).
+        let osplit = if threads > 1 && blocks < 2 * threads {
+            (2 * threads).div_ceil(blocks).min(self.oc.div_ceil(16)).max(1)
+        } else {
+            1
+        };
+        let ochunk = self.oc.div_ceil(osplit);
+        let osplit = self.oc.div_ceil(ochunk);
+        let tasks = blocks * osplit;
+        let out = OutPtr(y.as_mut_ptr());
+        let task = |t: usize| {
+            let (b, oi) = (t / osplit, t % osplit);
+            let t0 = b * bt;
+            let nb = bt.min(total - t0);
+            let o0 = oi * ochunk;
+            let ow_ = ochunk.min(self.oc - o0);
+            self.task(g, (th, tw), t0, nb, o0, ow_, x, bias, residual, relu, out);
+        };
+        if threads > 1 && tasks > 1 {
+            (0..tasks).into_par_iter().for_each(task);
+        } else {
+            (0..tasks).for_each(task);
+        }
+    }
+
+    /// One block of `nb` tiles from tile `t0`, output channels `o0..o0+ocw`.
+    #[allow(clippy::too_many_arguments)]
+    fn task(
+        &self,
+        g: &ConvGeometry,
+        (th, tw): (usize, usize),
+        t0: usize,
+        nb: usize,
+        o0: usize,
+        ocw: usize,
+        x: &[f32],
+        bias: Option<&[f32]>,
+        residual: Option<&[f32]>,
+        relu: bool,
+        out: OutPtr,
+    ) {
+        let [_, ah, aw] = &g.axes;
+        let (ic, oc) = (self.ic, self.oc);
+        let (h, w, oh, ow) = (ah.input, aw.input, ah.output, aw.output);
+        let plane = h * w;
+        let strip_w = 4 * nb.min(tw) + 2;
+        let (v_len, m_len) = (POINTS * ic * nb, POINTS * ocw * nb);
+        let need = v_len + m_len + 12 * strip_w + 40 * nb;
+        SCRATCH.with(|s| {
+            let mut s = s.borrow_mut();
+            if s.len() < need {
+                s.resize(need, 0.0);
+            }
+            let (v, rest) = s.split_at_mut(v_len);
+            let (m, rest) = rest.split_at_mut(m_len);
+            let (strip, rest) = rest.split_at_mut(12 * strip_w);
+            let tmp = &mut rest[..40 * nb];
+
+            // Input transform: V[ξ][c][col] for every tile of the block.
+            for seg in segments(t0, nb, th, tw) {
+                let iy0 = (4 * seg.ty) as isize - ah.pad_begin as isize;
+                let ix0 = (4 * seg.tx0) as isize - aw.pad_begin as isize;
+                let width = 4 * seg.len + 2;
+                for c in 0..ic {
+                    let xc = &x[(seg.img * ic + c) * plane..][..plane];
+                    input_tiles(xc, h, w, iy0, ix0, seg.len, &mut strip[..12 * width], &mut v[c * nb + seg.col..], ic * nb);
+                }
+            }
+
+            // M_ξ [ocw × nb] = U_ξ[o0.., :] [ocw × IC] · V_ξ [IC × nb].
+            for xi in 0..POINTS {
+                // SAFETY: dst `ocw × nb` row-major at `xi·ocw·nb` lies in `m`; lhs rows
+                // `o0..o0+ocw` of U_ξ (`IC` columns, row stride IC) lie in `u`; rhs `IC × nb`
+                // row-major at `xi·IC·nb` lies in `v`; `ic ≥ 1` (checked by the caller).
+                unsafe {
+                    gemm::gemm(
+                        ocw,
+                        nb,
+                        ic,
+                        m.as_mut_ptr().add(xi * ocw * nb),
+                        1,
+                        nb as isize,
+                        false,
+                        self.u.as_ptr().add((xi * oc + o0) * ic),
+                        1,
+                        ic as isize,
+                        v.as_ptr().add(xi * ic * nb),
+                        1,
+                        nb as isize,
+                        0.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        Parallelism::None,
+                    );
+                }
+            }
+
+            // Output transform + epilogue, one output channel at a time.
+            let out_plane = oh * ow;
+            for o in 0..ocw {
+                let oc_abs = o0 + o;
+                output_tiles(&m[o * nb..], ocw * nb, nb, tmp);
+                let b = bias.map_or(0.0, |b| b[oc_abs]);
+                for seg in segments(t0, nb, th, tw) {
+                    let base = (seg.img * oc + oc_abs) * out_plane;
+                    for a in 0..4 {
+                        let oy = 4 * seg.ty + a;
+                        if oy >= oh {
+                            break;
+                        }
+                        let x0 = 4 * seg.tx0;
+                        let len = (4 * seg.len).min(ow - x0);
+                        let off = base + oy * ow + x0;
+                        // SAFETY: this task's tiles of output channel `oc_abs`, row `oy`:
+                        // `len` elements inside `y`, written by no other task.
+                        let row = unsafe { std::slice::from_raw_parts_mut(out.0.add(off), len) };
+                        let res = residual.map(|r| &r[off..][..len]);
+                        epilogue_row(&tmp[(a * 4) * nb + seg.col..], nb, row, b, res, relu);
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Tiles per block: `V` and `M` of the block within [`BLOCK_BYTES`], 16 to 256 tiles.
+fn block_tiles(ic: usize, oc: usize) -> usize {
+    (BLOCK_BYTES / (POINTS * (ic + oc) * 4)).clamp(16, 256)
+}
+
+multiversion! {
+    /// Input transform of `nt` consecutive tiles of one channel plane `xc` (`[h, w]`) whose
+    /// 6×6 patches start at row `iy0` and columns `ix0, ix0+4, …` (negative or past the end:
+    /// zeros). Writes `Bᵀ d B` of tile `k` to `v[ξ·vstride + k]`. `strip` holds 12 rows of
+    /// `4·nt + 2`.
+    fn input_tiles(
+        xc: &[f32],
+        h: usize,
+        w: usize,
+        iy0: isize,
+        ix0: isize,
+        nt: usize,
+        strip: &mut [f32],
+        v: &mut [f32],
+        vstride: usize,
+    ) {
+        let width = 4 * nt + 2;
+        let (d, t) = strip.split_at_mut(6 * width);
+        // Gather the 6 input rows under the tiles, zero-filled outside the image.
+        for r in 0..6 {
+            let row = &mut d[r * width..][..width];
+            let iy = iy0 + r as isize;
+            if iy < 0 || iy >= h as isize {
+                row.fill(0.0);
+                continue;
+            }
+            let src = &xc[iy as usize * w..][..w];
+            // Columns ix0 + j for j in lo..hi are inside the image.
+            let lo = (-ix0).clamp(0, width as isize) as usize;
+            let hi = (w as isize - ix0).clamp(lo as isize, width as isize) as usize;
+            row[..lo].fill(0.0);
+            row[hi..].fill(0.0);
+            if hi > lo {
+                let first = (ix0 + lo as isize) as usize;
+                row[lo..hi].copy_from_slice(&src[first..first + hi - lo]);
+            }
+        }
+        // Column transform t = Bᵀ d (vectorized along the strip).
+        {
+            let (d0, d1, d2, d3, d4, d5) = (
+                &d[..width],
+                &d[width..2 * width],
+                &d[2 * width..3 * width],
+                &d[3 * width..4 * width],
+                &d[4 * width..5 * width],
+                &d[5 * width..6 * width],
+            );
+            let (t0, rest) = t.split_at_mut(width);
+            let (t1, rest) = rest.split_at_mut(width);
+            let (t2, rest) = rest.split_at_mut(width);
+            let (t3, rest) = rest.split_at_mut(width);
+            let (t4, t5) = rest.split_at_mut(width);
+            for j in 0..width {
+                let (a0, a1, a2, a3, a4, a5) = (d0[j], d1[j], d2[j], d3[j], d4[j], d5[j]);
+                t0[j] = 4.0 * a0 - 5.0 * a2 + a4;
+                t1[j] = -4.0 * (a1 + a2) + a3 + a4;
+                t2[j] = 4.0 * (a1 - a2) - a3 + a4;
+                t3[j] = 2.0 * (a3 - a1) - a2 + a4;
+                t4[j] = 2.0 * (a1 - a3) - a2 + a4;
+                t5[j] = 4.0 * a1 - 5.0 * a3 + a5;
+            }
+        }
+        // Row transform (t B) per tile: 6 points per row of t.
+        for i in 0..6 {
+            let ti = &t[i * width..][..width];
+            let base = i * 6 * vstride;
+            let (v0, rest) = v[base..].split_at_mut(vstride);
+            let (v1, rest) = rest.split_at_mut(vstride);
+            let (v2, rest) = rest.split_at_mut(vstride);
+            let (v3, rest) = rest.split_at_mut(vstride);
+            let (v4, rest) = rest.split_at_mut(vstride);
+            let v5 = &mut rest[..nt];
+            for k in 0..nt {
+                let s = &ti[4 * k..4 * k + 6];
+                let (a0, a1, a2, a3, a4, a5) = (s[0], s[1], s[2], s[3], s[4], s[5]);
+                v0[k] = 4.0 * a0 - 5.0 * a2 + a4;
+                v1[k] = -4.0 * (a1 + a2) + a3 + a4;
+                v2[k] = 4.0 * (a1 - a2) - a3 + a4;
+                v3[k] = 2.0 * (a3 - a1) - a2 + a4;
+                v4[k] = 2.0 * (a1 - a3) - a2 + a4;
+                v5[k] = 4.0 * a1 - 5.0 * a3 + a5;
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// Output transform `Aᵀ m A` of the `nb` tiles of one output channel: `m[ξ·mstride + k]`
+    /// is point ξ of tile `k`; writes output pixel `(a, b)` of tile `k` to
+    /// `tmp[(a·4 + b)·nb + k]` (`tmp` holds 40·nb: 16·nb results, 24·nb intermediate).
+    fn output_tiles(m: &[f32], mstride: usize, nb: usize, tmp: &mut [f32]) {
+        let (res, mid) = tmp.split_at_mut(16 * nb);
+        // mid[a][j] = Σ_i Aᵀ[a][i] m[i][j]   (4 × 6 rows of nb)
+        for j in 0..6 {
+            let r = |i: usize| &m[(i * 6 + j) * mstride..][..nb];
+            let (m0, m1, m2, m3, m4, m5) = (r(0), r(1), r(2), r(3), r(4), r(5));
+            let (q0, rest) = mid.split_at_mut(6 * nb);
+            let (q1, rest) = rest.split_at_mut(6 * nb);
+            let (q2, q3) = rest.split_at_mut(6 * nb);
+            let (q0, q1, q2, q3) =
+                (&mut q0[j * nb..][..nb], &mut q1[j * nb..][..nb], &mut q2[j * nb..][..nb], &mut q3[j * nb..][..nb]);
+            for k in 0..nb {
+                let (s12, d12) = (m1[k] + m2[k], m1[k] - m2[k]);
+                let (s34, d34) = (m3[k] + m4[k], m3[k] - m4[k]);
+                q0[k] = m0[k] + s12 + s34;
+                q1[k] = d12 + 2.0 * d34;
+                q2[k] = s12 + 4.0 * s34;
+                q3[k] = d12 + 8.0 * d34 + m5[k];
+            }
+        }
+        // res[a][b] = Σ_j mid[a][j] Aᵀ[b][j]
+        for a in 0..4 {
+            let r = |j: usize| &mid[(a * 6 + j) * nb..][..nb];
+            let (m0, m1, m2, m3, m4, m5) = (r(0), r(1), r(2), r(3), r(4), r(5));
+            let (p0, rest) = res[a * 4 * nb..].split_at_mut(nb);
+            let (p1, rest) = rest.split_at_mut(nb);
+            let (p2, rest) = rest.split_at_mut(nb);
+            let p3 = &mut rest[..nb];
+            for k in 0..nb {
+                let (s12, d12) = (m1[k] + m2[k], m1[k] - m2[k]);
+                let (s34, d34) = (m3[k] + m4[k], m3[k] - m4[k]);
+                p0[k] = m0[k] + s12 + s34;
+                p1[k] = d12 + 2.0 * d34;
+                p2[k] = s12 + 4.0 * s34;
+                p3[k] = d12 + 8.0 * d34 + m5[k];
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// One output row of a run of tiles with the epilogue: `row[4k + b] = relu?(res[b·nb + k]
+    /// + bias + residual[4k + b])` where `res` starts at pixel row `a` of the first tile.
+    fn epilogue_row(res: &[f32], nb: usize, row: &mut [f32], bias: f32, residual: Option<&[f32]>, relu: bool) {
+        for (k, px) in row.chunks_mut(4).enumerate() {
+            for (b, o) in px.iter_mut().enumerate() {
+                *o = res[b * nb + k] + bias;
+            }
+        }
+        if let Some(r) = residual {
+            for (o, &v) in row.iter_mut().zip(r) {
+                *o += v;
+            }
+        }
+        if relu {
+            for o in row.iter_mut() {
+                *o = o.max(0.0);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_cut_blocks_at_tile_rows_and_images() {
+        // 2 images of 2×3 tiles, block of 5 from tile 4: (img 0, row 1, tx 1..3), (img 1, row 0).
+        let s: Vec<_> = segments(4, 5, 2, 3).map(|s| (s.img, s.ty, s.tx0, s.len, s.col)).collect();
+        assert_eq!(s, vec![(0, 1, 1, 2, 0), (1, 0, 0, 3, 2)]);
+    }
+
+    #[test]
+    fn filter_transform_of_a_delta_is_g_column() {
+        // g = δ at (0,0): U = G[:,0] G[:,0]ᵀ.
+        let mut w = vec![0.0f32; 9];
+        w[0] = 1.0;
+        let wg = Winograd::new(&w, 1, 1);
+        for i in 0..6 {
+            for j in 0..6 {
+                let want = (G[i][0] * G[j][0]) as f32;
+                assert!((wg.u[i * 6 + j] - want).abs() < 1e-7, "({i},{j}): {} vs {want}", wg.u[i * 6 + j]);
+            }
+        }
+    }
+}
