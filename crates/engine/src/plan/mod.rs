@@ -46,6 +46,9 @@ pub struct PlanOptions {
     pub threads: usize,
     /// Arithmetic of the convolutions.
     pub mode: Mode,
+    /// [`Mode::Fast`]: fewest output tiles (4×4, all images of a call together) for which a
+    /// conv runs as Winograd; `None`: [`winograd::MIN_TILES`]. Smaller calls run exact.
+    pub winograd_min_tiles: Option<usize>,
 }
 
 /// Arithmetic of the plan's convolutions.
@@ -267,7 +270,7 @@ impl Plan {
                     }
                     let (cur, relu) = fuse_relu(cur, &mut skip, &mut fused);
                     let kernel = ConvKernel { window: c.window.clone(), group: c.group, weights, w_shape, bias, relu };
-                    let kind = match winograd_filters(&kernel, opts.mode) {
+                    let kind = match winograd_filters(&kernel, opts) {
                         Some(wg) => Kind::Winograd(kernel, Box::new(wg)),
                         None => Kind::Conv(kernel),
                     };
@@ -754,12 +757,13 @@ fn slot_input<'s>(step: &Step, slots: &'s [Slot], i: usize) -> Option<&'s Tensor
 
 /// The Winograd filters of a conv [`Mode::Fast`] runs as Winograd: constant `[M, C, 3, 3]`
 /// filters, group 1, stride and dilation 1, both channel counts at least
-/// [`winograd::MIN_CHANNELS`].
-fn winograd_filters(k: &ConvKernel, mode: Mode) -> Option<Winograd> {
+/// [`winograd::MIN_CHANNELS`]. (Whether a call runs as Winograd is decided per call:
+/// enough output tiles.)
+fn winograd_filters(k: &ConvKernel, opts: &PlanOptions) -> Option<Winograd> {
     let ones = |v: &Option<Vec<usize>>| v.as_ref().is_none_or(|v| v.iter().all(|&s| s == 1));
     match (&k.w_shape, &k.weights) {
         (Some(s), Some(w))
-            if mode == Mode::Fast
+            if opts.mode == Mode::Fast
                 && k.group == 1
                 && s.len() == 4
                 && s[2] == 3
@@ -769,7 +773,7 @@ fn winograd_filters(k: &ConvKernel, mode: Mode) -> Option<Winograd> {
                 && ones(&k.window.strides)
                 && ones(&k.window.dilations) =>
         {
-            Some(Winograd::new(w, s[0], s[1]))
+            Some(Winograd::new(w, s[0], s[1], opts.winograd_min_tiles.unwrap_or(winograd::MIN_TILES)))
         }
         _ => None,
     }

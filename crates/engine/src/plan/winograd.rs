@@ -37,9 +37,17 @@ const POINTS: usize = 36;
 /// this the transforms cost more than the multiplications they save.
 pub const MIN_CHANNELS: usize = 16;
 
-/// L2 budget of one block's `V` and `M`, in bytes (half of a 2 MiB L2: the filters `U_ξ`
-/// stream through the other half).
-const BLOCK_BYTES: usize = 1 << 20;
+/// Fewest output tiles (all images together) for which a call runs as Winograd. `U` is 4×
+/// the size of the direct filters and streams from memory once per block, so with few
+/// tiles Winograd is memory-bound and slower than the direct product. Measured on Keras
+/// ResNet-50 at batch 1 (`winograd_profile_resnet50`, min of 15 runs, 1 thread): 196 tiles
+/// (56×56, 64 ch) 1.7× faster, 49 tiles (28×28, 128 ch) 1.4×, 16 tiles (14×14, 256 ch)
+/// 0.9×, 4 tiles (7×7, 512 ch) 0.55×.
+pub const MIN_TILES: usize = 32;
+
+/// L2 budget of one block's `V` and `M`, in bytes (1.5 MiB of a 2 MiB L2: `U_ξ` streams
+/// through the rest).
+const BLOCK_BYTES: usize = 3 << 19;
 
 /// The filter transform `G` (6×3).
 const G: [[f64; 3]; 6] = [
@@ -96,7 +104,9 @@ macro_rules! multiversion {
 pub struct Winograd {
     ic: usize,
     oc: usize,
-    /// `U[ξ][o][c] = (G g_{o,c} Gᵀ)[ξ]`, row-major `[36, OC, IC]`.
+    /// Calls with fewer output tiles run the exact kernel.
+    min_tiles: usize,
+    /// `U[ξ][c][o] = (G g_{o,c} Gᵀ)[ξ]`, row-major `[36, IC, OC]` (each `U_ξ` column-major).
     u: Vec<f32>,
 }
 
@@ -143,28 +153,30 @@ fn segments(t0: usize, nb: usize, th: usize, tw: usize) -> impl Iterator<Item = 
 
 impl Winograd {
     /// Transforms filters `w` (`[OC, IC, 3, 3]` row-major).
-    pub fn new(w: &[f32], oc: usize, ic: usize) -> Winograd {
+    pub fn new(w: &[f32], oc: usize, ic: usize, min_tiles: usize) -> Winograd {
         assert_eq!(w.len(), oc * ic * 9, "filters are [OC, IC, 3, 3]");
         let mut u = vec![0.0f32; POINTS * oc * ic];
-        for o in 0..oc {
-            for c in 0..ic {
+        // Output channels innermost: the 36 writes of one (c, o) go to 36 rows of `U` that
+        // the next `o` continues.
+        for c in 0..ic {
+            for o in 0..oc {
                 let g = &w[(o * ic + c) * 9..][..9];
-                // t = G·g (6×3), then U = t·Gᵀ (6×6).
+                // t = G·g (6×3), then U = t·Gᵀ (6×6), in f64.
                 let mut t = [[0.0f64; 3]; 6];
                 for (i, row) in t.iter_mut().enumerate() {
                     for (j, v) in row.iter_mut().enumerate() {
-                        *v = (0..3).map(|k| G[i][k] * g[k * 3 + j] as f64).sum();
+                        *v = G[i][0] * g[j] as f64 + G[i][1] * g[3 + j] as f64 + G[i][2] * g[6 + j] as f64;
                     }
                 }
-                for i in 0..6 {
-                    for j in 0..6 {
-                        let v: f64 = (0..3).map(|k| t[i][k] * G[j][k]).sum();
-                        u[((i * 6 + j) * oc + o) * ic + c] = v as f32;
+                for (i, ti) in t.iter().enumerate() {
+                    for (j, gj) in G.iter().enumerate() {
+                        let v = ti[0] * gj[0] + ti[1] * gj[1] + ti[2] * gj[2];
+                        u[((i * 6 + j) * ic + c) * oc + o] = v as f32;
                     }
                 }
             }
         }
-        Winograd { ic, oc, u }
+        Winograd { ic, oc, min_tiles, u }
     }
 
     pub fn input_channels(&self) -> usize {
@@ -175,9 +187,16 @@ impl Winograd {
         self.oc
     }
 
-    /// Whether this call is one Winograd computes: a 2-D (or 3-D with a unit depth) 3×3
-    /// stride-1 dilation-1 group-1 convolution with this kernel's channel counts.
+    /// Whether this call runs as Winograd: a 2-D (or 3-D with a unit depth) 3×3 stride-1
+    /// dilation-1 group-1 convolution with this kernel's channel counts and at least
+    /// `min_tiles` output tiles ([`MIN_TILES`] unless [`super::PlanOptions`] says otherwise).
     pub(crate) fn applies(&self, g: &ConvGeometry) -> bool {
+        let [_, ah, aw] = &g.axes;
+        g.n * ah.output.div_ceil(4) * aw.output.div_ceil(4) >= self.min_tiles && self.supports(g)
+    }
+
+    /// [`Self::applies`] without the tile count: the geometry [`Self::run`] computes.
+    pub(crate) fn supports(&self, g: &ConvGeometry) -> bool {
         let [ad, ah, aw] = &g.axes;
         g.group == 1
             && g.c == self.ic
@@ -200,7 +219,7 @@ impl Winograd {
         relu: bool,
         y: &mut [f32],
     ) {
-        debug_assert!(self.applies(g));
+        debug_assert!(self.supports(g));
         let [ad, ah, aw] = &g.axes;
         let (oh, ow) = (ah.output, aw.output);
         if g.n * self.oc * ad.output * oh * ow == 0 {
@@ -209,15 +228,17 @@ impl Winograd {
         let (th, tw) = (oh.div_ceil(4), ow.div_ceil(4));
         let total = g.n * th * tw;
         let threads = rayon::current_num_threads();
-        let bt = block_tiles(self.ic, self.oc).min(total);
-        let blocks = total.div_ceil(bt);
+        // Blocks: within the cache budget, a multiple of the threads (one round of equal
+        // tasks), but no smaller than 16 tiles.
+        let mut blocks = total.div_ceil(block_tiles(self.ic, self.oc));
+        if threads > 1 {
+            blocks = blocks.next_multiple_of(threads).min(total.div_ceil(16)).max(1);
+        }
         let bt = total.div_ceil(blocks);
-        // Too few blocks to feed every thread: split the output channels too (chunks of ≥ 16).
-        let osplit = if threads > 1 && blocks < 2 * threads {
-            (2 * threads).div_ceil(blocks).min(self.oc.div_ceil(16)).max(1)
-        } else {
-            1
-        };
+        let blocks = total.div_ceil(bt);
+        // Fewer blocks than threads (late layers at batch 1): split the output channels too,
+        // in chunks of at least 32 (each chunk repeats the block's input transform).
+        let osplit = if blocks < threads { threads.div_ceil(blocks).min(self.oc / 32).max(1) } else { 1 };
         let ochunk = self.oc.div_ceil(osplit);
         let osplit = self.oc.div_ceil(ochunk);
         let tasks = blocks * osplit;
@@ -257,9 +278,9 @@ impl Winograd {
         let (ic, oc) = (self.ic, self.oc);
         let (h, w, oh, ow) = (ah.input, aw.input, ah.output, aw.output);
         let plane = h * w;
-        let strip_w = 4 * nb.min(tw) + 2;
+        let strip_len = 48 * (nb.min(tw) + 1);
         let (v_len, m_len) = (POINTS * ic * nb, POINTS * ocw * nb);
-        let need = v_len + m_len + 12 * strip_w + 40 * nb;
+        let need = v_len + m_len + strip_len + 40 * ocw;
         SCRATCH.with(|s| {
             let mut s = s.borrow_mut();
             if s.len() < need {
@@ -267,37 +288,38 @@ impl Winograd {
             }
             let (v, rest) = s.split_at_mut(v_len);
             let (m, rest) = rest.split_at_mut(m_len);
-            let (strip, rest) = rest.split_at_mut(12 * strip_w);
-            let tmp = &mut rest[..40 * nb];
+            let (strip, rest) = rest.split_at_mut(strip_len);
+            let tmp = &mut rest[..40 * ocw];
 
             // Input transform: V[ξ][c][col] for every tile of the block.
             for seg in segments(t0, nb, th, tw) {
                 let iy0 = (4 * seg.ty) as isize - ah.pad_begin as isize;
                 let ix0 = (4 * seg.tx0) as isize - aw.pad_begin as isize;
-                let width = 4 * seg.len + 2;
                 for c in 0..ic {
                     let xc = &x[(seg.img * ic + c) * plane..][..plane];
-                    input_tiles(xc, h, w, iy0, ix0, seg.len, &mut strip[..12 * width], &mut v[c * nb + seg.col..], ic * nb);
+                    input_tiles(xc, h, w, iy0, ix0, seg.len, strip, &mut v[c * nb + seg.col..], ic * nb);
                 }
             }
 
-            // M_ξ [ocw × nb] = U_ξ[o0.., :] [ocw × IC] · V_ξ [IC × nb].
+            // M_ξ [ocw × nb] = U_ξ[o0.., :] [ocw × IC] · V_ξ [IC × nb], M_ξ column-major
+            // (`[nb][ocw]`): the output channels are `gemm`'s long, vectorized dimension
+            // whatever the number of tiles.
             for xi in 0..POINTS {
-                // SAFETY: dst `ocw × nb` row-major at `xi·ocw·nb` lies in `m`; lhs rows
-                // `o0..o0+ocw` of U_ξ (`IC` columns, row stride IC) lie in `u`; rhs `IC × nb`
-                // row-major at `xi·IC·nb` lies in `v`; `ic ≥ 1` (checked by the caller).
+                // SAFETY: dst `ocw × nb` column-major at `xi·ocw·nb` lies in `m`; lhs rows
+                // `o0..o0+ocw` of U_ξ (column-major, column stride OC) lie in `u`; rhs
+                // `IC × nb` row-major at `xi·IC·nb` lies in `v`; `ic ≥ 1` (checked by the caller).
                 unsafe {
                     gemm::gemm(
                         ocw,
                         nb,
                         ic,
                         m.as_mut_ptr().add(xi * ocw * nb),
+                        ocw as isize,
                         1,
-                        nb as isize,
                         false,
-                        self.u.as_ptr().add((xi * oc + o0) * ic),
+                        self.u.as_ptr().add(xi * ic * oc + o0),
+                        oc as isize,
                         1,
-                        ic as isize,
                         v.as_ptr().add(xi * ic * nb),
                         1,
                         nb as isize,
@@ -311,27 +333,30 @@ impl Winograd {
                 }
             }
 
-            // Output transform + epilogue, one output channel at a time.
+            // Output transform + epilogue, one tile at a time, vectorized over the channels.
             let out_plane = oh * ow;
-            for o in 0..ocw {
-                let oc_abs = o0 + o;
-                output_tiles(&m[o * nb..], ocw * nb, nb, tmp);
-                let b = bias.map_or(0.0, |b| b[oc_abs]);
-                for seg in segments(t0, nb, th, tw) {
-                    let base = (seg.img * oc + oc_abs) * out_plane;
-                    for a in 0..4 {
-                        let oy = 4 * seg.ty + a;
-                        if oy >= oh {
-                            break;
-                        }
-                        let x0 = 4 * seg.tx0;
-                        let len = (4 * seg.len).min(ow - x0);
-                        let off = base + oy * ow + x0;
-                        // SAFETY: this task's tiles of output channel `oc_abs`, row `oy`:
-                        // `len` elements inside `y`, written by no other task.
-                        let row = unsafe { std::slice::from_raw_parts_mut(out.0.add(off), len) };
-                        let res = residual.map(|r| &r[off..][..len]);
-                        epilogue_row(&tmp[(a * 4) * nb + seg.col..], nb, row, b, res, relu);
+            for seg in segments(t0, nb, th, tw) {
+                for k in 0..seg.len {
+                    let col = seg.col + k;
+                    output_tile(&m[col * ocw..], nb * ocw, ocw, tmp);
+                    let (oy0, ox0) = (4 * seg.ty, 4 * (seg.tx0 + k));
+                    let (rows, cols) = ((oh - oy0).min(4), (ow - ox0).min(4));
+                    let base = (seg.img * oc + o0) * out_plane + oy0 * ow + ox0;
+                    // SAFETY: the `rows × cols` pixels of this tile in output channels
+                    // `o0..o0+ocw` lie inside `y` and belong to this task only.
+                    unsafe {
+                        store_tile(
+                            &tmp[..16 * ocw],
+                            ocw,
+                            out.0.add(base),
+                            out_plane,
+                            ow,
+                            rows,
+                            cols,
+                            bias.map(|b| &b[o0..o0 + ocw]),
+                            residual.map(|r| &r[base..]),
+                            relu,
+                        );
                     }
                 }
             }
@@ -339,16 +364,25 @@ impl Winograd {
     }
 }
 
-/// Tiles per block: `V` and `M` of the block within [`BLOCK_BYTES`], 16 to 256 tiles.
+/// Tiles per block, 16 to 256: `V` and `M` of the block within [`BLOCK_BYTES`] or, when the
+/// filters `U` are larger, within the size of `U` — each block streams all of `U` once, so
+/// with large filters fewer, larger blocks (spilling to L3) beat L2-sized ones. Measured on
+/// ResNet-50's 28×28×128 layer (49 tiles, U 2.4 MB): one block 1.0 ms, two 1.4 ms.
 fn block_tiles(ic: usize, oc: usize) -> usize {
-    (BLOCK_BYTES / (POINTS * (ic + oc) * 4)).clamp(16, 256)
+    let per_tile = POINTS * (ic + oc) * 4;
+    let budget = BLOCK_BYTES.max(POINTS * ic * oc * 4);
+    (budget / per_tile).clamp(16, 256)
 }
 
 multiversion! {
     /// Input transform of `nt` consecutive tiles of one channel plane `xc` (`[h, w]`) whose
     /// 6×6 patches start at row `iy0` and columns `ix0, ix0+4, …` (negative or past the end:
-    /// zeros). Writes `Bᵀ d B` of tile `k` to `v[ξ·vstride + k]`. `strip` holds 12 rows of
-    /// `4·nt + 2`.
+    /// zeros). Writes `Bᵀ d B` of tile `k` to `v[ξ·vstride + k]`. `strip` holds
+    /// `48·(nt + 1)` floats.
+    ///
+    /// Each input row is first split by column phase (`x mod 4`) into 4 arrays of `nt + 1`,
+    /// so column `s` of tile `k` is `phase[s % 4][k + s / 4]`: every transform step is then
+    /// element-wise over contiguous tiles and vectorizes.
     fn input_tiles(
         xc: &[f32],
         h: usize,
@@ -360,43 +394,51 @@ multiversion! {
         v: &mut [f32],
         vstride: usize,
     ) {
-        let width = 4 * nt + 2;
-        let (d, t) = strip.split_at_mut(6 * width);
+        let np = nt + 1;
+        let rw = 4 * np; // one row: 4 phases of np
+        let (d, t) = strip.split_at_mut(6 * rw);
         // Gather the 6 input rows under the tiles, zero-filled outside the image.
         for r in 0..6 {
-            let row = &mut d[r * width..][..width];
+            let row = &mut d[r * rw..][..rw];
             let iy = iy0 + r as isize;
             if iy < 0 || iy >= h as isize {
                 row.fill(0.0);
                 continue;
             }
             let src = &xc[iy as usize * w..][..w];
-            // Columns ix0 + j for j in lo..hi are inside the image.
-            let lo = (-ix0).clamp(0, width as isize) as usize;
-            let hi = (w as isize - ix0).clamp(lo as isize, width as isize) as usize;
-            row[..lo].fill(0.0);
-            row[hi..].fill(0.0);
-            if hi > lo {
-                let first = (ix0 + lo as isize) as usize;
-                row[lo..hi].copy_from_slice(&src[first..first + hi - lo]);
+            let (p0, rest) = row.split_at_mut(np);
+            let (p1, rest) = rest.split_at_mut(np);
+            let (p2, p3) = rest.split_at_mut(np);
+            // Tiles whose 4 columns 4k..4k+4 (from ix0) all lie inside the row: plain copies.
+            let lo = if ix0 >= 0 { 0 } else { ((-ix0) as usize).div_ceil(4) }.min(np);
+            let hi = if (w as isize) < ix0 + 4 { lo } else { (((w as isize - ix0) / 4) as usize).clamp(lo, np) };
+            for k in lo..hi {
+                let q = &src[(ix0 + 4 * k as isize) as usize..][..4];
+                p0[k] = q[0];
+                p1[k] = q[1];
+                p2[k] = q[2];
+                p3[k] = q[3];
+            }
+            let at = |x: isize| if x >= 0 && x < w as isize { src[x as usize] } else { 0.0 };
+            for k in (0..lo).chain(hi..np) {
+                let x = ix0 + 4 * k as isize;
+                p0[k] = at(x);
+                p1[k] = at(x + 1);
+                p2[k] = at(x + 2);
+                p3[k] = at(x + 3);
             }
         }
-        // Column transform t = Bᵀ d (vectorized along the strip).
+        // Column transform t = Bᵀ d, element-wise over the 4 phases of every row.
         {
-            let (d0, d1, d2, d3, d4, d5) = (
-                &d[..width],
-                &d[width..2 * width],
-                &d[2 * width..3 * width],
-                &d[3 * width..4 * width],
-                &d[4 * width..5 * width],
-                &d[5 * width..6 * width],
-            );
-            let (t0, rest) = t.split_at_mut(width);
-            let (t1, rest) = rest.split_at_mut(width);
-            let (t2, rest) = rest.split_at_mut(width);
-            let (t3, rest) = rest.split_at_mut(width);
-            let (t4, t5) = rest.split_at_mut(width);
-            for j in 0..width {
+            let r = |i: usize| &d[i * rw..][..rw];
+            let (d0, d1, d2, d3, d4, d5) = (r(0), r(1), r(2), r(3), r(4), r(5));
+            let (t0, rest) = t.split_at_mut(rw);
+            let (t1, rest) = rest.split_at_mut(rw);
+            let (t2, rest) = rest.split_at_mut(rw);
+            let (t3, rest) = rest.split_at_mut(rw);
+            let (t4, t5) = rest.split_at_mut(rw);
+            let t5 = &mut t5[..rw];
+            for j in 0..rw {
                 let (a0, a1, a2, a3, a4, a5) = (d0[j], d1[j], d2[j], d3[j], d4[j], d5[j]);
                 t0[j] = 4.0 * a0 - 5.0 * a2 + a4;
                 t1[j] = -4.0 * (a1 + a2) + a3 + a4;
@@ -406,19 +448,20 @@ multiversion! {
                 t5[j] = 4.0 * a1 - 5.0 * a3 + a5;
             }
         }
-        // Row transform (t B) per tile: 6 points per row of t.
+        // Row transform (t B) per tile, element-wise over the tiles.
         for i in 0..6 {
-            let ti = &t[i * width..][..width];
+            let ti = &t[i * rw..][..rw];
+            let (s0, s1, s2, s3) = (&ti[..nt], &ti[np..np + nt], &ti[2 * np..2 * np + nt], &ti[3 * np..3 * np + nt]);
+            let (s4, s5) = (&ti[1..1 + nt], &ti[np + 1..np + 1 + nt]);
             let base = i * 6 * vstride;
             let (v0, rest) = v[base..].split_at_mut(vstride);
             let (v1, rest) = rest.split_at_mut(vstride);
             let (v2, rest) = rest.split_at_mut(vstride);
             let (v3, rest) = rest.split_at_mut(vstride);
             let (v4, rest) = rest.split_at_mut(vstride);
-            let v5 = &mut rest[..nt];
+            let (v0, v1, v2, v3, v4, v5) = (&mut v0[..nt], &mut v1[..nt], &mut v2[..nt], &mut v3[..nt], &mut v4[..nt], &mut rest[..nt]);
             for k in 0..nt {
-                let s = &ti[4 * k..4 * k + 6];
-                let (a0, a1, a2, a3, a4, a5) = (s[0], s[1], s[2], s[3], s[4], s[5]);
+                let (a0, a1, a2, a3, a4, a5) = (s0[k], s1[k], s2[k], s3[k], s4[k], s5[k]);
                 v0[k] = 4.0 * a0 - 5.0 * a2 + a4;
                 v1[k] = -4.0 * (a1 + a2) + a3 + a4;
                 v2[k] = 4.0 * (a1 - a2) - a3 + a4;
@@ -431,21 +474,21 @@ multiversion! {
 }
 
 multiversion! {
-    /// Output transform `Aᵀ m A` of the `nb` tiles of one output channel: `m[ξ·mstride + k]`
-    /// is point ξ of tile `k`; writes output pixel `(a, b)` of tile `k` to
-    /// `tmp[(a·4 + b)·nb + k]` (`tmp` holds 40·nb: 16·nb results, 24·nb intermediate).
-    fn output_tiles(m: &[f32], mstride: usize, nb: usize, tmp: &mut [f32]) {
-        let (res, mid) = tmp.split_at_mut(16 * nb);
-        // mid[a][j] = Σ_i Aᵀ[a][i] m[i][j]   (4 × 6 rows of nb)
+    /// Output transform `Aᵀ m A` of one tile for `ocw` channels: `m[ξ·mstride + o]` is point
+    /// ξ of channel `o`; writes pixel `(a, b)` of channel `o` to `tmp[(a·4 + b)·ocw + o]`
+    /// (`tmp` holds 40·ocw: 16·ocw results, then 24·ocw intermediate).
+    fn output_tile(m: &[f32], mstride: usize, ocw: usize, tmp: &mut [f32]) {
+        let (res, mid) = tmp.split_at_mut(16 * ocw);
+        // mid[a][j] = Σ_i Aᵀ[a][i] m[i][j]   (4 × 6 rows of ocw)
         for j in 0..6 {
-            let r = |i: usize| &m[(i * 6 + j) * mstride..][..nb];
+            let r = |i: usize| &m[(i * 6 + j) * mstride..][..ocw];
             let (m0, m1, m2, m3, m4, m5) = (r(0), r(1), r(2), r(3), r(4), r(5));
-            let (q0, rest) = mid.split_at_mut(6 * nb);
-            let (q1, rest) = rest.split_at_mut(6 * nb);
-            let (q2, q3) = rest.split_at_mut(6 * nb);
+            let (q0, rest) = mid.split_at_mut(6 * ocw);
+            let (q1, rest) = rest.split_at_mut(6 * ocw);
+            let (q2, q3) = rest.split_at_mut(6 * ocw);
             let (q0, q1, q2, q3) =
-                (&mut q0[j * nb..][..nb], &mut q1[j * nb..][..nb], &mut q2[j * nb..][..nb], &mut q3[j * nb..][..nb]);
-            for k in 0..nb {
+                (&mut q0[j * ocw..][..ocw], &mut q1[j * ocw..][..ocw], &mut q2[j * ocw..][..ocw], &mut q3[j * ocw..][..ocw]);
+            for k in 0..ocw {
                 let (s12, d12) = (m1[k] + m2[k], m1[k] - m2[k]);
                 let (s34, d34) = (m3[k] + m4[k], m3[k] - m4[k]);
                 q0[k] = m0[k] + s12 + s34;
@@ -456,13 +499,13 @@ multiversion! {
         }
         // res[a][b] = Σ_j mid[a][j] Aᵀ[b][j]
         for a in 0..4 {
-            let r = |j: usize| &mid[(a * 6 + j) * nb..][..nb];
+            let r = |j: usize| &mid[(a * 6 + j) * ocw..][..ocw];
             let (m0, m1, m2, m3, m4, m5) = (r(0), r(1), r(2), r(3), r(4), r(5));
-            let (p0, rest) = res[a * 4 * nb..].split_at_mut(nb);
-            let (p1, rest) = rest.split_at_mut(nb);
-            let (p2, rest) = rest.split_at_mut(nb);
-            let p3 = &mut rest[..nb];
-            for k in 0..nb {
+            let (p0, rest) = res[a * 4 * ocw..].split_at_mut(ocw);
+            let (p1, rest) = rest.split_at_mut(ocw);
+            let (p2, rest) = rest.split_at_mut(ocw);
+            let p3 = &mut rest[..ocw];
+            for k in 0..ocw {
                 let (s12, d12) = (m1[k] + m2[k], m1[k] - m2[k]);
                 let (s34, d34) = (m3[k] + m4[k], m3[k] - m4[k]);
                 p0[k] = m0[k] + s12 + s34;
@@ -474,23 +517,40 @@ multiversion! {
     }
 }
 
-multiversion! {
-    /// One output row of a run of tiles with the epilogue: `row[4k + b] = relu?(res[b·nb + k]
-    /// + bias + residual[4k + b])` where `res` starts at pixel row `a` of the first tile.
-    fn epilogue_row(res: &[f32], nb: usize, row: &mut [f32], bias: f32, residual: Option<&[f32]>, relu: bool) {
-        for (k, px) in row.chunks_mut(4).enumerate() {
-            for (b, o) in px.iter_mut().enumerate() {
-                *o = res[b * nb + k] + bias;
-            }
-        }
-        if let Some(r) = residual {
-            for (o, &v) in row.iter_mut().zip(r) {
-                *o += v;
-            }
-        }
-        if relu {
-            for o in row.iter_mut() {
-                *o = o.max(0.0);
+/// Writes one output tile with the epilogue: pixel `(a, b)` of channel `o` is
+/// `relu?(res[(a·4 + b)·ocw + o] + bias[o] + residual[o·plane + a·ow + b])`, stored at
+/// `y[o·plane + a·ow + b]` for `a < rows`, `b < cols`.
+///
+/// # Safety
+/// `y` (and `residual`, when given) must hold every such index.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+unsafe fn store_tile(
+    res: &[f32],
+    ocw: usize,
+    y: *mut f32,
+    plane: usize,
+    ow: usize,
+    rows: usize,
+    cols: usize,
+    bias: Option<&[f32]>,
+    residual: Option<&[f32]>,
+    relu: bool,
+) {
+    for a in 0..rows {
+        for o in 0..ocw {
+            let b0 = bias.map_or(0.0, |b| b[o]);
+            let off = o * plane + a * ow;
+            for b in 0..cols {
+                let mut v = res[(a * 4 + b) * ocw + o] + b0;
+                if let Some(r) = residual {
+                    v += r[off + b];
+                }
+                if relu {
+                    v = v.max(0.0);
+                }
+                // SAFETY: in bounds by the caller's contract.
+                unsafe { *y.add(off + b) = v };
             }
         }
     }
@@ -512,7 +572,7 @@ mod tests {
         // g = δ at (0,0): U = G[:,0] G[:,0]ᵀ.
         let mut w = vec![0.0f32; 9];
         w[0] = 1.0;
-        let wg = Winograd::new(&w, 1, 1);
+        let wg = Winograd::new(&w, 1, 1, 1);
         for i in 0..6 {
             for j in 0..6 {
                 let want = (G[i][0] * G[j][0]) as f32;
