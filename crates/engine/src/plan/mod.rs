@@ -58,8 +58,10 @@ pub enum Mode {
     #[default]
     Exact,
     /// 3×3 stride-1 convolutions with at least [`winograd::MIN_CHANNELS`] input and output
-    /// channels run as Winograd F(4×4,3×3) ([`winograd`]): 2.25 instead of 9 multiplications
-    /// per output and tap, with a larger rounding error; everything else as `Exact`.
+    /// channels (and at most [`winograd::MAX_CHANNEL_PRODUCT`] of both multiplied) run as
+    /// Winograd F(4×4,3×3) ([`winograd`]) when a call has at least [`winograd::MIN_TILES`]
+    /// 4×4 output tiles: 2.25 instead of 9 multiplications per output and tap, with a larger
+    /// rounding error; everything else as `Exact`.
     Fast,
 }
 
@@ -757,7 +759,8 @@ fn slot_input<'s>(step: &Step, slots: &'s [Slot], i: usize) -> Option<&'s Tensor
 
 /// The Winograd filters of a conv [`Mode::Fast`] runs as Winograd: constant `[M, C, 3, 3]`
 /// filters, group 1, stride and dilation 1, both channel counts at least
-/// [`winograd::MIN_CHANNELS`]. (Whether a call runs as Winograd is decided per call:
+/// [`winograd::MIN_CHANNELS`] and their product at most [`winograd::MAX_CHANNEL_PRODUCT`].
+/// (Whether a call runs as Winograd is decided per call:
 /// enough output tiles.)
 fn winograd_filters(k: &ConvKernel, opts: &PlanOptions) -> Option<Winograd> {
     let ones = |v: &Option<Vec<usize>>| v.as_ref().is_none_or(|v| v.iter().all(|&s| s == 1));
@@ -770,6 +773,7 @@ fn winograd_filters(k: &ConvKernel, opts: &PlanOptions) -> Option<Winograd> {
                 && s[3] == 3
                 && s[0] >= winograd::MIN_CHANNELS
                 && s[1] >= winograd::MIN_CHANNELS
+                && s[0] * s[1] <= winograd::MAX_CHANNEL_PRODUCT
                 && ones(&k.window.strides)
                 && ones(&k.window.dilations) =>
         {

@@ -37,6 +37,13 @@ const POINTS: usize = 36;
 /// this the transforms cost more than the multiplications they save.
 pub const MIN_CHANNELS: usize = 16;
 
+/// Most input × output channels for which [`super::Mode::Fast`] uses Winograd. `U_ξ` is
+/// streamed from memory for every block; with 512×512 filters (U: 38 MB) the GEMMs are
+/// memory-bound: ResNet-50's 7×7×512 layer measured 0.9× the exact speed at batch 8 (2
+/// threads) and 0.2× at batch 1, so such convs stay exact (and their 4× larger `U` is not
+/// kept).
+pub const MAX_CHANNEL_PRODUCT: usize = 256 * 256;
+
 /// Fewest output tiles (all images together) for which a call runs as Winograd. `U` is 4×
 /// the size of the direct filters and streams from memory once per block, so with few
 /// tiles Winograd is memory-bound and slower than the direct product. Measured on Keras
