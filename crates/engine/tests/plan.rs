@@ -275,7 +275,8 @@ fn run_node_case(dir: &Path) -> Result<(), String> {
     let read = |p: &PathBuf| onnx::read_tensor_pb(p).map(|(_, t)| t).map_err(|e| format!("test data: {}", e.root()));
     let inputs: Vec<Tensor> = numbered_files(&data, "input").iter().map(read).collect::<Result<_, _>>()?;
     let expected: Vec<Tensor> = numbered_files(&data, "output").iter().map(read).collect::<Result<_, _>>()?;
-    let plan = Plan::compile(&graph, &PlanOptions { threads: 2, ..PlanOptions::default() }).map_err(|e| format!("compile: {e}"))?;
+    let plan = Plan::compile(&graph, &PlanOptions { threads: 2, ..PlanOptions::default() })
+        .map_err(|e| format!("compile: {e}"))?;
     let outputs = plan.run(inputs).map_err(|e| format!("run: {e}"))?;
     if outputs.len() != expected.len() {
         return Err(format!("{} outputs instead of {}", outputs.len(), expected.len()));
