@@ -219,7 +219,7 @@ fn small_calls_run_exact_and_large_ones_winograd() {
     let (g, _) = conv_graph(&c, 1);
     let exact = Plan::compile(&g, &PlanOptions { threads: 1, ..PlanOptions::default() }).unwrap();
     let fast = Plan::compile(&g, &PlanOptions { threads: 1, mode: Mode::Fast, ..PlanOptions::default() }).unwrap();
-    assert!(resnet_engine::plan::winograd::MIN_TILES > 16 && resnet_engine::plan::winograd::MIN_TILES <= 32);
+    const { assert!(resnet_engine::plan::winograd::MIN_TILES > 16 && resnet_engine::plan::winograd::MIN_TILES <= 32) };
     let one = tensor(&[1, 32, 16, 16], 9);
     assert_eq!(rel_error(&fast.run(vec![one.clone()]).unwrap(), &exact.run(vec![one]).unwrap()), 0.0, "batch 1: exact");
     let two = tensor(&[2, 32, 16, 16], 9);
@@ -253,8 +253,8 @@ fn resnet50_keras_in_fast_mode_matches_the_data_sets_and_the_reference() {
     }
 }
 
-/// Per-layer profile of exact vs fast mode on the Keras ResNet-50 (release build):
-/// (`PLAN_MIN_TILES=N` overrides the per-call tile threshold of Winograd.)
+/// Per-layer profile of exact vs fast mode on the Keras ResNet-50 (release build;
+/// `PLAN_MIN_TILES=N` overrides the per-call tile threshold of Winograd):
 /// `PLAN_THREADS=1 PLAN_BATCH=1 PLAN_RUNS=10 cargo test --release -p resnet-engine --test winograd -- --ignored --nocapture`
 #[test]
 #[ignore = "timing: run explicitly in release"]
@@ -297,7 +297,7 @@ fn winograd_profile_resnet50() {
         }
     }
     println!("  3x3 convs: exact {sum_e:.2} ms, fast {sum_f:.2} ms");
-    let all = |v: &mut Vec<Vec<f64>>| v.iter_mut().map(|s| median(s)).sum::<f64>();
+    let all = |v: &mut Vec<Vec<f64>>| v.iter_mut().map(&median).sum::<f64>();
     println!("  all steps: exact {:.2} ms, fast {:.2} ms", all(&mut te), all(&mut tf));
     println!("  whole run: exact {:.2} ms, fast {:.2} ms", median(&mut total_e), median(&mut total_f));
 }

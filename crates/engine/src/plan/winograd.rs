@@ -580,9 +580,9 @@ mod tests {
         let mut w = vec![0.0f32; 9];
         w[0] = 1.0;
         let wg = Winograd::new(&w, 1, 1, 1);
-        for i in 0..6 {
-            for j in 0..6 {
-                let want = (G[i][0] * G[j][0]) as f32;
+        for (i, gi) in G.iter().enumerate() {
+            for (j, gj) in G.iter().enumerate() {
+                let want = (gi[0] * gj[0]) as f32;
                 assert!((wg.u[i * 6 + j] - want).abs() < 1e-7, "({i},{j}): {} vs {want}", wg.u[i * 6 + j]);
             }
         }
