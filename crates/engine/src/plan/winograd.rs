@@ -162,25 +162,34 @@ impl Winograd {
     /// Transforms filters `w` (`[OC, IC, 3, 3]` row-major).
     pub fn new(w: &[f32], oc: usize, ic: usize, min_tiles: usize) -> Winograd {
         assert_eq!(w.len(), oc * ic * 9, "filters are [OC, IC, 3, 3]");
+        // One input channel per task (in parallel: this is most of fast mode's compile time):
+        // its 36 rows `U[ξ][c][..]`, output channels innermost.
+        let rows: Vec<Vec<f32>> = (0..ic)
+            .into_par_iter()
+            .map(|c| {
+                let mut r = vec![0.0f32; POINTS * oc];
+                for o in 0..oc {
+                    let g = &w[(o * ic + c) * 9..][..9];
+                    // t = G·g (6×3), then U = t·Gᵀ (6×6), in f64.
+                    let mut t = [[0.0f64; 3]; 6];
+                    for (i, row) in t.iter_mut().enumerate() {
+                        for (j, v) in row.iter_mut().enumerate() {
+                            *v = G[i][0] * g[j] as f64 + G[i][1] * g[3 + j] as f64 + G[i][2] * g[6 + j] as f64;
+                        }
+                    }
+                    for (i, ti) in t.iter().enumerate() {
+                        for (j, gj) in G.iter().enumerate() {
+                            r[(i * 6 + j) * oc + o] = (ti[0] * gj[0] + ti[1] * gj[1] + ti[2] * gj[2]) as f32;
+                        }
+                    }
+                }
+                r
+            })
+            .collect();
         let mut u = vec![0.0f32; POINTS * oc * ic];
-        // Output channels innermost: the 36 writes of one (c, o) go to 36 rows of `U` that
-        // the next `o` continues.
-        for c in 0..ic {
-            for o in 0..oc {
-                let g = &w[(o * ic + c) * 9..][..9];
-                // t = G·g (6×3), then U = t·Gᵀ (6×6), in f64.
-                let mut t = [[0.0f64; 3]; 6];
-                for (i, row) in t.iter_mut().enumerate() {
-                    for (j, v) in row.iter_mut().enumerate() {
-                        *v = G[i][0] * g[j] as f64 + G[i][1] * g[3 + j] as f64 + G[i][2] * g[6 + j] as f64;
-                    }
-                }
-                for (i, ti) in t.iter().enumerate() {
-                    for (j, gj) in G.iter().enumerate() {
-                        let v = ti[0] * gj[0] + ti[1] * gj[1] + ti[2] * gj[2];
-                        u[((i * 6 + j) * ic + c) * oc + o] = v as f32;
-                    }
-                }
+        for (c, r) in rows.iter().enumerate() {
+            for xi in 0..POINTS {
+                u[(xi * ic + c) * oc..][..oc].copy_from_slice(&r[xi * oc..][..oc]);
             }
         }
         Winograd { ic, oc, min_tiles, u }
