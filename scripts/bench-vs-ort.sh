@@ -5,7 +5,7 @@
 # target of issue 4. Record a run in BENCHMARKS.md with the command that produced it.
 #
 # Usage: scripts/bench-vs-ort.sh [--rounds N] [--runs N] [--warmup N] [--quick] [--all]
-#                                [--engines E[,E]] [--markdown]
+#                                [--engines E[,E]] [--modes M[,M]] [--markdown]
 #   --rounds N     alternating rounds per configuration (default 5)
 #   --runs N       timed runs per measurement, ours and ORT alike (default 10)
 #   --warmup N     untimed runs before them (default 2)
@@ -13,6 +13,8 @@
 #   --all          also resnet18-v1 and resnet50-v2 at the configurations without a target
 #   --engines E    engines of `resnet bench` to time, comma-separated (default: plan if the
 #                  binary has it, else reference)
+#   --modes M      arithmetic modes of `resnet bench`, comma-separated: exact (default),
+#                  fast (Winograd for the 3×3 convs; rows with the issue's fast targets)
 #   --markdown     print the table as Markdown
 # Models: ../shared/models/resnet50-v1-keras/model.onnx and zoo-structured resnet18-v1 and
 # resnet50-v2 with random weights (`resnet export --arch A --seed 1`, into target/bench).
@@ -30,7 +32,7 @@ models_dir=$target_dir/bench
 
 die() { echo "bench-vs-ort: $*" >&2; exit 2; }
 
-rounds=5 runs=10 warmup=2 engines="" extra=()
+rounds=5 runs=10 warmup=2 engines="" modes=exact extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' \
@@ -40,6 +42,7 @@ while [ $# -gt 0 ]; do
     --warmup) warmup=${2:?--warmup needs a number}; shift ;;
     --quick) rounds=3 runs=3 warmup=1 ;;
     --engines) engines=${2:?--engines needs a list}; shift ;;
+    --modes) modes=${2:?--modes needs a list}; shift ;;
     --all|--markdown) extra+=("$1") ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
@@ -70,11 +73,11 @@ if [ -z "$engines" ]; then
 fi
 
 echo "== $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $rounds rounds," \
-     "$runs runs after $warmup warm-up; engines: $engines" >&2
+     "$runs runs after $warmup warm-up; engines: $engines; modes: $modes" >&2
 exec "$venv/bin/python" "$repo/scripts/bench_vs_ort.py" \
   --resnet "$resnet" --python "$venv/bin/python" --ort-bench "$shared/tools/ort_bench.py" \
   --model "resnet50-v1-keras=$keras" \
   --model "resnet18-v1=$models_dir/resnet18-v1.onnx" \
   --model "resnet50-v2=$models_dir/resnet50-v2.onnx" \
-  --engines "$engines" --rounds "$rounds" --runs "$runs" --warmup "$warmup" \
+  --engines "$engines" --modes "$modes" --rounds "$rounds" --runs "$runs" --warmup "$warmup" \
   ${BENCH_LOG:+--log "$BENCH_LOG"} "${extra[@]}"

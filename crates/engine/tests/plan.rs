@@ -169,7 +169,7 @@ proptest! {
     fn fused_conv_step_matches_the_reference(c in conv_case()) {
         let (g, feeds) = conv_graph(&c);
         let want = exec::run(&g, feeds.clone()).expect("reference runs");
-        let plan = Plan::compile(&g, &PlanOptions { threads: c.threads }).expect("compiles");
+        let plan = Plan::compile(&g, &PlanOptions { threads: c.threads, ..PlanOptions::default() }).expect("compiles");
         prop_assert!(plan.describe()[0].contains("conv"), "{:?}", plan.describe());
         if c.residual || c.relu {
             prop_assert_eq!(plan.describe().len(), 1, "fused into one step: {:?}", plan.describe());
@@ -202,7 +202,7 @@ fn wide_conv_splits_into_panels_and_matches_the_reference() {
         };
         let (g, feeds) = conv_graph(&c);
         let want = exec::run(&g, feeds.clone()).unwrap();
-        let got = Plan::compile(&g, &PlanOptions { threads }).unwrap().run(feeds).unwrap();
+        let got = Plan::compile(&g, &PlanOptions { threads, ..PlanOptions::default() }).unwrap().run(feeds).unwrap();
         assert_close(&got, &want, 1e-5, &format!("stride {stride} threads {threads}"));
     }
 }
@@ -244,7 +244,7 @@ fn v2_post_add_batchnorm_relu_keeps_the_sum_for_the_next_shortcut() {
     for (n, threads) in [(1, 1), (3, 2)] {
         let feeds = vec![tensor(&[n, c, 6, 6], 5)];
         let want = exec::run(&g, feeds.clone()).unwrap();
-        let plan = Plan::compile(&g, &PlanOptions { threads }).unwrap();
+        let plan = Plan::compile(&g, &PlanOptions { threads, ..PlanOptions::default() }).unwrap();
         let steps = plan.describe();
         assert_eq!(steps.len(), 3, "conv1+add1, bn+relu, conv2+add2: {steps:?}");
         assert!(steps[1].contains("BatchNormalization+Relu"), "{steps:?}");
@@ -275,7 +275,8 @@ fn run_node_case(dir: &Path) -> Result<(), String> {
     let read = |p: &PathBuf| onnx::read_tensor_pb(p).map(|(_, t)| t).map_err(|e| format!("test data: {}", e.root()));
     let inputs: Vec<Tensor> = numbered_files(&data, "input").iter().map(read).collect::<Result<_, _>>()?;
     let expected: Vec<Tensor> = numbered_files(&data, "output").iter().map(read).collect::<Result<_, _>>()?;
-    let plan = Plan::compile(&graph, &PlanOptions { threads: 2 }).map_err(|e| format!("compile: {e}"))?;
+    let plan = Plan::compile(&graph, &PlanOptions { threads: 2, ..PlanOptions::default() })
+        .map_err(|e| format!("compile: {e}"))?;
     let outputs = plan.run(inputs).map_err(|e| format!("run: {e}"))?;
     if outputs.len() != expected.len() {
         return Err(format!("{} outputs instead of {}", outputs.len(), expected.len()));
@@ -333,7 +334,7 @@ fn resnet50_keras_through_the_plan_matches_the_data_sets_and_the_reference() {
         expected.push(testdata::read_numbered(set, "output").unwrap().into_iter().next().unwrap().1);
     }
     for threads in [1, 2] {
-        let plan = Plan::compile(&graph, &PlanOptions { threads }).unwrap();
+        let plan = Plan::compile(&graph, &PlanOptions { threads, ..PlanOptions::default() }).unwrap();
         // Batch 1: each data set against its output_0.pb and the reference.
         for (img, want) in images.iter().zip(&expected) {
             let got = plan.run(vec![img.clone()]).unwrap();
@@ -356,7 +357,7 @@ fn one_plan_serves_several_threads_at_once() {
     let Some((graph, dir)) = keras() else { return };
     let set = &testdata::data_sets(&dir).unwrap()[0];
     let img = testdata::read_numbered(set, "input").unwrap().remove(0).1;
-    let plan = Arc::new(Plan::compile(&graph, &PlanOptions { threads: 1 }).unwrap());
+    let plan = Arc::new(Plan::compile(&graph, &PlanOptions { threads: 1, ..PlanOptions::default() }).unwrap());
     let first = plan.run(vec![img.clone()]).unwrap();
     let handles: Vec<_> = (0..2)
         .map(|_| {
@@ -382,9 +383,9 @@ fn plan_resnet50_timing() {
     let input = stack(&vec![img; batch]);
     let optimized = resnet_engine::passes::optimize(graph.clone(), &Default::default()).unwrap();
     let t0 = std::time::Instant::now();
-    let plan = Plan::compile(&optimized, &PlanOptions { threads }).unwrap();
+    let plan = Plan::compile(&optimized, &PlanOptions { threads, ..PlanOptions::default() }).unwrap();
     println!("compile {:.1} ms, {} steps", t0.elapsed().as_secs_f64() * 1e3, plan.describe().len());
-    let unoptimized = Plan::compile(&graph, &PlanOptions { threads }).unwrap();
+    let unoptimized = Plan::compile(&graph, &PlanOptions { threads, ..PlanOptions::default() }).unwrap();
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
         (v[v.len() / 2], v[0], v[v.len() - 1])

@@ -28,7 +28,7 @@ pub mod serve;
 
 pub use classifier::{Classification, Classifier, Prediction};
 pub use error::{Error, Result};
-pub use model::{Engine, Model};
+pub use model::{Engine, Mode, Model};
 pub use resnet_engine::{Dim, Tensor};
 pub use resolve::{resolve_model, ResolveOptions};
 

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use resnet_engine::passes::{self, PassOptions};
+pub use resnet_engine::plan::Mode;
 use resnet_engine::plan::{Plan, PlanOptions};
 use resnet_engine::{exec, onnx, Dim, Graph, Tensor};
 
@@ -38,6 +39,8 @@ pub struct Model {
     engine: Engine,
     /// Threads of the plan's own pool (0: one per core).
     threads: usize,
+    /// Arithmetic of the plan's convolutions.
+    mode: Mode,
     /// Compiled on first use, so loading stays cheap for `inspect`; shared by clones.
     plan: Arc<Mutex<Option<Arc<Plan>>>>,
 }
@@ -52,7 +55,7 @@ impl Model {
 
     /// Wraps a graph built in memory.
     pub fn from_graph(graph: Graph) -> Model {
-        Model { graph, path: None, engine: Engine::default(), threads: 0, plan: Arc::default() }
+        Model { graph, path: None, engine: Engine::default(), threads: 0, mode: Mode::default(), plan: Arc::default() }
     }
 
     /// Chooses the executor (default: the compiled plan).
@@ -68,6 +71,19 @@ impl Model {
         self
     }
 
+    /// Arithmetic of the compiled plan's convolutions (default [`Mode::Exact`]):
+    /// [`Mode::Fast`] runs 3×3 stride-1 convolutions as Winograd F(4×4,3×3). Ignored by the
+    /// reference executor.
+    pub fn with_mode(mut self, mode: Mode) -> Model {
+        self.mode = mode;
+        self.plan = Arc::default();
+        self
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
     pub fn engine(&self) -> Engine {
         self.engine
     }
@@ -79,7 +95,10 @@ impl Model {
             return Ok(plan.clone());
         }
         let optimized = passes::optimize(self.graph.clone(), &PassOptions::default())?;
-        let plan = Arc::new(Plan::compile(&optimized, &PlanOptions { threads: self.threads })?);
+        let plan = Arc::new(Plan::compile(
+            &optimized,
+            &PlanOptions { threads: self.threads, mode: self.mode, ..PlanOptions::default() },
+        )?);
         *slot = Some(plan.clone());
         Ok(plan)
     }

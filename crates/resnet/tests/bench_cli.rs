@@ -65,7 +65,9 @@ fn bench_json_is_one_object_with_every_field_and_sane_values() {
         let j: serde_json::Value = serde_json::from_str(&stdout).unwrap();
 
         assert_eq!(j["model"], model.to_str().unwrap());
-        assert_eq!((j["engine"].as_str(), j["mode"].as_str()), (Some(engine), Some("exact")));
+        // Fast (Winograd) is the plan's default mode; the reference executor is always exact.
+        let mode = if engine == "plan" { "fast" } else { "exact" };
+        assert_eq!((j["engine"].as_str(), j["mode"].as_str()), (Some(engine), Some(mode)));
         assert_eq!((j["batch"].as_u64(), j["threads"].as_u64()), (Some(2), Some(1)));
         assert_eq!((j["runs"].as_u64(), j["warmup"].as_u64()), (Some(2), Some(0)));
         assert_eq!(j["input_shape"], serde_json::json!([2, 3, 64, 64]));
@@ -109,7 +111,7 @@ fn bench_text_report_states_the_peak_it_was_given() {
         resnet(&["bench", "--model", model.to_str().unwrap(), "--runs", "1", "--warmup", "0", "--peak-gflops", "1000"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = String::from_utf8_lossy(&o.stdout);
-    for needle in ["engine      plan (exact), ", "input       [1, 3, 64, 64]", "load ", "per run     median "] {
+    for needle in ["engine      plan (fast), ", "input       [1, 3, 64, 64]", "load ", "per run     median "] {
         assert!(text.contains(needle), "'{needle}' not in:\n{text}");
     }
     assert!(text.contains("(peak 1000.0 GFLOP/s, --peak-gflops)"), "{text}");
@@ -132,7 +134,7 @@ fn bench_rejects_bad_arguments_with_exit_code_2() {
     assert_usage_error(&resnet(&["bench", "--model", m, "--runs", "0"]), "'--runs <RUNS>'");
     assert_usage_error(&resnet(&["bench", "--model", m, "--threads", "0"]), "'--threads <THREADS>'");
     assert_usage_error(&resnet(&["bench", "--model", m, "--engine", "gpu"]), "invalid value 'gpu' for '--engine");
-    assert_usage_error(&resnet(&["bench", "--model", m, "--mode", "fast"]), "invalid value 'fast' for '--mode");
+    assert_usage_error(&resnet(&["bench", "--model", m, "--mode", "turbo"]), "invalid value 'turbo' for '--mode");
     let o = resnet(&["bench"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).starts_with("error: the following required arguments were not provided:\n  --model"));

@@ -20,6 +20,7 @@
 
 pub mod conv;
 pub mod kernels;
+pub mod winograd;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -39,12 +40,32 @@ use crate::ops::Op;
 use crate::tensor::{numel, DType, Tensor};
 
 use conv::ConvKernel;
+use winograd::Winograd;
 
 /// How to compile a plan.
 #[derive(Debug, Clone, Default)]
 pub struct PlanOptions {
     /// Worker threads of the plan's pool; 0 = one per available core.
     pub threads: usize,
+    /// Arithmetic of the convolutions.
+    pub mode: Mode,
+    /// [`Mode::Fast`]: fewest output tiles (4×4, all images of a call together) for which a
+    /// conv runs as Winograd; `None`: [`winograd::MIN_TILES`]. Smaller calls run exact.
+    pub winograd_min_tiles: Option<usize>,
+}
+
+/// Arithmetic of the plan's convolutions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Direct fp32 products (im2col + GEMM): within 1e-4 of max|y| of the reference.
+    #[default]
+    Exact,
+    /// 3×3 stride-1 convolutions with at least [`winograd::MIN_CHANNELS`] input and output
+    /// channels (and at most [`winograd::MAX_CHANNEL_PRODUCT`] of both multiplied) run as
+    /// Winograd F(4×4,3×3) ([`winograd`]) when a call has at least [`winograd::MIN_TILES`]
+    /// 4×4 output tiles: 2.25 instead of 9 multiplications per output and tap, with a larger
+    /// rounding error; everything else as `Exact`.
+    Fast,
 }
 
 /// What one step computes.
@@ -52,6 +73,9 @@ pub struct PlanOptions {
 enum Kind {
     /// inputs: `[X, W (run-time only), B (run-time only), residual]`.
     Conv(ConvKernel),
+    /// A Conv in [`Mode::Fast`] with its Winograd filters; calls the Winograd kernel does
+    /// not cover run the exact kernel. Inputs as `Conv`.
+    Winograd(ConvKernel, Box<Winograd>),
     /// `Y = alpha·A·op(B) + beta·C` with op(B) packed `[K, N]` and `beta·C` a row `[N]` or a scalar.
     Fc {
         b: Vec<f32>,
@@ -273,7 +297,11 @@ impl Plan {
                     }
                     let (cur, relu) = fuse_relu(cur, &mut skip, &mut fused);
                     let kernel = ConvKernel { window: c.window.clone(), group: c.group, weights, w_shape, bias, relu };
-                    (Kind::Conv(kernel), inputs, vec![Some(cur)])
+                    let kind = match winograd_filters(&kernel, opts) {
+                        Some(wg) => Kind::Winograd(kernel, Box::new(wg)),
+                        None => Kind::Conv(kernel),
+                    };
+                    (kind, inputs, vec![Some(cur)])
                 }
                 (Op::Gemm(gm), Some(out))
                     if !gm.trans_a
@@ -415,6 +443,9 @@ impl Plan {
                     Kind::Conv(c) => {
                         let w = c.w_shape.as_ref().map_or("runtime W".to_string(), |w| format!("W{w:?}"));
                         format!("conv {w} group {}", c.group)
+                    }
+                    Kind::Winograd(c, _) => {
+                        format!("winograd W{:?}", c.w_shape.as_deref().unwrap_or_default())
                     }
                     Kind::Fc { k, n, .. } => format!("fc {k}->{n}"),
                     Kind::Affine { .. } => "affine".into(),
@@ -606,7 +637,7 @@ impl Plan {
                 let args: Vec<Option<&Tensor>> = (0..step.inputs.len()).map(|i| slot_input(step, slots, i)).collect();
                 op.def().eval(&args)
             }
-            Kind::Conv(k) => {
+            Kind::Conv(k) | Kind::Winograd(k, _) => {
                 let x = slot_input(step, slots, 0).ok_or(OpError::MissingInput(0))?;
                 let xs = f32_of(x, 0)?;
                 let w_rt = slot_input(step, slots, 1);
@@ -635,6 +666,14 @@ impl Plan {
                     }
                 }
                 let mut y = self.take_buffer(numel(&geo.out_shape));
+                if let Kind::Winograd(_, wg) = &step.kind {
+                    if wg.applies(&geo) {
+                        let bias = k.bias.as_deref().or(b_rt.and_then(Tensor::as_f32));
+                        let res = res.and_then(Tensor::as_f32);
+                        wg.run(&geo, x.as_f32().expect("checked"), bias, res, k.relu, &mut y);
+                        return Ok(vec![Tensor::from_f32(geo.out_shape, y)]);
+                    }
+                }
                 k.run(
                     &geo,
                     x.as_f32().expect("checked"),
@@ -809,6 +848,32 @@ fn map_f32(t: Tensor, f: impl FnOnce(&mut [f32])) -> Tensor {
 /// Step input `i` during a run (`None` for an absent optional input).
 fn slot_input<'s>(step: &Step, slots: &'s [Slot], i: usize) -> Option<&'s Tensor> {
     step.inputs.get(i).copied().flatten().map(|id| slots[id].tensor().expect("inputs are computed first"))
+}
+
+/// The Winograd filters of a conv [`Mode::Fast`] runs as Winograd: constant `[M, C, 3, 3]`
+/// filters, group 1, stride and dilation 1, both channel counts at least
+/// [`winograd::MIN_CHANNELS`] and their product at most [`winograd::MAX_CHANNEL_PRODUCT`].
+/// (Whether a call runs as Winograd is decided per call:
+/// enough output tiles.)
+fn winograd_filters(k: &ConvKernel, opts: &PlanOptions) -> Option<Winograd> {
+    let ones = |v: &Option<Vec<usize>>| v.as_ref().is_none_or(|v| v.iter().all(|&s| s == 1));
+    match (&k.w_shape, &k.weights) {
+        (Some(s), Some(w))
+            if opts.mode == Mode::Fast
+                && k.group == 1
+                && s.len() == 4
+                && s[2] == 3
+                && s[3] == 3
+                && s[0] >= winograd::MIN_CHANNELS
+                && s[1] >= winograd::MIN_CHANNELS
+                && s[0] * s[1] <= winograd::MAX_CHANNEL_PRODUCT
+                && ones(&k.window.strides)
+                && ones(&k.window.dilations) =>
+        {
+            Some(Winograd::new(w, s[0], s[1], opts.winograd_min_tiles.unwrap_or(winograd::MIN_TILES)))
+        }
+        _ => None,
+    }
 }
 
 fn reference(node: &crate::graph::Node) -> (Kind, Vec<Option<ValueId>>, Vec<Option<ValueId>>) {

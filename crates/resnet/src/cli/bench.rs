@@ -16,6 +16,7 @@ use serde::Serialize;
   resnet bench --model resnet50-v2                          # compiled plan, batch 1, all cores
   resnet bench --model resnet50-v2 --engine reference       # the node-by-node reference executor
   resnet bench --model model.onnx --batch 8 --threads 2 --runs 20
+  resnet bench --model model.onnx --mode exact              # no Winograd (fast is the default)
   resnet bench --model resnet18-v1 --threads 1 --json | jq .median_ms
   scripts/bench-vs-ort.sh --quick                           # ours vs ONNX Runtime, side by side
 
@@ -57,9 +58,9 @@ pub struct Args {
     /// node-by-node reference executor.
     #[arg(long, default_value = "plan", value_parser = ["plan", "reference"])]
     engine: String,
-    /// Arithmetic: `exact` fp32 (the only mode so far).
-    #[arg(long, default_value = "exact", value_parser = ["exact"])]
-    mode: String,
+    #[doc = "Arithmetic of the plan's convolutions: `fast` (Winograd, the default) or `exact`."]
+    #[arg(long, value_enum, long_help = super::MODE_HELP)]
+    mode: Option<super::ModeChoice>,
     /// Use this fp32 peak (GFLOP/s, all threads together) instead of measuring it.
     #[arg(long, value_name = "GFLOPS")]
     peak_gflops: Option<f64>,
@@ -125,6 +126,14 @@ struct ProfileRow {
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        !(a.engine == "reference" && a.mode == Some(super::ModeChoice::Fast)),
+        "--mode fast needs --engine plan (the reference executor has exact arithmetic only)"
+    );
+    let mode = match a.engine.as_str() {
+        "reference" => super::ModeChoice::Exact,
+        _ => a.mode.unwrap_or(super::ModeChoice::Fast),
+    };
     let threads = match a.engine.as_str() {
         // The reference executor's kernels run on rayon's global pool.
         "reference" => {
@@ -165,7 +174,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         None
     };
     let start = Instant::now();
-    let engine = Engine::compile(&a.engine, model, threads)?;
+    let engine = Engine::compile(&a.engine, model, threads, mode.into())?;
     let compile = start.elapsed();
 
     for _ in 0..a.warmup {
@@ -198,7 +207,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let report = Report {
         model: path.display().to_string(),
         engine: a.engine,
-        mode: a.mode,
+        mode: format!("{mode:?}").to_lowercase(),
         batch,
         threads,
         runs: a.runs,
@@ -317,12 +326,12 @@ enum Engine {
 }
 
 impl Engine {
-    fn compile(name: &str, model: Model, threads: usize) -> anyhow::Result<Engine> {
+    fn compile(name: &str, model: Model, threads: usize, mode: resnet::Mode) -> anyhow::Result<Engine> {
         match name {
             "reference" => Ok(Engine::Reference(model)),
             "plan" => {
                 let graph = passes::optimize(model.graph().clone(), &PassOptions::default())?;
-                Ok(Engine::Plan(Plan::compile(&graph, &PlanOptions { threads })?))
+                Ok(Engine::Plan(Plan::compile(&graph, &PlanOptions { threads, mode, ..PlanOptions::default() })?))
             }
             other => anyhow::bail!("unknown engine '{other}' (choose from: plan, reference)"),
         }

@@ -44,13 +44,16 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         Some(f) => Tolerance::OfMax(f),
         None => Tolerance::Elementwise { rtol: a.rtol, atol: a.atol },
     };
+    a.engine.validate()?;
     let mut mismatches = 0usize;
     let mut errors = 0usize;
     let mut set_errors = 0usize;
     let mut total = 0usize;
     for folder in &a.folders {
-        let loaded =
-            find_model(folder).map_err(resnet::Error::from).and_then(Model::load).map(|m| a.engine.apply(m, a.threads));
+        let loaded = find_model(folder)
+            .map_err(resnet::Error::from)
+            .and_then(Model::load)
+            .map(|m| a.engine.apply(m, a.threads, super::ModeChoice::Exact));
         let model = match loaded {
             Ok(m) => m,
             Err(e) => {

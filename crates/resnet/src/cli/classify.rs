@@ -56,10 +56,11 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
+    a.engine.validate()?;
     super::init_threads(a.threads)?;
     let spec = a.model.as_deref().unwrap_or(resnet::zoo::registry::DEFAULT_MODEL);
     let model_path = resnet::resolve_model(spec, &a.registry.resolve_options())?;
-    let mut classifier = Classifier::new(a.engine.apply(Model::load(model_path)?, a.threads))?;
+    let mut classifier = Classifier::new(a.engine.apply(Model::load(model_path)?, a.threads, super::ModeChoice::Fast))?;
     if let Some(path) = &a.labels {
         classifier = classifier.with_labels(Labels::from_file(path)?)?;
     }

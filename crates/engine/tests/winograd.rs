@@ -1,0 +1,303 @@
+//! Fast mode (Winograd F(4×4,3×3)) against the reference interpreter: fused 3×3 conv steps
+//! on random shapes (proptest: sizes 1..=13 including non-multiples of 4, pads 0–2, batch
+//! 1–3, 1 or 2 threads, bias / residual / ReLU), the dispatch rules (which convs become
+//! Winograd), and the real ResNet-50 through fast mode.
+//!
+//! The bound: max |y_fast − y_ref| ≤ 1e-4 · max |y_ref| per conv ([`CONV_BOUND`]); the
+//! largest error seen over the property cases is printed by `max_error_of_random_convs`.
+
+use resnet_test_support as common;
+
+use proptest::prelude::*;
+use resnet_engine::ops::binary::{Binary, BinaryKind};
+use resnet_engine::ops::conv::Conv;
+use resnet_engine::ops::padding::Window;
+use resnet_engine::ops::relu::Relu;
+use resnet_engine::plan::{Mode, Plan, PlanOptions};
+use resnet_engine::testdata::{self, Tolerance};
+use resnet_engine::{exec, onnx, Dim, Fact, Graph, Node, Op, Tensor};
+
+/// Documented bound of one Winograd conv, relative to max|y| of the reference.
+const CONV_BOUND: f64 = 1e-4;
+
+/// Deterministic pseudo-random values in [-1, 1).
+fn values(len: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn tensor(shape: &[usize], seed: u64) -> Tensor {
+    Tensor::from_f32(shape.to_vec(), values(shape.iter().product(), seed))
+}
+
+fn node(g: &mut Graph, name: &str, op: Op, inputs: &[usize], out_name: &str) -> usize {
+    let out = g.add_value(out_name, Fact::unknown());
+    g.nodes.push(Node {
+        name: name.into(),
+        op,
+        inputs: inputs.iter().map(|&i| Some(i)).collect(),
+        outputs: vec![Some(out)],
+    });
+    out
+}
+
+/// max |got − want| / max |want| over all outputs (0 when both are all zero).
+fn rel_error(got: &[Tensor], want: &[Tensor]) -> f64 {
+    assert_eq!(got.len(), want.len());
+    let mut worst = 0.0f64;
+    for (g, w) in got.iter().zip(want) {
+        assert_eq!(g.shape(), w.shape());
+        let (g, w) = (g.as_f32().unwrap(), w.as_f32().unwrap());
+        let max = w.iter().fold(0.0f64, |m, &v| m.max(v.abs() as f64));
+        let err = g.iter().zip(w).fold(0.0f64, |m, (&a, &b)| m.max((a as f64 - b as f64).abs()));
+        assert!(err.is_finite(), "non-finite output");
+        worst = worst.max(if max > 0.0 { err / max } else { err });
+    }
+    worst
+}
+
+#[derive(Debug, Clone)]
+struct Case {
+    n: usize,
+    c: usize,
+    m: usize,
+    h: usize,
+    w: usize,
+    /// `[top, left, bottom, right]`.
+    pads: [usize; 4],
+    bias: bool,
+    residual: bool,
+    relu: bool,
+    threads: usize,
+}
+
+fn case() -> impl Strategy<Value = Case> {
+    (
+        (1usize..=3, 16usize..=40, 16usize..=40),
+        (1usize..=13, 1usize..=13, proptest::array::uniform4(0usize..=2)),
+        (any::<bool>(), any::<bool>(), any::<bool>(), 1usize..=2),
+    )
+        .prop_filter("the output is not empty", |((_, _, _), (h, w, p), _)| {
+            h + p[0] + p[2] >= 3 && w + p[1] + p[3] >= 3
+        })
+        .prop_map(|((n, c, m), (h, w, pads), (bias, residual, relu, threads))| Case {
+            n,
+            c,
+            m,
+            h,
+            w,
+            pads,
+            bias,
+            residual,
+            relu,
+            threads,
+        })
+}
+
+/// 3×3 Conv (+ residual Add) (+ Relu) with constant filters.
+fn conv_graph(c: &Case, stride: usize) -> (Graph, Vec<Tensor>) {
+    let mut g = Graph { opset: 13, ..Graph::default() };
+    let x = g.add_value(
+        "x",
+        Fact::new(
+            resnet_engine::DType::F32,
+            vec![Dim::Sym("N".into()), Dim::Known(c.c), Dim::Known(c.h), Dim::Known(c.w)],
+        ),
+    );
+    g.inputs.push(x);
+    let mut feeds = vec![tensor(&[c.n, c.c, c.h, c.w], 1)];
+    let w = g.add_initializer("w", tensor(&[c.m, c.c, 3, 3], 2));
+    let mut inputs = vec![x, w];
+    if c.bias {
+        inputs.push(g.add_initializer("b", tensor(&[c.m], 3)));
+    }
+    let [t, l, b, r] = c.pads;
+    let window = Window {
+        kernel_shape: Some(vec![3, 3]),
+        strides: Some(vec![stride, stride]),
+        pads: Some(vec![t, l, b, r]),
+        ..Window::default()
+    };
+    let mut cur = node(&mut g, "conv", Op::Conv(Conv { window, group: 1 }), &inputs, "y");
+    if c.residual {
+        g.outputs = vec![cur];
+        g.infer_facts().expect("conv infers");
+        let shape = g.values[cur].fact.shape.clone().expect("conv shape");
+        let res = g.add_value("r", Fact::new(resnet_engine::DType::F32, shape.clone()));
+        g.inputs.push(res);
+        let concrete: Vec<usize> = std::iter::once(c.n).chain(shape[1..].iter().map(|d| d.known().unwrap())).collect();
+        feeds.push(tensor(&concrete, 4));
+        cur = node(&mut g, "add", Op::Binary(Binary { kind: BinaryKind::Add }), &[res, cur], "sum");
+    }
+    if c.relu {
+        cur = node(&mut g, "relu", Op::Relu(Relu {}), &[cur], "out");
+    }
+    g.outputs = vec![cur];
+    g.infer_facts().expect("graph infers");
+    (g, feeds)
+}
+
+fn fast(threads: usize) -> PlanOptions {
+    PlanOptions { threads, mode: Mode::Fast, winograd_min_tiles: Some(1) }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn winograd_conv_step_matches_the_reference(c in case()) {
+        let (g, feeds) = conv_graph(&c, 1);
+        let want = exec::run(&g, feeds.clone()).expect("reference runs");
+        let plan = Plan::compile(&g, &fast(c.threads)).expect("compiles");
+        prop_assert!(plan.describe()[0].contains("winograd"), "{:?}", plan.describe());
+        prop_assert_eq!(plan.describe().len(), 1, "fused into one step: {:?}", plan.describe());
+        let got = plan.run(feeds).expect("plan runs");
+        let err = rel_error(&got, &want);
+        prop_assert!(err <= CONV_BOUND, "{:?}: relative error {:e}", c, err);
+    }
+}
+
+/// Larger shapes than the property cases (several tile blocks, output-channel splits on two
+/// threads, rows not a multiple of 4); prints the worst error as the measured bound.
+#[test]
+fn max_error_of_random_convs() {
+    let mut worst = 0.0f64;
+    for (i, &(n, c, m, h, w, pad)) in [
+        (1, 64, 64, 56, 56, 1),
+        (2, 128, 96, 29, 30, 1),
+        (1, 256, 256, 14, 14, 1),
+        (3, 512, 64, 7, 7, 1),
+        (1, 32, 48, 23, 17, 0),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let case =
+            Case { n, c, m, h, w, pads: [pad; 4], bias: true, residual: i % 2 == 0, relu: i % 3 == 0, threads: 2 };
+        let (g, feeds) = conv_graph(&case, 1);
+        let want = exec::run(&g, feeds.clone()).unwrap();
+        for threads in [1, 2] {
+            let plan = Plan::compile(&g, &fast(threads)).unwrap();
+            assert!(plan.describe()[0].contains("winograd"));
+            let err = rel_error(&plan.run(feeds.clone()).unwrap(), &want);
+            eprintln!("{case:?} threads {threads}: relative error {err:e}");
+            assert!(err <= CONV_BOUND, "{case:?} threads {threads}: relative error {err:e}");
+            worst = worst.max(err);
+        }
+    }
+    eprintln!("worst relative error of the Winograd convs: {worst:e} (bound {CONV_BOUND:e})");
+}
+
+#[test]
+fn only_3x3_stride1_convs_with_enough_channels_become_winograd() {
+    let base =
+        Case { n: 1, c: 16, m: 16, h: 8, w: 8, pads: [1; 4], bias: false, residual: false, relu: false, threads: 1 };
+    let describe = |c: &Case, stride: usize, mode: Mode| {
+        let (g, _) = conv_graph(c, stride);
+        Plan::compile(&g, &PlanOptions { threads: 1, mode, ..PlanOptions::default() }).unwrap().describe()[0].clone()
+    };
+    assert!(describe(&base, 1, Mode::Fast).contains("winograd"));
+    assert!(!describe(&base, 1, Mode::Exact).contains("winograd"), "exact mode never uses Winograd");
+    assert!(!describe(&base, 2, Mode::Fast).contains("winograd"), "stride 2 stays exact");
+    assert!(!describe(&Case { c: 8, ..base.clone() }, 1, Mode::Fast).contains("winograd"), "too few input channels");
+    assert!(!describe(&Case { m: 8, ..base.clone() }, 1, Mode::Fast).contains("winograd"), "too few output channels");
+    let big = Case { c: 512, m: 512, h: 4, w: 4, ..base.clone() };
+    assert!(!describe(&big, 1, Mode::Fast).contains("winograd"), "512×512 filters stay exact");
+    assert!(describe(&Case { m: 128, ..big }, 1, Mode::Fast).contains("winograd"));
+}
+
+#[test]
+fn small_calls_run_exact_and_large_ones_winograd() {
+    // 16×16 output: 16 tiles per image; the default threshold is 32 tiles per call.
+    let c =
+        Case { n: 1, c: 32, m: 32, h: 16, w: 16, pads: [1; 4], bias: true, residual: false, relu: true, threads: 1 };
+    let (g, _) = conv_graph(&c, 1);
+    let exact = Plan::compile(&g, &PlanOptions { threads: 1, ..PlanOptions::default() }).unwrap();
+    let fast = Plan::compile(&g, &PlanOptions { threads: 1, mode: Mode::Fast, ..PlanOptions::default() }).unwrap();
+    const { assert!(resnet_engine::plan::winograd::MIN_TILES > 16 && resnet_engine::plan::winograd::MIN_TILES <= 32) };
+    let one = tensor(&[1, 32, 16, 16], 9);
+    assert_eq!(rel_error(&fast.run(vec![one.clone()]).unwrap(), &exact.run(vec![one]).unwrap()), 0.0, "batch 1: exact");
+    let two = tensor(&[2, 32, 16, 16], 9);
+    let (f, e) = (fast.run(vec![two.clone()]).unwrap(), exact.run(vec![two.clone()]).unwrap());
+    let err = rel_error(&f, &e);
+    assert!(err > 0.0 && err <= CONV_BOUND, "batch 2 runs as Winograd: relative error {err:e}");
+    assert!(rel_error(&f, &exec::run(&g, vec![two]).unwrap()) <= CONV_BOUND);
+}
+
+#[test]
+fn resnet50_keras_in_fast_mode_matches_the_data_sets_and_the_reference() {
+    let Some(dir) = common::shared_asset("models/resnet50-v1-keras") else { return };
+    let graph = onnx::load_model(testdata::find_model(&dir).unwrap()).unwrap();
+    let optimized = resnet_engine::passes::optimize(graph.clone(), &Default::default()).unwrap();
+    let sets = testdata::data_sets(&dir).unwrap();
+    let set = &sets[0];
+    let img = testdata::read_numbered(set, "input").unwrap().remove(0).1;
+    let want = testdata::read_numbered(set, "output").unwrap().remove(0).1;
+    let reference = exec::run(&graph, vec![img.clone()]).unwrap();
+    for threads in [1, 2] {
+        let plan = Plan::compile(&optimized, &fast(threads)).unwrap();
+        let wino = plan.describe().iter().filter(|l| l.contains("winograd")).count();
+        // 16 3×3 stride-1 convs, of which the 3 with 512×512 channels stay exact.
+        assert_eq!(wino, 13, "{:#?}", plan.describe());
+        let got = plan.run(vec![img.clone()]).unwrap();
+        let err = rel_error(&got, &reference);
+        eprintln!("threads {threads}: logits relative error vs the reference {err:e}");
+        assert!(err <= 1e-3, "threads {threads}: logits relative error {err:e}");
+        let r = testdata::compare("fc".into(), &got[0], &want, Tolerance::OfMax(1e-3));
+        assert!(r.passed, "threads {threads}: vs output_0.pb: {r:?}");
+    }
+}
+
+/// Per-layer profile of exact vs fast mode on the Keras ResNet-50 (release build;
+/// `PLAN_MIN_TILES=N` overrides the per-call tile threshold of Winograd):
+/// `PLAN_THREADS=1 PLAN_BATCH=1 PLAN_RUNS=10 cargo test --release -p resnet-engine --test winograd -- --ignored --nocapture`
+#[test]
+#[ignore = "timing: run explicitly in release"]
+fn winograd_profile_resnet50() {
+    let Some(dir) = common::shared_asset("models/resnet50-v1-keras") else { return };
+    let env = |k: &str, d: usize| std::env::var(k).ok().and_then(|s| s.parse().ok()).unwrap_or(d);
+    let (threads, batch, runs) = (env("PLAN_THREADS", 1), env("PLAN_BATCH", 1), env("PLAN_RUNS", 10));
+    let graph = onnx::load_model(testdata::find_model(&dir).unwrap()).unwrap();
+    let optimized = resnet_engine::passes::optimize(graph, &Default::default()).unwrap();
+    let exact =
+        Plan::compile(&optimized, &PlanOptions { threads, mode: Mode::Exact, ..PlanOptions::default() }).unwrap();
+    let min_tiles = std::env::var("PLAN_MIN_TILES").ok().and_then(|s| s.parse().ok());
+    let fast =
+        Plan::compile(&optimized, &PlanOptions { threads, mode: Mode::Fast, winograd_min_tiles: min_tiles }).unwrap();
+    let x = tensor(&[batch, 3, 224, 224], 7);
+    let steps = exact.describe().len();
+    let (mut te, mut tf) = (vec![Vec::new(); steps], vec![Vec::new(); steps]);
+    let (mut total_e, mut total_f) = (Vec::new(), Vec::new());
+    exact.run(vec![x.clone()]).unwrap();
+    fast.run(vec![x.clone()]).unwrap();
+    // Interleaved, so drift on a shared machine hits both modes alike.
+    for _ in 0..runs {
+        for (plan, per_step, total) in [(&exact, &mut te, &mut total_e), (&fast, &mut tf, &mut total_f)] {
+            let t = std::time::Instant::now();
+            let (_, times) = plan.run_profiled(vec![x.clone()]).unwrap();
+            total.push(t.elapsed().as_secs_f64() * 1e3);
+            per_step.iter_mut().zip(times).for_each(|(v, ms)| v.push(ms));
+        }
+    }
+    // The minimum: on a shared, loaded machine the least disturbed run.
+    let median = |v: &mut Vec<f64>| v.iter().copied().fold(f64::INFINITY, f64::min);
+    println!("resnet50-v1-keras batch {batch} threads {threads}, min of {runs} interleaved runs (ms):");
+    let (mut sum_e, mut sum_f) = (0.0, 0.0);
+    for (i, line) in fast.describe().iter().enumerate() {
+        if line.contains("winograd") {
+            let (e, f) = (median(&mut te[i]), median(&mut tf[i]));
+            sum_e += e;
+            sum_f += f;
+            println!("  {e:7.3} exact {f:7.3} fast ({:4.2}x)  {}", e / f, line.trim());
+        }
+    }
+    println!("  3x3 convs: exact {sum_e:.2} ms, fast {sum_f:.2} ms");
+    let all = |v: &mut Vec<Vec<f64>>| v.iter_mut().map(&median).sum::<f64>();
+    println!("  all steps: exact {:.2} ms, fast {:.2} ms", all(&mut te), all(&mut tf));
+    println!("  whole run: exact {:.2} ms, fast {:.2} ms", median(&mut total_e), median(&mut total_f));
+}

@@ -1,0 +1,106 @@
+//! Fast mode (Winograd F(4×4,3×3) for the 3×3 convs) on the 200 ImageNet sample images with
+//! the real Keras ResNet-50: top-1 must equal exact mode's for every image, and the logits
+//! stay within [`FAST_LOGIT_BOUND`] of max|logit| (per image) of exact mode. The measured
+//! worst error is printed (`--nocapture`); it is the number `--help` quotes.
+
+use std::process::Command;
+
+use rayon::prelude::*;
+use resnet::{Classifier, Mode, Model, Tensor};
+use resnet_test_support::shared_asset;
+
+/// Documented bound of fast mode's logits, relative to max|logit| of exact mode per image.
+const FAST_LOGIT_BOUND: f64 = 1e-3;
+
+fn argmax(v: &[f32]) -> usize {
+    v.iter().enumerate().fold(0, |best, (i, &x)| if x > v[best] { i } else { best })
+}
+
+#[test]
+fn fast_mode_keeps_top1_and_logits_on_200_samples() {
+    let (Some(model_path), Some(samples)) =
+        (shared_asset("models/resnet50-v1-keras/model.onnx"), shared_asset("data/imagenet-samples"))
+    else {
+        return;
+    };
+    let tsv = std::fs::read_to_string(samples.join("labels.tsv")).unwrap();
+    let files: Vec<String> = tsv
+        .lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.split('\t').next().unwrap().to_string())
+        .collect();
+    assert_eq!(files.len(), 200);
+
+    let exact = Model::load(&model_path).unwrap().with_mode(Mode::Exact).with_threads(2);
+    let fast = exact.clone().with_mode(Mode::Fast).with_threads(2);
+    assert!(
+        fast.plan().unwrap().describe().iter().filter(|l| l.contains("winograd")).count() == 13,
+        "13 of the 16 3×3 stride-1 convs of ResNet-50 v1 have Winograd filters (not the 512×512 ones)"
+    );
+    let classifier = Classifier::new(exact.clone()).unwrap();
+    let prepared: Vec<Vec<f32>> = files
+        .par_iter()
+        .map(|f| classifier.prepare_bytes(&std::fs::read(samples.join("images").join(f)).unwrap()).unwrap())
+        .collect();
+
+    let (mut worst, mut worst_file, mut sum) = (0.0f64, String::new(), 0.0f64);
+    let mut changed = Vec::new();
+    for (chunk, names) in prepared.chunks(8).zip(files.chunks(8)) {
+        let x = Tensor::from_f32(vec![chunk.len(), 3, 224, 224], chunk.concat());
+        let e = exact.run(vec![x.clone()]).unwrap().remove(0);
+        let f = fast.run(vec![x]).unwrap().remove(0);
+        let classes = e.len() / chunk.len();
+        let (e, f) = (e.as_f32().unwrap(), f.as_f32().unwrap());
+        for ((ei, fi), name) in e.chunks(classes).zip(f.chunks(classes)).zip(names) {
+            let max = ei.iter().fold(0.0f64, |m, &v| m.max(v.abs() as f64));
+            let err = ei.iter().zip(fi).fold(0.0f64, |m, (&a, &b)| m.max((a as f64 - b as f64).abs())) / max;
+            assert!(err.is_finite(), "{name}: non-finite logits");
+            sum += err;
+            if err > worst {
+                (worst, worst_file) = (err, name.clone());
+            }
+            if argmax(ei) != argmax(fi) {
+                changed.push(format!("{name}: exact {} fast {}", argmax(ei), argmax(fi)));
+            }
+        }
+    }
+    eprintln!(
+        "fast vs exact on 200 images: top-1 changed on {}; logits relative error max {worst:.3e} ({worst_file}), mean {:.3e}",
+        changed.len(),
+        sum / 200.0
+    );
+    assert!(changed.is_empty(), "top-1 changed: {changed:#?}");
+    assert!(worst <= FAST_LOGIT_BOUND, "logits relative error {worst:e} on {worst_file} exceeds {FAST_LOGIT_BOUND:e}");
+}
+
+#[test]
+fn mode_fast_with_the_reference_engine_is_a_one_line_error() {
+    for args in [
+        &["classify", "--model", "nowhere.onnx", "nowhere.jpg"][..],
+        &["bench", "--model", "nowhere.onnx"],
+        &["check", "nowhere"],
+    ] {
+        let cmd = args[0];
+        let o = Command::new(env!("CARGO_BIN_EXE_resnet"))
+            .args(args)
+            .args(["--engine", "reference", "--mode", "fast"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{cmd}: {err}");
+        assert_eq!(err.lines().count(), 1, "{cmd}: {err}");
+        assert!(err.contains("--mode fast needs --engine plan"), "{cmd}: {err}");
+    }
+}
+
+#[test]
+fn help_says_what_fast_mode_does_and_its_measured_bound() {
+    for cmd in ["classify", "bench", "check"] {
+        let o = Command::new(env!("CARGO_BIN_EXE_resnet")).args([cmd, "--help"]).output().unwrap();
+        let help = String::from_utf8_lossy(&o.stdout);
+        for needle in ["Winograd", "F(4×4,3×3)", "top-1", "1.2e-6", "Default: fast for classify and bench"] {
+            assert!(help.contains(needle), "{cmd} --help lacks '{needle}':\n{help}");
+        }
+    }
+}
