@@ -79,7 +79,7 @@ fn steady_state_runs_allocate_no_activation_buffers() {
         spec.classes = 10;
         let graph = passes::optimize(arch::build(&spec, Init::Seed(3)).unwrap(), &PassOptions::default()).unwrap();
         for threads in [1, 2] {
-            let plan = Plan::compile(&graph, &PlanOptions { threads }).unwrap();
+            let plan = Plan::compile(&graph, &PlanOptions { threads, ..PlanOptions::default() }).unwrap();
             let input =
                 Tensor::from_f32(vec![4, 3, 64, 64], (0..4 * 3 * 64 * 64).map(|i| (i % 17) as f32 / 17.0).collect());
             let first = plan.run(vec![input.clone()]).unwrap();
