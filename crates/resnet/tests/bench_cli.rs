@@ -168,12 +168,13 @@ fn bench_profile_accounts_for_every_conv_and_the_model_work() {
     assert!((gmacs - 2.0 * macs as f64 / 1e9).abs() < 1e-9, "{gmacs} vs {macs}: {j}");
     let share: f64 = rows.iter().map(|r| r["fraction"].as_f64().unwrap()).sum();
     assert!((share - 1.0).abs() < 1e-9, "{j}");
-    // Slowest first; the zoo ResNet-18's 20 convs (stem, 16 in blocks, 3 projections) are all there.
+    // Slowest first; the zoo ResNet-18's 20 convs (stem, 16 in blocks, 3 projections) are all
+    // there, as direct or (fast mode, the default) Winograd steps.
     let ms: Vec<f64> = rows.iter().map(|r| r["ms"].as_f64().unwrap()).collect();
     assert!(ms.windows(2).all(|w| w[0] >= w[1]), "{ms:?}");
     let convs: u64 = rows
         .iter()
-        .filter(|r| r["kind"].as_str().unwrap().starts_with("conv"))
+        .filter(|r| ["conv", "winograd"].iter().any(|k| r["kind"].as_str().unwrap().starts_with(k)))
         .map(|r| r["steps"].as_u64().unwrap())
         .sum();
     assert_eq!(convs, 20, "{j}");
