@@ -23,6 +23,8 @@ enum Command {
     Export(cli::export::Args),
     Models(cli::models::Args),
     Bench(cli::bench::Args),
+    Validate(cli::validate::Args),
+    Prep(cli::prep::Args),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +36,8 @@ fn main() -> ExitCode {
         Command::Export(a) => cli::export::run(a),
         Command::Models(a) => cli::models::run(a),
         Command::Bench(a) => cli::bench::run(a),
+        Command::Validate(a) => cli::validate::run(a),
+        Command::Prep(a) => cli::prep::run(a),
     };
     match result {
         Ok(code) => code,

@@ -6,6 +6,8 @@ pub mod classify;
 pub mod export;
 pub mod inspect;
 pub mod models;
+pub mod prep;
+pub mod validate;
 
 /// Exit codes, shown under every `--help`.
 pub const EXIT_CODES: &str = "Exit codes: 0 success; 1 some images failed (classify) or outputs mismatched (check); 2 bad usage or a fatal error (unreadable model, …).";
