@@ -53,6 +53,8 @@ pub enum PrepError {
     NotADirectory(PathBuf),
     #[error("{}:{line}: {detail}", path.display())]
     GroundTruth { path: PathBuf, line: usize, detail: String },
+    #[error("{}: cannot read it as a tar archive: {detail}", path.display())]
+    Archive { path: PathBuf, detail: String },
     #[error("cannot hard-link {} into {}: they are on different file systems; use --copy", images.display(), out.display())]
     CrossDevice { images: PathBuf, out: PathBuf },
 }
@@ -181,4 +183,121 @@ fn regular_files(dir: &Path) -> Result<Vec<String>, PrepError> {
 
 fn io(path: &Path, source: std::io::Error) -> PrepError {
     PrepError::Io { path: path.to_path_buf(), source }
+}
+
+/// What [`prepare_imagenet_train`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TrainPrepReport {
+    /// The class-folder tree (`OUT/train`).
+    pub tree: PathBuf,
+    /// Images written by this run.
+    pub created: usize,
+    /// Images that were already in place (same size).
+    pub already_present: usize,
+    /// Entries that are not `<wnid>.tar` class archives, or not images inside one (left out).
+    pub unexpected: Vec<String>,
+    /// Images in the tree per class (WNID), from this run's archives.
+    pub per_class: BTreeMap<String, usize>,
+}
+
+/// Extracts the ImageNet training set into `out/train/<wnid>/`: `input` is either
+/// `ILSVRC2012_img_train.tar` itself (1000 per-class `<wnid>.tar` inside, read as a stream,
+/// nothing unpacked to disk first) or a folder holding the per-class tars. Each image is
+/// written to a temporary name and renamed; an image already in place with the right size is
+/// skipped, so a re-run is a no-op and an interrupted one is finished by running it again.
+/// Only the file name of each entry is used, so no entry can write outside its class folder.
+pub fn prepare_imagenet_train(input: &Path, out: &Path, labels: &Labels) -> Result<TrainPrepReport, PrepError> {
+    let tree = out.join("train");
+    let mut report = TrainPrepReport { tree: tree.clone(), ..TrainPrepReport::default() };
+    if input.is_dir() {
+        for name in regular_files(input)? {
+            let path = input.join(&name);
+            match class_of_archive(&name, labels) {
+                Some(wnid) => {
+                    let file = std::fs::File::open(&path).map_err(|e| io(&path, e))?;
+                    extract_class(std::io::BufReader::new(file), &name, &wnid, &tree, &mut report)
+                        .map_err(|e| tar_error(&path, e))?;
+                }
+                None => report.unexpected.push(name),
+            }
+        }
+    } else {
+        let file = std::fs::File::open(input).map_err(|e| io(input, e))?;
+        let mut outer = tar::Archive::new(std::io::BufReader::new(file));
+        for entry in outer.entries().map_err(|e| tar_error(input, e))? {
+            let entry = entry.map_err(|e| tar_error(input, e))?;
+            let name = entry_name(&entry).unwrap_or_default();
+            if entry.header().entry_type().is_dir() {
+                continue;
+            }
+            match class_of_archive(&name, labels) {
+                Some(wnid) => {
+                    extract_class(entry, &name, &wnid, &tree, &mut report).map_err(|e| tar_error(input, e))?
+                }
+                None => report.unexpected.push(name),
+            }
+        }
+    }
+    report.unexpected.sort();
+    Ok(report)
+}
+
+/// `n01440764.tar` → `n01440764` when it is one of the labels' WNIDs.
+fn class_of_archive(name: &str, labels: &Labels) -> Option<String> {
+    let wnid = name.strip_suffix(".tar")?;
+    labels.index_of_wnid(wnid).map(|_| wnid.to_string())
+}
+
+/// The last path component of a tar entry's name.
+fn entry_name<R: std::io::Read>(entry: &tar::Entry<R>) -> Option<String> {
+    let path = entry.path().ok()?;
+    Some(path.file_name()?.to_string_lossy().into_owned())
+}
+
+/// Writes the images of one per-class tar into `tree/<wnid>/`.
+fn extract_class(
+    reader: impl std::io::Read,
+    archive: &str,
+    wnid: &str,
+    tree: &Path,
+    report: &mut TrainPrepReport,
+) -> std::io::Result<()> {
+    let dir = tree.join(wnid);
+    std::fs::create_dir_all(&dir)?;
+    let mut inner = tar::Archive::new(reader);
+    for entry in inner.entries()? {
+        let mut entry = entry?;
+        let name = entry_name(&entry).unwrap_or_default();
+        let is_file = entry.header().entry_type().is_file();
+        if !is_file || name.starts_with('.') || !crate::validate::is_image_name(&name) {
+            if !entry.header().entry_type().is_dir() {
+                report.unexpected.push(format!("{archive}/{name}"));
+            }
+            continue;
+        }
+        let dst = dir.join(&name);
+        let size = entry.header().size()?;
+        if std::fs::metadata(&dst).is_ok_and(|m| m.len() == size) {
+            report.already_present += 1;
+        } else {
+            let tmp = dir.join(format!(".{name}.partial"));
+            let mut file = std::fs::File::create(&tmp)?;
+            std::io::copy(&mut entry, &mut file)?;
+            std::fs::rename(&tmp, &dst)?;
+            report.created += 1;
+        }
+        *report.per_class.entry(wnid.to_string()).or_default() += 1;
+    }
+    Ok(())
+}
+
+fn tar_error(path: &Path, e: std::io::Error) -> PrepError {
+    // The tar crate quotes the bytes it could not parse: keep the message one printable line.
+    let detail: String =
+        e.to_string().chars().map(|c| if c.is_control() || c == '\u{fffd}' { '?' } else { c }).collect();
+    let detail = match detail.char_indices().nth(120) {
+        Some((cut, _)) => format!("{}…", &detail[..cut]),
+        None => detail,
+    };
+    PrepError::Archive { path: path.to_path_buf(), detail }
 }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use resnet::prep::{prepare_imagenet_val, LinkMode, ValPrepReport};
+use resnet::prep::{prepare_imagenet_train, prepare_imagenet_val, LinkMode, TrainPrepReport, ValPrepReport};
 use resnet::vision::Labels;
 
 /// Prepare a dataset in the layout `resnet validate` and the zoo's notebooks read.
@@ -16,6 +16,28 @@ pub struct Args {
 #[derive(clap::Subcommand)]
 enum PrepCommand {
     ImagenetVal(ValArgs),
+    ImagenetTrain(TrainArgs),
+}
+
+/// The training set (ILSVRC2012_img_train.tar: one <wnid>.tar per class) into OUT/train/<wnid>/.
+#[derive(clap::Args)]
+#[command(after_help = "Examples:
+  resnet prep imagenet-train --input ILSVRC2012_img_train.tar --out imagenet   # streamed, no temporary copy
+  resnet prep imagenet-train --input train_tars/ --out imagenet                # a folder of <wnid>.tar
+
+The archives are only read. Each image is written under a temporary name and renamed; images
+already in place (same size) are skipped, so running it again is a no-op and an interrupted run
+is finished by running it again.")]
+struct TrainArgs {
+    /// ILSVRC2012_img_train.tar, or a folder of per-class <wnid>.tar files.
+    #[arg(long, value_name = "TAR|DIR")]
+    input: PathBuf,
+    /// Output folder; the classes go to OUT/train/<wnid>/.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Print the report as one JSON object (with the per-class counts).
+    #[arg(long)]
+    json: bool,
 }
 
 /// The 50,000 flat validation images (ILSVRC2012_img_val.tar, extracted) into OUT/val/<wnid>/.
@@ -50,7 +72,21 @@ struct ValArgs {
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     match a.command {
         PrepCommand::ImagenetVal(v) => imagenet_val(v),
+        PrepCommand::ImagenetTrain(t) => imagenet_train(t),
     }
+}
+
+fn imagenet_train(a: TrainArgs) -> anyhow::Result<ExitCode> {
+    let report = prepare_imagenet_train(&a.input, &a.out, &Labels::imagenet())?;
+    if a.json {
+        println!("{}", serde_json::to_string(&report).expect("plain data serializes"));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let r: &TrainPrepReport = &report;
+    println!("{}: {} created, {} already present", r.tree.display(), r.created, r.already_present);
+    list("unexpected (not a <wnid>.tar class archive, or not an image in one; left out)", &r.unexpected);
+    print_class_counts(&r.per_class);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn imagenet_val(a: ValArgs) -> anyhow::Result<ExitCode> {
@@ -71,14 +107,18 @@ fn print_report(r: &ValPrepReport, mode: LinkMode) {
     list("missing (in the ground truth, not in --images)", &r.missing);
     list("unexpected (in --images, not in the ground truth; left out)", &r.unexpected);
     list("conflicting (another file with that name is in the way; left untouched)", &r.conflicting);
-    // Per-class counts as a histogram: "50 images: 1000 classes" for the real set.
+    print_class_counts(&r.per_class);
+}
+
+/// Per-class counts as a histogram: "1000 with 50 images" for the real validation set.
+fn print_class_counts(per_class: &std::collections::BTreeMap<String, usize>) {
     let mut histogram = std::collections::BTreeMap::new();
-    for &n in r.per_class.values() {
+    for &n in per_class.values() {
         *histogram.entry(n).or_insert(0usize) += 1;
     }
     let parts: Vec<String> =
         histogram.iter().rev().map(|(n, classes)| format!("{classes} with {n} image{}", plural(*n))).collect();
-    println!("classes: {} ({})", r.per_class.len(), if parts.is_empty() { "none".into() } else { parts.join(", ") });
+    println!("classes: {} ({})", per_class.len(), if parts.is_empty() { "none".into() } else { parts.join(", ") });
 }
 
 fn list(what: &str, files: &[String]) {
