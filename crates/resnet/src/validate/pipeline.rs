@@ -35,7 +35,7 @@ pub struct PipelineOptions {
 
 impl Default for PipelineOptions {
     fn default() -> Self {
-        PipelineOptions { crops: 1, batch: 16, workers: 2, decode: DecodeOptions::default() }
+        PipelineOptions { crops: 1, batch: 8, workers: 2, decode: DecodeOptions::default() }
     }
 }
 
