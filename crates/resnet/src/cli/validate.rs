@@ -44,8 +44,9 @@ pub struct Args {
     /// softmax averaged (SPEC §5.5).
     #[arg(long, default_value_t = 1, value_parser = parse_crops)]
     crops: usize,
-    /// Crops per model run (ten-crop: rounded up to whole images). 8 measured best for the
-    /// Keras ResNet-50 on 2 threads (8 vs 16 vs 32: VALIDATE-BENCH.md).
+    /// Crops per model run (ten-crop: rounded up to whole images). 8, 16 and 32 gave the same
+    /// images/s within noise for the Keras ResNet-50 on 2 threads (VALIDATE-BENCH.md); 8 holds
+    /// the least memory.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
     batch: u32,
     /// Thread budget: the model runs on T threads and T workers decode ahead of it
