@@ -162,8 +162,9 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         if let Some(bar) = &bar {
             bar.set_position((p.scored + p.failed) as u64);
             let n = p.scored.max(1) as f64;
+            let rate = (p.scored + p.failed) as f64 / bar.elapsed().as_secs_f64().max(1e-9);
             bar.set_message(format!(
-                "top-1 {:.2} %  top-5 {:.2} %{}",
+                "{rate:.1} images/s  top-1 {:.2} %  top-5 {:.2} %{}",
                 100.0 * p.top1_correct as f64 / n,
                 100.0 * p.top5_correct as f64 / n,
                 if p.failed > 0 { format!("  {} failed", p.failed) } else { String::new() }
@@ -209,7 +210,7 @@ fn merge(m: MergeArgs) -> anyhow::Result<ExitCode> {
 fn progress_bar(total: usize) -> ProgressBar {
     let bar = ProgressBar::new(total as u64);
     bar.set_style(
-        ProgressStyle::with_template("[{bar:30}] {pos}/{len} {per_sec} eta {eta}  {msg}")
+        ProgressStyle::with_template("[{bar:30}] {pos}/{len} eta {eta}  {msg}")
             .expect("valid template")
             .progress_chars("=> "),
     );
