@@ -177,10 +177,16 @@ impl Report {
     }
 
     /// The summary and the failed files as one JSON object (`resnet validate --json`).
-    pub fn summary_json(&self) -> serde_json::Value {
-        let mut v = serde_json::to_value(&self.summary).expect("plain data serializes");
-        v["failed_files"] = serde_json::to_value(&self.failed).expect("plain data serializes");
-        v
+    /// Fields in the order of [`Summary`] (`top1`, `top5`, `count`, `failed`, …), then `failed_files`.
+    pub fn summary_json(&self) -> String {
+        #[derive(serde::Serialize)]
+        struct Line<'a> {
+            #[serde(flatten)]
+            summary: &'a Summary,
+            failed_files: &'a [Failure],
+        }
+        serde_json::to_string(&Line { summary: &self.summary, failed_files: &self.failed })
+            .expect("plain data serializes")
     }
 
     /// Writes the report: CSV (one row per image, failed images with their error) when the
