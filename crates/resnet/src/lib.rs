@@ -23,8 +23,10 @@ mod error;
 pub mod inspect;
 mod model;
 pub mod postprocess;
+pub mod prep;
 pub mod resolve;
 pub mod serve;
+pub mod validate;
 
 pub use classifier::{Classification, Classifier, Prediction};
 pub use error::{Error, Result};

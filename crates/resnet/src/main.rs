@@ -24,6 +24,8 @@ enum Command {
     Models(cli::models::Args),
     Bench(cli::bench::Args),
     Serve(cli::serve::Args),
+    Validate(cli::validate::Args),
+    Prep(cli::prep::Args),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +38,8 @@ fn main() -> ExitCode {
         Command::Models(a) => cli::models::run(a),
         Command::Bench(a) => cli::bench::run(a),
         Command::Serve(a) => cli::serve::run(a),
+        Command::Validate(a) => cli::validate::run(a),
+        Command::Prep(a) => cli::prep::run(a),
     };
     match result {
         Ok(code) => code,

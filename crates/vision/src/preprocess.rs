@@ -82,6 +82,32 @@ impl Preprocess {
     /// when the resized image is smaller than the crop, which only happens when
     /// `crop > resize_shorter` or when the longer side would not fit in `u32`.
     pub fn crop_rgb8(&self, img: &RgbImage) -> Result<RgbImage, VisionError> {
+        let (rw, rh, (x0, y0)) = self.checked_resize(img)?;
+        let window = Window { x0, y0, width: self.crop, height: self.crop };
+        Ok(resize_window(img, rw, rh, window))
+    }
+
+    /// Ten-crop (SPEC §5.5, the AlexNet/ResNet-paper test convention): from the resized
+    /// image (shorter side `resize_shorter`, as [`Preprocess::crop_rgb8`]) the four corner
+    /// crops and the center crop, each followed by its horizontal mirror: top-left, its
+    /// mirror, top-right, its mirror, bottom-left, …, center, its mirror. The center crop is
+    /// the same bytes as [`Preprocess::crop_rgb8`]; only the five windows are computed.
+    pub fn ten_crop_rgb8(&self, img: &RgbImage) -> Result<Vec<RgbImage>, VisionError> {
+        let (rw, rh, center) = self.checked_resize(img)?;
+        let (right, bottom) = (rw - self.crop, rh - self.crop);
+        let origins = [(0, 0), (right, 0), (0, bottom), (right, bottom), center];
+        let mut crops = Vec::with_capacity(10);
+        for (x0, y0) in origins {
+            let crop = resize_window(img, rw, rh, Window { x0, y0, width: self.crop, height: self.crop });
+            let mirrored = mirror_horizontally(&crop);
+            crops.push(crop);
+            crops.push(mirrored);
+        }
+        Ok(crops)
+    }
+
+    /// The resized size and the center-crop origin, or why the crop cannot be taken.
+    fn checked_resize(&self, img: &RgbImage) -> Result<(u32, u32, (u32, u32)), VisionError> {
         let (width, height) = (img.width(), img.height());
         if width == 0 || height == 0 {
             return Err(VisionError::ZeroSize { width, height });
@@ -94,9 +120,8 @@ impl Preprocess {
         };
         let (rw, rh) =
             (u32::try_from(resized_w).map_err(|_| too_small())?, u32::try_from(resized_h).map_err(|_| too_small())?);
-        let (x0, y0) = self.center_crop_origin(rw, rh).ok_or_else(too_small)?;
-        let window = Window { x0, y0, width: self.crop, height: self.crop };
-        Ok(resize_window(img, rw, rh, window))
+        let origin = self.center_crop_origin(rw, rh).ok_or_else(too_small)?;
+        Ok((rw, rh, origin))
     }
 
     /// Writes `img` into `out` as CHW float32, `out[c][y][x] = (v / 255 - mean[c]) / std[c]`.
@@ -153,6 +178,16 @@ pub fn preprocess_bytes(
     let image = decode_rgb8(bytes, decode)?;
     let cropped = preprocess.crop_rgb8(&image)?;
     Ok(preprocess.tensor_chw(&cropped))
+}
+
+/// `img` flipped left to right (Pillow's `Image.FLIP_LEFT_RIGHT`).
+fn mirror_horizontally(img: &RgbImage) -> RgbImage {
+    let row_bytes = img.width() as usize * 3;
+    let mut data = Vec::with_capacity(img.as_raw().len());
+    for row in img.as_raw().chunks_exact(row_bytes.max(1)) {
+        data.extend(row.chunks_exact(3).rev().flatten());
+    }
+    RgbImage::from_raw(img.width(), img.height(), data).expect("same size as the input")
 }
 
 /// Python 3's `round(x)`: to the nearest integer, ties to even (`round(2.5) == 2`).
@@ -234,6 +269,44 @@ mod tests {
     fn zero_sized_image_is_an_error_not_a_panic() {
         let img = RgbImage::from_raw(0, 5, Vec::new()).unwrap();
         assert!(matches!(Preprocess::default().crop_rgb8(&img), Err(VisionError::ZeroSize { .. })));
+    }
+
+    #[test]
+    fn ten_crop_takes_corners_and_center_of_the_resized_image_with_their_mirrors() {
+        // 40x30 with distinct pixels, resized to shorter side 20 (27x20), crops of 16.
+        let data: Vec<u8> = (0..40 * 30 * 3).map(|i| (i * 7 % 251) as u8).collect();
+        let img = RgbImage::from_raw(40, 30, data).unwrap();
+        let p = Preprocess { resize_shorter: 20, crop: 16, ..Preprocess::default() };
+        let full = crate::resize_bilinear_pillow(&img, 27, 20);
+        let cut = |x0: u32, y0: u32| {
+            let mut d = Vec::new();
+            for y in y0..y0 + 16 {
+                for x in x0..x0 + 16 {
+                    d.extend(full.get(x, y).unwrap());
+                }
+            }
+            RgbImage::from_raw(16, 16, d).unwrap()
+        };
+        let crops = p.ten_crop_rgb8(&img).unwrap();
+        assert_eq!(crops.len(), 10);
+        let origins = [(0, 0), (11, 0), (0, 4), (11, 4), (27 / 2 - 8, 20 / 2 - 8)];
+        for (i, (x0, y0)) in origins.into_iter().enumerate() {
+            assert_eq!(crops[2 * i], cut(x0, y0), "crop {i}");
+            let m = &crops[2 * i + 1];
+            for y in 0..16 {
+                for x in 0..16 {
+                    assert_eq!(m.get(x, y), crops[2 * i].get(15 - x, y), "mirror {i} at {x},{y}");
+                }
+            }
+        }
+        assert_eq!(crops[8], p.crop_rgb8(&img).unwrap());
+    }
+
+    #[test]
+    fn ten_crop_of_a_too_small_resize_is_an_error() {
+        let p = Preprocess { resize_shorter: 200, ..Preprocess::default() };
+        let img = RgbImage::from_raw(300, 300, vec![0; 300 * 300 * 3]).unwrap();
+        assert!(matches!(p.ten_crop_rgb8(&img), Err(VisionError::CropLargerThanImage { crop: 224, .. })));
     }
 
     #[test]

@@ -6,7 +6,9 @@ pub mod classify;
 pub mod export;
 pub mod inspect;
 pub mod models;
+pub mod prep;
 pub mod serve;
+pub mod validate;
 
 /// Exit codes, shown under every `--help`.
 pub const EXIT_CODES: &str = "Exit codes: 0 success; 1 some images failed (classify) or outputs mismatched (check); 2 bad usage or a fatal error (unreadable model, …).";
@@ -41,12 +43,12 @@ pub struct EngineArgs {
     /// the oracle).
     #[arg(long, value_enum, default_value_t = EngineChoice::Plan)]
     pub engine: EngineChoice,
-    #[doc = "Arithmetic of the plan's convolutions: `fast` (Winograd; classify's default) or `exact` (check's default)."]
+    #[doc = "Arithmetic of the plan's convolutions: `fast` (Winograd; the default of classify, validate, bench and serve) or `exact` (check's default)."]
     #[arg(long, value_enum, long_help = MODE_HELP)]
     pub mode: Option<ModeChoice>,
 }
 
-/// `--help` of `--mode`, shared by classify, check and bench.
+/// `--help` of `--mode`, shared by classify, validate, check, bench and serve.
 pub const MODE_HELP: &str = "Arithmetic of the plan's convolutions.
   fast   3×3 stride-1 convolutions (16 to 256 input and output channels) run as Winograd
          F(4×4,3×3): 2.25 instead of 9 multiplications per output and tap, when a call has at
@@ -57,8 +59,8 @@ pub const MODE_HELP: &str = "Arithmetic of the plan's convolutions.
          asserted: 1e-3); a single Winograd conv stays within 1e-4 of max|y| of the reference
          (measured ≤ 1.2e-5, crates/engine/tests/winograd.rs).
   exact  direct fp32 products (im2col + GEMM), within 1e-4 of max|y| of the reference.
-Default: fast for classify and bench (it met the issue's bar for the default: top-1 unchanged
-and logits within 1e-3), exact for check (which compares with stored outputs at tight
+Default: fast for classify, validate, bench and serve (it met the issue's bar for the default:
+top-1 unchanged and logits within 1e-3), exact for check (which compares with stored outputs at tight
 tolerances) and always exact with --engine reference (fast needs --engine plan).";
 
 /// `--mode`.
@@ -101,13 +103,17 @@ impl EngineArgs {
         }
     }
 
+    /// The chosen executor.
+    pub fn engine(self) -> resnet::Engine {
+        match self.engine {
+            EngineChoice::Plan => resnet::Engine::Plan,
+            EngineChoice::Reference => resnet::Engine::Reference,
+        }
+    }
+
     /// The model set up to run on the chosen engine with `threads` (0: all cores), in
     /// [`Self::mode`]`(default_mode)`.
     pub fn apply(self, model: resnet::Model, threads: Option<usize>, default_mode: ModeChoice) -> resnet::Model {
-        let engine = match self.engine {
-            EngineChoice::Plan => resnet::Engine::Plan,
-            EngineChoice::Reference => resnet::Engine::Reference,
-        };
-        model.with_engine(engine).with_mode(self.mode(default_mode).into()).with_threads(threads.unwrap_or(0))
+        model.with_engine(self.engine()).with_mode(self.mode(default_mode).into()).with_threads(threads.unwrap_or(0))
     }
 }

@@ -59,6 +59,8 @@ pub struct Args {
     /// pixel is decoded (decompression bombs).
     #[arg(long, default_value_t = Limits::default().max_image_pixels)]
     max_image_pixels: u64,
+    #[command(flatten)]
+    engine: super::EngineArgs,
     /// Also shut down (gracefully) when standard input reaches end of file: for supervisors
     /// and tests that hold the server's stdin, so it never outlives them.
     #[arg(long, hide = true)]
@@ -69,6 +71,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(a.queue_depth > 0, "--queue-depth must be at least 1");
     anyhow::ensure!(a.request_timeout_ms > 0, "--request-timeout-ms must be at least 1");
     anyhow::ensure!(a.threads != Some(0), "--threads must be at least 1");
+    a.engine.validate()?;
     let batch =
         BatchSettings { batch_size: a.batch_size, max_batch_delay_ms: a.max_batch_delay_ms, workers: a.workers };
     batch.validate().map_err(anyhow::Error::msg)?;
@@ -85,6 +88,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             max_image_pixels: a.max_image_pixels,
         },
         threads: a.threads.unwrap_or(0),
+        engine: a.engine.engine(),
+        mode: a.engine.mode(super::ModeChoice::Fast).into(),
     };
     let names: Vec<String> = config.models.iter().map(|m| m.name.clone()).collect();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("serve-http").build()?;

@@ -146,6 +146,9 @@ pub struct ServeConfig {
     pub limits: Limits,
     /// Threads of each model's engine pool (0: one per core).
     pub threads: usize,
+    /// Executor and arithmetic of every model (default: the compiled plan in fast mode).
+    pub engine: crate::Engine,
+    pub mode: crate::Mode,
 }
 
 impl Default for ServeConfig {
@@ -158,6 +161,8 @@ impl Default for ServeConfig {
             batch: BatchSettings::default(),
             limits: Limits::default(),
             threads: 0,
+            engine: crate::Engine::Plan,
+            mode: crate::Mode::Fast,
         }
     }
 }

@@ -60,8 +60,10 @@ impl Server {
     /// Loads the startup models (compiling their plans) and binds both ports.
     pub async fn start(config: ServeConfig) -> Result<Server, ServeError> {
         let metrics = Arc::new(Metrics::default());
-        let store =
-            Arc::new(ModelStore::new(metrics.clone(), config.limits, config.threads).map_err(ServeError::Start)?);
+        let store = Arc::new(
+            ModelStore::new(metrics.clone(), config.limits, config.threads, config.engine, config.mode)
+                .map_err(ServeError::Start)?,
+        );
         for spec in &config.models {
             let (store, spec2, batch) = (store.clone(), spec.clone(), config.batch);
             tokio::task::spawn_blocking(move || store.register(&spec2.name, &spec2.url, batch, true))

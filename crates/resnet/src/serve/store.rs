@@ -131,13 +131,21 @@ pub struct ModelStore {
     limits: Limits,
     /// Threads of each model's engine pool (0: one per core).
     threads: usize,
+    engine: crate::Engine,
+    mode: crate::Mode,
     decode_pool: Arc<rayon::ThreadPool>,
 }
 
 impl ModelStore {
-    /// A store whose models run on `threads` engine threads each (0: one per core); images
-    /// are decoded on a pool of as many threads.
-    pub fn new(metrics: Arc<Metrics>, limits: Limits, threads: usize) -> Result<ModelStore, String> {
+    /// A store whose models run on `engine` in `mode` with `threads` engine threads each (0:
+    /// one per core); images are decoded on a pool of as many threads.
+    pub fn new(
+        metrics: Arc<Metrics>,
+        limits: Limits,
+        threads: usize,
+        engine: crate::Engine,
+        mode: crate::Mode,
+    ) -> Result<ModelStore, String> {
         let decode_threads =
             if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
         let decode_pool = rayon::ThreadPoolBuilder::new()
@@ -151,6 +159,8 @@ impl ModelStore {
             metrics,
             limits,
             threads,
+            engine,
+            mode,
             decode_pool: Arc::new(decode_pool),
         })
     }
@@ -209,11 +219,17 @@ impl ModelStore {
         let path = resolve_url(url)?;
         let cannot =
             |e: crate::Error| ApiError::bad_request(format!("cannot load model '{name}' from {}: {e}", path.display()));
-        let model = Model::load(&path).map_err(cannot)?.with_threads(self.threads);
+        let model = Model::load(&path)
+            .map_err(cannot)?
+            .with_engine(self.engine)
+            .with_mode(self.mode)
+            .with_threads(self.threads);
         let classifier = Classifier::new(model)
             .map_err(cannot)?
             .with_decode_options(DecodeOptions { max_pixels: self.limits.max_image_pixels, ..Default::default() });
-        classifier.model().plan().map_err(cannot)?; // compile now, not on the first request
+        if self.engine == crate::Engine::Plan {
+            classifier.model().plan().map_err(cannot)?; // compile now, not on the first request
+        }
         let graph = classifier.model().graph();
         let labels = Arc::new(Labels::imagenet());
         let classes =
