@@ -5,7 +5,7 @@
 # target of issue 4. Record a run in BENCHMARKS.md with the command that produced it.
 #
 # Usage: scripts/bench-vs-ort.sh [--rounds N] [--runs N] [--warmup N] [--quick] [--all]
-#                                [--engines E[,E]] [--modes M[,M]] [--markdown]
+#                                [--engines E[,E]] [--modes M[,M]] [--openvino] [--markdown]
 #   --rounds N     alternating rounds per configuration (default 5)
 #   --runs N       timed runs per measurement, ours and ORT alike (default 10)
 #   --warmup N     untimed runs before them (default 2)
@@ -15,6 +15,9 @@
 #                  binary has it, else reference)
 #   --modes M      arithmetic modes of `resnet bench`, comma-separated: exact (default),
 #                  fast (Winograd for the 3×3 convs; rows with the issue's fast targets)
+#   --openvino     also time OpenVINO (scripts/ov_bench.py, fp32, same threads and batch) in
+#                  every round and add its ms and the ratio ours/OpenVINO (pip-installs
+#                  `openvino` into the venv if missing)
 #   --markdown     print the table as Markdown
 # Models: ../shared/models/resnet50-v1-keras/model.onnx and zoo-structured resnet18-v1 and
 # resnet50-v2 with random weights (`resnet export --arch A --seed 1`, into target/bench).
@@ -44,6 +47,7 @@ while [ $# -gt 0 ]; do
     --engines) engines=${2:?--engines needs a list}; shift ;;
     --modes) modes=${2:?--modes needs a list}; shift ;;
     --all|--markdown) extra+=("$1") ;;
+    --openvino) extra+=(--openvino "$repo/scripts/ov_bench.py") ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
   shift
@@ -55,6 +59,10 @@ keras=$shared/models/resnet50-v1-keras/model.onnx
 
 echo "== python venv: $venv" >&2
 bash "$shared/tools/ort-venv.sh" "$venv" >&2
+if [[ " ${extra[*]} " == *" --openvino "* ]] && ! "$venv/bin/python" -c "import openvino" 2>/dev/null; then
+  echo "== installing openvino into $venv" >&2
+  "$venv/bin/pip" install -q openvino >&2 || die "could not install openvino (pip)"
+fi
 
 echo "== building the resnet CLI (release)" >&2
 (cd "$repo" && cargo build -q --release -p resnet) || die "could not build the resnet CLI (crates/resnet)"

@@ -57,6 +57,8 @@ def main():
     ap.add_argument("--runs", type=int, default=10, help="timed runs per measurement, both tools")
     ap.add_argument("--warmup", type=int, default=2, help="warm-up runs per measurement, both tools")
     ap.add_argument("--all", action="store_true", help="also the untargeted configurations")
+    ap.add_argument("--openvino", metavar="OV_BENCH", help="also time OpenVINO with this scripts/ov_bench.py "
+                    "(same model, batch, threads, runs, warm-up; fp32) in every round")
     ap.add_argument("--markdown", action="store_true")
     ap.add_argument("--log", help="append every measurement as a JSON line to this file")
     a = ap.parse_args()
@@ -73,7 +75,7 @@ def main():
     for key, batch, threads, target in configs:
         path = models[key]
         ours = {e: [] for e in engines}
-        ort = []
+        ort, ov = [], []
         for r in range(a.rounds):
             for e in engines:
                 cmd = [a.resnet, "bench", "--model", path, "--batch", str(batch), "--threads", str(threads),
@@ -87,9 +89,16 @@ def main():
             ort.append(x)
             if log:
                 log.write(json.dumps({"round": r, **x}) + "\n")
+            if a.openvino:
+                v = run_json([a.python, a.openvino, path, "--batch", str(batch), "--threads", str(threads),
+                              "--runs", str(a.runs), "--warmup", str(a.warmup)])
+                ov.append(v)
+                if log:
+                    log.write(json.dumps({"round": r, **v}) + "\n")
             line = "  ".join(f"{label(e)} {ours[e][-1]['median_ms']:.1f} ms" for e in engines)
+            ov_line = f"  openvino {ov[-1]['median_ms']:.1f} ms" if ov else ""
             print(f"[{time.strftime('%H:%M:%S')}] {key} b{batch} t{threads} round {r + 1}/{a.rounds}: "
-                  f"{line}  ort {x['median_ms']:.1f} ms", file=sys.stderr, flush=True)
+                  f"{line}  ort {x['median_ms']:.1f} ms{ov_line}", file=sys.stderr, flush=True)
         for e in engines:
             ratios = [o["median_ms"] / x["median_ms"] for o, x in zip(ours[e], ort)]
             results.append({
@@ -105,17 +114,22 @@ def main():
                 "ort_load_ms": statistics.median(x["load_s"] * 1e3 for x in ort),
                 "ours_rss_mb": max(o["process_peak_rss_mb"] for o in ours[e]),
                 "ort_rss_mb": max(x["process_peak_rss_mb"] for x in ort),
+                "ov_ms": statistics.median(v["median_ms"] for v in ov) if ov else None,
+                "ov_ratio": statistics.median(o["median_ms"] / v["median_ms"] for o, v in zip(ours[e], ov)) if ov else None,
             })
 
     header = ["model", "batch", "threads", "engine", "ours ms", "ORT ms", "ratio ours/ORT (min–max)", "target",
               "GFLOP/s (of peak)", "load+compile ms ours / ORT", "peak RSS MB ours / ORT"]
+    if a.openvino:
+        header += ["OpenVINO ms", "ratio ours/OpenVINO"]
     rows = []
     for r in results:
         target = "—" if r["target"] is None else f"≤ {r['target']:.2f}"
         rows.append([r["model"], str(r["batch"]), str(r["threads"]), r["engine"], f"{r['ours_ms']:.1f}",
                      f"{r['ort_ms']:.1f}", f"{r['ratio']:.2f} ({r['ratio_min']:.2f}–{r['ratio_max']:.2f})", target,
                      f"{r['ours_gflops']:.1f} ({r['ours_fraction_of_peak'] * 100:.0f} %)",
-                     f"{r['ours_load_ms']:.0f} / {r['ort_load_ms']:.0f}", f"{r['ours_rss_mb']:.0f} / {r['ort_rss_mb']:.0f}"])
+                     f"{r['ours_load_ms']:.0f} / {r['ort_load_ms']:.0f}", f"{r['ours_rss_mb']:.0f} / {r['ort_rss_mb']:.0f}"]
+                    + ([f"{r['ov_ms']:.1f}", f"{r['ov_ratio']:.2f}"] if a.openvino else []))
     if a.markdown:
         print("| " + " | ".join(header) + " |")
         print("|" + "---|" * len(header))
