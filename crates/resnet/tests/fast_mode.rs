@@ -96,10 +96,12 @@ fn mode_fast_with_the_reference_engine_is_a_one_line_error() {
 
 #[test]
 fn help_says_what_fast_mode_does_and_its_measured_bound() {
-    for cmd in ["classify", "bench", "check"] {
+    for cmd in ["classify", "bench", "check", "validate", "serve"] {
         let o = Command::new(env!("CARGO_BIN_EXE_resnet")).args([cmd, "--help"]).output().unwrap();
         let help = String::from_utf8_lossy(&o.stdout);
-        for needle in ["Winograd", "F(4×4,3×3)", "top-1", "1.2e-6", "Default: fast for classify and bench"] {
+        for needle in
+            ["Winograd", "F(4×4,3×3)", "top-1", "1.2e-6", "Default: fast for classify, validate, bench and serve"]
+        {
             assert!(help.contains(needle), "{cmd} --help lacks '{needle}':\n{help}");
         }
     }
