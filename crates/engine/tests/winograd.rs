@@ -8,6 +8,9 @@
 
 use resnet_test_support as common;
 
+mod build;
+use build::{node, tensor};
+
 use proptest::prelude::*;
 use resnet_engine::ops::binary::{Binary, BinaryKind};
 use resnet_engine::ops::conv::Conv;
@@ -15,36 +18,10 @@ use resnet_engine::ops::padding::Window;
 use resnet_engine::ops::relu::Relu;
 use resnet_engine::plan::{Mode, Plan, PlanOptions};
 use resnet_engine::testdata::{self, Tolerance};
-use resnet_engine::{exec, onnx, Dim, Fact, Graph, Node, Op, Tensor};
+use resnet_engine::{exec, onnx, Dim, Fact, Graph, Op, Tensor};
 
 /// Documented bound of one Winograd conv, relative to max|y| of the reference.
 const CONV_BOUND: f64 = 1e-4;
-
-/// Deterministic pseudo-random values in [-1, 1).
-fn values(len: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
-
-fn tensor(shape: &[usize], seed: u64) -> Tensor {
-    Tensor::from_f32(shape.to_vec(), values(shape.iter().product(), seed))
-}
-
-fn node(g: &mut Graph, name: &str, op: Op, inputs: &[usize], out_name: &str) -> usize {
-    let out = g.add_value(out_name, Fact::unknown());
-    g.nodes.push(Node {
-        name: name.into(),
-        op,
-        inputs: inputs.iter().map(|&i| Some(i)).collect(),
-        outputs: vec![Some(out)],
-    });
-    out
-}
 
 /// max |got − want| / max |want| over all outputs (0 when both are all zero).
 fn rel_error(got: &[Tensor], want: &[Tensor]) -> f64 {

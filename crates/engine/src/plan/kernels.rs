@@ -47,37 +47,42 @@ pub fn active_isa() -> Isa {
     Isa::Portable
 }
 
-/// Defines `pub fn $name(args)` that runs the body compiled for the widest instruction set
+/// Defines `$vis fn $name(args)` that runs the body compiled for the widest instruction set
 /// [`active_isa`] allows (AVX-512F, AVX2+FMA, or the baseline target). The body must be
-/// safe code.
+/// safe code. Shared by the plan's kernel modules (`use crate::plan::kernels::multiversion`).
 macro_rules! multiversion {
-    ($(#[$meta:meta])* pub fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
         $(#[$meta])*
-        pub fn $name($($arg: $ty),*) {
+        #[allow(clippy::too_many_arguments)]
+        $vis fn $name($($arg: $ty),*) {
             #[inline(always)]
+            #[allow(clippy::too_many_arguments)]
             fn body($($arg: $ty),*) $body
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
                 unsafe fn avx2($($arg: $ty),*) {
                     body($($arg),*)
                 }
                 #[target_feature(enable = "avx512f,avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
                 unsafe fn avx512($($arg: $ty),*) {
                     body($($arg),*)
                 }
-                match active_isa() {
+                match $crate::plan::kernels::active_isa() {
                     // SAFETY: `active_isa` returns an ISA only when the CPU supports it.
-                    Isa::Avx512 => return unsafe { avx512($($arg),*) },
+                    $crate::plan::kernels::Isa::Avx512 => return unsafe { avx512($($arg),*) },
                     // SAFETY: as above.
-                    Isa::Avx2 => return unsafe { avx2($($arg),*) },
-                    Isa::Portable => {}
+                    $crate::plan::kernels::Isa::Avx2 => return unsafe { avx2($($arg),*) },
+                    $crate::plan::kernels::Isa::Portable => {}
                 }
             }
             body($($arg),*)
         }
     };
 }
+pub(crate) use multiversion;
 
 multiversion! {
     /// `x = max(x, 0)` in place.

@@ -38,6 +38,7 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 
 use crate::ops::conv::ConvGeometry;
+use crate::plan::kernels::multiversion;
 
 /// Points of one transformed tile (6×6).
 const POINTS: usize = 36;
@@ -78,42 +79,6 @@ const G: [[f64; 3]; 6] = [
 thread_local! {
     /// Per-thread scratch (V, M, strips); grows once to the largest block and is reused.
     static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Defines `fn $name(args)` that runs the body compiled for AVX-512F, else AVX2+FMA, else
-/// the baseline target, picked at run time. The body must be safe code.
-macro_rules! multiversion {
-    ($(#[$meta:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
-        $(#[$meta])*
-        #[allow(clippy::too_many_arguments)]
-        fn $name($($arg: $ty),*) {
-            #[inline(always)]
-            #[allow(clippy::too_many_arguments)]
-            fn body($($arg: $ty),*) $body
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f,avx2,fma")]
-                #[allow(clippy::too_many_arguments)]
-                unsafe fn avx512($($arg: $ty),*) {
-                    body($($arg),*)
-                }
-                #[target_feature(enable = "avx2,fma")]
-                #[allow(clippy::too_many_arguments)]
-                unsafe fn avx2($($arg: $ty),*) {
-                    body($($arg),*)
-                }
-                if std::arch::is_x86_feature_detected!("avx512f") {
-                    // SAFETY: the CPU supports the features `avx512` was compiled for.
-                    return unsafe { avx512($($arg),*) };
-                }
-                if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-                    // SAFETY: the CPU supports the features `avx2` was compiled for.
-                    return unsafe { avx2($($arg),*) };
-                }
-            }
-            body($($arg),*)
-        }
-    };
 }
 
 /// A 3×3 convolution's filters in the Winograd domain.
@@ -399,6 +364,20 @@ fn block_tiles(ic: usize, oc: usize) -> usize {
     (budget / per_tile).clamp(16, 256)
 }
 
+/// `Bᵀ a` for one column of six values: the input transform's matrix, applied to the columns
+/// of a 6×6 patch and then to the rows of the result.
+#[inline(always)]
+fn bt([a0, a1, a2, a3, a4, a5]: [f32; 6]) -> [f32; 6] {
+    [
+        4.0 * a0 - 5.0 * a2 + a4,
+        -4.0 * (a1 + a2) + a3 + a4,
+        4.0 * (a1 - a2) - a3 + a4,
+        2.0 * (a3 - a1) - a2 + a4,
+        2.0 * (a1 - a3) - a2 + a4,
+        4.0 * a1 - 5.0 * a3 + a5,
+    ]
+}
+
 multiversion! {
     /// Input transform of `nt` consecutive tiles of one channel plane `xc` (`[h, w]`) whose
     /// 6×6 patches start at row `iy0` and columns `ix0, ix0+4, …` (negative or past the end:
@@ -464,13 +443,7 @@ multiversion! {
             let (t4, t5) = rest.split_at_mut(rw);
             let t5 = &mut t5[..rw];
             for j in 0..rw {
-                let (a0, a1, a2, a3, a4, a5) = (d0[j], d1[j], d2[j], d3[j], d4[j], d5[j]);
-                t0[j] = 4.0 * a0 - 5.0 * a2 + a4;
-                t1[j] = -4.0 * (a1 + a2) + a3 + a4;
-                t2[j] = 4.0 * (a1 - a2) - a3 + a4;
-                t3[j] = 2.0 * (a3 - a1) - a2 + a4;
-                t4[j] = 2.0 * (a1 - a3) - a2 + a4;
-                t5[j] = 4.0 * a1 - 5.0 * a3 + a5;
+                [t0[j], t1[j], t2[j], t3[j], t4[j], t5[j]] = bt([d0[j], d1[j], d2[j], d3[j], d4[j], d5[j]]);
             }
         }
         // Row transform (t B) per tile, element-wise over the tiles.
@@ -486,13 +459,7 @@ multiversion! {
             let (v4, rest) = rest.split_at_mut(vstride);
             let (v0, v1, v2, v3, v4, v5) = (&mut v0[..nt], &mut v1[..nt], &mut v2[..nt], &mut v3[..nt], &mut v4[..nt], &mut rest[..nt]);
             for k in 0..nt {
-                let (a0, a1, a2, a3, a4, a5) = (s0[k], s1[k], s2[k], s3[k], s4[k], s5[k]);
-                v0[k] = 4.0 * a0 - 5.0 * a2 + a4;
-                v1[k] = -4.0 * (a1 + a2) + a3 + a4;
-                v2[k] = 4.0 * (a1 - a2) - a3 + a4;
-                v3[k] = 2.0 * (a3 - a1) - a2 + a4;
-                v4[k] = 2.0 * (a1 - a3) - a2 + a4;
-                v5[k] = 4.0 * a1 - 5.0 * a3 + a5;
+                [v0[k], v1[k], v2[k], v3[k], v4[k], v5[k]] = bt([s0[k], s1[k], s2[k], s3[k], s4[k], s5[k]]);
             }
         }
     }
