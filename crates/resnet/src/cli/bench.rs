@@ -2,11 +2,11 @@
 //! GFLOP/s against the machine's measured FMA peak, and peak memory.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use resnet::engine::passes::{self, PassOptions};
-use resnet::engine::plan::{Plan, PlanOptions};
+use resnet::engine::plan::Plan;
 use resnet::{Model, Tensor};
 use serde::Serialize;
 
@@ -322,7 +322,7 @@ fn profile(
 /// The engine being timed, prepared once before the runs.
 enum Engine {
     Reference(Model),
-    Plan(Plan),
+    Plan(Arc<Plan>),
 }
 
 impl Engine {
@@ -330,8 +330,9 @@ impl Engine {
         match name {
             "reference" => Ok(Engine::Reference(model)),
             "plan" => {
-                let graph = passes::optimize(model.graph().clone(), &PassOptions::default())?;
-                Ok(Engine::Plan(Plan::compile(&graph, &PlanOptions { threads, mode, ..PlanOptions::default() })?))
+                // The same passes and compilation as `Model::run` uses.
+                let model = model.with_engine(resnet::Engine::Plan).with_mode(mode).with_threads(threads);
+                Ok(Engine::Plan(model.plan()?))
             }
             other => anyhow::bail!("unknown engine '{other}' (choose from: plan, reference)"),
         }
