@@ -13,6 +13,7 @@ pub mod passes;
 pub mod plan;
 pub mod tensor;
 pub mod testdata;
+pub mod train;
 
 pub use error::{Error, OpError, Result};
 pub use fact::{Dim, Fact};
