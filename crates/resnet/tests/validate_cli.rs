@@ -26,7 +26,7 @@ fn a_folder_that_is_not_a_wnid_is_named_in_the_error() {
     std::fs::create_dir_all(tmp.path().join("n01440764")).unwrap();
     std::fs::create_dir_all(tmp.path().join("cats")).unwrap();
     let err = error_line(&resnet(&["validate", "--model", "m.onnx", "--data", p(tmp.path())]));
-    assert!(err.contains("folder 'cats' is not a WordNet id"), "{err}");
+    assert!(err.contains("folder 'cats' is neither a WordNet id nor a line of the labels"), "{err}");
 }
 
 #[test]

@@ -62,6 +62,12 @@ impl Labels {
         self.labels.get(index)
     }
 
+    /// The class index whose whole line is `line` (for label files without WNIDs, such as a
+    /// fine-tuned model's `dog`, `bird`, …).
+    pub fn index_of_line(&self, line: &str) -> Option<usize> {
+        self.labels.iter().position(|l| l.line == line)
+    }
+
     /// The class index whose WNID is `wnid`.
     pub fn index_of_wnid(&self, wnid: &str) -> Option<usize> {
         self.labels.iter().position(|l| l.wnid.as_deref() == Some(wnid))

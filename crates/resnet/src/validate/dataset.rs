@@ -181,7 +181,8 @@ impl Dataset {
     }
 }
 
-/// WNID-named folders with their class index.
+/// Class folders (named by WNID, or by a whole label line such as `dog` for the labels.txt of
+/// a fine-tuned model) with their class index.
 type ClassDirs = Vec<(String, usize)>;
 
 /// Sub-folders of `dir` split into (WNID folders with their label, other non-hidden folders).
@@ -193,7 +194,7 @@ fn class_dirs(dir: &Path, labels: &Labels) -> Result<(ClassDirs, Vec<String>), E
         if name.starts_with('.') || !path.is_dir() {
             continue;
         }
-        match labels.index_of_wnid(&name) {
+        match labels.index_of_wnid(&name).or_else(|| labels.index_of_line(&name)) {
             Some(label) => classes.push((name, label)),
             None => others.push(name),
         }

@@ -41,7 +41,7 @@ pub enum Error {
         if *flat_images > 0 { format!("; it holds {flat_images} images directly: pass --ground-truth FILE for a flat folder") } else { String::new() }
     )]
     NoClassFolders { dir: PathBuf, flat_images: usize },
-    #[error("{}: folder '{name}' is not a WordNet id of the labels; class folders must be named like n01440764", dir.display())]
+    #[error("{}: folder '{name}' is neither a WordNet id nor a line of the labels; class folders are named like n01440764 (or as a line of --labels)", dir.display())]
     UnknownClassFolder { dir: PathBuf, name: String },
     #[error("{}: no images to score: {detail}", dir.display())]
     NoImages { dir: PathBuf, detail: String },
