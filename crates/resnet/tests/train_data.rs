@@ -427,3 +427,29 @@ fn mnist_load_errors_name_the_file() {
     let err = Digits::load(&bad_csv).unwrap_err();
     assert!(err.to_string().contains("line 1"), "{err}");
 }
+
+#[test]
+fn the_coarse_set_script_builds_the_documented_folders() {
+    let Some(samples) = shared_asset("data/imagenet-samples") else { return };
+    let script = resnet_test_support::workspace_root().join("scripts").join("coarse-set.py");
+    let out = tempfile::tempdir().unwrap();
+    let status = match std::process::Command::new("python3")
+        .arg(&script)
+        .arg(out.path())
+        .arg("--samples")
+        .arg(&samples)
+        .stdout(std::process::Stdio::null())
+        .status()
+    {
+        Ok(status) => status,
+        Err(err) if std::env::var_os("CI").is_none() => return eprintln!("skipping: cannot run python3: {err}"),
+        Err(err) => panic!("python3: {err}"),
+    };
+    assert!(status.success(), "coarse-set.py failed");
+    let train = ImageFolder::open(out.path().join("train")).unwrap();
+    let val = ImageFolder::with_classes(out.path().join("val"), train.classes()).unwrap();
+    // The tables of docs/finetune-coarse.md.
+    assert_eq!(train.classes(), ["artifact_a", "artifact_b", "bird", "dog", "food_nature", "other_animal"]);
+    assert_eq!(train.class_counts(), [40, 39, 9, 18, 12, 34]);
+    assert_eq!(val.class_counts(), [13, 13, 3, 5, 3, 11]);
+}
