@@ -119,6 +119,8 @@ fn the_loader_gives_the_same_batches_for_any_worker_count() {
     assert_eq!(inline.len(), 10);
     assert_eq!(all_batches(ds.clone(), &indices, &t, &config(32, 1), 3, 0), inline);
     assert_eq!(all_batches(ds.clone(), &indices, &t, &config(32, 3), 3, 0), inline);
+    let rendezvous = LoaderConfig { prefetch: 0, ..config(32, 4) };
+    assert_eq!(all_batches(ds.clone(), &indices, &t, &rendezvous, 3, 0), inline);
     // Every index exactly once, in the epoch's order.
     let visited: Vec<usize> = inline.iter().flat_map(|b| b.indices.clone()).collect();
     assert_eq!(visited, epoch_order(&indices, 42, 3, true));

@@ -163,8 +163,9 @@ pub fn random_flip<R: Rng + ?Sized>(img: RgbImage, rng: &mut R) -> RgbImage {
 /// brightness `x·α`; contrast `x·α + (1−α)·mean_gray` with the mean luma of the whole image
 /// (as it is at that step); saturation `x·α + (1−α)·gray` with the pixel's own luma (see the
 /// module docs for MXNet's blue-only quirk, not reproduced). Each step rounds and saturates
-/// to `u8`. Strengths of 0 (or negative, or NaN) disable a step without drawing from `rng`,
-/// so `color_jitter(img, 0, 0, 0, rng)` returns `img` unchanged.
+/// to `u8`. The order is always drawn (one shuffle of the three steps); a strength of 0 (or
+/// negative, or NaN) disables its step without drawing its factor, so
+/// `color_jitter(img, 0, 0, 0, rng)` returns `img` unchanged.
 pub fn color_jitter<R: Rng + ?Sized>(
     img: RgbImage,
     brightness: f64,
