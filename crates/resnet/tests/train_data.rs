@@ -64,7 +64,11 @@ fn mnist_has_the_packages_10000_digits_with_their_real_class_counts() {
     assert_eq!(eval.len(), 784);
     assert!(eval.iter().all(|v| (-1.0..=1.0).contains(v)));
     assert_eq!(eval[127], (0.2 - 0.5) / 0.5);
-    assert!(mnist.sample(10_000, &Transform::SmallEval, &mut rng).is_err());
+    assert!(matches!(
+        mnist.sample(10_000, &Transform::SmallEval, &mut rng),
+        Err(DataError::IndexOutOfRange { index: 10_000, len: 10_000 })
+    ));
+    assert!(mnist.sample(usize::MAX, &Transform::SmallEval, &mut rng).is_err());
 }
 
 #[test]

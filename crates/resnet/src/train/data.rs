@@ -351,7 +351,8 @@ impl GrayImages {
     /// The raw pixels of sample `index` (row-major, 0..1), or `None` out of range.
     pub fn pixels(&self, index: usize) -> Option<&[f32]> {
         let plane = self.width * self.height;
-        self.pixels.get(index * plane..(index + 1) * plane)
+        let start = index.checked_mul(plane)?;
+        self.pixels.get(start..start.checked_add(plane)?)
     }
 
     /// Every sample's label, in sample order.
