@@ -1,6 +1,8 @@
 //! Image input for resnet-rs: decoding JPEG/PNG to RGB like Pillow, Pillow-exact bilinear
 //! resizing, the model zoo's ImageNet preprocessing, and the ImageNet labels.
 //!
+//! [`augment`] holds the random training augmentations (SPEC §6.1).
+//!
 //! Knows nothing about ONNX; it produces `Vec<f32>` tensors in CHW layout and label strings.
 //!
 //! ```no_run
@@ -12,6 +14,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod augment;
 mod decode;
 mod error;
 mod jpeg;
