@@ -26,6 +26,7 @@ pub mod postprocess;
 pub mod prep;
 pub mod resolve;
 pub mod serve;
+pub mod train;
 pub mod validate;
 
 pub use classifier::{Classification, Classifier, Prediction};

@@ -1,0 +1,11 @@
+//! Training support around the engine's autograd and optimizers: checkpoints that resume a
+//! run exactly ([`checkpoint`]), the per-epoch metrics log ([`metrics`]) and its training-curve
+//! plots ([`plot`]).
+
+pub mod checkpoint;
+pub mod metrics;
+pub mod plot;
+
+pub use checkpoint::{Checkpoint, CheckpointError, CheckpointMeta, NamedTensor};
+pub use metrics::{read_log, truncate_after, EpochRecord, MetricsError, MetricsLog};
+pub use plot::{plot_log, PlotError};
