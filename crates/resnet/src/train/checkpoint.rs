@@ -251,7 +251,7 @@ pub enum CheckpointError {
     Io { path: PathBuf, source: io::Error },
     #[error("{}: not a safetensors file ({detail})", path.display())]
     NotSafetensors { path: PathBuf, detail: String },
-    #[error("{}: truncated checkpoint ({detail}); was its save interrupted? use an older one", path.display())]
+    #[error("{}: truncated checkpoint ({detail}); is it an incomplete copy?", path.display())]
     Truncated { path: PathBuf, detail: String },
     #[error("{}: not a usable resnet-rs checkpoint: {detail}", path.display())]
     BadMetadata { path: PathBuf, detail: String },
