@@ -6,6 +6,10 @@
 //! statistics), the loss is softmax cross-entropy on the graph's logits, and the trained values
 //! are written back into a [`crate::Graph`] for export.
 
+pub mod optim;
 pub mod param;
+pub mod schedule;
 
+pub use optim::{OptimError, Optimizer, OptimizerConfig, OptimizerKind};
 pub use param::{Buffer, Param, ParamRole};
+pub use schedule::{LrDecay, LrDecayParseError, LrSchedule};
