@@ -107,7 +107,7 @@ class OnnxResNet(nn.Module):
             if name in self._bound:
                 raise ConversionError(f"node '{node.name}': initializer '{name}' is used by two layers")
             self._bound.add(name)
-            return torch.from_numpy(np.ascontiguousarray(inits[name], dtype=np.float32))
+            return torch.from_numpy(np.array(inits[name], dtype=np.float32, copy=True))
 
         def bind(node, layer, attr, name, what, trainable=True):
             value = init(node, name, what)
@@ -278,7 +278,10 @@ np.save(sys.argv[3], s.run(None, {s.get_inputs()[0].name: x})[0])
 def onnxruntime_output(path, x, ort_python=None):
     """The model's output from ONNX Runtime (optimizations off): in-process, or via ort_python."""
     if ort_python is None:
-        import onnxruntime as ort
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            sys.exit("torch_onnx: no onnxruntime in this python; pass --ort-python PY (a venv that has it)")
         o = ort.SessionOptions()
         o.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         s = ort.InferenceSession(path, o, providers=["CPUExecutionProvider"])
