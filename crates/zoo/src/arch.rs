@@ -1,6 +1,8 @@
 //! The ten zoo architectures (ResNet v1/v2 × 18/34/50/101/152, SPEC §1) built natively as a
 //! [`Graph`] with exactly the zoo files' structure and names (SPEC §2), and the reverse:
-//! recognising a zoo-shaped graph.
+//! recognising a zoo-shaped graph. Beyond the zoo, the same builder makes Gluon's small-input
+//! variants (`thumbnail=True`, other channel lists and input channels), such as the
+//! [`SMALL_NAMES`] presets for 28×28 MNIST.
 //!
 //! ```
 //! use resnet_zoo::arch::{build, ArchSpec, Init};
@@ -58,7 +60,16 @@ pub const NAMES: [&str; 10] = [
     "resnet152-v2",
 ];
 
-/// Which network to build.
+/// Small-input presets beyond the zoo: Gluon ResNetV1/V2 with the depth-18 layout,
+/// `thumbnail=True`, one input channel, channels [`MNIST_CHANNELS`], 10 classes, input 28×28.
+pub const SMALL_NAMES: [&str; 2] = ["mnist-v1", "mnist-v2"];
+
+/// Channels `[stem, stage1..stage4]` of the `mnist-v*` presets: a quarter of ResNet-18's
+/// `[64, 64, 128, 256, 512]` (≈ 0.7 M parameters instead of 11 M, plenty for 28×28 digits).
+pub const MNIST_CHANNELS: [usize; 5] = [16, 16, 32, 64, 128];
+
+/// Which network to build. The zoo's ten are [`ArchSpec::new`] / [`ArchSpec::from_name`] with
+/// the last three fields at their defaults (3, `false`, `None`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArchSpec {
     pub version: Version,
@@ -71,20 +82,36 @@ pub struct ArchSpec {
     /// Gluon's model-instance counter in the prefix `resnetv<version><counter>_`; `None` takes
     /// the zoo file's (v1: 15–19, v2: 22, 23, 24, 25, 27; SPEC §2.3).
     pub prefix_counter: Option<u32>,
+    /// Channels `C` of the declared input `[N,C,S,S]` (3 in the zoo, 1 for MNIST).
+    pub in_channels: usize,
+    /// Gluon's `thumbnail=True`: the stem is one 3×3 convolution, stride 1, pad 1, no bias —
+    /// no 7×7/stride-2 conv, no BatchNorm/ReLU after it and no max-pool, so a 28×28 input
+    /// reaches stage 4 at 4×4 instead of 1×1. v2 keeps its input BatchNorm in front of it.
+    pub thumbnail: bool,
+    /// Output channels `[stem, stage1..stage4]`; `None` takes the depth's standard list
+    /// (SPEC §1.2). Bottleneck depths (50+) need stage channels divisible by 4 (the 1×1/3×3
+    /// width is a quarter), and stages 2–4 must change the channel count (Gluon adds a
+    /// projection shortcut only then, and their first block has stride 2).
+    pub channels: Option<[usize; 5]>,
 }
 
 /// Errors of this module.
 #[derive(Debug, thiserror::Error)]
 pub enum ArchError {
-    #[error("unknown architecture '{0}' (choose from: {names})", names = NAMES.join(", "))]
+    #[error("unknown architecture '{0}' (choose from: {names}, or small: {small})",
+        names = NAMES.join(", "), small = SMALL_NAMES.join(", "))]
     UnknownName(String),
     #[error("invalid architecture: {0}")]
     Invalid(String),
+    #[error("invalid architecture: input channels must be at least 1, got {0}")]
+    InputChannels(usize),
+    #[error("invalid architecture: channels {channels:?} for depth {depth}: {reason}")]
+    Channels { depth: usize, channels: [usize; 5], reason: String },
     #[error("the built graph does not check out: {0}")]
     Engine(#[from] resnet_engine::Error),
 }
 
-/// SPEC §1.2: depth → (bottleneck?, blocks per stage, channels `[stem, s1..s4]`).
+/// SPEC §1.2: depth → (bottleneck?, blocks per stage, standard channels `[stem, s1..s4]`).
 fn layout(depth: usize) -> (bool, [usize; 4], [usize; 5]) {
     match depth {
         18 => (false, [2, 2, 2, 2], [64, 64, 128, 256, 512]),
@@ -99,11 +126,40 @@ fn layout(depth: usize) -> (bool, [usize; 4], [usize; 5]) {
 impl ArchSpec {
     /// The zoo configuration (1000 classes, 224×224, the zoo's prefix).
     pub fn new(version: Version, depth: usize) -> ArchSpec {
-        ArchSpec { version, depth, classes: 1000, input_size: 224, prefix_counter: None }
+        ArchSpec {
+            version,
+            depth,
+            classes: 1000,
+            input_size: 224,
+            prefix_counter: None,
+            in_channels: 3,
+            thumbnail: false,
+            channels: None,
+        }
     }
 
-    /// `"resnet50-v2"` → v2, depth 50, zoo defaults.
+    /// The `mnist-v1` / `mnist-v2` preset: depth-18 layout, thumbnail stem, 1 input channel,
+    /// channels [`MNIST_CHANNELS`], 10 classes, input 28×28, prefix `resnetv10_` / `resnetv20_`
+    /// (the counter a fresh Gluon process gives its first network).
+    pub fn mnist(version: Version) -> ArchSpec {
+        ArchSpec {
+            classes: 10,
+            input_size: 28,
+            prefix_counter: Some(0),
+            in_channels: 1,
+            thumbnail: true,
+            channels: Some(MNIST_CHANNELS),
+            ..ArchSpec::new(version, 18)
+        }
+    }
+
+    /// `"resnet50-v2"` → v2, depth 50, zoo defaults; `"mnist-v1"` → [`ArchSpec::mnist`].
     pub fn from_name(name: &str) -> Result<ArchSpec, ArchError> {
+        match name {
+            "mnist-v1" => return Ok(ArchSpec::mnist(Version::V1)),
+            "mnist-v2" => return Ok(ArchSpec::mnist(Version::V2)),
+            _ => {}
+        }
         let unknown = || ArchError::UnknownName(name.to_string());
         let (depth, version) = name.strip_prefix("resnet").and_then(|r| r.split_once("-v")).ok_or_else(unknown)?;
         let depth: usize = depth.parse().map_err(|_| unknown())?;
@@ -118,9 +174,29 @@ impl ArchSpec {
         Ok(ArchSpec::new(version, depth))
     }
 
-    /// `resnet50-v2`.
+    /// `resnet50-v2`, or `mnist-v1` for a spec with the preset's layout (depth 18, thumbnail,
+    /// 1 input channel, [`MNIST_CHANNELS`]) whatever its classes, input size and prefix —
+    /// as a zoo name does not carry those either. Other non-zoo options are not in the name
+    /// (see `Display`).
     pub fn name(&self) -> String {
-        format!("resnet{}-v{}", self.depth, self.version.number())
+        if self.has_mnist_layout() {
+            format!("mnist-v{}", self.version.number())
+        } else {
+            format!("resnet{}-v{}", self.depth, self.version.number())
+        }
+    }
+
+    fn has_mnist_layout(&self) -> bool {
+        self.depth == 18 && self.thumbnail && self.in_channels == 1 && self.channels == Some(MNIST_CHANNELS)
+    }
+
+    /// The channels `[stem, stage1..stage4]` the network gets: [`ArchSpec::channels`] or the
+    /// depth's standard list (`None` for a depth outside the zoo's).
+    pub fn stage_channels(&self) -> Option<[usize; 5]> {
+        match self.channels {
+            Some(c) => Some(c),
+            None => DEPTHS.contains(&self.depth).then(|| layout(self.depth).2),
+        }
     }
 
     /// The zoo file's Gluon instance counter (SPEC §2.3; 152-v2 really skips 26).
@@ -148,14 +224,52 @@ impl ArchSpec {
         if self.input_size == 0 {
             return Err(ArchError::Invalid("input size must be at least 1".into()));
         }
+        if self.in_channels == 0 {
+            return Err(ArchError::InputChannels(self.in_channels));
+        }
+        if let Some(channels) = self.channels {
+            let invalid = |reason: String| ArchError::Channels { depth: self.depth, channels, reason };
+            if let Some(i) = channels.iter().position(|&c| c == 0) {
+                return Err(invalid(format!("entry {i} is 0 (every stage needs at least 1 channel)")));
+            }
+            let (bottleneck, _, _) = layout(self.depth);
+            if bottleneck {
+                if let Some(&c) = channels[1..].iter().find(|c| !c.is_multiple_of(4)) {
+                    return Err(invalid(format!(
+                        "{c} is not divisible by 4 (a bottleneck block's inner width is a quarter of its output)"
+                    )));
+                }
+            }
+            for stage in 2..=4 {
+                if channels[stage - 1] == channels[stage] {
+                    return Err(invalid(format!(
+                        "stage {stage} keeps {} channels, but its first block has stride 2 and Gluon adds a \
+                         projection shortcut only where the channel count changes",
+                        channels[stage]
+                    )));
+                }
+            }
+        }
         Ok(())
     }
 }
 
 impl fmt::Display for ArchSpec {
-    /// `resnet50-v2 (Gluon ResNetV2, prefix resnetv24_)`, plus non-zoo options.
+    /// `resnet50-v2 (Gluon ResNetV2, prefix resnetv24_)`, plus non-zoo options, e.g.
+    /// `mnist-v1 (Gluon ResNetV1, prefix resnetv10_, thumbnail stem, 1 input channel,
+    /// channels [16, 16, 32, 64, 128], 10 classes, input 28x28)`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} (Gluon ResNetV{}, prefix {}", self.name(), self.version.number(), self.prefix())?;
+        if self.thumbnail {
+            f.write_str(", thumbnail stem")?;
+        }
+        if self.in_channels != 3 {
+            let s = if self.in_channels == 1 { "" } else { "s" };
+            write!(f, ", {} input channel{s}", self.in_channels)?;
+        }
+        if let Some(c) = self.channels {
+            write!(f, ", channels {c:?}")?;
+        }
         if self.classes != 1000 {
             write!(f, ", {} classes", self.classes)?;
         }
@@ -182,25 +296,40 @@ pub enum Init {
 /// [`resnet_engine::exec::run`].
 pub fn build(spec: &ArchSpec, init: Init) -> Result<Graph, ArchError> {
     spec.validate()?;
-    let (bottleneck, counts, channels) = layout(spec.depth);
+    let (bottleneck, counts, standard) = layout(spec.depth);
+    let channels = spec.channels.unwrap_or(standard);
+    let cin = spec.in_channels;
     let mut b = Builder::new(&spec.prefix());
+    b.set_input_channels(cin);
     let mut x = INPUT_NAME.to_string();
     let head = match spec.version {
         Version::V1 => {
-            let stem =
-                [b.conv(3, channels[0], 7, 2, false), b.batchnorm(channels[0], false), b.relu_layer(), b.max_pool()];
+            let stem = if spec.thumbnail {
+                vec![b.conv(cin, channels[0], 3, 1, false)]
+            } else {
+                vec![
+                    b.conv(cin, channels[0], 7, 2, false),
+                    b.batchnorm(channels[0], false),
+                    b.relu_layer(),
+                    b.max_pool(),
+                ]
+            };
             x = b.seq(&stem, &x);
             x = stages(&mut b, x, spec.version, bottleneck, counts, channels);
             vec![b.global_avg_pool(), b.dense(channels[4], spec.classes)]
         }
         Version::V2 => {
-            let stem = [
-                b.batchnorm(3, true),
-                b.conv(3, channels[0], 7, 2, false),
-                b.batchnorm(channels[0], false),
-                b.relu_layer(),
-                b.max_pool(),
-            ];
+            let mut stem = vec![b.batchnorm(cin, true)];
+            if spec.thumbnail {
+                stem.push(b.conv(cin, channels[0], 3, 1, false));
+            } else {
+                stem.extend([
+                    b.conv(cin, channels[0], 7, 2, false),
+                    b.batchnorm(channels[0], false),
+                    b.relu_layer(),
+                    b.max_pool(),
+                ]);
+            }
             x = b.seq(&stem, &x);
             x = stages(&mut b, x, spec.version, bottleneck, counts, channels);
             vec![
@@ -398,7 +527,9 @@ pub fn expected_counts(version: Version, depth: usize) -> (usize, usize, usize, 
 /// Conv/BatchNormalization/Relu/Add, one MaxPool, GlobalAveragePool and Gemm, and a Flatten
 /// for v1 or a Reshape for v2) and Gluon's naming (the stem conv's weight is
 /// `resnetv<version><k>_conv0_weight`, the output `resnetv<version><k>_dense0_fwd`). Returns
-/// the spec it would be built from (classes and input size read off the graph).
+/// the spec it would be built from (classes, input size, input channels and — where they
+/// differ from the depth's standard list — stage channels read off the graph). Thumbnail
+/// networks (no max-pool, fewer stem nodes) are not recognised.
 pub fn recognize(graph: &Graph) -> Option<ArchSpec> {
     let count = |t: &str| graph.nodes.iter().filter(|n| n.op.onnx_type() == t).count();
     let (conv, bn, relu, add) = (count("Conv"), count("BatchNormalization"), count("Relu"), count("Add"));
@@ -433,7 +564,29 @@ pub fn recognize(graph: &Graph) -> Option<ArchSpec> {
         Some([_, _, h, w]) if h == w => h.known().unwrap_or(224),
         _ => 224,
     };
-    Some(ArchSpec { version, depth, classes, input_size, prefix_counter: Some(counter) })
+    let shape_of = |name: &str| Some(graph.values.get(graph.value_id(name)?)?.initializer.as_ref()?.shape().to_vec());
+    let stem = shape_of(&format!("{prefix}conv0_weight"))?;
+    let (&stem_channels, &in_channels) = (stem.first()?, stem.get(1)?);
+    let mut channels = [stem_channels, 0, 0, 0, 0];
+    for (k, c) in channels.iter_mut().enumerate().skip(1) {
+        // A stage's output width is its widest conv (the bottleneck's expanding 1×1).
+        let scope = format!("{prefix}stage{k}_conv");
+        *c = graph
+            .values
+            .iter()
+            .filter(|v| v.name.starts_with(&scope) && v.name.ends_with("_weight"))
+            .filter_map(|v| v.initializer.as_ref()?.shape().first().copied())
+            .max()?;
+    }
+    let channels = (channels != layout(depth).2).then_some(channels);
+    Some(ArchSpec {
+        classes,
+        input_size,
+        prefix_counter: Some(counter),
+        in_channels,
+        channels,
+        ..ArchSpec::new(version, depth)
+    })
 }
 
 #[cfg(test)]

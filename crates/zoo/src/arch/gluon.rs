@@ -89,6 +89,8 @@ struct Scope {
 /// Tracks scopes, counters, parameters and operators, then emits the graph.
 pub struct Builder {
     scopes: Vec<Scope>,
+    /// Channels of the declared graph input `[N,C,S,S]`: 3 unless [`Builder::set_input_channels`].
+    input_channels: usize,
     params: HashMap<String, (Vec<usize>, ParamRole)>,
     ops: HashMap<String, OpRec>,
 }
@@ -97,9 +99,15 @@ impl Builder {
     pub fn new(prefix: &str) -> Builder {
         Builder {
             scopes: vec![Scope { prefix: prefix.to_string(), ..Scope::default() }],
+            input_channels: 3,
             params: HashMap::new(),
             ops: HashMap::new(),
         }
+    }
+
+    /// Declares the graph input with `c` channels instead of the zoo's 3 (e.g. 1 for MNIST).
+    pub fn set_input_channels(&mut self, c: usize) {
+        self.input_channels = c;
     }
 
     fn scope(&mut self) -> &mut Scope {
@@ -281,8 +289,12 @@ impl Builder {
         for (idx, (is_op, name)) in self.mxnet_order(output).into_iter().enumerate() {
             if !is_op {
                 let id = if name == INPUT_NAME {
-                    let shape =
-                        vec![Dim::Sym("N".into()), Dim::Known(3), Dim::Known(input_size), Dim::Known(input_size)];
+                    let shape = vec![
+                        Dim::Sym("N".into()),
+                        Dim::Known(self.input_channels),
+                        Dim::Known(input_size),
+                        Dim::Known(input_size),
+                    ];
                     let id = g.add_value(INPUT_NAME, Fact::new(DType::F32, shape));
                     g.inputs.push(id);
                     id
