@@ -21,7 +21,8 @@ every initializer also a graph input, tensors in float_data. Opset 13 (IR 7) dro
 quirks and uses the opset-13 op forms. Ops that cannot be expressed at the chosen opset are an
 error naming the node. The file is written atomically (temporary file, then rename).")]
 pub struct Args {
-    /// Zoo architecture to build (resnet18-v1 … resnet152-v2).
+    /// Architecture to build: resnet18-v1 … resnet152-v2, or the 28×28 presets mnist-v1 /
+    /// mnist-v2 (thumbnail stem, 1 input channel, 10 classes).
     #[arg(long, value_name = "NAME", conflicts_with = "model", required_unless_present = "model")]
     arch: Option<String>,
     /// Model to re-export: an ONNX file or a zoo model name.
@@ -30,12 +31,12 @@ pub struct Args {
     /// Seed of the random initial weights (SPEC §6.1 Xavier init) for --arch.
     #[arg(long, default_value_t = 0, requires = "arch")]
     seed: u64,
-    /// Output classes of the dense layer, for --arch.
-    #[arg(long, default_value_t = 1000, requires = "arch")]
-    classes: usize,
-    /// Declared input height and width, for --arch.
-    #[arg(long, value_name = "S", default_value_t = 224, requires = "arch")]
-    input_size: usize,
+    /// Output classes of the dense layer, for --arch [default: the architecture's, 1000 or 10].
+    #[arg(long, requires = "arch")]
+    classes: Option<usize>,
+    /// Declared input height and width, for --arch [default: the architecture's, 224 or 28].
+    #[arg(long, value_name = "S", requires = "arch")]
+    input_size: Option<usize>,
     /// ONNX opset: 7 (IR 3, zoo conventions) or 13 (IR 7). Default: 7; for --model, 13 when
     /// the model's own opset is 13 or newer.
     #[arg(long, value_parser = ["7", "13"])]
@@ -50,7 +51,12 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let requested: Option<i64> = a.opset.as_deref().map(str::parse).transpose()?;
     let (graph, what) = match (&a.arch, &a.model) {
         (Some(name), _) => {
-            let spec = ArchSpec { classes: a.classes, input_size: a.input_size, ..ArchSpec::from_name(name)? };
+            let base = ArchSpec::from_name(name)?;
+            let spec = ArchSpec {
+                classes: a.classes.unwrap_or(base.classes),
+                input_size: a.input_size.unwrap_or(base.input_size),
+                ..base
+            };
             let graph = build(&spec, Init::Seed(a.seed))?;
             let (stored, trainable) = parameter_counts(&graph);
             (graph, format!("{spec}, seed {}, {stored} parameters ({trainable} trainable)", a.seed))
