@@ -557,8 +557,8 @@ impl<T: Real> TrainProgram<T> {
             needs_grad,
             params,
             buffers,
-            bn_momentum: options.bn_momentum as f64,
-            label_smoothing: options.label_smoothing as f64,
+            bn_momentum: decimal_f64(options.bn_momentum),
+            label_smoothing: decimal_f64(options.label_smoothing),
             seed: options.seed,
             counter: 0,
             pool,
@@ -1165,6 +1165,12 @@ impl<T: Real> TrainProgram<T> {
             }
         }
     }
+}
+
+/// The f64 nearest to the decimal an f32 prints as: 0.9f32 becomes 0.9, not 0.8999999761…,
+/// so an f64 program uses exactly the momentum and smoothing the user wrote.
+fn decimal_f64(x: f32) -> f64 {
+    x.to_string().parse().unwrap_or(x as f64)
 }
 
 /// The dropout ratio of a node: the `ratio` attribute (opset < 12) or the constant input 1
