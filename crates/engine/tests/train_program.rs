@@ -49,7 +49,12 @@ fn batchnorm_running_statistics_follow_momentum_and_the_unbiased_variance() {
         let unbiased = vals.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (count - 1) as f64;
         let want_mean = 0.9 * mean0[c] + 0.1 * mean;
         let want_var = 0.9 * var0[c] + 0.1 * unbiased;
-        assert!(rel(p.buffers()[0].value[c], want_mean) < 1e-12, "running mean of channel {c}: {} vs {want_mean} (mean {mean}, was {})", p.buffers()[0].value[c], mean0[c]);
+        assert!(
+            rel(p.buffers()[0].value[c], want_mean) < 1e-12,
+            "running mean of channel {c}: {} vs {want_mean} (mean {mean}, was {})",
+            p.buffers()[0].value[c],
+            mean0[c]
+        );
         assert!(rel(p.buffers()[1].value[c], want_var) < 1e-12, "running var of channel {c}");
     }
     // loss() leaves them alone; a BN in inference mode never moves them.

@@ -43,14 +43,7 @@ fn per_channel<R: Send>(d: BnDims, f: impl Fn(usize) -> R + Sync + Send) -> Vec<
 }
 
 /// Training-mode forward: `y = γ · (x − μ_B) / sqrt(σ²_B + ε) + β`; returns the statistics.
-pub(crate) fn forward_train<T: Real>(
-    d: BnDims,
-    x: &[T],
-    gamma: &[T],
-    beta: &[T],
-    eps: f64,
-    y: &mut [T],
-) -> BatchStats {
+pub(crate) fn forward_train<T: Real>(d: BnDims, x: &[T], gamma: &[T], beta: &[T], eps: f64, y: &mut [T]) -> BatchStats {
     let count = d.count() as f64;
     let moments = per_channel(d, |ch| {
         let mut sum = 0.0f64;
@@ -96,8 +89,7 @@ pub(crate) fn forward_inference<T: Real>(
 
 /// The per-channel `(scale, shift)` of inference mode.
 fn inference_affine<T: Real>(d: BnDims, gamma: &[T], beta: &[T], mean: &[T], var: &[T], eps: f64) -> (Vec<T>, Vec<T>) {
-    let scale: Vec<T> =
-        (0..d.c).map(|ch| T::from_f64(gamma[ch].to_f64() / (var[ch].to_f64() + eps).sqrt())).collect();
+    let scale: Vec<T> = (0..d.c).map(|ch| T::from_f64(gamma[ch].to_f64() / (var[ch].to_f64() + eps).sqrt())).collect();
     let shift: Vec<T> = (0..d.c).map(|ch| beta[ch] - mean[ch] * scale[ch]).collect();
     (scale, shift)
 }

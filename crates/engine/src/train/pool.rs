@@ -126,7 +126,8 @@ pub(crate) fn avg_backward<T: Real>(axes: &[Axis; 3], divisors: &[f64], dy: &[T]
         return;
     }
     dx.par_chunks_mut(ip).enumerate().for_each(|(plane, dxp)| {
-        let g: Vec<T> = dy[plane * op..][..op].iter().zip(divisors).map(|(&g, &d)| T::from_f64(g.to_f64() / d)).collect();
+        let g: Vec<T> =
+            dy[plane * op..][..op].iter().zip(divisors).map(|(&g, &d)| T::from_f64(g.to_f64() / d)).collect();
         for_each_tap(axes, |o, i| dxp[i] += g[o]);
     });
 }

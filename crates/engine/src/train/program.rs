@@ -90,22 +90,33 @@ enum Source<T> {
     Buffer(usize),
     /// An initializer that is not learned, or a value folded from constants; `real` holds
     /// it converted when it is f32.
-    Const { tensor: Arc<Tensor>, real: Option<Vec<T>> },
+    Const {
+        tensor: Arc<Tensor>,
+        real: Option<Vec<T>>,
+    },
 }
 
 /// What a step computes.
 #[derive(Debug, Clone)]
 enum Kind {
     Conv(Conv),
-    BatchNorm { epsilon: f64, inference: bool },
+    BatchNorm {
+        epsilon: f64,
+        inference: bool,
+    },
     Relu,
     MaxPool(Window),
-    AveragePool { window: Window, count_include_pad: bool },
+    AveragePool {
+        window: Window,
+        count_include_pad: bool,
+    },
     GlobalAveragePool,
     Add,
     /// Flatten, Reshape, Identity, Squeeze, Unsqueeze: same data, new shape.
     View,
-    Dropout { ratio: f64 },
+    Dropout {
+        ratio: f64,
+    },
     Gemm(Gemm),
     MatMul,
     /// Forward only, through the op's f32 reference kernel.
@@ -179,7 +190,9 @@ enum Saved {
     Nothing,
     BatchNorm(BatchStats),
     Argmax(Vec<u32>),
-    Dropout { key: u64 },
+    Dropout {
+        key: u64,
+    },
 }
 
 /// Activations, gradients and saved state of one pass, reused across steps.
@@ -411,18 +424,15 @@ impl<T: Real> TrainProgram<T> {
             let used = |slot: usize| node.outputs.get(slot).copied().flatten().is_some_and(|o| needed[o]);
             let kind = match &node.op {
                 Op::Conv(c) => Kind::Conv(c.clone()),
-                Op::BatchNormalization(bn) => Kind::BatchNorm {
-                    epsilon: bn.epsilon as f64,
-                    inference: options.bn_inference.contains(&node.name),
-                },
+                Op::BatchNormalization(bn) => {
+                    Kind::BatchNorm { epsilon: bn.epsilon as f64, inference: options.bn_inference.contains(&node.name) }
+                }
                 Op::Relu(_) => Kind::Relu,
                 Op::MaxPool(mp) if !used(1) => Kind::MaxPool(mp.window.clone()),
                 Op::AveragePool(ap) => {
                     Kind::AveragePool { window: ap.window.clone(), count_include_pad: ap.count_include_pad }
                 }
-                Op::GlobalPool(gp) if gp.kind == crate::ops::global_pool::PoolKind::Average => {
-                    Kind::GlobalAveragePool
-                }
+                Op::GlobalPool(gp) if gp.kind == crate::ops::global_pool::PoolKind::Average => Kind::GlobalAveragePool,
                 Op::Binary(b) if b.kind == crate::ops::binary::BinaryKind::Add => Kind::Add,
                 Op::Flatten(_) | Op::Reshape(_) | Op::Identity(_) | Op::Squeeze(_) | Op::Unsqueeze(_) => Kind::View,
                 Op::Dropout(d) => Kind::Dropout { ratio: dropout_ratio(&g, node, d)? },
@@ -1145,7 +1155,8 @@ impl<T: Real> TrainProgram<T> {
     fn update_running_stats(&mut self, ws: &Workspace<T>) {
         let m = self.bn_momentum;
         for (si, step) in self.steps.iter().enumerate() {
-            let (Kind::BatchNorm { inference: false, .. }, Some(Saved::BatchNorm(stats))) = (&step.kind, ws.saved.get(si))
+            let (Kind::BatchNorm { inference: false, .. }, Some(Saved::BatchNorm(stats))) =
+                (&step.kind, ws.saved.get(si))
             else {
                 continue;
             };
@@ -1154,7 +1165,9 @@ impl<T: Real> TrainProgram<T> {
                 .first()
                 .copied()
                 .flatten()
-                .map(|x| ws.acts[x].shape.iter().enumerate().filter(|&(i, _)| i != 1).map(|(_, &d)| d).product::<usize>())
+                .map(|x| {
+                    ws.acts[x].shape.iter().enumerate().filter(|&(i, _)| i != 1).map(|(_, &d)| d).product::<usize>()
+                })
                 .unwrap_or(0) as f64;
             let unbias = if count > 1.0 { count / (count - 1.0) } else { 1.0 };
             for (slot, batch, factor) in [(3, &stats.mean, 1.0), (4, &stats.var, unbias)] {
@@ -1176,11 +1189,8 @@ fn decimal_f64(x: f32) -> f64 {
 /// The dropout ratio of a node: the `ratio` attribute (opset < 12) or the constant input 1
 /// (opset ≥ 12; 0.5 when absent).
 fn dropout_ratio(g: &Graph, node: &crate::graph::Node, d: &crate::ops::dropout::Dropout) -> Result<f64, TrainError> {
-    let unsupported = |detail: String| TrainError::Unsupported {
-        node: node.name.clone(),
-        op: node.op.onnx_type().into(),
-        detail,
-    };
+    let unsupported =
+        |detail: String| TrainError::Unsupported { node: node.name.clone(), op: node.op.onnx_type().into(), detail };
     let ratio = if d.takes_ratio_input {
         match node.inputs.get(1).copied().flatten() {
             None => 0.5,

@@ -125,7 +125,16 @@ impl Net {
     }
 
     /// A square conv with symmetric padding, dilation 1, group 1.
-    pub fn conv(&mut self, x: ValueId, cin: usize, cout: usize, k: usize, stride: usize, pad: usize, bias: bool) -> ValueId {
+    pub fn conv(
+        &mut self,
+        x: ValueId,
+        cin: usize,
+        cout: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+        bias: bool,
+    ) -> ValueId {
         self.conv_full(x, cin, cout, [k, k], [stride, stride], [pad; 4], [1, 1], 1, bias)
     }
 
@@ -192,11 +201,7 @@ impl Net {
 }
 
 /// A seeded random NCHW batch and labels.
-pub fn batch<T: resnet_engine::train::Real>(
-    seed: u64,
-    shape: [usize; 4],
-    classes: usize,
-) -> (Vec<T>, Vec<usize>) {
+pub fn batch<T: resnet_engine::train::Real>(seed: u64, shape: [usize; 4], classes: usize) -> (Vec<T>, Vec<usize>) {
     let mut rng = Rng::new(seed);
     let x = (0..shape.iter().product::<usize>()).map(|_| T::from_f64(rng.uniform(-1.0, 1.0))).collect();
     let labels = (0..shape[0]).map(|_| rng.below(classes)).collect();
@@ -253,7 +258,8 @@ pub fn check_param_grads(
             let numeric = (lp - lm) / (2.0 * h);
             let err = (analytic - numeric).abs() / analytic.abs().max(numeric.abs()).max(1e-2);
             if err > worst.0 {
-                worst = (err, format!("{}[{i}]: analytic {analytic:e}, numeric {numeric:e}", program.params()[pi].name));
+                worst =
+                    (err, format!("{}[{i}]: analytic {analytic:e}, numeric {numeric:e}", program.params()[pi].name));
             }
             checked += 1;
         }
@@ -264,7 +270,14 @@ pub fn check_param_grads(
 }
 
 /// Builds an f64 program and checks every (or a sample of every) parameter gradient.
-pub fn gradcheck(graph: &Graph, options: TrainOptions, shape: [usize; 4], classes: usize, entries: Entries, seed: u64) -> usize {
+pub fn gradcheck(
+    graph: &Graph,
+    options: TrainOptions,
+    shape: [usize; 4],
+    classes: usize,
+    entries: Entries,
+    seed: u64,
+) -> usize {
     let mut p = TrainProgram::<f64>::new(graph, TrainOptions { threads: 1, ..options }).expect("compiles");
     let (x, labels) = batch::<f64>(seed, shape, classes);
     check_param_grads(&mut p, &x, shape, &labels, entries, 1e-6, seed)
