@@ -73,6 +73,7 @@ pub(crate) fn forward_train<T: Real>(d: BnDims, x: &[T], gamma: &[T], beta: &[T]
 }
 
 /// Inference-mode forward with running statistics.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn forward_inference<T: Real>(
     d: BnDims,
     x: &[T],

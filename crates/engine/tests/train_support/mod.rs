@@ -125,6 +125,7 @@ impl Net {
     }
 
     /// A square conv with symmetric padding, dilation 1, group 1.
+    #[allow(clippy::too_many_arguments)]
     pub fn conv(
         &mut self,
         x: ValueId,
