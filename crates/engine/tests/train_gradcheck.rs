@@ -16,7 +16,6 @@ const CLASSES: usize = 3;
 /// input → 1×1 pre-conv (bias) → `body` → GAP → Flatten → Gemm; `body` returns its output
 /// and channel count.
 fn around(
-    n: usize,
     c: usize,
     h: usize,
     w: usize,
@@ -28,7 +27,6 @@ fn around(
     let pre = net.conv(x, c, c, 1, 1, 0, true);
     let (y, cy) = body(&mut net, pre);
     let out = net.head(y, cy, CLASSES);
-    let _ = n;
     net.finish(out)
 }
 
@@ -46,7 +44,7 @@ fn conv_gradients_with_strides_pads_dilations_groups_and_bias() {
         let bias = rng.below(2) == 1;
         let (h, w) = (4 + rng.below(3), 4 + rng.below(4));
         let n = 1 + rng.below(3);
-        let g = around(n, cin, h, w, case, |net, x| {
+        let g = around(cin, h, w, case, |net, x| {
             let y = net.conv_full(x, cin, cout, k, stride, pads, dilation, group, bias);
             (y, cout)
         });
@@ -56,7 +54,7 @@ fn conv_gradients_with_strides_pads_dilations_groups_and_bias() {
 
 #[test]
 fn pointwise_conv_skips_im2col_and_still_matches() {
-    let g = around(2, 3, 5, 4, 1, |net, x| (net.conv(x, 3, 4, 1, 1, 0, true), 4));
+    let g = around(3, 5, 4, 1, |net, x| (net.conv(x, 3, 4, 1, 1, 0, true), 4));
     gradcheck(&g, TrainOptions::default(), [2, 3, 5, 4], CLASSES, Entries::All, 1);
 }
 
@@ -88,14 +86,14 @@ fn batchnorm_inference_mode_gradients() {
 
 #[test]
 fn relu_gradients() {
-    let g = around(2, 3, 4, 4, 5, |net, x| (net.relu(x), 3));
+    let g = around(3, 4, 4, 5, |net, x| (net.relu(x), 3));
     gradcheck(&g, TrainOptions::default(), [2, 3, 4, 4], CLASSES, Entries::All, 5);
 }
 
 #[test]
 fn maxpool_gradients_with_pads_strides_and_ceil_mode() {
     for (seed, k, s, p, ceil) in [(1, 3, 2, 1, false), (2, 2, 2, 0, false), (3, 3, 1, 1, false), (4, 3, 2, 0, true)] {
-        let g = around(2, 2, 7, 6, seed, |net, x| (net.maxpool(x, k, s, p, ceil), 2));
+        let g = around(2, 7, 6, seed, |net, x| (net.maxpool(x, k, s, p, ceil), 2));
         gradcheck(&g, TrainOptions::default(), [2, 2, 7, 6], CLASSES, Entries::All, seed);
     }
 }
@@ -103,7 +101,7 @@ fn maxpool_gradients_with_pads_strides_and_ceil_mode() {
 #[test]
 fn averagepool_gradients_with_and_without_counting_pads() {
     for (seed, include) in [(1, 0), (2, 1)] {
-        let g = around(2, 2, 6, 5, seed, |net, x| {
+        let g = around(2, 6, 5, seed, |net, x| {
             let attrs = vec![
                 ("kernel_shape", ints(&[3, 2])),
                 ("strides", ints(&[2, 1])),
@@ -119,13 +117,13 @@ fn averagepool_gradients_with_and_without_counting_pads() {
 #[test]
 fn global_average_pool_flatten_and_gemm_head_gradients() {
     // `around` already ends GAP → Flatten → Gemm; the body is empty.
-    let g = around(3, 4, 3, 3, 6, |_, x| (x, 4));
+    let g = around(4, 3, 3, 6, |_, x| (x, 4));
     gradcheck(&g, TrainOptions::default(), [3, 4, 3, 3], CLASSES, Entries::All, 6);
 }
 
 #[test]
 fn residual_add_gradients() {
-    let g = around(2, 3, 4, 4, 7, |net, x| {
+    let g = around(3, 4, 4, 7, |net, x| {
         let y = net.conv(x, 3, 3, 3, 1, 1, false);
         (net.add(y, x), 3)
     });

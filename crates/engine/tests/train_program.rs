@@ -4,7 +4,6 @@
 
 mod train_support;
 
-use resnet_engine::ops::AttrValue;
 use resnet_engine::train::{TrainError, TrainOptions, TrainProgram};
 use resnet_engine::{exec, Graph, Tensor};
 use train_support::{batch, Net};
@@ -247,5 +246,4 @@ fn bad_inputs_and_labels_are_typed_errors() {
     let mut two_outputs = g.clone();
     two_outputs.outputs.push(two_outputs.outputs[0]);
     assert!(matches!(TrainProgram::<f32>::new(&two_outputs, TrainOptions::default()), Err(TrainError::OutputCount(2))));
-    let _ = AttrValue::Int(0);
 }
