@@ -24,17 +24,21 @@ use crate::tensor::{Tensor, TensorData};
 pub struct Dropout {
     /// Opset ≥ 12: `ratio` and `training_mode` may be inputs.
     pub takes_ratio_input: bool,
+    /// The `ratio` attribute of opsets < 12 (default 0.5); from opset 12 the ratio is input 1
+    /// (default 0.5) and this holds 0.5. Inference ignores it; training uses it.
+    pub ratio: f32,
 }
 
 impl Dropout {
     pub fn from_onnx(a: &Attrs, opset: i64) -> Result<Self, OpError> {
         let takes_ratio_input = opset >= 12;
-        if takes_ratio_input {
+        let ratio = if takes_ratio_input {
             a.ignore("seed");
+            0.5
         } else {
-            a.ignore("ratio");
-        }
-        Ok(Dropout { takes_ratio_input })
+            a.float("ratio", 0.5)?
+        };
+        Ok(Dropout { takes_ratio_input, ratio })
     }
 
     fn max_inputs(&self) -> usize {

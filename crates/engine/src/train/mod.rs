@@ -5,11 +5,28 @@
 //! its initializers become [`Param`]s (trainable tensors) and [`Buffer`]s (BatchNorm running
 //! statistics), the loss is softmax cross-entropy on the graph's logits, and the trained values
 //! are written back into a [`crate::Graph`] for export.
+//!
+//! [`TrainProgram`] (in `program`) is the autograd: it compiles a graph once and then runs
+//! forward + backward per batch. The kernels live one family per module (`conv`,
+//! `batchnorm`, `pool`, `dense`, `elementwise`, `loss`), generic over [`Real`] (`f32` to
+//! train, `f64` for gradient checks).
 
+mod batchnorm;
+mod conv;
+mod dense;
+mod elementwise;
+pub mod error;
+mod loss;
 pub mod optim;
 pub mod param;
+mod pool;
+pub mod program;
+pub mod real;
 pub mod schedule;
 
+pub use error::TrainError;
 pub use optim::{OptimError, Optimizer, OptimizerConfig, OptimizerKind};
 pub use param::{Buffer, Param, ParamRole};
+pub use program::{StepOutput, TrainOptions, TrainProgram};
+pub use real::Real;
 pub use schedule::{LrDecay, LrDecayParseError, LrSchedule};

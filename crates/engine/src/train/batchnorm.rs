@@ -1,0 +1,211 @@
+//! BatchNormalization forward and backward over `[N, C, plane]` tensors.
+//!
+//! Training mode normalises with the batch statistics of each channel (mean and the BIASED
+//! variance over the `N · plane` values, as every framework does) and saves the mean and
+//! `1 / sqrt(var + ε)` for backward; the running statistics are updated by the program, not
+//! here. Inference mode uses the running statistics, which then are constants.
+//!
+//! Channel reductions accumulate in f64 in a fixed order (image by image), one channel per
+//! task, so they do not depend on the thread count.
+
+use rayon::prelude::*;
+
+use crate::train::real::Real;
+
+/// Per-channel statistics of one training-mode forward pass.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct BatchStats {
+    pub mean: Vec<f64>,
+    /// Biased batch variance.
+    pub var: Vec<f64>,
+    /// `1 / sqrt(var + ε)`.
+    pub inv_std: Vec<f64>,
+}
+
+/// Sizes of one call: `x` is `[n, c, plane]`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BnDims {
+    pub n: usize,
+    pub c: usize,
+    pub plane: usize,
+}
+
+impl BnDims {
+    fn count(&self) -> usize {
+        self.n * self.plane
+    }
+}
+
+/// Per-channel `(Σ f(a), Σ g(a, b))`-style reduction: `f(ch, plane_slice_index)` over every
+/// plane of channel `ch`, in image order.
+fn per_channel<R: Send>(d: BnDims, f: impl Fn(usize) -> R + Sync + Send) -> Vec<R> {
+    (0..d.c).into_par_iter().map(f).collect()
+}
+
+/// Training-mode forward: `y = γ · (x − μ_B) / sqrt(σ²_B + ε) + β`; returns the statistics.
+pub(crate) fn forward_train<T: Real>(d: BnDims, x: &[T], gamma: &[T], beta: &[T], eps: f64, y: &mut [T]) -> BatchStats {
+    let count = d.count() as f64;
+    let moments = per_channel(d, |ch| {
+        let mut sum = 0.0f64;
+        for img in 0..d.n {
+            sum += x[(img * d.c + ch) * d.plane..][..d.plane].iter().map(|v| v.to_f64()).sum::<f64>();
+        }
+        let mean = sum / count;
+        let mut sq = 0.0f64;
+        for img in 0..d.n {
+            sq += x[(img * d.c + ch) * d.plane..][..d.plane]
+                .iter()
+                .map(|v| {
+                    let t = v.to_f64() - mean;
+                    t * t
+                })
+                .sum::<f64>();
+        }
+        (mean, sq / count)
+    });
+    let mean: Vec<f64> = moments.iter().map(|m| m.0).collect();
+    let var: Vec<f64> = moments.iter().map(|m| m.1).collect();
+    let inv_std: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
+    let scale: Vec<T> = (0..d.c).map(|ch| T::from_f64(gamma[ch].to_f64() * inv_std[ch])).collect();
+    let shift: Vec<T> = (0..d.c).map(|ch| T::from_f64(beta[ch].to_f64() - mean[ch] * scale[ch].to_f64())).collect();
+    affine(d, x, &scale, &shift, y);
+    BatchStats { mean, var, inv_std }
+}
+
+/// Inference-mode forward with running statistics.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn forward_inference<T: Real>(
+    d: BnDims,
+    x: &[T],
+    gamma: &[T],
+    beta: &[T],
+    mean: &[T],
+    var: &[T],
+    eps: f64,
+    y: &mut [T],
+) {
+    let (scale, shift) = inference_affine(d, gamma, beta, mean, var, eps);
+    affine(d, x, &scale, &shift, y);
+}
+
+/// The per-channel `(scale, shift)` of inference mode.
+fn inference_affine<T: Real>(d: BnDims, gamma: &[T], beta: &[T], mean: &[T], var: &[T], eps: f64) -> (Vec<T>, Vec<T>) {
+    let scale: Vec<T> = (0..d.c).map(|ch| T::from_f64(gamma[ch].to_f64() / (var[ch].to_f64() + eps).sqrt())).collect();
+    let shift: Vec<T> = (0..d.c).map(|ch| beta[ch] - mean[ch] * scale[ch]).collect();
+    (scale, shift)
+}
+
+/// `y = scale[c] · x + shift[c]`, one plane per task.
+fn affine<T: Real>(d: BnDims, x: &[T], scale: &[T], shift: &[T], y: &mut [T]) {
+    if d.plane == 0 {
+        return;
+    }
+    y.par_chunks_mut(d.plane).zip(x.par_chunks(d.plane)).enumerate().for_each(|(i, (yp, xp))| {
+        let (s, b) = (scale[i % d.c], shift[i % d.c]);
+        yp.iter_mut().zip(xp).for_each(|(y, &x)| *y = s * x + b);
+    });
+}
+
+/// Training-mode backward. Adds `dγ`, `dβ` and `dx` (each only when asked for):
+/// `dγ = Σ dy·x̂`, `dβ = Σ dy`, `dx = γ·inv_std · (dy − dβ/M − x̂·dγ/M)` with `M = N·plane`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn backward_train<T: Real>(
+    d: BnDims,
+    x: &[T],
+    gamma: &[T],
+    stats: &BatchStats,
+    dy: &[T],
+    dx: Option<&mut [T]>,
+    dgamma: Option<&mut [T]>,
+    dbeta: Option<&mut [T]>,
+) {
+    let sums = channel_sums(d, x, dy, &stats.mean, &stats.inv_std);
+    add_param_grads(&sums, dgamma, dbeta);
+    if let Some(dx) = dx {
+        let count = d.count() as f64;
+        // dx = a·dy + b·x + c per channel, with x̂ = (x − μ)·inv_std expanded.
+        let coef: Vec<(T, T, T)> = (0..d.c)
+            .map(|ch| {
+                let (sdy, sdyxh) = sums[ch];
+                let k = gamma[ch].to_f64() * stats.inv_std[ch];
+                let xh_coef = stats.inv_std[ch] * sdyxh / count;
+                let a = k;
+                let b = -k * xh_coef;
+                let c = -k * sdy / count + k * xh_coef * stats.mean[ch];
+                (T::from_f64(a), T::from_f64(b), T::from_f64(c))
+            })
+            .collect();
+        add_planes(d, dx, |i, dxp| {
+            let (a, b, c) = coef[i % d.c];
+            let off = i * d.plane;
+            let (dyp, xp) = (&dy[off..][..d.plane], &x[off..][..d.plane]);
+            for ((g, &dy), &x) in dxp.iter_mut().zip(dyp).zip(xp) {
+                *g += a * dy + b * x + c;
+            }
+        });
+    }
+}
+
+/// Inference-mode backward: `dx = dy · γ / sqrt(var + ε)`, `dγ = Σ dy·x̂`, `dβ = Σ dy`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn backward_inference<T: Real>(
+    d: BnDims,
+    x: &[T],
+    gamma: &[T],
+    mean: &[T],
+    var: &[T],
+    eps: f64,
+    dy: &[T],
+    dx: Option<&mut [T]>,
+    dgamma: Option<&mut [T]>,
+    dbeta: Option<&mut [T]>,
+) {
+    let mean64: Vec<f64> = mean.iter().map(|v| v.to_f64()).collect();
+    let inv_std: Vec<f64> = var.iter().map(|v| 1.0 / (v.to_f64() + eps).sqrt()).collect();
+    if dgamma.is_some() || dbeta.is_some() {
+        let sums = channel_sums(d, x, dy, &mean64, &inv_std);
+        add_param_grads(&sums, dgamma, dbeta);
+    }
+    if let Some(dx) = dx {
+        let scale: Vec<T> = (0..d.c).map(|ch| T::from_f64(gamma[ch].to_f64() * inv_std[ch])).collect();
+        add_planes(d, dx, |i, dxp| {
+            let s = scale[i % d.c];
+            for (g, &dy) in dxp.iter_mut().zip(&dy[i * d.plane..][..d.plane]) {
+                *g += s * dy;
+            }
+        });
+    }
+}
+
+/// Per channel `(Σ dy, Σ dy·x̂)` with `x̂ = (x − mean)·inv_std`.
+fn channel_sums<T: Real>(d: BnDims, x: &[T], dy: &[T], mean: &[f64], inv_std: &[f64]) -> Vec<(f64, f64)> {
+    per_channel(d, |ch| {
+        let (mut sdy, mut sdyx) = (0.0f64, 0.0f64);
+        for img in 0..d.n {
+            let off = (img * d.c + ch) * d.plane;
+            for (&g, &v) in dy[off..][..d.plane].iter().zip(&x[off..][..d.plane]) {
+                let g = g.to_f64();
+                sdy += g;
+                sdyx += g * (v.to_f64() - mean[ch]);
+            }
+        }
+        (sdy, sdyx * inv_std[ch])
+    })
+}
+
+fn add_param_grads<T: Real>(sums: &[(f64, f64)], dgamma: Option<&mut [T]>, dbeta: Option<&mut [T]>) {
+    if let Some(dg) = dgamma {
+        dg.iter_mut().zip(sums).for_each(|(g, s)| *g += T::from_f64(s.1));
+    }
+    if let Some(db) = dbeta {
+        db.iter_mut().zip(sums).for_each(|(g, s)| *g += T::from_f64(s.0));
+    }
+}
+
+/// Runs `f(plane_index, dx_plane)` over every `[n, c]` plane of `dx`, in parallel.
+fn add_planes<T: Real>(d: BnDims, dx: &mut [T], f: impl Fn(usize, &mut [T]) + Sync + Send) {
+    if d.plane == 0 {
+        return;
+    }
+    dx.par_chunks_mut(d.plane).enumerate().for_each(|(i, p)| f(i, p));
+}

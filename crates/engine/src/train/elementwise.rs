@@ -1,0 +1,119 @@
+//! Relu, Add (same shape or numpy broadcasting) and Dropout, forward and backward.
+//!
+//! Dropout masks are a pure function of `(seed, node, step counter, element index)`: forward
+//! and backward regenerate the same mask, it does not depend on the thread count, and a
+//! `loss` evaluated before a `step` sees the mask that step will use (what finite
+//! differences need).
+
+use rayon::prelude::*;
+
+use crate::ops::binary::broadcast_index_map;
+use crate::train::real::Real;
+
+/// Elements per parallel task of the elementwise loops: small enough to spread a ResNet
+/// activation over every core, large enough that task overhead is noise.
+const CHUNK: usize = 1 << 14;
+
+/// `y = max(x, 0)`.
+pub(crate) fn relu_forward<T: Real>(x: &[T], y: &mut [T]) {
+    y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(y, x)| {
+        y.iter_mut().zip(x).for_each(|(y, &x)| *y = if x > T::ZERO { x } else { T::ZERO });
+    });
+}
+
+/// `dx += dy · [x > 0]`.
+pub(crate) fn relu_backward<T: Real>(x: &[T], dy: &[T], dx: &mut [T]) {
+    dx.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).zip(dy.par_chunks(CHUNK)).for_each(|((dx, x), dy)| {
+        for ((g, &x), &d) in dx.iter_mut().zip(x).zip(dy) {
+            if x > T::ZERO {
+                *g += d;
+            }
+        }
+    });
+}
+
+/// `y = a + b` for equal shapes.
+pub(crate) fn add_forward<T: Real>(a: &[T], b: &[T], y: &mut [T]) {
+    y.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK)).zip(b.par_chunks(CHUNK)).for_each(|((y, a), b)| {
+        for ((y, &a), &b) in y.iter_mut().zip(a).zip(b) {
+            *y = a + b;
+        }
+    });
+}
+
+/// `dx += dy` (the gradient of an operand of Add that has the output's shape, and of the
+/// view ops).
+pub(crate) fn accumulate<T: Real>(dy: &[T], dx: &mut [T]) {
+    dx.par_chunks_mut(CHUNK).zip(dy.par_chunks(CHUNK)).for_each(|(dx, dy)| {
+        dx.iter_mut().zip(dy).for_each(|(g, &d)| *g += d);
+    });
+}
+
+/// `y = a + b` with numpy broadcasting to `out_shape`.
+pub(crate) fn add_broadcast_forward<T: Real>(
+    a: &[T],
+    a_shape: &[usize],
+    b: &[T],
+    b_shape: &[usize],
+    out_shape: &[usize],
+    y: &mut [T],
+) {
+    let (ia, ib) = (broadcast_index_map(a_shape, out_shape), broadcast_index_map(b_shape, out_shape));
+    for ((y, &i), &j) in y.iter_mut().zip(&ia).zip(&ib) {
+        *y = a[i] + b[j];
+    }
+}
+
+/// The gradient of a broadcast operand: `dx[map[i]] += dy[i]`, summed in output order.
+pub(crate) fn broadcast_backward<T: Real>(x_shape: &[usize], out_shape: &[usize], dy: &[T], dx: &mut [T]) {
+    let map = broadcast_index_map(x_shape, out_shape);
+    for (&i, &g) in map.iter().zip(dy) {
+        dx[i] += g;
+    }
+}
+
+/// splitmix64: a fast, well-mixed 64-bit hash.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The per-call key of a dropout mask.
+pub(crate) fn dropout_key(seed: u64, node: usize, counter: u64) -> u64 {
+    mix(mix(seed ^ mix(node as u64)) ^ counter)
+}
+
+/// Whether element `i` is kept: probability `1 − ratio`.
+#[inline]
+fn keep(key: u64, i: usize, ratio: f64) -> bool {
+    let u = (mix(key ^ (i as u64).wrapping_mul(0xD6E8_FEB8_6659_FD93)) >> 11) as f64 / (1u64 << 53) as f64;
+    u >= ratio
+}
+
+/// `y = x · mask / (1 − ratio)`.
+pub(crate) fn dropout_forward<T: Real>(key: u64, ratio: f64, x: &[T], y: &mut [T]) {
+    let scale = T::from_f64(1.0 / (1.0 - ratio));
+    y.par_chunks_mut(CHUNK).enumerate().for_each(|(c, y)| {
+        let base = c * CHUNK;
+        for (j, v) in y.iter_mut().enumerate() {
+            let i = base + j;
+            *v = if keep(key, i, ratio) { x[i] * scale } else { T::ZERO };
+        }
+    });
+}
+
+/// `dx += dy · mask / (1 − ratio)`.
+pub(crate) fn dropout_backward<T: Real>(key: u64, ratio: f64, dy: &[T], dx: &mut [T]) {
+    let scale = T::from_f64(1.0 / (1.0 - ratio));
+    dx.par_chunks_mut(CHUNK).enumerate().for_each(|(c, dx)| {
+        let base = c * CHUNK;
+        for (j, g) in dx.iter_mut().enumerate() {
+            let i = base + j;
+            if keep(key, i, ratio) {
+                *g += dy[i] * scale;
+            }
+        }
+    });
+}
