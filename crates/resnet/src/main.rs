@@ -26,6 +26,7 @@ enum Command {
     Serve(cli::serve::Args),
     Validate(cli::validate::Args),
     Prep(cli::prep::Args),
+    Train(cli::train::Args),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +41,7 @@ fn main() -> ExitCode {
         Command::Serve(a) => cli::serve::run(a),
         Command::Validate(a) => cli::validate::run(a),
         Command::Prep(a) => cli::prep::run(a),
+        Command::Train(a) => cli::train::run(a),
     };
     match result {
         Ok(code) => code,

@@ -81,6 +81,20 @@ impl ConvDims {
 /// The im2col matrix of `channels` input planes (`x`, contiguous) into `col`
 /// (`[channels · kernel volume, out_plane]`, row `r` at `col[r·rs + off..]`); taps in the
 /// padding read 0.
+/// The outputs `lo..hi` whose tap `k` lands inside the input along `axis` (they are
+/// contiguous); `lo == hi` when none does.
+fn valid_outputs(axis: &Axis, k: usize) -> (usize, usize) {
+    let offset = (k * axis.dilation) as isize - axis.pad_begin as isize;
+    let s = axis.stride as isize;
+    // o·s + offset ≥ 0  ⇔  o ≥ ceil(−offset / s)
+    let lo = if offset >= 0 { 0 } else { ((-offset + s - 1) / s) as usize };
+    // o·s + offset < input  ⇔  o < ceil((input − offset) / s)
+    let room = axis.input as isize - offset;
+    let hi = if room <= 0 { 0 } else { ((room + s - 1) / s) as usize };
+    let hi = hi.min(axis.output);
+    (lo.min(hi), hi)
+}
+
 fn im2col<T: Real>(x: &[T], channels: usize, axes: &[Axis; 3], col: &mut [T], rs: usize, off: usize) {
     let [ad, ah, aw] = axes;
     let in_plane = ad.input * ah.input * aw.input;
@@ -103,8 +117,20 @@ fn im2col<T: Real>(x: &[T], channels: usize, axes: &[Axis; 3], col: &mut [T], rs
                             match (id, ih) {
                                 (Some(id), Some(ih)) => {
                                     let xr = &xc[(id * ah.input + ih) * aw.input..][..aw.input];
-                                    for (ow, v) in line.iter_mut().enumerate() {
-                                        *v = aw.input_index(ow, kw).map_or(T::ZERO, |iw| xr[iw]);
+                                    let (lo, hi) = valid_outputs(aw, kw);
+                                    line[..lo].fill(T::ZERO);
+                                    line[hi..].fill(T::ZERO);
+                                    if lo < hi {
+                                        let first = aw.input_pos(lo, kw) as usize;
+                                        if aw.stride == 1 {
+                                            line[lo..hi].copy_from_slice(&xr[first..first + (hi - lo)]);
+                                        } else {
+                                            for (v, &x) in
+                                                line[lo..hi].iter_mut().zip(xr[first..].iter().step_by(aw.stride))
+                                            {
+                                                *v = x;
+                                            }
+                                        }
                                     }
                                 }
                                 _ => line.fill(T::ZERO),
@@ -140,9 +166,17 @@ fn col2im_add<T: Real>(col: &[T], channels: usize, axes: &[Axis; 3], dx: &mut [T
                             i += aw.output;
                             if let (Some(id), Some(ih)) = (id, ih) {
                                 let xr = &mut dxc[(id * ah.input + ih) * aw.input..][..aw.input];
-                                for (ow, &v) in line.iter().enumerate() {
-                                    if let Some(iw) = aw.input_index(ow, kw) {
-                                        xr[iw] += v;
+                                let (lo, hi) = valid_outputs(aw, kw);
+                                if lo < hi {
+                                    let first = aw.input_pos(lo, kw) as usize;
+                                    if aw.stride == 1 {
+                                        for (x, &v) in xr[first..first + (hi - lo)].iter_mut().zip(&line[lo..hi]) {
+                                            *x += v;
+                                        }
+                                    } else {
+                                        for (x, &v) in xr[first..].iter_mut().step_by(aw.stride).zip(&line[lo..hi]) {
+                                            *x += v;
+                                        }
                                     }
                                 }
                             }
@@ -387,6 +421,34 @@ mod tests {
     fn lcg(seed: &mut u64) -> f64 {
         *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         ((*seed >> 11) as f64 / (1u64 << 53) as f64) - 0.5
+    }
+
+    /// `valid_outputs` is exactly the set of outputs `input_index` maps inside the input.
+    #[test]
+    fn valid_outputs_match_input_index() {
+        for input in 1..9 {
+            for kernel in 1..5 {
+                for stride in 1..4 {
+                    for dilation in 1..3 {
+                        for pad_begin in 0..4 {
+                            let span = (kernel - 1) * dilation + 1;
+                            let padded = input + pad_begin + 2;
+                            if padded < span {
+                                continue;
+                            }
+                            let output = (padded - span) / stride + 1;
+                            let axis = Axis { input, output, kernel, stride, dilation, pad_begin, pad_end: 2 };
+                            for k in 0..kernel {
+                                let inside: Vec<usize> =
+                                    (0..output).filter(|&o| axis.input_index(o, k).is_some()).collect();
+                                let (lo, hi) = valid_outputs(&axis, k);
+                                assert_eq!(inside, (lo..hi).collect::<Vec<_>>(), "{axis:?} k {k}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// The batched path (small planes) and the per-image path agree on forward and backward.

@@ -596,6 +596,11 @@ impl<T: Real> TrainProgram<T> {
         &mut self.buffers
     }
 
+    /// Parameters and buffers at once, e.g. to restore both from a checkpoint.
+    pub fn state_mut(&mut self) -> (&mut [Param<T>], &mut [Buffer<T>]) {
+        (&mut self.params, &mut self.buffers)
+    }
+
     /// Steps taken so far (the dropout masks are keyed by it).
     pub fn step_count(&self) -> u64 {
         self.counter

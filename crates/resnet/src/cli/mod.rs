@@ -8,6 +8,7 @@ pub mod inspect;
 pub mod models;
 pub mod prep;
 pub mod serve;
+pub mod train;
 pub mod validate;
 
 /// Exit codes, shown under every `--help`.

@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod data;
 pub mod metrics;
 pub mod plot;
+pub mod trainer;
 
 pub use checkpoint::{Checkpoint, CheckpointError, CheckpointMeta, NamedTensor};
 pub use metrics::{read_log, truncate_after, EpochRecord, MetricsError, MetricsLog};
