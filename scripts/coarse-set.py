@@ -2,7 +2,7 @@
 """Builds the coarse fine-tuning task from the 200 ImageNet sample images (docs/finetune-coarse.md).
 
 Each sample's ImageNet class index (the line of its WordNet id in labels/synset.txt) maps to
-one of six coarse classes (COARSE below); the images of each coarse class, sorted by file
+one of five coarse classes (COARSE below); the images of each coarse class, sorted by file
 name, go to OUT/val/<coarse>/ when their position is 3 mod 4 (every 4th) and to
 OUT/train/<coarse>/ otherwise. Files are hard-linked, or copied when OUT is on another file
 system (or with --copy). OUT/coarse-map.tsv lists every image with its wnid, class index,
@@ -26,8 +26,7 @@ COARSE = [
     ("dog", [(151, 268)]),
     ("bird", [(7, 24), (80, 100), (127, 146)]),
     ("other_animal", [(0, 397)]),
-    ("artifact_a", [(398, 660)]),  # abacus … mobile home (WordNet-id order)
-    ("artifact_b", [(661, 923)]),  # Model T … plate
+    ("artifact", [(398, 923)]),  # abacus … plate: man-made objects
     ("food_nature", [(924, 999)]),  # foods, geology, people, plants and fungi, toilet tissue
 ]
 MIN_PER_CLASS = 10
