@@ -72,11 +72,17 @@ impl Classifier {
     /// A classifier with the ImageNet labels and the zoo preprocessing at the model's input
     /// size (224×224 when the model does not fix it).
     pub fn new(model: Model) -> Result<Classifier> {
+        Classifier::with_label_set(model, Labels::imagenet())
+    }
+
+    /// As [`Classifier::new`] with another label set (one label per line, in output order),
+    /// e.g. the `labels.txt` of a model `resnet train` fine-tuned.
+    pub fn with_label_set(model: Model, labels: Labels) -> Result<Classifier> {
         let crop = declared_square_size(&model)?.unwrap_or(224);
         let c = Classifier {
             model,
             preprocess: Preprocess::for_crop(crop),
-            labels: std::sync::Arc::new(Labels::imagenet()),
+            labels: std::sync::Arc::new(labels),
             decode: DecodeOptions::default(),
         };
         c.check_labels()?;
@@ -228,4 +234,12 @@ fn declared_square_size(model: &Model) -> Result<Option<u32>> {
         // non-square input then fails at run time with a message naming both shapes.
         _ => Ok(None),
     }
+}
+
+/// The labels file that belongs to a model file, if there is one: `labels.txt` in the model's
+/// folder, as `resnet train` writes it beside `model.onnx`. `classify`, `validate` and `serve`
+/// use it when no `--labels` is given.
+pub fn labels_beside(model_path: &std::path::Path) -> Option<std::path::PathBuf> {
+    let candidate = model_path.parent()?.join("labels.txt");
+    candidate.is_file().then_some(candidate)
 }

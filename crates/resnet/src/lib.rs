@@ -29,7 +29,7 @@ pub mod serve;
 pub mod train;
 pub mod validate;
 
-pub use classifier::{Classification, Classifier, Prediction};
+pub use classifier::{labels_beside, Classification, Classifier, Prediction};
 pub use error::{Error, Result};
 pub use model::{Engine, Mode, Model};
 pub use resnet_engine::{Dim, Tensor};

@@ -34,7 +34,8 @@ pub struct Args {
     /// Images per model run.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
     batch: u32,
-    /// Labels file, one class per line in output order (default: the 1000 ImageNet synsets).
+    /// Labels file, one class per line in output order (default: labels.txt beside the model
+    /// file, as `resnet train` writes it, else the 1000 ImageNet synsets).
     #[arg(long)]
     labels: Option<PathBuf>,
     /// Square input size (≥ 224 for the zoo's models); the shorter side is resized to size·256/224.
@@ -60,10 +61,11 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     super::init_threads(a.threads)?;
     let spec = a.model.as_deref().unwrap_or(resnet::zoo::registry::DEFAULT_MODEL);
     let model_path = resnet::resolve_model(spec, &a.registry.resolve_options())?;
-    let mut classifier = Classifier::new(a.engine.apply(Model::load(model_path)?, a.threads, super::ModeChoice::Fast))?;
-    if let Some(path) = &a.labels {
-        classifier = classifier.with_labels(Labels::from_file(path)?)?;
-    }
+    let model = a.engine.apply(Model::load(&model_path)?, a.threads, super::ModeChoice::Fast);
+    let mut classifier = match a.labels.clone().or_else(|| resnet::labels_beside(&model_path)) {
+        Some(path) => Classifier::with_label_set(model, Labels::from_file(path)?)?,
+        None => Classifier::new(model)?,
+    };
     if let Some(size) = a.input_size {
         classifier = classifier.with_input_size(size)?;
     }

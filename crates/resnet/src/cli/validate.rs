@@ -70,7 +70,8 @@ pub struct Args {
     /// (JSON; CSV with one row per image when FILE ends in .csv).
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
-    /// Labels file, one class per line in output order (default: the 1000 ImageNet synsets).
+    /// Labels file, one class per line in output order (default: labels.txt beside the model
+    /// file, as `resnet train` writes it, else the 1000 ImageNet synsets).
     #[arg(long, value_name = "FILE")]
     labels: Option<PathBuf>,
     /// Refuse images with more pixels than this (they are reported as failed).
@@ -131,7 +132,10 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         Some(t) => t,
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
-    let labels = load_labels(a.labels.as_ref())?;
+    let spec = a.model.as_deref().unwrap_or(resnet::zoo::registry::DEFAULT_MODEL);
+    // --labels, else the labels.txt beside a model file (a fine-tuned model's classes).
+    let labels_path = a.labels.clone().or_else(|| resnet::labels_beside(std::path::Path::new(spec)));
+    let labels = load_labels(labels_path.as_ref())?;
     let mut dataset = Dataset::discover(&data, a.ground_truth.as_deref(), &labels)?;
     if let Some(n) = a.limit {
         dataset = dataset.limit(n);
@@ -140,14 +144,10 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         dataset = dataset.shard(shard);
     }
 
-    let spec = a.model.as_deref().unwrap_or(resnet::zoo::registry::DEFAULT_MODEL);
     let model_path = resnet::resolve_model(spec, &a.registry.resolve_options())?;
     a.engine.validate()?;
     let model = a.engine.apply(Model::load(&model_path)?, Some(threads), super::ModeChoice::Fast);
-    let mut classifier = Classifier::new(model)?;
-    if let Some(path) = &a.labels {
-        classifier = classifier.with_labels(Labels::from_file(path)?)?;
-    }
+    let classifier = Classifier::with_label_set(model, labels.clone())?;
     // Compile before the clock starts: the throughput is that of scoring images.
     if classifier.model().engine() == resnet::Engine::Plan {
         classifier.model().plan()?;

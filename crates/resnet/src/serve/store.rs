@@ -224,14 +224,18 @@ impl ModelStore {
             .with_engine(self.engine)
             .with_mode(self.mode)
             .with_threads(self.threads);
-        let classifier = Classifier::new(model)
+        let labels = match crate::classifier::labels_beside(&path) {
+            Some(file) => Labels::from_file(&file).map_err(|e| crate::Error::from(e)).map_err(cannot)?,
+            None => Labels::imagenet(),
+        };
+        let classifier = Classifier::with_label_set(model, labels.clone())
             .map_err(cannot)?
             .with_decode_options(DecodeOptions { max_pixels: self.limits.max_image_pixels, ..Default::default() });
         if self.engine == crate::Engine::Plan {
             classifier.model().plan().map_err(cannot)?; // compile now, not on the first request
         }
         let graph = classifier.model().graph();
-        let labels = Arc::new(Labels::imagenet());
+        let labels = Arc::new(labels);
         let classes =
             match graph.outputs.first().and_then(|&o| graph.values[o].fact.shape.as_ref()).and_then(|s| s.last()) {
                 Some(Dim::Known(c)) => *c,

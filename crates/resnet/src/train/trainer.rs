@@ -19,6 +19,7 @@ use rand::rngs::ChaCha8Rng;
 use rand::SeedableRng;
 use resnet_engine::onnx::export::{write_model, ExportOptions};
 use resnet_engine::ops::Op;
+use resnet_engine::passes::remove_dead_values;
 use resnet_engine::train::{
     LrDecay, LrSchedule, Optimizer, OptimizerConfig, OptimizerKind, TrainOptions, TrainProgram,
 };
@@ -178,7 +179,17 @@ struct Setup {
     train_transform: Transform,
     eval_transform: Transform,
     frozen: HashSet<String>,
-    bn_inference: HashSet<String>,
+    /// With `--freeze-backbone`: everything before the head, run by the inference plan
+    /// (BatchNorm folded, as frozen BatchNorm in inference mode is); the training program then
+    /// holds only the head ([`split_at_head`]).
+    backbone: Option<Backbone>,
+}
+
+struct Backbone {
+    model: crate::Model,
+    /// The head graph the training program is built from.
+    head_graph: Graph,
+    features: usize,
 }
 
 /// The dense layer that makes the logits.
@@ -193,7 +204,7 @@ struct Head {
 pub fn train(config: &TrainConfig, run: &RunOptions, observer: &mut dyn Observer) -> Result<Outcome> {
     validate_config(config)?;
     std::fs::create_dir_all(&run.out).map_err(|source| TrainRunError::Io { path: run.out.clone(), source })?;
-    let setup = prepare(config)?;
+    let setup = prepare(config, run.threads)?;
     let ckpt_path = run.out.join(CHECKPOINT_FILE);
     let metrics_path = run.out.join(METRICS_FILE);
 
@@ -201,11 +212,11 @@ pub fn train(config: &TrainConfig, run: &RunOptions, observer: &mut dyn Observer
         threads: run.threads,
         label_smoothing: config.label_smoothing,
         frozen: setup.frozen.clone(),
-        bn_inference: setup.bn_inference.clone(),
         seed: config.seed,
         ..TrainOptions::default()
     };
-    let mut program = TrainProgram::<f32>::new(&setup.graph, options)?;
+    let program_graph = setup.backbone.as_ref().map_or(&setup.graph, |b| &b.head_graph);
+    let mut program = TrainProgram::<f32>::new(program_graph, options)?;
     let kind: OptimizerKind =
         config.optimizer.parse().map_err(|e| TrainRunError::Config(format!("--optimizer: {e}")))?;
     let mut optimizer = Optimizer::new(
@@ -304,7 +315,15 @@ pub fn train(config: &TrainConfig, run: &RunOptions, observer: &mut dyn Observer
         for batch in batches.take(batches_per_epoch.saturating_sub(start_batch)) {
             let batch: Batch = batch?;
             let lr = schedule.lr_at(global_step as usize);
-            let out = program.step(&batch.images, batch.shape, &batch.labels)?;
+            let out = match &setup.backbone {
+                None => program.step(&batch.images, batch.shape, &batch.labels)?,
+                Some(b) => {
+                    let n = batch.shape[0];
+                    let features = b.model.run(vec![Tensor::from_f32(batch.shape.to_vec(), batch.images)])?;
+                    let features = features[0].as_f32().expect("the backbone's output is f32");
+                    program.step(features, [n, b.features, 1, 1], &batch.labels)?
+                }
+            };
             optimizer.step(program.params_mut(), lr);
             global_step += 1;
             done += 1;
@@ -425,7 +444,7 @@ fn batches_per_epoch(config: &TrainConfig, train_len: usize) -> usize {
 }
 
 /// Loads the data and the graph, swaps the head if needed, decides what is frozen.
-fn prepare(config: &TrainConfig) -> Result<Setup> {
+fn prepare(config: &TrainConfig, threads: usize) -> Result<Setup> {
     let split_seed = 0; // the held-out part is the same for every run and seed
     let (train, train_indices, val, native): (Arc<dyn Dataset>, Arc<[usize]>, _, Option<usize>) = match &config.data {
         DataSpec::Folder { train, val } => {
@@ -509,33 +528,29 @@ fn prepare(config: &TrainConfig) -> Result<Setup> {
         replace_head(&mut graph, &head, classes.len(), config.seed)?;
     }
 
+    // Gluon's v2 input BatchNorm has scale=False, center=False: its gamma and beta stay 1, 0.
     let mut frozen = HashSet::new();
-    let mut bn_inference = HashSet::new();
-    for (i, node) in graph.nodes.iter().enumerate() {
+    for node in &graph.nodes {
         if let Op::BatchNormalization(_) = node.op {
-            // Gluon's v2 input BatchNorm has scale=False, center=False: gamma and beta stay 1, 0.
             let on_input = node.inputs.first().copied().flatten().is_some_and(|v| graph.inputs.contains(&v));
-            if on_input || config.freeze_backbone {
+            if on_input {
                 for slot in [1, 2] {
                     if let Some(Some(v)) = node.inputs.get(slot) {
                         frozen.insert(graph.values[*v].name.clone());
                     }
                 }
             }
-            if config.freeze_backbone {
-                bn_inference.insert(node.name.clone());
-            }
-        }
-        if config.freeze_backbone && node.name != head.node {
-            let _ = i;
-            for v in node.inputs.iter().flatten() {
-                if graph.values[*v].initializer.is_some() {
-                    frozen.insert(graph.values[*v].name.clone());
-                }
-            }
         }
     }
-    Ok(Setup { graph, classes, train, train_indices, val, train_transform, eval_transform, frozen, bn_inference })
+    let backbone = if config.freeze_backbone {
+        let (backbone, head_graph, features) = split_at_head(&graph, &head)?;
+        let model = crate::Model::from_graph(backbone).with_mode(crate::Mode::Exact).with_threads(threads);
+        frozen.clear();
+        Some(Backbone { model, head_graph, features })
+    } else {
+        None
+    };
+    Ok(Setup { graph, classes, train, train_indices, val, train_transform, eval_transform, frozen, backbone })
 }
 
 /// The Gemm (or MatMul, optionally followed by a bias Add) whose output is the logits: the last
@@ -570,6 +585,46 @@ fn head_weight_layout(graph: &Graph, head: &Head) -> Result<(usize, usize, bool)
 
 fn head_classes(graph: &Graph, head: &Head) -> Result<usize> {
     Ok(head_weight_layout(graph, head)?.0)
+}
+
+/// Cuts `graph` before its head: the backbone (graph input → the head's input, `[N, F]`) and
+/// the head (a `[N, F, 1, 1]` input, flattened, → the head and whatever follows it, e.g. a
+/// Softmax), with the graph's own names; returns (backbone, head, F).
+fn split_at_head(graph: &Graph, head: &Head) -> Result<(Graph, Graph, usize)> {
+    let (_, features, _) = head_weight_layout(graph, head)?;
+    let at = graph.nodes.iter().position(|n| n.name == head.node).expect("head exists");
+    let feature = graph.nodes[at]
+        .inputs
+        .first()
+        .copied()
+        .flatten()
+        .ok_or_else(|| TrainRunError::Config(format!("the head '{}' has no input", head.node)))?;
+    let mut backbone = graph.clone();
+    backbone.outputs = vec![feature];
+    remove_dead_values(&mut backbone)?;
+    backbone.infer_facts()?;
+
+    let mut head_graph = graph.clone();
+    let name = head_graph.unique_name("features");
+    let input = head_graph.add_value(
+        name.clone(),
+        resnet_engine::Fact::new(
+            resnet_engine::DType::F32,
+            vec![Dim::Sym("N".into()), Dim::Known(features), Dim::Known(1), Dim::Known(1)],
+        ),
+    );
+    let mut nodes = vec![resnet_engine::Node {
+        name: format!("{name}_flatten"),
+        op: Op::Flatten(resnet_engine::ops::flatten::Flatten { axis: 1 }),
+        inputs: vec![Some(input)],
+        outputs: vec![Some(feature)],
+    }];
+    nodes.extend(head_graph.nodes.drain(at..));
+    head_graph.nodes = nodes;
+    head_graph.inputs = vec![input];
+    remove_dead_values(&mut head_graph)?;
+    head_graph.infer_facts()?;
+    Ok((backbone, head_graph, features))
 }
 
 /// A fresh `classes`-way head (Xavier uniform, magnitude 2, as the zoo recipe; bias 0).
