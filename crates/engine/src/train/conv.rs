@@ -7,28 +7,39 @@
 //! `dW_g += dY_g · colᵀ` and `dcol = W_gᵀ · dY_g` followed by col2im. A 1×1 stride-1
 //! unpadded conv skips im2col: the input planes already are `col`.
 //!
-//! Two paths. Per image (large output planes): forward and dX run one image per task; dW is
-//! a sum over images, so the batch is split into as many contiguous ranges as the pool has
-//! threads, each range accumulates into its own copy of dW, and the copies are added in
-//! range order — a run with one thread is bit-reproducible and other thread counts differ
-//! only by summation order. Batched (output planes under 256 positions, group 1: ResNet's
-//! last two stages, where per-image GEMMs would be thin and stream the weights once per
-//! image): the whole batch is one `[kg, N·P]` column matrix and each product is one GEMM
-//! split into fixed 32-row tiles, so no cross-thread reduction is needed at all.
+//! Two paths. Per image (the default): the batch is split into as many contiguous ranges
+//! of images as the pool has threads, one task each with its own scratch; backward unfolds
+//! an image's im2col once, uses it for dW, then reuses the buffer for dcol and col2im. dW
+//! is a sum over images: each range accumulates into its own copy, and the copies are added
+//! in range order — a run with one thread is bit-reproducible and other thread counts differ
+//! only by summation order. Batched (output planes under 64 positions with filter matrices
+//! over 1 MiB, group 1: ResNet's last stage, where per-image GEMMs would be thin and stream
+//! the weights once per image): the whole batch is one `[kg, N·P]` column matrix and each
+//! product is one GEMM run on `gemm`'s own parallelism (it splits the output, never the
+//! inner dimension), so no cross-thread reduction is needed at all.
+//!
+//! Every buffer lives in a [`ConvScratch`] the program keeps across steps.
 
 use rayon::prelude::*;
 
 use crate::ops::conv::ConvGeometry;
 use crate::ops::padding::Axis;
-use crate::train::real::{matmul, MatRef, Real};
+use crate::train::real::{matmul, matmul_parallel, MatRef, Real};
 
-/// Output planes below this many positions use the batched column matrix.
-const BATCHED_MAX_PLANE: usize = 256;
+/// Output planes below this many positions may use the batched column matrix.
+///
+/// Measured on the mnist-v1 shapes (batch 64, 2 threads, 3×3 convs): the per-image path
+/// (one im2col per image, dW and dX fused in one pass) beat the batched one in backward at
+/// 14² (23 vs 33 ms) and 4² (22 vs 25 ms), tied at 7²; the batched path's whole-batch im2col
+/// costs as much as its GEMM saves while the weights fit in cache. It pays off when the
+/// weights do not ([`BATCHED_MIN_WEIGHTS`]) and the planes are small.
+const BATCHED_MAX_PLANE: usize = 64;
+/// Filter matrices (`M · kg`) of at least this many elements (1 MiB of f32: more than a
+/// core's L2 share) are streamed once per image by the per-image path; with small planes
+/// (ResNet-18/50's last stage, 7²) the batched path reads them once per batch instead.
+const BATCHED_MIN_WEIGHTS: usize = 1 << 18;
 /// Largest batched column matrix, in elements.
 const BATCHED_MAX_COL: usize = 1 << 25;
-/// Rows of one parallel GEMM task in the batched path: fixed, so results do not depend on
-/// the thread count.
-const ROW_TILE: usize = 32;
 
 /// Per-call sizes derived from a [`ConvGeometry`].
 pub(crate) struct ConvDims {
@@ -62,11 +73,14 @@ impl ConvDims {
         }
     }
 
-    /// Small output planes (ResNet's last stages: 14×14, 7×7) make per-image GEMMs thin and
-    /// weight-bound; there the whole batch becomes one `[kg, N·P]` column matrix (when it
-    /// stays under 32 Mi elements).
+    /// Small output planes with large filter matrices (ResNet's last stage, 7×7 with 512
+    /// channels) make per-image GEMMs thin and weight-bound; there the whole batch becomes
+    /// one `[kg, N·P]` column matrix (when it stays under 32 Mi elements).
     fn batched(&self) -> bool {
-        self.group == 1 && self.out_plane < BATCHED_MAX_PLANE && self.kg * self.n * self.out_plane <= BATCHED_MAX_COL
+        self.group == 1
+            && self.out_plane < BATCHED_MAX_PLANE
+            && self.m * self.kg >= BATCHED_MIN_WEIGHTS
+            && self.kg * self.n * self.out_plane <= BATCHED_MAX_COL
     }
 
     fn cg(&self) -> usize {
@@ -188,45 +202,119 @@ fn col2im_add<T: Real>(col: &[T], channels: usize, axes: &[Axis; 3], dx: &mut [T
     }
 }
 
+/// Buffers a conv reuses from step to step (one per program, shared by all its convs): they
+/// grow to the largest layer once, so a steady-state step allocates nothing here.
+pub(crate) struct ConvScratch<T> {
+    /// Per parallel range of images: its im2col / dcol matrix (per-image path); `cols[0]` is
+    /// the batch's column matrix in the batched path.
+    cols: Vec<Vec<T>>,
+    /// Per range: its dW accumulator (per-image path).
+    partials: Vec<Vec<T>>,
+    /// Batched path: `Y` or `dY` as `[M, N·P]`.
+    mat: Vec<T>,
+    /// Batched path: `dcol = Wᵀ · dY`, `[kg, N·P]`.
+    dcol: Vec<T>,
+}
+
+impl<T> Default for ConvScratch<T> {
+    fn default() -> Self {
+        ConvScratch { cols: Vec::new(), partials: Vec::new(), mat: Vec::new(), dcol: Vec::new() }
+    }
+}
+
+/// `v` with at least `len` elements (contents unspecified: callers overwrite what they use).
+fn at_least<T: Real>(v: &mut Vec<T>, len: usize) -> &mut [T] {
+    if v.len() < len {
+        v.resize(len, T::ZERO);
+    }
+    &mut v[..len]
+}
+
+/// The images `[start, end)` of range `r` out of `ranges` (contiguous, sizes differing by at
+/// most one).
+fn image_range(n: usize, ranges: usize, r: usize) -> (usize, usize) {
+    (r * n / ranges, (r + 1) * n / ranges)
+}
+
+/// Splits `data` (`n` images of `per_image` elements) into the ranges of [`image_range`].
+fn split_ranges<T>(mut data: &mut [T], per_image: usize, n: usize, ranges: usize) -> Vec<&mut [T]> {
+    let mut out = Vec::with_capacity(ranges);
+    for r in 0..ranges {
+        let (start, end) = image_range(n, ranges, r);
+        let (head, tail) = std::mem::take(&mut data).split_at_mut((end - start) * per_image);
+        out.push(head);
+        data = tail;
+    }
+    out
+}
+
+/// How many contiguous image ranges the per-image path runs as parallel tasks: one per
+/// thread (each keeps its own scratch), at most one per image.
+fn range_count(n: usize) -> usize {
+    rayon::current_num_threads().clamp(1, n.max(1))
+}
+
 /// `y = conv(x, w) + b`; `y` holds `N · M · out_plane` elements and is overwritten.
-pub(crate) fn forward<T: Real>(d: &ConvDims, x: &[T], w: &[T], b: Option<&[T]>, y: &mut [T]) {
+pub(crate) fn forward<T: Real>(
+    d: &ConvDims,
+    x: &[T],
+    w: &[T],
+    b: Option<&[T]>,
+    y: &mut [T],
+    scratch: &mut ConvScratch<T>,
+) {
     let p = d.out_plane;
     if d.n == 0 || d.m == 0 || p == 0 {
         return;
     }
     if d.batched() {
-        forward_batched(d, x, w, b, y)
+        forward_batched(d, x, w, b, y, scratch)
     } else {
-        forward_per_image(d, x, w, b, y)
+        forward_per_image(d, x, w, b, y, scratch)
     }
 }
 
-/// One image per task (see the module docs).
-fn forward_per_image<T: Real>(d: &ConvDims, x: &[T], w: &[T], b: Option<&[T]>, y: &mut [T]) {
+/// One range of images per task (see the module docs).
+fn forward_per_image<T: Real>(
+    d: &ConvDims,
+    x: &[T],
+    w: &[T],
+    b: Option<&[T]>,
+    y: &mut [T],
+    scratch: &mut ConvScratch<T>,
+) {
     let (cg, mg, kg, p) = (d.cg(), d.mg(), d.kg, d.out_plane);
-    y.par_chunks_mut(d.m * p).enumerate().for_each_init(Vec::new, |col: &mut Vec<T>, (img, y_img)| {
-        for grp in 0..d.group {
-            let x_g = &x[(img * d.c + grp * cg) * d.in_plane..][..cg * d.in_plane];
-            let rhs = if d.pointwise {
-                x_g
-            } else {
-                col.resize(kg * p, T::ZERO);
-                im2col(x_g, cg, &d.axes, col, p, 0);
-                &col[..]
-            };
-            let w_g = &w[grp * mg * kg..][..mg * kg];
-            let y_g = &mut y_img[grp * mg * p..][..mg * p];
-            matmul(mg, p, kg, y_g, p, false, MatRef::new(w_g, kg, false), MatRef::new(rhs, p, false), T::ONE);
-        }
-        if let Some(b) = b {
-            for (row, &bv) in y_img.chunks_exact_mut(p).zip(b) {
-                row.iter_mut().for_each(|v| *v += bv);
+    let ranges = range_count(d.n);
+    scratch.cols.resize_with(ranges.max(scratch.cols.len()), Vec::new);
+    let parts = split_ranges(y, d.m * p, d.n, ranges);
+    parts.into_par_iter().zip(scratch.cols[..ranges].par_iter_mut()).enumerate().for_each(|(r, (y_r, col))| {
+        let (start, _) = image_range(d.n, ranges, r);
+        for (i, y_img) in y_r.chunks_exact_mut(d.m * p).enumerate() {
+            let img = start + i;
+            for grp in 0..d.group {
+                let x_g = &x[(img * d.c + grp * cg) * d.in_plane..][..cg * d.in_plane];
+                let rhs: &[T] = if d.pointwise {
+                    x_g
+                } else {
+                    let col = at_least(col, kg * p);
+                    im2col(x_g, cg, &d.axes, col, p, 0);
+                    col
+                };
+                let w_g = &w[grp * mg * kg..][..mg * kg];
+                let y_g = &mut y_img[grp * mg * p..][..mg * p];
+                matmul(mg, p, kg, y_g, p, false, MatRef::new(w_g, kg, false), MatRef::new(rhs, p, false), T::ONE);
+            }
+            if let Some(b) = b {
+                for (row, &bv) in y_img.chunks_exact_mut(p).zip(b) {
+                    row.iter_mut().for_each(|v| *v += bv);
+                }
             }
         }
     });
 }
 
 /// Adds the gradients of a conv to `dx`, `dw` and `db` (each only when asked for).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn backward<T: Real>(
     d: &ConvDims,
     x: &[T],
@@ -235,19 +323,39 @@ pub(crate) fn backward<T: Real>(
     dx: Option<&mut [T]>,
     dw: Option<&mut [T]>,
     db: Option<&mut [T]>,
+    scratch: &mut ConvScratch<T>,
 ) {
     let p = d.out_plane;
     if d.n == 0 || p == 0 {
         return;
     }
     if d.batched() {
-        backward_batched(d, x, w, dy, dx, dw, db)
+        backward_batched(d, x, w, dy, dx, dw, db, scratch)
     } else {
-        backward_per_image(d, x, w, dy, dx, dw, db)
+        backward_per_image(d, x, w, dy, dx, dw, db, scratch)
     }
 }
 
-/// dB and dX one image per task, dW in per-range accumulators (see the module docs).
+/// `db[m] += Σ dy` over every image's plane `m`, in f64, one channel per task.
+fn bias_grad<T: Real>(d: &ConvDims, dy: &[T], db: &mut [T]) {
+    let p = d.out_plane;
+    let sums: Vec<T> = (0..d.m)
+        .into_par_iter()
+        .map(|m| {
+            let mut s = 0.0f64;
+            for img in 0..d.n {
+                s += dy[(img * d.m + m) * p..][..p].iter().map(|v| v.to_f64()).sum::<f64>();
+            }
+            T::from_f64(s)
+        })
+        .collect();
+    db.iter_mut().zip(sums).for_each(|(g, s)| *g += s);
+}
+
+/// dB per channel; dW and dX one range of images per task, in one pass over the images
+/// (the image's im2col is unfolded once, used for dW, then the same buffer takes dcol for
+/// dX); each range accumulates dW into its own partial, added in range order.
+#[allow(clippy::too_many_arguments)]
 fn backward_per_image<T: Real>(
     d: &ConvDims,
     x: &[T],
@@ -256,85 +364,78 @@ fn backward_per_image<T: Real>(
     dx: Option<&mut [T]>,
     dw: Option<&mut [T]>,
     db: Option<&mut [T]>,
+    scratch: &mut ConvScratch<T>,
 ) {
     let (cg, mg, kg, p) = (d.cg(), d.mg(), d.kg, d.out_plane);
     if let Some(db) = db {
-        let sums: Vec<T> = (0..d.m)
-            .into_par_iter()
-            .map(|m| {
-                let mut s = 0.0f64;
-                for img in 0..d.n {
-                    s += dy[(img * d.m + m) * p..][..p].iter().map(|v| v.to_f64()).sum::<f64>();
-                }
-                T::from_f64(s)
-            })
-            .collect();
-        db.iter_mut().zip(sums).for_each(|(g, s)| *g += s);
+        bias_grad(d, dy, db);
     }
-    if let Some(dw) = dw {
-        let ranges = rayon::current_num_threads().clamp(1, d.n);
-        let partials: Vec<Vec<T>> = (0..ranges)
-            .into_par_iter()
-            .map(|r| {
-                let (start, end) = (r * d.n / ranges, (r + 1) * d.n / ranges);
-                let mut acc = vec![T::ZERO; d.m * kg];
-                let mut col = Vec::new();
-                for img in start..end {
-                    for grp in 0..d.group {
-                        let x_g = &x[(img * d.c + grp * cg) * d.in_plane..][..cg * d.in_plane];
-                        let colm = if d.pointwise {
+    let ranges = range_count(d.n);
+    let want_dw = dw.is_some();
+    scratch.cols.resize_with(ranges.max(scratch.cols.len()), Vec::new);
+    scratch.partials.resize_with(ranges.max(scratch.partials.len()), Vec::new);
+    let dx_parts: Vec<Option<&mut [T]>> = match dx {
+        Some(dx) => split_ranges(dx, d.c * d.in_plane, d.n, ranges).into_iter().map(Some).collect(),
+        None => (0..ranges).map(|_| None).collect(),
+    };
+    dx_parts
+        .into_par_iter()
+        .zip(scratch.cols[..ranges].par_iter_mut())
+        .zip(scratch.partials[..ranges].par_iter_mut())
+        .enumerate()
+        .for_each(|(r, ((mut dx_r, col), acc))| {
+            let (start, end) = image_range(d.n, ranges, r);
+            let acc = if want_dw {
+                let acc = at_least(acc, d.m * kg);
+                acc.fill(T::ZERO);
+                Some(acc)
+            } else {
+                None
+            };
+            let mut acc = acc;
+            for img in start..end {
+                for grp in 0..d.group {
+                    let x_g = &x[(img * d.c + grp * cg) * d.in_plane..][..cg * d.in_plane];
+                    let dy_g = &dy[(img * d.m + grp * mg) * p..][..mg * p];
+                    let w_g = &w[grp * mg * kg..][..mg * kg];
+                    if let Some(acc) = acc.as_deref_mut() {
+                        let colm: &[T] = if d.pointwise {
                             x_g
                         } else {
-                            col.resize(kg * p, T::ZERO);
-                            im2col(x_g, cg, &d.axes, &mut col, p, 0);
-                            &col[..]
+                            let col = at_least(col, kg * p);
+                            im2col(x_g, cg, &d.axes, col, p, 0);
+                            col
                         };
-                        let dy_g = &dy[(img * d.m + grp * mg) * p..][..mg * p];
                         let acc_g = &mut acc[grp * mg * kg..][..mg * kg];
-                        matmul(
-                            mg,
-                            kg,
-                            p,
-                            acc_g,
-                            kg,
-                            true,
-                            MatRef::new(dy_g, p, false),
-                            MatRef::new(colm, p, true),
-                            T::ONE,
-                        );
+                        let (a, b) = (MatRef::new(dy_g, p, false), MatRef::new(colm, p, true));
+                        matmul(mg, kg, p, acc_g, kg, true, a, b, T::ONE);
                     }
-                }
-                acc
-            })
-            .collect();
-        for part in partials {
-            dw.iter_mut().zip(part).for_each(|(g, v)| *g += v);
-        }
-    }
-    if let Some(dx) = dx {
-        dx.par_chunks_mut(d.c * d.in_plane).enumerate().for_each_init(Vec::new, |dcol: &mut Vec<T>, (img, dx_img)| {
-            for grp in 0..d.group {
-                let w_g = &w[grp * mg * kg..][..mg * kg];
-                let dy_g = &dy[(img * d.m + grp * mg) * p..][..mg * p];
-                let dx_g = &mut dx_img[grp * cg * d.in_plane..][..cg * d.in_plane];
-                if d.pointwise {
-                    matmul(kg, p, mg, dx_g, p, true, MatRef::new(w_g, kg, true), MatRef::new(dy_g, p, false), T::ONE);
-                } else {
-                    dcol.resize(kg * p, T::ZERO);
-                    matmul(kg, p, mg, dcol, p, false, MatRef::new(w_g, kg, true), MatRef::new(dy_g, p, false), T::ONE);
-                    col2im_add(dcol, cg, &d.axes, dx_g, p, 0);
+                    if let Some(dx_r) = dx_r.as_deref_mut() {
+                        let dx_g = &mut dx_r[((img - start) * d.c + grp * cg) * d.in_plane..][..cg * d.in_plane];
+                        let (a, b) = (MatRef::new(w_g, kg, true), MatRef::new(dy_g, p, false));
+                        if d.pointwise {
+                            matmul(kg, p, mg, dx_g, p, true, a, b, T::ONE);
+                        } else {
+                            let dcol = at_least(col, kg * p);
+                            matmul(kg, p, mg, dcol, p, false, a, b, T::ONE);
+                            col2im_add(dcol, cg, &d.axes, dx_g, p, 0);
+                        }
+                    }
                 }
             }
         });
+    if let Some(dw) = dw {
+        for part in &scratch.partials[..ranges] {
+            dw.iter_mut().zip(part).for_each(|(g, &v)| *g += v);
+        }
     }
 }
 
 /// The im2col matrix of the whole batch, `[kg, N·P]`: image `i` owns columns `i·P..(i+1)·P`.
 /// One task per input channel (its kernel-volume rows).
-fn batch_columns<T: Real>(d: &ConvDims, x: &[T], col: &mut Vec<T>) {
+fn batch_columns<T: Real>(d: &ConvDims, x: &[T], col: &mut [T]) {
     let (p, cols) = (d.out_plane, d.n * d.out_plane);
     let kv = d.kg / d.c.max(1);
-    col.resize(d.kg * cols, T::ZERO);
     if kv == 0 {
         return;
     }
@@ -345,25 +446,25 @@ fn batch_columns<T: Real>(d: &ConvDims, x: &[T], col: &mut Vec<T>) {
     });
 }
 
-/// `dst[rows × n] = a[rows × k] · b[k × n]`, split into fixed row tiles run in parallel.
-fn tiled_matmul<T: Real>(rows: usize, n: usize, k: usize, dst: &mut [T], a: MatRef<'_, T>, b: MatRef<'_, T>) {
-    if n == 0 {
-        return;
-    }
-    dst[..rows * n].par_chunks_mut(ROW_TILE * n).enumerate().for_each(|(t, tile)| {
-        let r0 = t * ROW_TILE;
-        let mr = tile.len() / n;
-        let a_t = MatRef { data: &a.data[r0 * a.row_stride..], ..a };
-        matmul(mr, n, k, tile, n, false, a_t, b, T::ONE);
-    });
-}
-
-fn forward_batched<T: Real>(d: &ConvDims, x: &[T], w: &[T], b: Option<&[T]>, y: &mut [T]) {
+/// One GEMM over the batch: `Y[M, N·P] = W · col`, then scattered to `[N, M, P]` with the
+/// bias. The product runs on `gemm`'s own parallelism (one large product).
+fn forward_batched<T: Real>(
+    d: &ConvDims,
+    x: &[T],
+    w: &[T],
+    b: Option<&[T]>,
+    y: &mut [T],
+    scratch: &mut ConvScratch<T>,
+) {
     let (p, cols) = (d.out_plane, d.n * d.out_plane);
-    let mut col = Vec::new();
-    batch_columns(d, x, &mut col);
-    let mut ym = vec![T::ZERO; d.m * cols];
-    tiled_matmul(d.m, cols, d.kg, &mut ym, MatRef::new(w, d.kg, false), MatRef::new(&col, cols, false));
+    if scratch.cols.is_empty() {
+        scratch.cols.push(Vec::new());
+    }
+    let col = at_least(&mut scratch.cols[0], d.kg * cols);
+    batch_columns(d, x, col);
+    let ym = at_least(&mut scratch.mat, d.m * cols);
+    matmul_parallel(d.m, cols, d.kg, ym, cols, false, MatRef::new(w, d.kg, false), MatRef::new(col, cols, false));
+    let ym: &[T] = ym;
     y.par_chunks_mut(d.m * p).enumerate().for_each(|(img, y_img)| {
         for (m, row) in y_img.chunks_exact_mut(p).enumerate() {
             let bias = b.map_or(T::ZERO, |b| b[m]);
@@ -374,6 +475,7 @@ fn forward_batched<T: Real>(d: &ConvDims, x: &[T], w: &[T], b: Option<&[T]>, y: 
     });
 }
 
+#[allow(clippy::too_many_arguments)]
 fn backward_batched<T: Real>(
     d: &ConvDims,
     x: &[T],
@@ -382,32 +484,36 @@ fn backward_batched<T: Real>(
     dx: Option<&mut [T]>,
     dw: Option<&mut [T]>,
     db: Option<&mut [T]>,
+    scratch: &mut ConvScratch<T>,
 ) {
     let (p, cols, kg) = (d.out_plane, d.n * d.out_plane, d.kg);
     // dY as [M, N·P].
-    let mut dym = vec![T::ZERO; d.m * cols];
+    let dym = at_least(&mut scratch.mat, d.m * cols);
     dym.par_chunks_mut(cols).enumerate().for_each(|(m, row)| {
         for img in 0..d.n {
             row[img * p..][..p].copy_from_slice(&dy[(img * d.m + m) * p..][..p]);
         }
     });
+    let dym: &[T] = dym;
     if let Some(db) = db {
         let sums: Vec<f64> = dym.par_chunks(cols).map(|row| row.iter().map(|v| v.to_f64()).sum::<f64>()).collect();
         db.iter_mut().zip(sums).for_each(|(g, s)| *g += T::from_f64(s));
     }
-    let dym_ref = MatRef::new(&dym, cols, false);
+    let dym_ref = MatRef::new(dym, cols, false);
     if let Some(dw) = dw {
-        let mut col = Vec::new();
-        batch_columns(d, x, &mut col);
-        let mut part = vec![T::ZERO; d.m * kg];
-        tiled_matmul(d.m, kg, cols, &mut part, dym_ref, MatRef::new(&col, cols, true));
-        dw.iter_mut().zip(part).for_each(|(g, v)| *g += v);
+        if scratch.cols.is_empty() {
+            scratch.cols.push(Vec::new());
+        }
+        let col = at_least(&mut scratch.cols[0], kg * cols);
+        batch_columns(d, x, col);
+        matmul_parallel(d.m, kg, cols, dw, kg, true, dym_ref, MatRef::new(col, cols, true));
     }
     if let Some(dx) = dx {
-        let mut dcol = vec![T::ZERO; kg * cols];
-        tiled_matmul(kg, cols, d.m, &mut dcol, MatRef::new(w, kg, true), dym_ref);
+        let dcol = at_least(&mut scratch.dcol, kg * cols);
+        matmul_parallel(kg, cols, d.m, dcol, cols, false, MatRef::new(w, kg, true), dym_ref);
+        let dcol: &[T] = dcol;
         dx.par_chunks_mut(d.c * d.in_plane).enumerate().for_each(|(img, dx_img)| {
-            col2im_add(&dcol, d.c, &d.axes, dx_img, cols, img * p);
+            col2im_add(dcol, d.c, &d.axes, dx_img, cols, img * p);
         });
     }
 }
@@ -460,7 +566,6 @@ mod tests {
             let (n, c, m, h) = (3, 4, 5, 6);
             let g = conv_geometry(&window, 1, &[n, c, h, h], &[m, c, k, k], Some(m)).unwrap();
             let d = ConvDims::new(&g);
-            assert!(d.batched());
             let per_image = ConvDims::new(&g);
             let x: Vec<f64> = (0..n * c * h * h).map(|_| lcg(&mut seed)).collect();
             let w: Vec<f64> = (0..m * c * k * k).map(|_| lcg(&mut seed)).collect();
@@ -468,13 +573,31 @@ mod tests {
             let len = g.out_shape.iter().product();
             let dy: Vec<f64> = (0..len).map(|_| lcg(&mut seed)).collect();
             let (mut y1, mut y2) = (vec![0.0; len], vec![0.0; len]);
-            forward_batched(&d, &x, &w, Some(&b), &mut y1);
+            forward_batched(&d, &x, &w, Some(&b), &mut y1, &mut ConvScratch::default());
             // The per-image body of `forward`, forced.
-            forward_per_image(&per_image, &x, &w, Some(&b), &mut y2);
+            forward_per_image(&per_image, &x, &w, Some(&b), &mut y2, &mut ConvScratch::default());
             let (mut dx1, mut dw1, mut db1) = (vec![0.0; x.len()], vec![0.0; w.len()], vec![0.0; m]);
             let (mut dx2, mut dw2, mut db2) = (vec![0.0; x.len()], vec![0.0; w.len()], vec![0.0; m]);
-            backward_batched(&d, &x, &w, &dy, Some(&mut dx1), Some(&mut dw1), Some(&mut db1));
-            backward_per_image(&per_image, &x, &w, &dy, Some(&mut dx2), Some(&mut dw2), Some(&mut db2));
+            backward_batched(
+                &d,
+                &x,
+                &w,
+                &dy,
+                Some(&mut dx1),
+                Some(&mut dw1),
+                Some(&mut db1),
+                &mut ConvScratch::default(),
+            );
+            backward_per_image(
+                &per_image,
+                &x,
+                &w,
+                &dy,
+                Some(&mut dx2),
+                Some(&mut dw2),
+                Some(&mut db2),
+                &mut ConvScratch::default(),
+            );
             for (a, b) in [(&y1, &y2), (&dx1, &dx2), (&dw1, &dw2), (&db1, &db2)] {
                 for (u, v) in a.iter().zip(b.iter()) {
                     assert!((u - v).abs() < 1e-12, "{u} vs {v} (k {k}, stride {stride})");

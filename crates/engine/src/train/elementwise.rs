@@ -24,10 +24,10 @@ pub(crate) fn relu_forward<T: Real>(x: &[T], y: &mut [T]) {
 /// `dx += dy · [x > 0]`.
 pub(crate) fn relu_backward<T: Real>(x: &[T], dy: &[T], dx: &mut [T]) {
     dx.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).zip(dy.par_chunks(CHUNK)).for_each(|((dx, x), dy)| {
+        // A select, not a branch: the sign of an activation is a coin flip, and a mispredicted
+        // branch per element made this pass 5× slower than the forward one.
         for ((g, &x), &d) in dx.iter_mut().zip(x).zip(dy) {
-            if x > T::ZERO {
-                *g += d;
-            }
+            *g += if x > T::ZERO { d } else { T::ZERO };
         }
     });
 }

@@ -15,6 +15,8 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use rayon::prelude::*;
+
 use crate::error::OpError;
 use crate::fact::{fmt_shape, shape_fits, Dim, Fact};
 use crate::graph::{Graph, ValueId};
@@ -203,6 +205,10 @@ struct Workspace<T> {
     aux: HashMap<ValueId, Tensor>,
     grads: Vec<Vec<T>>,
     saved: Vec<Saved>,
+    /// Scratch of the conv kernels.
+    conv: conv::ConvScratch<T>,
+    /// Per step: seconds spent in forward and backward (only when profiling).
+    profile: Option<Vec<[f64; 2]>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -234,6 +240,8 @@ pub struct TrainProgram<T: Real = f32> {
     counter: u64,
     pool: rayon::ThreadPool,
     ws: Workspace<T>,
+    /// `RESNET_TRAIN_PROFILE` is set: time every step and print the table when dropped.
+    profile: bool,
 }
 
 /// Which initializer slots of an op are learned, and as what.
@@ -573,6 +581,7 @@ impl<T: Real> TrainProgram<T> {
             counter: 0,
             pool,
             ws: Workspace::default(),
+            profile: std::env::var_os("RESNET_TRAIN_PROFILE").is_some(),
         })
     }
 
@@ -616,6 +625,9 @@ impl<T: Real> TrainProgram<T> {
     /// updates the BatchNorm running statistics. `input` is NCHW, row-major.
     pub fn step(&mut self, input: &[T], shape: [usize; 4], labels: &[usize]) -> Result<StepOutput, TrainError> {
         let mut ws = std::mem::take(&mut self.ws);
+        if self.profile && ws.profile.is_none() {
+            ws.profile = Some(vec![[0.0; 2]; self.steps.len() + 1]);
+        }
         let mut pgrads: Vec<Vec<T>> = self.params.iter_mut().map(|p| std::mem::take(&mut p.grad)).collect();
         let mode = Mode::Train { counter: self.counter };
         let result = self.pool.install(|| {
@@ -742,7 +754,11 @@ impl<T: Real> TrainProgram<T> {
         x.data.clear();
         x.data.extend_from_slice(input);
         for (si, step) in self.steps.iter().enumerate() {
+            let start = std::time::Instant::now();
             self.forward_step(ws, si, step, mode)?;
+            if let Some(p) = ws.profile.as_mut() {
+                p[si][0] += start.elapsed().as_secs_f64();
+            }
         }
         Ok(())
     }
@@ -785,7 +801,7 @@ impl<T: Real> TrainProgram<T> {
                 }
                 let geom = conv_geometry(&c.window, c.group, xs, wsh, b.map(|b| b.1.len())).map_err(e)?;
                 set_shape(geom.out_shape.clone());
-                conv::forward(&ConvDims::new(&geom), x, w, b.map(|b| b.1), &mut out.data);
+                conv::forward(&ConvDims::new(&geom), x, w, b.map(|b| b.1), &mut out.data, &mut ws.conv);
             }
             Kind::BatchNorm { epsilon, inference } => {
                 let d = bn_dims(xs).map_err(e)?;
@@ -973,23 +989,32 @@ impl<T: Real> TrainProgram<T> {
         dlogits: Vec<T>,
         mode: Mode,
     ) -> Result<(), TrainError> {
+        let start = std::time::Instant::now();
         ws.grads.resize_with(self.sources.len(), Vec::new);
         for (id, g) in ws.grads.iter_mut().enumerate() {
             if self.needs_grad[id] && matches!(self.sources[id], Source::Act) {
-                g.clear();
+                // Kept across steps: zeroed in parallel, reallocated only when the size changes.
                 g.resize(ws.acts[id].data.len(), T::ZERO);
+                g.par_chunks_mut(1 << 15).for_each(|c| c.fill(T::ZERO));
             }
         }
         if !self.needs_grad[self.logits] {
             return Ok(());
         }
         ws.grads[self.logits] = dlogits;
+        if let Some(p) = ws.profile.as_mut() {
+            p[self.steps.len()][1] += start.elapsed().as_secs_f64();
+        }
         for (si, step) in self.steps.iter().enumerate().rev().filter(|(_, s)| s.backward) {
+            let start = std::time::Instant::now();
             let out = step.output()?;
             let dy = std::mem::take(&mut ws.grads[out]);
             let result = self.backward_step(ws, pgrads, si, step, &dy, mode);
             ws.grads[out] = dy;
             result?;
+            if let Some(p) = ws.profile.as_mut() {
+                p[si][1] += start.elapsed().as_secs_f64();
+            }
         }
         Ok(())
     }
@@ -1031,7 +1056,7 @@ impl<T: Real> TrainProgram<T> {
         dy: &[T],
         mode: Mode,
     ) -> Result<(), TrainError> {
-        let Workspace { acts, grads, saved, .. } = ws;
+        let Workspace { acts, grads, saved, conv: conv_scratch, .. } = ws;
         let acts: &[Act<T>] = acts;
         let (xs, x) = self.real(acts, step.input(0)?)?;
         let e = |err| step.err(err);
@@ -1051,6 +1076,7 @@ impl<T: Real> TrainProgram<T> {
                     gx.as_mut().map(|g| g.1.as_mut_slice()),
                     gw.as_mut().map(|g| g.1.as_mut_slice()),
                     gb.as_mut().map(|g| g.1.as_mut_slice()),
+                    conv_scratch,
                 );
                 for t in [gx, gw, gb] {
                     self.put_grad(t, grads, pgrads);
@@ -1211,4 +1237,38 @@ fn dropout_ratio(g: &Graph, node: &crate::graph::Node, d: &crate::ops::dropout::
         return Err(unsupported(format!("ratio {ratio} is outside [0, 1)")));
     }
     Ok(ratio)
+}
+
+impl<T: Real> Drop for TrainProgram<T> {
+    /// With `RESNET_TRAIN_PROFILE` set, prints the time per step of every node (forward,
+    /// backward) and the totals per op type to stderr.
+    fn drop(&mut self) {
+        let Some(profile) = self.ws.profile.as_ref() else { return };
+        let steps = self.counter.max(1) as f64;
+        let mut by_op: Vec<(String, [f64; 2])> = Vec::new();
+        eprintln!("{:<40} {:<20} {:>22} {:>9} {:>9}", "node", "op", "input", "fwd ms", "bwd ms");
+        for (step, t) in self.steps.iter().zip(profile) {
+            let shape = step.inputs.first().copied().flatten().map(|id| format!("{:?}", self.ws.acts[id].shape));
+            eprintln!(
+                "{:<40} {:<20} {:>22} {:>9.3} {:>9.3}",
+                step.name,
+                step.op.onnx_type(),
+                shape.unwrap_or_default(),
+                1e3 * t[0] / steps,
+                1e3 * t[1] / steps
+            );
+            let op = step.op.onnx_type().to_string();
+            match by_op.iter_mut().find(|(o, _)| *o == op) {
+                Some((_, acc)) => (0..2).for_each(|i| acc[i] += t[i]),
+                None => by_op.push((op, *t)),
+            }
+        }
+        if let Some(setup) = profile.last() {
+            by_op.push(("(loss, zeroing grads)".into(), *setup));
+        }
+        eprintln!("per op type, ms per step:");
+        for (op, t) in by_op {
+            eprintln!("{op:<24} fwd {:>9.3} bwd {:>9.3}", 1e3 * t[0] / steps, 1e3 * t[1] / steps);
+        }
+    }
 }

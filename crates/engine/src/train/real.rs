@@ -133,6 +133,41 @@ pub(crate) fn matmul<T: Real>(
     b: MatRef<'_, T>,
     alpha: T,
 ) {
+    gemm_call(m, n, k, dst, dst_rs, accumulate, a, b, alpha, gemm::Parallelism::None)
+}
+
+/// [`matmul`] spread over the current rayon pool by `gemm` itself, for one large product
+/// (call it outside parallel loops). `gemm` splits the output into blocks and never the
+/// inner dimension, so the result does not depend on the thread count.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn matmul_parallel<T: Real>(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [T],
+    dst_rs: usize,
+    accumulate: bool,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+) {
+    let threads = rayon::current_num_threads();
+    let par = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+    gemm_call(m, n, k, dst, dst_rs, accumulate, a, b, T::ONE, par)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn gemm_call<T: Real>(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [T],
+    dst_rs: usize,
+    accumulate: bool,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    alpha: T,
+    parallelism: gemm::Parallelism,
+) {
     if m == 0 || n == 0 {
         return;
     }
@@ -168,7 +203,7 @@ pub(crate) fn matmul<T: Real>(
             false,
             false,
             false,
-            gemm::Parallelism::None,
+            parallelism,
         );
     }
 }
