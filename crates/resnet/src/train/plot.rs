@@ -133,6 +133,18 @@ struct Panel {
     series: Vec<Series>,
 }
 
+/// A tick label with at most three decimals and no trailing zeros (ticks fall at steps such as
+/// 0.05, which one decimal would print twice).
+fn short_decimal(v: &f64) -> String {
+    let s = format!("{v:.3}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s.is_empty() || s == "-" {
+        "0".to_string()
+    } else {
+        s.to_string()
+    }
+}
+
 /// Both panels on `root`; errors as text (they come from the backend).
 fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, records: &[EpochRecord]) -> Result<(), String> {
     root.fill(&WHITE).map_err(|e| e.to_string())?;
@@ -147,7 +159,7 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, records: &[EpochRecor
         y_title: "cross-entropy loss",
         y_range: 0.0..if top > 0.0 { top * 1.1 } else { 1.0 },
         legend: SeriesLabelPosition::UpperRight,
-        y_labels: |v| format!("{v:.1}"),
+        y_labels: short_decimal,
         series: loss,
     };
     draw_panel(&loss_area, records, &loss)?;
