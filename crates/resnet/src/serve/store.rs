@@ -225,7 +225,7 @@ impl ModelStore {
             .with_mode(self.mode)
             .with_threads(self.threads);
         let labels = match crate::classifier::labels_beside(&path) {
-            Some(file) => Labels::from_file(&file).map_err(|e| crate::Error::from(e)).map_err(cannot)?,
+            Some(file) => Labels::from_file(&file).map_err(crate::Error::from).map_err(cannot)?,
             None => Labels::imagenet(),
         };
         let classifier = Classifier::with_label_set(model, labels.clone())

@@ -169,13 +169,16 @@ struct EpochSums {
     seconds: f64,
 }
 
+/// A dataset and the indices of it that one part of the run uses.
+type Part = (Arc<dyn Dataset>, Arc<[usize]>);
+
 /// The prepared pieces of a run.
 struct Setup {
     graph: Graph,
     classes: Vec<String>,
     train: Arc<dyn Dataset>,
     train_indices: Arc<[usize]>,
-    val: Option<(Arc<dyn Dataset>, Arc<[usize]>)>,
+    val: Option<Part>,
     train_transform: Transform,
     eval_transform: Transform,
     frozen: HashSet<String>,
