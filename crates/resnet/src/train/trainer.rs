@@ -493,7 +493,7 @@ fn prepare(config: &TrainConfig, threads: usize) -> Result<Setup> {
     }
     let size = config.input_size.or(native).unwrap_or(224);
     let (train_transform, eval_transform) = match native {
-        Some(_) => (Transform::SmallTrain { pad: 2 }, Transform::SmallEval),
+        Some(_) => (Transform::SmallAffine { degrees: 10, scale_pct: 10, shift: 2 }, Transform::SmallEval),
         None => (Transform::ImagenetTrain { size }, Transform::ImagenetEval { size }),
     };
     let channels = train.sample_shape(&eval_transform)[0];
