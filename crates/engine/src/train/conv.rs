@@ -366,7 +366,9 @@ fn forward_per_image<T: Real>(
         });
 }
 
-/// Adds the gradients of a conv to `dx`, `dw` and `db` (each only when asked for).
+/// Adds the gradients of a conv to `dx`, `dw` and `db` (each only when asked for); with
+/// `dx_fresh` `dx` holds no gradient yet and is overwritten (each image's part zeroed just
+/// before its col2im, while in cache, or written by the product directly).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn backward<T: Real>(
     d: &ConvDims,
@@ -374,18 +376,22 @@ pub(crate) fn backward<T: Real>(
     w: &[T],
     dy: &[T],
     dx: Option<&mut [T]>,
+    dx_fresh: bool,
     dw: Option<&mut [T]>,
     db: Option<&mut [T]>,
     scratch: &mut ConvScratch<T>,
 ) {
     let p = d.out_plane;
     if d.n == 0 || p == 0 {
+        if let (Some(dx), true) = (dx, dx_fresh) {
+            dx.fill(T::ZERO);
+        }
         return;
     }
     if d.batched() {
-        backward_batched(d, x, w, dy, dx, dw, db, scratch)
+        backward_batched(d, x, w, dy, dx, dx_fresh, dw, db, scratch)
     } else {
-        backward_per_image(d, x, w, dy, dx, dw, db, scratch)
+        backward_per_image(d, x, w, dy, dx, dx_fresh, dw, db, scratch)
     }
 }
 
@@ -415,6 +421,7 @@ fn backward_per_image<T: Real>(
     w: &[T],
     dy: &[T],
     dx: Option<&mut [T]>,
+    dx_fresh: bool,
     dw: Option<&mut [T]>,
     db: Option<&mut [T]>,
     scratch: &mut ConvScratch<T>,
@@ -487,12 +494,15 @@ fn backward_per_image<T: Real>(
                         let dx_at = |i: usize| ((img + i - start) * d.c + grp * cg) * d.in_plane;
                         if cs == 1 && d.pointwise {
                             let dx_g = &mut dx_r[dx_at(0)..][..cg * d.in_plane];
-                            matmul(kg, p, mg, dx_g, p, true, a, b, T::ONE);
+                            matmul(kg, p, mg, dx_g, p, !dx_fresh, a, b, T::ONE);
                         } else {
                             let dcol = at_least(col, kg * cols);
                             matmul(kg, cols, mg, dcol, cols, false, a, b, T::ONE);
                             for i in 0..cs {
                                 let dx_g = &mut dx_r[dx_at(i)..][..cg * d.in_plane];
+                                if dx_fresh {
+                                    dx_g.fill(T::ZERO);
+                                }
                                 col2im_add(dcol, cg, &d.axes, dx_g, cols, i * p);
                             }
                         }
@@ -559,6 +569,7 @@ fn backward_batched<T: Real>(
     w: &[T],
     dy: &[T],
     dx: Option<&mut [T]>,
+    dx_fresh: bool,
     dw: Option<&mut [T]>,
     db: Option<&mut [T]>,
     scratch: &mut ConvScratch<T>,
@@ -590,6 +601,9 @@ fn backward_batched<T: Real>(
         matmul_parallel(kg, cols, d.m, dcol, cols, false, MatRef::new(w, kg, true), dym_ref);
         let dcol: &[T] = dcol;
         dx.par_chunks_mut(d.c * d.in_plane).enumerate().for_each(|(img, dx_img)| {
+            if dx_fresh {
+                dx_img.fill(T::ZERO);
+            }
             col2im_add(dcol, d.c, &d.axes, dx_img, cols, img * p);
         });
     }
@@ -656,24 +670,34 @@ mod tests {
             let b: Vec<f64> = (0..m).map(|_| lcg(&mut seed)).collect();
             let len = g.out_shape.iter().product();
             let dy: Vec<f64> = (0..len).map(|_| lcg(&mut seed)).collect();
-            let run = |d: &ConvDims, batched: bool| -> Grads {
+            // `fresh` overwrites dX: start it from garbage then; else it accumulates onto 1.
+            let run = |d: &ConvDims, batched: bool, fresh: bool| -> Grads {
                 let mut y = vec![0.0; len];
-                let (mut dx, mut dw, mut db) = (vec![0.0; x.len()], vec![0.0; w.len()], vec![0.0; m]);
+                let (mut dx, mut dw, mut db) =
+                    (vec![if fresh { f64::NAN } else { 1.0 }; x.len()], vec![0.0; w.len()], vec![0.0; m]);
                 let mut s = ConvScratch::default();
                 let (gx, gw, gb) = (Some(&mut dx[..]), Some(&mut dw[..]), Some(&mut db[..]));
                 if batched {
                     forward_batched(d, &x, &w, Some(&b), &mut y, &mut s);
-                    backward_batched(d, &x, &w, &dy, gx, gw, gb, &mut s);
+                    backward_batched(d, &x, &w, &dy, gx, fresh, gw, gb, &mut s);
                 } else {
                     forward_per_image(d, &x, &w, Some(&b), &mut y, &mut s);
-                    backward_per_image(d, &x, &w, &dy, gx, gw, gb, &mut s);
+                    backward_per_image(d, &x, &w, &dy, gx, fresh, gw, gb, &mut s);
                 }
                 [y, dx, dw, db]
             };
-            let reference = run(&single, false);
-            let mut others = vec![run(&chunked, false)];
+            let reference = run(&single, false, false);
+            let mut others = vec![run(&chunked, false, false)];
             if group == 1 {
-                others.push(run(&chunked, true));
+                others.push(run(&chunked, true, false));
+            }
+            for (d, batched) in [(&single, false), (&chunked, false), (&chunked, true)] {
+                if batched && group != 1 {
+                    continue;
+                }
+                let mut fresh = run(d, batched, true);
+                fresh[1].iter_mut().for_each(|v| *v += 1.0);
+                others.push(fresh);
             }
             for other in &others {
                 for (a, b) in reference.iter().zip(other) {
