@@ -56,6 +56,26 @@ fn lane_sum<T: Real>(a: &[T], b: &[T], f: impl Fn(T, T) -> T) -> f64 {
     total + acc.iter().map(|v| v.to_f64()).sum::<f64>()
 }
 
+/// `(Σ a_i, Σ a_i·(b_i − shift))` in one pass, each in 8 lanes of `T`, returned as f64.
+#[inline]
+fn lane_sums_dy<T: Real>(a: &[T], b: &[T], shift: T) -> (f64, f64) {
+    let (mut s1, mut s2) = ([T::ZERO; 8], [T::ZERO; 8]);
+    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ar, br) = (ac.remainder(), bc.remainder());
+    for (ca, cb) in ac.zip(bc) {
+        for j in 0..8 {
+            s1[j] += ca[j];
+            s2[j] += ca[j] * (cb[j] - shift);
+        }
+    }
+    let (mut t1, mut t2) = (0.0f64, 0.0f64);
+    for (&x, &y) in ar.iter().zip(br) {
+        t1 += x.to_f64();
+        t2 += (x * (y - shift)).to_f64();
+    }
+    (t1 + s1.iter().map(|v| v.to_f64()).sum::<f64>(), t2 + s2.iter().map(|v| v.to_f64()).sum::<f64>())
+}
+
 /// Per-channel `(Σ f(a), Σ g(a, b))`-style reduction: `f(ch, plane_slice_index)` over every
 /// plane of channel `ch`, in image order.
 fn per_channel<R: Send>(d: BnDims, f: impl Fn(usize) -> R + Sync + Send) -> Vec<R> {
@@ -126,7 +146,8 @@ fn affine<T: Real>(d: BnDims, x: &[T], scale: &[T], shift: &[T], y: &mut [T]) {
     });
 }
 
-/// Training-mode backward. Adds `dγ`, `dβ` and `dx` (each only when asked for):
+/// Training-mode backward. Adds `dγ`, `dβ` and `dx` (each only when asked for; `dx_fresh`:
+/// `dx` holds no gradient yet and is overwritten):
 /// `dγ = Σ dy·x̂`, `dβ = Σ dy`, `dx = γ·inv_std · (dy − dβ/M − x̂·dγ/M)` with `M = N·plane`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn backward_train<T: Real>(
@@ -136,6 +157,7 @@ pub(crate) fn backward_train<T: Real>(
     stats: &BatchStats,
     dy: &[T],
     dx: Option<&mut [T]>,
+    dx_fresh: bool,
     dgamma: Option<&mut [T]>,
     dbeta: Option<&mut [T]>,
 ) {
@@ -159,14 +181,21 @@ pub(crate) fn backward_train<T: Real>(
             let (a, b, c) = coef[i % d.c];
             let off = i * d.plane;
             let (dyp, xp) = (&dy[off..][..d.plane], &x[off..][..d.plane]);
-            for ((g, &dy), &x) in dxp.iter_mut().zip(dyp).zip(xp) {
-                *g += a * dy + b * x + c;
+            if dx_fresh {
+                for ((g, &dy), &x) in dxp.iter_mut().zip(dyp).zip(xp) {
+                    *g = a * dy + b * x + c;
+                }
+            } else {
+                for ((g, &dy), &x) in dxp.iter_mut().zip(dyp).zip(xp) {
+                    *g += a * dy + b * x + c;
+                }
             }
         });
     }
 }
 
-/// Inference-mode backward: `dx = dy · γ / sqrt(var + ε)`, `dγ = Σ dy·x̂`, `dβ = Σ dy`.
+/// Inference-mode backward: `dx (+)= dy · γ / sqrt(var + ε)`, `dγ += Σ dy·x̂`, `dβ += Σ dy`
+/// (`dx_fresh`: `dx` is overwritten).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn backward_inference<T: Real>(
     d: BnDims,
@@ -177,6 +206,7 @@ pub(crate) fn backward_inference<T: Real>(
     eps: f64,
     dy: &[T],
     dx: Option<&mut [T]>,
+    dx_fresh: bool,
     dgamma: Option<&mut [T]>,
     dbeta: Option<&mut [T]>,
 ) {
@@ -191,7 +221,7 @@ pub(crate) fn backward_inference<T: Real>(
         add_planes(d, dx, |i, dxp| {
             let s = scale[i % d.c];
             for (g, &dy) in dxp.iter_mut().zip(&dy[i * d.plane..][..d.plane]) {
-                *g += s * dy;
+                *g = if dx_fresh { s * dy } else { *g + s * dy };
             }
         });
     }
@@ -205,8 +235,9 @@ fn channel_sums<T: Real>(d: BnDims, x: &[T], dy: &[T], mean: &[f64], inv_std: &[
         for img in 0..d.n {
             let off = (img * d.c + ch) * d.plane;
             let (dyp, xp) = (&dy[off..][..d.plane], &x[off..][..d.plane]);
-            sdy += lane_sum(dyp, dyp, |g, _| g);
-            sdyx += lane_sum(dyp, xp, |g, v| g * (v - mean_t));
+            let (a, b) = lane_sums_dy(dyp, xp, mean_t);
+            sdy += a;
+            sdyx += b;
         }
         (sdy, sdyx * inv_std[ch])
     })

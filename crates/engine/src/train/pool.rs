@@ -68,13 +68,20 @@ pub(crate) fn max_forward<T: Real>(axes: &[Axis; 3], x: &[T], y: &mut [T], argma
     });
 }
 
-/// MaxPool backward: `dx[argmax] += dy`.
-pub(crate) fn max_backward<T: Real>(axes: &[Axis; 3], argmax: &[u32], dy: &[T], dx: &mut [T]) {
+/// MaxPool backward: `dx[argmax] += dy` (`fresh`: `dx` holds no gradient yet; each plane is
+/// zeroed just before its scatter, while it is in cache).
+pub(crate) fn max_backward<T: Real>(axes: &[Axis; 3], argmax: &[u32], dy: &[T], dx: &mut [T], fresh: bool) {
     let (ip, op) = planes(axes);
     if op == 0 || ip == 0 {
+        if fresh {
+            dx.fill(T::ZERO);
+        }
         return;
     }
     dx.par_chunks_mut(ip).enumerate().for_each(|(plane, dxp)| {
+        if fresh {
+            dxp.fill(T::ZERO);
+        }
         for (&a, &g) in argmax[plane * op..][..op].iter().zip(&dy[plane * op..][..op]) {
             if a != NO_ARGMAX {
                 dxp[a as usize] += g;
@@ -143,14 +150,19 @@ pub(crate) fn global_avg_forward<T: Real>(plane: usize, x: &[T], y: &mut [T]) {
     });
 }
 
-/// GlobalAveragePool backward: every element of a plane gets `dy / plane`.
-pub(crate) fn global_avg_backward<T: Real>(plane: usize, dy: &[T], dx: &mut [T]) {
+/// GlobalAveragePool backward: every element of a plane gets `dy / plane` (`fresh`: `dx` is
+/// overwritten).
+pub(crate) fn global_avg_backward<T: Real>(plane: usize, dy: &[T], dx: &mut [T], fresh: bool) {
     if plane == 0 {
         return;
     }
     let inv = T::from_f64(1.0 / plane as f64);
     dx.par_chunks_mut(plane).zip(dy.par_iter()).for_each(|(p, &g)| {
         let g = g * inv;
-        p.iter_mut().for_each(|v| *v += g);
+        if fresh {
+            p.fill(g);
+        } else {
+            p.iter_mut().for_each(|v| *v += g);
+        }
     });
 }

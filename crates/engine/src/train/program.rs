@@ -197,13 +197,36 @@ enum Saved {
     },
 }
 
+/// The gradients of the activations during backward, kept across steps.
+///
+/// No zeroing pass: at the start of backward every buffer is `fresh` (its contents are stale),
+/// the first contribution overwrites it and later ones add. The kernels that cannot
+/// overwrite get the buffer zeroed just before they add to it.
+#[derive(Default)]
+struct Grads<T> {
+    bufs: Vec<Vec<T>>,
+    fresh: Vec<bool>,
+}
+
+/// A gradient buffer taken out for one kernel: the value, the buffer, and whether it is
+/// fresh (holds no gradient yet: the kernel overwrites it).
+type Taken<T> = (ValueId, Vec<T>, bool);
+
+/// `dx` ready to be added to: zeroed when fresh (for kernels without an overwrite mode).
+fn zeroed<T: Real>(dx: &mut [T], fresh: bool) -> &mut [T] {
+    if fresh {
+        dx.par_chunks_mut(1 << 15).for_each(|c| c.fill(T::ZERO));
+    }
+    dx
+}
+
 /// Activations, gradients and saved state of one pass, reused across steps.
 #[derive(Default)]
 struct Workspace<T> {
     acts: Vec<Act<T>>,
     /// Non-float runtime values (e.g. Shape outputs) of reference nodes.
     aux: HashMap<ValueId, Tensor>,
-    grads: Vec<Vec<T>>,
+    grads: Grads<T>,
     saved: Vec<Saved>,
     /// Scratch of the conv kernels.
     conv: conv::ConvScratch<T>,
@@ -990,27 +1013,40 @@ impl<T: Real> TrainProgram<T> {
         mode: Mode,
     ) -> Result<(), TrainError> {
         let start = std::time::Instant::now();
-        ws.grads.resize_with(self.sources.len(), Vec::new);
-        for (id, g) in ws.grads.iter_mut().enumerate() {
+        let grads = &mut ws.grads;
+        grads.bufs.resize_with(self.sources.len(), Vec::new);
+        grads.fresh.clear();
+        grads.fresh.resize(self.sources.len(), false);
+        for (id, g) in grads.bufs.iter_mut().enumerate() {
             if self.needs_grad[id] && matches!(self.sources[id], Source::Act) {
-                // Kept across steps: zeroed in parallel, reallocated only when the size changes.
-                g.resize(ws.acts[id].data.len(), T::ZERO);
-                g.par_chunks_mut(1 << 15).for_each(|c| c.fill(T::ZERO));
+                // Kept across steps, reallocated only when the size changes; not zeroed: the
+                // first contribution overwrites it.
+                let len = ws.acts[id].data.len();
+                if g.len() != len {
+                    g.clear();
+                    g.resize(len, T::ZERO);
+                }
+                grads.fresh[id] = true;
             }
         }
         if !self.needs_grad[self.logits] {
             return Ok(());
         }
-        ws.grads[self.logits] = dlogits;
+        grads.bufs[self.logits] = dlogits;
+        grads.fresh[self.logits] = false;
         if let Some(p) = ws.profile.as_mut() {
             p[self.steps.len()][1] += start.elapsed().as_secs_f64();
         }
         for (si, step) in self.steps.iter().enumerate().rev().filter(|(_, s)| s.backward) {
             let start = std::time::Instant::now();
             let out = step.output()?;
-            let dy = std::mem::take(&mut ws.grads[out]);
+            if std::mem::replace(&mut ws.grads.fresh[out], false) {
+                // No consumer contributed: the gradient is zero.
+                zeroed(&mut ws.grads.bufs[out], true);
+            }
+            let dy = std::mem::take(&mut ws.grads.bufs[out]);
             let result = self.backward_step(ws, pgrads, si, step, &dy, mode);
-            ws.grads[out] = dy;
+            ws.grads.bufs[out] = dy;
             result?;
             if let Some(p) = ws.profile.as_mut() {
                 p[si][1] += start.elapsed().as_secs_f64();
@@ -1019,30 +1055,29 @@ impl<T: Real> TrainProgram<T> {
         Ok(())
     }
 
-    /// Takes the gradient buffer of input `slot` out (None when it needs no gradient).
-    fn take_grad(
-        &self,
-        step: &Step,
-        slot: usize,
-        grads: &mut [Vec<T>],
-        pgrads: &mut [Vec<T>],
-    ) -> Option<(ValueId, Vec<T>)> {
+    /// Takes the gradient buffer of input `slot` out (None when it needs no gradient), with
+    /// whether it is fresh (param gradients never are: they are zeroed once per step).
+    fn take_grad(&self, step: &Step, slot: usize, grads: &mut Grads<T>, pgrads: &mut [Vec<T>]) -> Option<Taken<T>> {
         let id = step.opt_input(slot)?;
         if !step.kind.differentiable(slot) {
             return None;
         }
         match self.sources[id] {
-            Source::Act if self.needs_grad[id] => Some((id, std::mem::take(&mut grads[id]))),
-            Source::Param(p) if self.params[p].trainable => Some((id, std::mem::take(&mut pgrads[p]))),
+            Source::Act if self.needs_grad[id] => Some((id, std::mem::take(&mut grads.bufs[id]), grads.fresh[id])),
+            Source::Param(p) if self.params[p].trainable => Some((id, std::mem::take(&mut pgrads[p]), false)),
             _ => None,
         }
     }
 
-    fn put_grad(&self, taken: Option<(ValueId, Vec<T>)>, grads: &mut [Vec<T>], pgrads: &mut [Vec<T>]) {
-        if let Some((id, g)) = taken {
+    /// Puts a taken buffer back; it now holds a contribution (no longer fresh).
+    fn put_grad(&self, taken: Option<Taken<T>>, grads: &mut Grads<T>, pgrads: &mut [Vec<T>]) {
+        if let Some((id, g, _)) = taken {
             match self.sources[id] {
                 Source::Param(p) => pgrads[p] = g,
-                _ => grads[id] = g,
+                _ => {
+                    grads.bufs[id] = g;
+                    grads.fresh[id] = false;
+                }
             }
         }
     }
@@ -1068,12 +1103,14 @@ impl<T: Real> TrainProgram<T> {
                 let mut gx = self.take_grad(step, 0, grads, pgrads);
                 let mut gw = self.take_grad(step, 1, grads, pgrads);
                 let mut gb = self.take_grad(step, 2, grads, pgrads);
+                let dx_fresh = gx.as_ref().is_some_and(|g| g.2);
                 conv::backward(
                     &ConvDims::new(&geom),
                     x,
                     w,
                     dy,
                     gx.as_mut().map(|g| g.1.as_mut_slice()),
+                    dx_fresh,
                     gw.as_mut().map(|g| g.1.as_mut_slice()),
                     gb.as_mut().map(|g| g.1.as_mut_slice()),
                     conv_scratch,
@@ -1088,6 +1125,7 @@ impl<T: Real> TrainProgram<T> {
                 let mut gx = self.take_grad(step, 0, grads, pgrads);
                 let mut gg = self.take_grad(step, 1, grads, pgrads);
                 let mut gb = self.take_grad(step, 2, grads, pgrads);
+                let dx_fresh = gx.as_ref().is_some_and(|g| g.2);
                 let (dx, dg, db) = (
                     gx.as_mut().map(|g| g.1.as_mut_slice()),
                     gg.as_mut().map(|g| g.1.as_mut_slice()),
@@ -1095,69 +1133,73 @@ impl<T: Real> TrainProgram<T> {
                 );
                 match (&saved[si], mode) {
                     (Saved::BatchNorm(stats), Mode::Train { .. }) if !inference => {
-                        batchnorm::backward_train(d, x, p[0], stats, dy, dx, dg, db)
+                        batchnorm::backward_train(d, x, p[0], stats, dy, dx, dx_fresh, dg, db)
                     }
-                    _ => batchnorm::backward_inference(d, x, p[0], p[2], p[3], *epsilon, dy, dx, dg, db),
+                    _ => batchnorm::backward_inference(d, x, p[0], p[2], p[3], *epsilon, dy, dx, dx_fresh, dg, db),
                 }
                 for t in [gx, gg, gb] {
                     self.put_grad(t, grads, pgrads);
                 }
             }
-            Kind::Relu => self.with_grad(step, 0, grads, pgrads, |dx| elementwise::relu_backward(x, dy, dx)),
+            Kind::Relu => {
+                self.with_grad(step, 0, grads, pgrads, |dx, fresh| elementwise::relu_backward(x, dy, dx, fresh))
+            }
             Kind::MaxPool(window) => {
                 let (axes, _) = pool_axes(window, xs).map_err(e)?;
                 let Saved::Argmax(argmax) = &saved[si] else {
                     return Err(step.unsupported("backward without a training forward"));
                 };
-                self.with_grad(step, 0, grads, pgrads, |dx| pool::max_backward(&axes, argmax, dy, dx));
+                self.with_grad(step, 0, grads, pgrads, |dx, fresh| pool::max_backward(&axes, argmax, dy, dx, fresh));
             }
             Kind::AveragePool { window, count_include_pad } => {
                 let (axes, _) = pool_axes(window, xs).map_err(e)?;
                 let divisors = pool::avg_divisors(&axes, *count_include_pad);
-                self.with_grad(step, 0, grads, pgrads, |dx| pool::avg_backward(&axes, &divisors, dy, dx));
+                self.with_grad(step, 0, grads, pgrads, |dx, fresh| {
+                    pool::avg_backward(&axes, &divisors, dy, zeroed(dx, fresh))
+                });
             }
             Kind::GlobalAveragePool => {
                 let plane = xs[2..].iter().product();
-                self.with_grad(step, 0, grads, pgrads, |dx| pool::global_avg_backward(plane, dy, dx));
+                self.with_grad(step, 0, grads, pgrads, |dx, fresh| pool::global_avg_backward(plane, dy, dx, fresh));
             }
             Kind::Add => {
                 let out_shape = &acts[step.output()?].shape;
                 for slot in 0..2 {
                     let (s, _) = self.real(acts, step.input(slot)?)?;
                     let s = s.to_vec();
-                    self.with_grad(step, slot, grads, pgrads, |dx| {
+                    self.with_grad(step, slot, grads, pgrads, |dx, fresh| {
                         if s == *out_shape {
-                            elementwise::accumulate(dy, dx)
+                            elementwise::accumulate(dy, dx, fresh)
                         } else {
-                            elementwise::broadcast_backward(&s, out_shape, dy, dx)
+                            elementwise::broadcast_backward(&s, out_shape, dy, zeroed(dx, fresh))
                         }
                     });
                 }
             }
-            Kind::View => self.with_grad(step, 0, grads, pgrads, |dx| elementwise::accumulate(dy, dx)),
+            Kind::View => self.with_grad(step, 0, grads, pgrads, |dx, fresh| elementwise::accumulate(dy, dx, fresh)),
             Kind::Dropout { ratio } => {
                 let key = match &saved[si] {
                     Saved::Dropout { key } => Some(*key),
                     _ => None,
                 };
-                self.with_grad(step, 0, grads, pgrads, |dx| match key {
-                    Some(key) => elementwise::dropout_backward(key, *ratio, dy, dx),
-                    None => elementwise::accumulate(dy, dx),
+                self.with_grad(step, 0, grads, pgrads, |dx, fresh| match key {
+                    Some(key) => elementwise::dropout_backward(key, *ratio, dy, zeroed(dx, fresh)),
+                    None => elementwise::accumulate(dy, dx, fresh),
                 });
             }
             Kind::Gemm(gm) => {
                 let (bs, b) = self.real(acts, step.input(1)?)?;
                 let c_shape = step.opt_input(2).map(|id| self.real(acts, id).map(|c| c.0.to_vec())).transpose()?;
                 let d = gemm_dims(gm, xs, bs, c_shape.as_deref()).map_err(e)?;
-                self.with_grad(step, 0, grads, pgrads, |da| dense::backward_a(&d, b, dy, da));
-                self.with_grad(step, 1, grads, pgrads, |db| dense::backward_b(&d, x, dy, db));
-                self.with_grad(step, 2, grads, pgrads, |dc| dense::backward_c(&d, dy, dc));
+                self.with_grad(step, 0, grads, pgrads, |da, fresh| dense::backward_a(&d, b, dy, zeroed(da, fresh)));
+                self.with_grad(step, 1, grads, pgrads, |db, fresh| dense::backward_b(&d, x, dy, zeroed(db, fresh)));
+                self.with_grad(step, 2, grads, pgrads, |dc, fresh| dense::backward_c(&d, dy, zeroed(dc, fresh)));
             }
             Kind::MatMul => {
                 let (bs, b) = self.real(acts, step.input(1)?)?;
                 let (d, _) = matmul_dims(xs, bs).map_err(e)?;
-                self.with_grad(step, 0, grads, pgrads, |da| dense::backward_a(&d, b, dy, da));
-                self.with_grad(step, 1, grads, pgrads, |db| dense::backward_b(&d, x, dy, db));
+                self.with_grad(step, 0, grads, pgrads, |da, fresh| dense::backward_a(&d, b, dy, zeroed(da, fresh)));
+                self.with_grad(step, 1, grads, pgrads, |db, fresh| dense::backward_b(&d, x, dy, zeroed(db, fresh)));
             }
             Kind::Reference => {
                 return Err(TrainError::NoBackward { node: step.name.clone(), op: step.op.onnx_type().into() })
@@ -1166,18 +1208,19 @@ impl<T: Real> TrainProgram<T> {
         Ok(())
     }
 
-    /// Runs `f` on the gradient buffer of input `slot`, if it needs one.
+    /// Runs `f` on the gradient buffer of input `slot` and whether it is fresh (`f` must
+    /// then overwrite it), if it needs one.
     fn with_grad(
         &self,
         step: &Step,
         slot: usize,
-        grads: &mut [Vec<T>],
+        grads: &mut Grads<T>,
         pgrads: &mut [Vec<T>],
-        f: impl FnOnce(&mut [T]),
+        f: impl FnOnce(&mut [T], bool),
     ) {
         let mut taken = self.take_grad(step, slot, grads, pgrads);
-        if let Some((_, g)) = taken.as_mut() {
-            f(g);
+        if let Some((_, g, fresh)) = taken.as_mut() {
+            f(g, *fresh);
         }
         self.put_grad(taken, grads, pgrads);
     }
