@@ -432,6 +432,9 @@ fn validate_config(config: &TrainConfig) -> Result<()> {
     if !(config.held_out > 0.0 && config.held_out < 1.0) {
         return bad("--held-out must be between 0 and 1");
     }
+    if config.max_batches_per_epoch == Some(0) {
+        return bad("--max-batches must be at least 1");
+    }
     if config.warmup_epochs >= config.epochs && config.warmup_epochs > 0 {
         return bad("--warmup-epochs must be smaller than --epochs");
     }
