@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::Path;
 
 use resnet::engine::train::{Buffer, Optimizer, OptimizerConfig, Param, ParamRole};
-use resnet::train::checkpoint::{self, write_atomically, FORMAT_VERSION};
+use resnet::train::checkpoint::{self, write_atomically, PartialEpoch, FORMAT_VERSION};
 use resnet::train::{Checkpoint, CheckpointError, CheckpointMeta, NamedTensor};
 use serde_json::json;
 
@@ -16,7 +16,12 @@ fn sample_meta() -> CheckpointMeta {
         batch_in_epoch: 123,
         global_step: 45_678_901_234,
         seed: u64::MAX,
-        rng_state: vec![0, 1, u64::MAX, 0x9E37_79B9_7F4A_7C15],
+        partial_epoch: Some(PartialEpoch {
+            loss_sum_bits: 0,
+            correct: 1,
+            images: u64::MAX,
+            seconds_bits: 0x9E37_79B9_7F4A_7C15,
+        }),
         best_val_top1: Some(0.1 + 0.2),
         best_epoch: Some(5),
         classes: vec!["zero".into(), "one".into(), "tench, Tinca tinca".into()],

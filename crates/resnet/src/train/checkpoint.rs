@@ -65,6 +65,20 @@ impl From<&Buffer<f32>> for NamedTensor {
     }
 }
 
+/// Sums over the batches done so far in an interrupted epoch, so that the resumed epoch
+/// reports the same averages as an uninterrupted one. Floats are kept as their IEEE-754 bits:
+/// exact, and JSON has no NaN.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartialEpoch {
+    /// Σ (mean batch loss × batch size), as `f64::to_bits`.
+    pub loss_sum_bits: u64,
+    /// Images classified right (top-1).
+    pub correct: u64,
+    pub images: u64,
+    /// Training seconds of the epoch so far, as `f64::to_bits`.
+    pub seconds_bits: u64,
+}
+
 /// Where a run stands, stored as JSON in the checkpoint's `__metadata__`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckpointMeta {
@@ -79,8 +93,11 @@ pub struct CheckpointMeta {
     pub global_step: u64,
     /// The run's seed.
     pub seed: u64,
-    /// The data pipeline's random-number-generator state, opaque here.
-    pub rng_state: Vec<u64>,
+    /// The running sums of an epoch saved mid-way (Ctrl-C); `None` at an epoch boundary. The
+    /// data pipeline keeps no generator state to save: its randomness is a pure function of
+    /// (seed, epoch, sample index), so (`seed`, `epoch`, `batch_in_epoch`) is its whole state.
+    #[serde(default)]
+    pub partial_epoch: Option<PartialEpoch>,
     /// Best validation top-1 accuracy so far (fraction in [0, 1]) and the epoch it came from.
     pub best_val_top1: Option<f64>,
     pub best_epoch: Option<usize>,
@@ -100,7 +117,7 @@ impl CheckpointMeta {
             batch_in_epoch: 0,
             global_step: 0,
             seed,
-            rng_state: Vec::new(),
+            partial_epoch: None,
             best_val_top1: None,
             best_epoch: None,
             classes,

@@ -28,7 +28,7 @@ use resnet_vision::augment::uniform;
 use resnet_zoo::arch::{self, ArchSpec, Init};
 use serde::{Deserialize, Serialize};
 
-use super::checkpoint::{self, Checkpoint, CheckpointMeta};
+use super::checkpoint::{self, Checkpoint, CheckpointMeta, PartialEpoch};
 use super::data::{self, Batch, Dataset, LoaderConfig, Transform};
 use super::metrics::{self, EpochRecord, MetricsLog};
 
@@ -159,14 +159,35 @@ pub const BEST_FILE: &str = "best.onnx";
 pub const MODEL_FILE: &str = "model.onnx";
 pub const LABELS_FILE: &str = "labels.txt";
 
-/// Running sums of the current epoch, kept in the checkpoint so a mid-epoch resume reports the
-/// same epoch averages.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+/// Running sums of the current epoch ([`PartialEpoch`] in a mid-epoch checkpoint).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 struct EpochSums {
     loss: f64,
     correct: u64,
     images: u64,
     seconds: f64,
+}
+
+impl From<EpochSums> for PartialEpoch {
+    fn from(s: EpochSums) -> PartialEpoch {
+        PartialEpoch {
+            loss_sum_bits: s.loss.to_bits(),
+            correct: s.correct,
+            images: s.images,
+            seconds_bits: s.seconds.to_bits(),
+        }
+    }
+}
+
+impl From<PartialEpoch> for EpochSums {
+    fn from(p: PartialEpoch) -> EpochSums {
+        EpochSums {
+            loss: f64::from_bits(p.loss_sum_bits),
+            correct: p.correct,
+            images: p.images,
+            seconds: f64::from_bits(p.seconds_bits),
+        }
+    }
 }
 
 /// A dataset and the indices of it that one part of the run uses.
@@ -264,7 +285,7 @@ pub fn train(config: &TrainConfig, run: &RunOptions, observer: &mut dyn Observer
         global_step = ckpt.meta.global_step;
         program.set_step_count(global_step);
         best = ckpt.meta.best_val_top1.zip(ckpt.meta.best_epoch);
-        sums = partial_sums(&ckpt.meta);
+        sums = ckpt.meta.partial_epoch.map(EpochSums::from).unwrap_or_default();
         if metrics_path.exists() {
             metrics::truncate_after(&metrics_path, start_epoch)?;
         }
@@ -735,35 +756,14 @@ fn meta(
     best: Option<(f64, usize)>,
     sums: Option<EpochSums>,
 ) -> CheckpointMeta {
-    let mut meta = CheckpointMeta {
-        format_version: checkpoint::FORMAT_VERSION,
+    CheckpointMeta {
         epoch,
         batch_in_epoch,
         global_step,
-        seed: config.seed,
-        rng_state: Vec::new(),
         best_val_top1: best.map(|b| b.0),
         best_epoch: best.map(|b| b.1),
-        classes: setup.classes.clone(),
-        config: config_json.clone(),
-    };
-    // The data pipeline's randomness is a pure function of (seed, epoch, index), so the only
-    // running state to keep is the partial epoch sums (as bits, exactly).
-    if let Some(s) = sums {
-        meta.rng_state = vec![s.loss.to_bits(), s.correct, s.images, s.seconds.to_bits()];
-    }
-    meta
-}
-
-fn partial_sums(meta: &CheckpointMeta) -> EpochSums {
-    match meta.rng_state.as_slice() {
-        [loss, correct, images, seconds] => EpochSums {
-            loss: f64::from_bits(*loss),
-            correct: *correct,
-            images: *images,
-            seconds: f64::from_bits(*seconds),
-        },
-        _ => EpochSums::default(),
+        partial_epoch: sums.map(PartialEpoch::from),
+        ..CheckpointMeta::new(config_json.clone(), config.seed, setup.classes.clone())
     }
 }
 
