@@ -50,22 +50,88 @@ pub(crate) fn max_forward<T: Real>(axes: &[Axis; 3], x: &[T], y: &mut [T], argma
     if op == 0 || ip == 0 {
         return;
     }
-    y.par_chunks_mut(op).zip(argmax.par_chunks_mut(op)).enumerate().for_each(|(plane, (yp, ap))| {
-        let xp = &x[plane * ip..][..ip];
-        ap.fill(NO_ARGMAX);
-        for_each_tap(axes, |o, i| {
-            let v = xp[i];
-            if ap[o] == NO_ARGMAX || v > yp[o] {
-                yp[o] = v;
-                ap[o] = i as u32;
-            }
+    let [ad, ah, aw] = axes;
+    if *ad == Axis::UNIT {
+        let (h_taps, w_taps) = (valid_taps(ah), valid_taps(aw));
+        y.par_chunks_mut(op).zip(argmax.par_chunks_mut(op)).enumerate().for_each(|(plane, (yp, ap))| {
+            max_plane_2d(ah, aw, &h_taps, &w_taps, &x[plane * ip..][..ip], yp, ap);
         });
-        for (v, &a) in yp.iter_mut().zip(ap.iter()) {
-            if a == NO_ARGMAX {
-                *v = T::from_f64(f64::NEG_INFINITY);
-            }
+        return;
+    }
+    y.par_chunks_mut(op).zip(argmax.par_chunks_mut(op)).enumerate().for_each(|(plane, (yp, ap))| {
+        max_plane(axes, &x[plane * ip..][..ip], yp, ap);
+    });
+}
+
+/// [`max_forward`] of one plane of any rank.
+fn max_plane<T: Real>(axes: &[Axis; 3], xp: &[T], yp: &mut [T], ap: &mut [u32]) {
+    ap.fill(NO_ARGMAX);
+    for_each_tap(axes, |o, i| {
+        let v = xp[i];
+        if ap[o] == NO_ARGMAX || v > yp[o] {
+            yp[o] = v;
+            ap[o] = i as u32;
         }
     });
+    for (v, &a) in yp.iter_mut().zip(ap.iter()) {
+        if a == NO_ARGMAX {
+            *v = T::from_f64(f64::NEG_INFINITY);
+        }
+    }
+}
+
+/// Per output position along `axis`: the taps `lo..hi` that land inside the input (they are
+/// contiguous) and the input coordinate of tap `lo`.
+fn valid_taps(axis: &Axis) -> Vec<(usize, usize, usize)> {
+    (0..axis.output)
+        .map(|o| {
+            let mut inside = (0..axis.kernel).filter_map(|k| axis.input_index(o, k).map(|i| (k, i)));
+            match inside.next() {
+                None => (0, 0, 0),
+                Some((lo, first)) => (lo, inside.next_back().map_or(lo, |(k, _)| k) + 1, first),
+            }
+        })
+        .collect()
+}
+
+/// [`max_forward`] of one 2-D plane with the taps of each output row and column resolved
+/// beforehand ([`valid_taps`]): the same maxima and tie rule (the first maximum in row-major
+/// window order) without per-tap bounds tests.
+fn max_plane_2d<T: Real>(
+    ah: &Axis,
+    aw: &Axis,
+    h_taps: &[(usize, usize, usize)],
+    w_taps: &[(usize, usize, usize)],
+    xp: &[T],
+    yp: &mut [T],
+    ap: &mut [u32],
+) {
+    let (iw, ow) = (aw.input, aw.output);
+    for (&(hlo, hhi, ih0), (yrow, arow)) in h_taps.iter().zip(yp.chunks_exact_mut(ow).zip(ap.chunks_exact_mut(ow))) {
+        for ((&(wlo, whi, iw0), y), a) in w_taps.iter().zip(yrow.iter_mut()).zip(arow.iter_mut()) {
+            let (kh_n, kw_n) = (hhi.saturating_sub(hlo), whi.saturating_sub(wlo));
+            if kh_n == 0 || kw_n == 0 {
+                *y = T::from_f64(f64::NEG_INFINITY);
+                *a = NO_ARGMAX;
+                continue;
+            }
+            // The first tap, then branchless updates (the comparisons are unpredictable).
+            let first = ih0 * iw + iw0;
+            let (mut best, mut arg) = (xp[first], first);
+            for kh in 0..kh_n {
+                let row = (ih0 + kh * ah.dilation) * iw + iw0;
+                for kw in (kh == 0) as usize..kw_n {
+                    let i = row + kw * aw.dilation;
+                    let v = xp[i];
+                    let better = v > best;
+                    best = if better { v } else { best };
+                    arg = if better { i } else { arg };
+                }
+            }
+            *y = best;
+            *a = arg as u32;
+        }
+    }
 }
 
 /// MaxPool backward: `dx[argmax] += dy` (`fresh`: `dx` holds no gradient yet; each plane is
@@ -165,4 +231,52 @@ pub(crate) fn global_avg_backward<T: Real>(plane: usize, dy: &[T], dx: &mut [T],
             p.iter_mut().for_each(|v| *v += g);
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::padding::Window;
+
+    /// The 2-D fast path picks the same maxima and positions as the generic loop: random
+    /// shapes, kernels, strides, dilations, pads, ceil mode, with many ties (small integers)
+    /// and NaNs.
+    #[test]
+    fn max_plane_2d_matches_the_generic_loop() {
+        let mut seed = 7u64;
+        let mut next = |m: u64| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) % m
+        };
+        let mut cases = 0;
+        while cases < 400 {
+            let (h, w) = (1 + next(9) as usize, 1 + next(9) as usize);
+            let (k, st, dil, pad) =
+                (1 + next(3) as usize, 1 + next(3) as usize, 1 + next(2) as usize, next(3) as usize);
+            let window = Window {
+                kernel_shape: Some(vec![k, k]),
+                strides: Some(vec![st, st]),
+                dilations: Some(vec![dil, dil]),
+                pads: Some(vec![pad, pad, pad, pad]),
+                ceil_mode: next(2) == 1,
+                ..Window::default()
+            };
+            let Ok(axes) = window.axes(&[k, k], &[h, w]) else { continue };
+            let Ok(axes) = crate::ops::padding::lift_to_3d(&axes) else { continue };
+            let (ip, op) = planes(&axes);
+            if op == 0 {
+                continue;
+            }
+            cases += 1;
+            let x: Vec<f32> = (0..ip).map(|_| if next(17) == 0 { f32::NAN } else { next(4) as f32 - 2.0 }).collect();
+            let (mut y1, mut a1) = (vec![0.0f32; op], vec![0u32; op]);
+            let (mut y2, mut a2) = (vec![0.0f32; op], vec![0u32; op]);
+            max_plane(&axes, &x, &mut y1, &mut a1);
+            let [_, ah, aw] = &axes;
+            max_plane_2d(ah, aw, &valid_taps(ah), &valid_taps(aw), &x, &mut y2, &mut a2);
+            assert_eq!(a1, a2, "{axes:?}");
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&y1), bits(&y2), "{axes:?}");
+        }
+    }
 }
