@@ -5,7 +5,8 @@
 # ours/PyTorch of images/s (> 1: we are faster). Record a run with the command that produced it.
 #
 # Usage: scripts/bench-train-vs-torch.sh [--rounds N] [--steps N] [--warmup N] [--quick]
-#                                        [--torch-only] [--config "A S K B T"]... [--markdown]
+#                                        [--torch-only] [--config "A S K B T"]... [--modes M,...]
+#                                        [--markdown]
 #   --rounds N     alternating rounds per configuration (default 5)
 #   --steps N      timed training steps per measurement, ours and PyTorch alike (default 10)
 #   --warmup N     untimed steps before them (default 2)
@@ -13,11 +14,13 @@
 #   --torch-only   time PyTorch alone (no ratio): checks that half without `resnet train bench`
 #   --config "A S K B T"  instead of the configurations below (repeatable): arch, input size,
 #                  classes, batch, threads, e.g. --config "mnist-v1 28 10 16 1" for a smoke test
+#   --modes M,...  our conv arithmetic, each measured in every round: exact (default), fast
+#                  (`resnet train --mode fast`: Winograd), or both, e.g. --modes exact,fast
 #   --markdown     print the table as Markdown
 # Configurations (arch, input size, classes, batch, threads):
 #   resnet18-v1 224 1000 32 1 | resnet18-v1 224 1000 32 2 | mnist-v1 28 10 128 2
 # Ours: `$RESNET_BIN train bench --arch A --input-size S --classes K --batch-size B --threads T
-#   --steps N --warmup W --json`, one JSON object with images_per_sec. PyTorch:
+#   --steps N --warmup W --mode M --json`, one JSON object with images_per_sec. PyTorch:
 #   scripts/torch_train_bench.py on `resnet export --arch A --seed 0 --classes K --input-size S`
 #   (into target/bench-train), BatchNorm in training mode, NAG as MXNet's, same batch/threads.
 # Environment:
@@ -34,7 +37,7 @@ models_dir=$target_dir/bench-train
 
 die() { echo "bench-train-vs-torch: $*" >&2; exit 2; }
 
-rounds=5 steps=10 warmup=2 torch_only=0 markdown=0 configs=()
+rounds=5 steps=10 warmup=2 torch_only=0 markdown=0 configs=() modes=exact
 while [ $# -gt 0 ]; do
   case "$1" in
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' \
@@ -45,6 +48,9 @@ while [ $# -gt 0 ]; do
     --quick) rounds=3 steps=3 warmup=1 ;;
     --torch-only) torch_only=1 ;;
     --markdown) markdown=1 ;;
+    --modes)
+      [[ ${2:-} =~ ^(exact|fast)(,(exact|fast))*$ ]] || die "--modes needs exact, fast or exact,fast, got '${2:-}'"
+      modes=$2; shift ;;
     --config)
       [[ ${2:-} =~ ^[a-z0-9-]+( [1-9][0-9]*){4}$ ]] || die "--config needs \"ARCH SIZE CLASSES BATCH THREADS\", got '${2:-}'"
       configs+=("$2"); shift ;;
@@ -119,9 +125,12 @@ for c in "${configs[@]}"; do
   for ((r = 1; r <= rounds; r++)); do
     line="[$(date +%H:%M:%S)] $arch ${size}px b$batch t$threads round $r/$rounds:"
     if [ "$torch_only" = 0 ]; then
-      ours=$(measure ours "$key" "$r" "$RESNET_BIN" train bench --arch "$arch" --input-size "$size" \
-        --classes "$classes" --batch-size "$batch" --threads "$threads" --steps "$steps" --warmup "$warmup" --json)
-      line="$line ours $ours img/s"
+      for mode in ${modes//,/ }; do
+        ours=$(measure "ours-$mode" "$key" "$r" "$RESNET_BIN" train bench --arch "$arch" --input-size "$size" \
+          --classes "$classes" --batch-size "$batch" --threads "$threads" --steps "$steps" --warmup "$warmup" \
+          --mode "$mode" --json)
+        line="$line ours ($mode) $ours img/s"
+      done
     fi
     theirs=$(measure pytorch "$key" "$r" "$python" "$repo/scripts/torch_train_bench.py" --onnx "$model" \
       --batch "$batch" --threads "$threads" --steps "$steps" --warmup "$warmup" --json)
@@ -134,7 +143,7 @@ import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 markdown = sys.argv[2] == "1"
 configs = list(dict.fromkeys(r["bench_config"] for r in rows))
-header = ["model", "input", "classes", "batch", "threads", "ours img/s", "PyTorch img/s",
+header = ["model", "input", "classes", "batch", "threads", "our mode", "ours img/s", "PyTorch img/s",
           "ratio ours/PyTorch (min–max)", "PyTorch ms/step"]
 table = []
 for key in configs:
@@ -144,12 +153,14 @@ for key in configs:
         if r["bench_config"] == key:
             by_round.setdefault(r["bench_round"], {})[r["bench_tool"]] = r
     theirs = [v["pytorch"]["images_per_sec"] for v in by_round.values()]
-    ours = [v["ours"]["images_per_sec"] for v in by_round.values() if "ours" in v]
-    ratios = [v["ours"]["images_per_sec"] / v["pytorch"]["images_per_sec"] for v in by_round.values() if "ours" in v]
-    table.append([arch, f"{size}x{size}", classes, batch, threads,
-                  f"{statistics.median(ours):.1f}" if ours else "—", f"{statistics.median(theirs):.1f}",
-                  f"{statistics.median(ratios):.2f} ({min(ratios):.2f}–{max(ratios):.2f})" if ratios else "—",
-                  f"{statistics.median(v['pytorch']['ms_per_step'] for v in by_round.values()):.1f}"])
+    tools = sorted({t for v in by_round.values() for t in v if t.startswith("ours-")}) or ["ours-—"]
+    for tool in tools:
+        ours = [v[tool]["images_per_sec"] for v in by_round.values() if tool in v]
+        ratios = [v[tool]["images_per_sec"] / v["pytorch"]["images_per_sec"] for v in by_round.values() if tool in v]
+        table.append([arch, f"{size}x{size}", classes, batch, threads, tool[len("ours-"):],
+                      f"{statistics.median(ours):.1f}" if ours else "—", f"{statistics.median(theirs):.1f}",
+                      f"{statistics.median(ratios):.2f} ({min(ratios):.2f}–{max(ratios):.2f})" if ratios else "—",
+                      f"{statistics.median(v['pytorch']['ms_per_step'] for v in by_round.values()):.1f}"])
 if markdown:
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))

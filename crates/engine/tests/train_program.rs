@@ -247,3 +247,56 @@ fn bad_inputs_and_labels_are_typed_errors() {
     two_outputs.outputs.push(two_outputs.outputs[0]);
     assert!(matches!(TrainProgram::<f32>::new(&two_outputs, TrainOptions::default()), Err(TrainError::OutputCount(2))));
 }
+
+/// Winograd (`TrainOptions::winograd`) against the exact im2col products and against the
+/// f64 program: loss, every parameter gradient and the running statistics after one step of
+/// a net whose 3×3 stride-1 convs qualify (64 channels; 2 images of 16×16 are 32 tiles).
+/// Covers a conv whose input also feeds another Winograd conv (the second input gradient is
+/// added), asymmetric padding (`pads` 0 / 2: the input gradient's padding is 2 / 0) and a
+/// bias.
+#[test]
+fn winograd_training_matches_the_exact_convolutions() {
+    let mut net = Net::new(None, 64, 16, 16, 13, 11);
+    let x = net.x;
+    let a = net.conv(x, 64, 64, 3, 1, 1, false);
+    let a = net.bn(a, 64);
+    let a = net.relu(a);
+    let b = net.conv(a, 64, 64, 3, 1, 1, true);
+    let c = net.conv_full(a, 64, 64, [3, 3], [1, 1], [0, 0, 2, 2], [1, 1], 1, false);
+    let s = net.add(b, c);
+    let s = net.bn(s, 64);
+    let s = net.relu(s);
+    let out = net.head(s, 64, CLASSES);
+    let g = net.finish(out);
+    let shape = [2, 64, 16, 16];
+    let (x64, labels) = batch::<f64>(21, shape, CLASSES);
+    let x32: Vec<f32> = x64.iter().map(|&v| v as f32).collect();
+
+    let mut truth = TrainProgram::<f64>::new(&g, TrainOptions { threads: 1, ..TrainOptions::default() }).unwrap();
+    let want = truth.step(&x64, shape, &labels).unwrap();
+    let mut results = Vec::new();
+    for winograd in [false, true] {
+        let mut p =
+            TrainProgram::<f32>::new(&g, TrainOptions { threads: 2, winograd, ..TrainOptions::default() }).unwrap();
+        let got = p.step(&x32, shape, &labels).unwrap();
+        assert!(rel(got.loss, want.loss) < 1e-5, "winograd {winograd}: loss {} vs {}", got.loss, want.loss);
+        // Each gradient within 1e-4 of its tensor's largest entry (f64 is the truth), plus
+        // 1e-6 of the largest gradient overall: the bias before BatchNorm has a zero gradient
+        // in exact arithmetic, so f32 leaves only its rounding there.
+        let max_abs = |v: &[f64]| v.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+        let global = truth.params().iter().map(|p| max_abs(&p.grad)).fold(0.0, f64::max);
+        for (p32, p64) in p.params().iter().zip(truth.params()) {
+            let bound = 1e-4 * max_abs(&p64.grad) + 1e-6 * global;
+            let worst = p32.grad.iter().zip(&p64.grad).map(|(&a, &b)| (a as f64 - b).abs()).fold(0.0, f64::max);
+            assert!(worst < bound, "winograd {winograd}: {} gradient off by {worst} (bound {bound})", p64.name);
+        }
+        for (b32, b64) in p.buffers().iter().zip(truth.buffers()) {
+            for (&a, &b) in b32.value.iter().zip(&b64.value) {
+                assert!((a as f64 - b).abs() < 1e-5 * b.abs().max(1.0), "{}: {a} vs {b}", b64.name);
+            }
+        }
+        results.push(p.params().iter().map(|p| p.grad.clone()).collect::<Vec<_>>());
+    }
+    // Winograd really ran: its rounding differs from the exact products somewhere.
+    assert_ne!(results[0], results[1], "the Winograd path was not taken");
+}

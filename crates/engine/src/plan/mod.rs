@@ -670,7 +670,7 @@ impl Plan {
                     if wg.applies(&geo) {
                         let bias = k.bias.as_deref().or(b_rt.and_then(Tensor::as_f32));
                         let res = res.and_then(Tensor::as_f32);
-                        wg.run(&geo, x.as_f32().expect("checked"), bias, res, k.relu, &mut y);
+                        wg.run(&geo, x.as_f32().expect("checked"), bias, res, k.relu, false, &mut y);
                         return Ok(vec![Tensor::from_f32(geo.out_shape, y)]);
                     }
                 }

@@ -82,6 +82,7 @@ thread_local! {
 }
 
 /// A 3×3 convolution's filters in the Winograd domain.
+#[derive(Clone)]
 pub struct Winograd {
     ic: usize,
     oc: usize,
@@ -136,37 +137,35 @@ impl Winograd {
     /// Transforms filters `w` (`[OC, IC, 3, 3]` row-major).
     pub fn new(w: &[f32], oc: usize, ic: usize, min_tiles: usize) -> Winograd {
         assert_eq!(w.len(), oc * ic * 9, "filters are [OC, IC, 3, 3]");
-        // One input channel per task (in parallel: this is most of fast mode's compile time):
-        // its 36 rows `U[ξ][c][..]`, output channels innermost.
-        let rows: Vec<Vec<f32>> = (0..ic)
-            .into_par_iter()
-            .map(|c| {
-                let mut r = vec![0.0f32; POINTS * oc];
-                for o in 0..oc {
-                    let g = &w[(o * ic + c) * 9..][..9];
-                    // t = G·g (6×3), then U = t·Gᵀ (6×6), in f64.
-                    let mut t = [[0.0f64; 3]; 6];
-                    for (i, row) in t.iter_mut().enumerate() {
-                        for (j, v) in row.iter_mut().enumerate() {
-                            *v = G[i][0] * g[j] as f64 + G[i][1] * g[3 + j] as f64 + G[i][2] * g[6 + j] as f64;
-                        }
-                    }
-                    for (i, ti) in t.iter().enumerate() {
-                        for (j, gj) in G.iter().enumerate() {
-                            r[(i * 6 + j) * oc + o] = (ti[0] * gj[0] + ti[1] * gj[1] + ti[2] * gj[2]) as f32;
-                        }
-                    }
-                }
-                r
-            })
-            .collect();
-        let mut u = vec![0.0f32; POINTS * oc * ic];
-        for (c, r) in rows.iter().enumerate() {
-            for xi in 0..POINTS {
-                u[(xi * ic + c) * oc..][..oc].copy_from_slice(&r[xi * oc..][..oc]);
-            }
-        }
-        Winograd { ic, oc, min_tiles, u }
+        let mut wg = Winograd { ic, oc, min_tiles, u: vec![0.0; POINTS * oc * ic] };
+        wg.set_filters(w);
+        wg
+    }
+
+    /// A kernel for `ic` input and `oc` output channels whose filters are set later (and
+    /// may change between calls: training), with [`Self::set_filters`] or
+    /// [`Self::set_filters_transposed`]. Every call with a supported geometry runs.
+    pub(crate) fn with_channels(ic: usize, oc: usize) -> Winograd {
+        Winograd { ic, oc, min_tiles: 0, u: vec![0.0; POINTS * oc * ic] }
+    }
+
+    /// Transforms filters `w` (`[OC, IC, 3, 3]` row-major) into this kernel's `U`.
+    pub(crate) fn set_filters(&mut self, w: &[f32]) {
+        let (ic, oc) = (self.ic, self.oc);
+        assert_eq!(w.len(), oc * ic * 9, "filters are [OC, IC, 3, 3]");
+        transform_filters(&mut self.u, ic, oc, |o, c| w[(o * ic + c) * 9..][..9].try_into().expect("9 taps"));
+    }
+
+    /// Sets the filters of the convolution that computes the INPUT gradient of a stride-1
+    /// 3×3 conv with filters `w` (`[IC, OC, 3, 3]`: this kernel's output channels are `w`'s
+    /// input channels): filter `(o, c)` is `w[c, o]` rotated by 180°.
+    pub(crate) fn set_filters_transposed(&mut self, w: &[f32]) {
+        let (ic, oc) = (self.ic, self.oc);
+        assert_eq!(w.len(), oc * ic * 9, "filters are [IC, OC, 3, 3]");
+        transform_filters(&mut self.u, ic, oc, |o, c| {
+            let g = &w[(c * oc + o) * 9..][..9];
+            std::array::from_fn(|k| g[8 - k])
+        });
     }
 
     pub fn input_channels(&self) -> usize {
@@ -198,8 +197,10 @@ impl Winograd {
             && [ah, aw].iter().all(|a| a.kernel == 3 && a.stride == 1 && a.dilation == 1)
     }
 
-    /// Computes `y = relu?(conv(x) + bias + residual)` for a geometry [`Self::applies`] to;
-    /// `y` has the output's length.
+    /// Computes `y = relu?(conv(x) + bias + residual)` for a geometry [`Self::applies`] to
+    /// (with `accumulate`: `y = relu?(y + conv(x) + bias + residual)`); `y` has the output's
+    /// length.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn run(
         &self,
         g: &ConvGeometry,
@@ -207,6 +208,7 @@ impl Winograd {
         bias: Option<&[f32]>,
         residual: Option<&[f32]>,
         relu: bool,
+        accumulate: bool,
         y: &mut [f32],
     ) {
         debug_assert!(self.supports(g));
@@ -239,7 +241,7 @@ impl Winograd {
             let nb = bt.min(total - t0);
             let o0 = oi * ochunk;
             let ow_ = ochunk.min(self.oc - o0);
-            self.task(g, (th, tw), t0, nb, o0, ow_, x, bias, residual, relu, out);
+            self.task(g, (th, tw), t0, nb, o0, ow_, x, bias, residual, (relu, accumulate), out);
         };
         if threads > 1 && tasks > 1 {
             (0..tasks).into_par_iter().for_each(task);
@@ -261,7 +263,7 @@ impl Winograd {
         x: &[f32],
         bias: Option<&[f32]>,
         residual: Option<&[f32]>,
-        relu: bool,
+        (relu, accumulate): (bool, bool),
         out: OutPtr,
     ) {
         let [_, ah, aw] = &g.axes;
@@ -346,12 +348,31 @@ impl Winograd {
                             bias.map(|b| &b[o0..o0 + ocw]),
                             residual.map(|r| &r[base..]),
                             relu,
+                            accumulate,
                         );
                     }
                 }
             }
         });
     }
+}
+
+/// `U[ξ][c][o] = (G g Gᵀ)[ξ]` with `g = filter(o, c)` (3×3 row-major), in f64, into `u`
+/// (`[36, IC, OC]`). One task per row `i` of the 6×6 transform (its six `U_ξ`, contiguous):
+/// `t = G_i · g` (3 values), then `U_(i,j) = t · G_j`.
+fn transform_filters(u: &mut [f32], ic: usize, oc: usize, filter: impl Fn(usize, usize) -> [f32; 9] + Sync) {
+    u.par_chunks_mut(6 * ic * oc).zip(G.par_iter()).for_each(|(ui, gi)| {
+        for c in 0..ic {
+            for o in 0..oc {
+                let g = filter(o, c);
+                let t: [f64; 3] =
+                    std::array::from_fn(|j| gi[0] * g[j] as f64 + gi[1] * g[3 + j] as f64 + gi[2] * g[6 + j] as f64);
+                for (j, gj) in G.iter().enumerate() {
+                    ui[(j * ic + c) * oc + o] = (t[0] * gj[0] + t[1] * gj[1] + t[2] * gj[2]) as f32;
+                }
+            }
+        }
+    });
 }
 
 /// Tiles per block, 16 to 256: `V` and `M` of the block within [`BLOCK_BYTES`] or, when the
@@ -510,8 +531,9 @@ multiversion! {
 }
 
 /// Writes one output tile with the epilogue: pixel `(a, b)` of channel `o` is
-/// `relu?(res[(a·4 + b)·ocw + o] + bias[o] + residual[o·plane + a·ow + b])`, stored at
-/// `y[o·plane + a·ow + b]` for `a < rows`, `b < cols`.
+/// `relu?(res[(a·4 + b)·ocw + o] + bias[o] + residual[o·plane + a·ow + b])` (plus the
+/// current `y[o·plane + a·ow + b]` with `accumulate`), stored at `y[o·plane + a·ow + b]` for
+/// `a < rows`, `b < cols`.
 ///
 /// # Safety
 /// `y` (and `residual`, when given) must hold every such index.
@@ -528,6 +550,7 @@ unsafe fn store_tile(
     bias: Option<&[f32]>,
     residual: Option<&[f32]>,
     relu: bool,
+    accumulate: bool,
 ) {
     for a in 0..rows {
         for o in 0..ocw {
@@ -537,6 +560,10 @@ unsafe fn store_tile(
                 let mut v = res[(a * 4 + b) * ocw + o] + b0;
                 if let Some(r) = residual {
                     v += r[off + b];
+                }
+                if accumulate {
+                    // SAFETY: in bounds by the caller's contract.
+                    v += unsafe { *y.add(off + b) };
                 }
                 if relu {
                     v = v.max(0.0);

@@ -5,6 +5,11 @@
 //! `1 / sqrt(var + ε)` for backward; the running statistics are updated by the program, not
 //! here. Inference mode uses the running statistics, which then are constants.
 //!
+//! With `relu` the node is BatchNormalization followed by its only consumer, a Relu (fused by
+//! the program): forward writes `max(y, 0)` directly, so the BN output is never stored nor
+//! read again; backward receives `dy` already masked by the program (from the fused output:
+//! `max(y, 0) > 0 ⇔ y > 0`).
+//!
 //! Channel reductions run one channel per task in a fixed order, so they do not depend on
 //! the thread count: each `[n, c]` plane is summed in `T` over 8 interleaved lanes (so the
 //! loop vectorises; converting every element to f64 made the pass several times slower),
@@ -82,8 +87,18 @@ fn per_channel<R: Send>(d: BnDims, f: impl Fn(usize) -> R + Sync + Send) -> Vec<
     (0..d.c).into_par_iter().map(f).collect()
 }
 
-/// Training-mode forward: `y = γ · (x − μ_B) / sqrt(σ²_B + ε) + β`; returns the statistics.
-pub(crate) fn forward_train<T: Real>(d: BnDims, x: &[T], gamma: &[T], beta: &[T], eps: f64, y: &mut [T]) -> BatchStats {
+/// Training-mode forward: `y = γ · (x − μ_B) / sqrt(σ²_B + ε) + β` (`max(y, 0)` with
+/// `relu`); returns the statistics.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn forward_train<T: Real>(
+    d: BnDims,
+    x: &[T],
+    gamma: &[T],
+    beta: &[T],
+    eps: f64,
+    relu: bool,
+    y: &mut [T],
+) -> BatchStats {
     let count = d.count() as f64;
     let moments = per_channel(d, |ch| {
         let mut sum = 0.0f64;
@@ -108,11 +123,11 @@ pub(crate) fn forward_train<T: Real>(d: BnDims, x: &[T], gamma: &[T], beta: &[T]
     let inv_std: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
     let scale: Vec<T> = (0..d.c).map(|ch| T::from_f64(gamma[ch].to_f64() * inv_std[ch])).collect();
     let shift: Vec<T> = (0..d.c).map(|ch| T::from_f64(beta[ch].to_f64() - mean[ch] * scale[ch].to_f64())).collect();
-    affine(d, x, &scale, &shift, y);
+    affine(d, x, &scale, &shift, relu, y);
     BatchStats { mean, var, inv_std }
 }
 
-/// Inference-mode forward with running statistics.
+/// Inference-mode forward with running statistics (`max(y, 0)` with `relu`).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn forward_inference<T: Real>(
     d: BnDims,
@@ -122,10 +137,11 @@ pub(crate) fn forward_inference<T: Real>(
     mean: &[T],
     var: &[T],
     eps: f64,
+    relu: bool,
     y: &mut [T],
 ) {
     let (scale, shift) = inference_affine(d, gamma, beta, mean, var, eps);
-    affine(d, x, &scale, &shift, y);
+    affine(d, x, &scale, &shift, relu, y);
 }
 
 /// The per-channel `(scale, shift)` of inference mode.
@@ -135,14 +151,21 @@ fn inference_affine<T: Real>(d: BnDims, gamma: &[T], beta: &[T], mean: &[T], var
     (scale, shift)
 }
 
-/// `y = scale[c] · x + shift[c]`, one plane per task.
-fn affine<T: Real>(d: BnDims, x: &[T], scale: &[T], shift: &[T], y: &mut [T]) {
+/// `y = scale[c] · x + shift[c]` (`max(…, 0)` with `relu`), one plane per task.
+fn affine<T: Real>(d: BnDims, x: &[T], scale: &[T], shift: &[T], relu: bool, y: &mut [T]) {
     if d.plane == 0 {
         return;
     }
     y.par_chunks_mut(d.plane).zip(x.par_chunks(d.plane)).enumerate().for_each(|(i, (yp, xp))| {
         let (s, b) = (scale[i % d.c], shift[i % d.c]);
-        yp.iter_mut().zip(xp).for_each(|(y, &x)| *y = s * x + b);
+        if relu {
+            yp.iter_mut().zip(xp).for_each(|(y, &x)| {
+                let v = s * x + b;
+                *y = v.keep_if(v > T::ZERO);
+            });
+        } else {
+            yp.iter_mut().zip(xp).for_each(|(y, &x)| *y = s * x + b);
+        }
     });
 }
 

@@ -24,6 +24,7 @@ use rayon::prelude::*;
 
 use crate::ops::conv::ConvGeometry;
 use crate::ops::padding::Axis;
+use crate::plan::winograd::{self, Winograd};
 use crate::train::real::{matmul, matmul_parallel, MatRef, Real};
 
 /// Output planes below this many positions may use the batched column matrix.
@@ -134,6 +135,26 @@ fn tap_spans(axis: &Axis) -> Vec<(usize, usize, usize)> {
         .collect()
 }
 
+/// For stride 1 along both axes and an output row as wide as the input row (a "same" conv
+/// along W): output position `f = j·ow + o` of a tap reads input element `f + delta` of the
+/// plane for every valid `(j, o)`, so the rows `hlo..hhi` are one shifted copy. Returns
+/// `delta` (given the first valid output row `hlo` and its input row `ih0`, the first valid
+/// column `wlo` and its input column `iw0`).
+fn contiguous_shift(ah: &Axis, aw: &Axis, (hlo, ih0): (usize, usize), (wlo, iw0): (usize, usize)) -> Option<isize> {
+    (ah.stride == 1 && aw.stride == 1 && aw.output == aw.input)
+        .then(|| (ih0 as isize - hlo as isize) * aw.input as isize + iw0 as isize - wlo as isize)
+}
+
+/// `dst[i] = src[i + start]`, zero where `i + start` falls outside `src`.
+fn shifted_copy<T: Real>(dst: &mut [T], src: &[T], start: isize) {
+    let len = dst.len() as isize;
+    let lo = (-start).clamp(0, len) as usize;
+    let hi = (src.len() as isize - start).clamp(lo as isize, len) as usize;
+    dst[..lo].fill(T::ZERO);
+    dst[hi..].fill(T::ZERO);
+    dst[lo..hi].copy_from_slice(&src[(lo as isize + start) as usize..][..hi - lo]);
+}
+
 /// The im2col matrix of `channels` input planes (`x`, contiguous) into `col`
 /// (`[channels · kernel volume, out_plane]`, row `r` at `col[r·rs + off..]`); taps in the
 /// padding read 0.
@@ -163,6 +184,16 @@ fn im2col<T: Real>(x: &[T], channels: usize, axes: &[Axis; 3], col: &mut [T], rs
                         block[..hlo * ow_n].fill(T::ZERO);
                         block[hhi * ow_n..].fill(T::ZERO);
                         let xd = &xc[id * ah.input * aw.input..][..ah.input * aw.input];
+                        if let Some(delta) = contiguous_shift(ah, aw, (hlo, ih0), (wlo, iw0)) {
+                            // One copy for rows hlo..hhi, then zeros in the padding columns.
+                            let rows = &mut block[hlo * ow_n..hhi * ow_n];
+                            shifted_copy(rows, xd, (hlo * ow_n) as isize + delta);
+                            for line in rows.chunks_exact_mut(ow_n) {
+                                line[..wlo].fill(T::ZERO);
+                                line[whi..].fill(T::ZERO);
+                            }
+                            continue;
+                        }
                         for (j, line) in block[hlo * ow_n..hhi * ow_n].chunks_exact_mut(ow_n).enumerate() {
                             let ih = ih0 + j * ah.stride;
                             let xr = &xd[ih * aw.input..][..aw.input];
@@ -183,9 +214,49 @@ fn im2col<T: Real>(x: &[T], channels: usize, axes: &[Axis; 3], col: &mut [T], rs
     }
 }
 
+/// Zeroes the entries of `col` (laid out as [`im2col`]'s) that lie in the padding columns of
+/// the rows a [`contiguous_shift`] tap reads, so that [`col2im_add`] may add them along with
+/// their valid neighbours: every row's first `len` entries (whole output planes, e.g. several
+/// images' columns). Nothing to do for other geometries.
+fn zero_padding_columns<T: Real>(col: &mut [T], channels: usize, axes: &[Axis; 3], rs: usize, len: usize) {
+    let [ad, ah, aw] = axes;
+    let ow_n = aw.output;
+    let (h_spans, w_spans) = (tap_spans(ah), tap_spans(aw));
+    let mut row = 0;
+    for _ in 0..channels * ad.kernel {
+        for &(hlo, hhi, ih0) in &h_spans {
+            for &(wlo, whi, iw0) in &w_spans {
+                let block = &mut col[row * rs..][..len];
+                row += 1;
+                if hlo >= hhi || wlo >= whi || (wlo == 0 && whi == ow_n) {
+                    continue;
+                }
+                if contiguous_shift(ah, aw, (hlo, ih0), (wlo, iw0)).is_none() {
+                    return;
+                }
+                for plane in block.chunks_exact_mut(ah.output * ow_n) {
+                    for line in plane[hlo * ow_n..hhi * ow_n].chunks_exact_mut(ow_n) {
+                        line[..wlo].fill(T::ZERO);
+                        line[whi..].fill(T::ZERO);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The adjoint of [`im2col`]: adds every entry of `col` into the input element it was read
-/// from (entries in the padding are dropped).
-fn col2im_add<T: Real>(col: &[T], channels: usize, axes: &[Axis; 3], dx: &mut [T], rs: usize, off: usize) {
+/// from (entries in the padding are dropped). With `zeroed`, [`zero_padding_columns`] has run
+/// on `col`.
+fn col2im_add<T: Real>(
+    col: &[T],
+    channels: usize,
+    axes: &[Axis; 3],
+    dx: &mut [T],
+    rs: usize,
+    off: usize,
+    zeroed: bool,
+) {
     let [ad, ah, aw] = axes;
     let in_plane = ad.input * ah.input * aw.input;
     let (oh_n, ow_n) = (ah.output, aw.output);
@@ -205,6 +276,16 @@ fn col2im_add<T: Real>(col: &[T], channels: usize, axes: &[Axis; 3], dx: &mut [T
                     for (od, block) in src.chunks_exact(oh_n * ow_n).enumerate() {
                         let Some(id) = ad.input_index(od, kd) else { continue };
                         let xd = &mut dxc[id * ah.input * aw.input..][..ah.input * aw.input];
+                        if let (true, Some(delta)) =
+                            (zeroed || (wlo == 0 && whi == ow_n), contiguous_shift(ah, aw, (hlo, ih0), (wlo, iw0)))
+                        {
+                            // One contiguous add from the first valid entry to the last: the
+                            // padding columns between them hold zeros.
+                            let (f0, f1) = (hlo * ow_n + wlo, (hhi - 1) * ow_n + whi);
+                            let dst = &mut xd[(f0 as isize + delta) as usize..][..f1 - f0];
+                            dst.iter_mut().zip(&block[f0..f1]).for_each(|(x, &v)| *x += v);
+                            continue;
+                        }
                         for (j, line) in block[hlo * ow_n..hhi * ow_n].chunks_exact(ow_n).enumerate() {
                             let ih = ih0 + j * ah.stride;
                             let xr = &mut xd[ih * aw.input..][..aw.input];
@@ -222,6 +303,90 @@ fn col2im_add<T: Real>(col: &[T], channels: usize, axes: &[Axis; 3], dx: &mut [T
                 }
             }
         }
+    }
+}
+
+/// Fewest input and output channels for which training runs a conv as Winograd. Measured
+/// (`RESNET_TRAIN_PROFILE=1 resnet train bench`, 2 threads, forward ms exact → Winograd):
+/// mnist-v1 at batch 128, 16 channels on 28×28 4.4 → 5.7, 32 on 14×14 4.1 → 4.5; ResNet-18
+/// at batch 32, 64 on 56×56 40 → 31, 128 on 28×28 33 → 22, 256 on 14×14 31 → 31.
+const TRAIN_MIN_CHANNELS: usize = 64;
+/// Smallest output side for Winograd in training: on mnist-v1's 7×7 (64 channels, tiles
+/// 77 % used) and 4×4 (128 channels) layers it measured 3.3 → 3.6 and 4.4 → 4.8 ms.
+const TRAIN_MIN_SIDE: usize = 14;
+
+/// Whether an f32 call with this geometry runs its forward and input gradient as Winograd:
+/// group 1, 3×3 with stride and dilation 1 and pads of at most 2 over a 2-D plane, at
+/// least [`TRAIN_MIN_CHANNELS`] channels, at most the inference plan's
+/// [`winograd::MAX_CHANNEL_PRODUCT`], an output of at least [`TRAIN_MIN_SIDE`] a side and
+/// at least [`winograd::MIN_TILES`] output tiles.
+pub(crate) fn winograd_applies(g: &ConvGeometry) -> bool {
+    let [ad, ah, aw] = &g.axes;
+    let tiles = g.n * ah.output.div_ceil(4) * aw.output.div_ceil(4);
+    g.group == 1
+        && g.c.min(g.m) >= TRAIN_MIN_CHANNELS.max(winograd::MIN_CHANNELS)
+        && ah.output.min(aw.output) >= TRAIN_MIN_SIDE
+        && g.c * g.m <= winograd::MAX_CHANNEL_PRODUCT
+        && *ad == Axis::UNIT
+        && [ah, aw]
+            .iter()
+            .all(|a| a.kernel == 3 && a.stride == 1 && a.dilation == 1 && a.pad_begin <= 2 && a.pad_end <= 2)
+        && tiles >= winograd::MIN_TILES
+}
+
+/// The geometry of the input gradient of a conv [`winograd_applies`] to, as a forward conv:
+/// `dY [N, M, oh, ow]` convolved with the transposed, rotated filters (`[C, M, 3, 3]`),
+/// padded by `2 − pad`, gives `dX [N, C, h, w]`.
+fn transposed_geometry(g: &ConvGeometry) -> ConvGeometry {
+    let flip = |a: &Axis| Axis {
+        input: a.output,
+        output: a.input,
+        kernel: 3,
+        stride: 1,
+        dilation: 1,
+        pad_begin: 2 - a.pad_begin,
+        pad_end: 2 - a.pad_end,
+    };
+    let [ad, ah, aw] = &g.axes;
+    ConvGeometry {
+        n: g.n,
+        c: g.m,
+        m: g.c,
+        group: 1,
+        axes: [*ad, flip(ah), flip(aw)],
+        out_shape: vec![g.n, g.c, ah.input, aw.input],
+    }
+}
+
+/// The Winograd kernels of one conv node (see the module docs), kept across steps.
+#[derive(Debug, Clone)]
+pub(crate) struct FastConv {
+    forward: Winograd,
+    input_grad: Winograd,
+}
+
+impl FastConv {
+    pub(crate) fn new(g: &ConvGeometry) -> FastConv {
+        FastConv { forward: Winograd::with_channels(g.c, g.m), input_grad: Winograd::with_channels(g.m, g.c) }
+    }
+
+    /// Whether this node's kernels fit the call (the channel counts of the first call).
+    pub(crate) fn fits(&self, g: &ConvGeometry) -> bool {
+        self.forward.input_channels() == g.c && self.forward.output_channels() == g.m
+    }
+
+    /// `y = conv(x, w) + b` for a geometry [`winograd_applies`] to.
+    pub(crate) fn forward(&mut self, g: &ConvGeometry, x: &[f32], w: &[f32], b: Option<&[f32]>, y: &mut [f32]) {
+        debug_assert!(winograd_applies(g) && self.fits(g));
+        self.forward.set_filters(w);
+        self.forward.run(g, x, b, None, false, false, y);
+    }
+
+    /// `dx = conv(dy, rot180(wᵀ))`, or added to `dx` unless `fresh`.
+    pub(crate) fn input_grad(&mut self, g: &ConvGeometry, w: &[f32], dy: &[f32], dx: &mut [f32], fresh: bool) {
+        debug_assert!(winograd_applies(g) && self.fits(g));
+        self.input_grad.set_filters_transposed(w);
+        self.input_grad.run(&transposed_geometry(g), dy, None, None, false, !fresh, dx);
     }
 }
 
@@ -498,12 +663,13 @@ fn backward_per_image<T: Real>(
                         } else {
                             let dcol = at_least(col, kg * cols);
                             matmul(kg, cols, mg, dcol, cols, false, a, b, T::ONE);
+                            zero_padding_columns(dcol, cg, &d.axes, cols, cols);
                             for i in 0..cs {
                                 let dx_g = &mut dx_r[dx_at(i)..][..cg * d.in_plane];
                                 if dx_fresh {
                                     dx_g.fill(T::ZERO);
                                 }
-                                col2im_add(dcol, cg, &d.axes, dx_g, cols, i * p);
+                                col2im_add(dcol, cg, &d.axes, dx_g, cols, i * p, true);
                             }
                         }
                     }
@@ -599,12 +765,16 @@ fn backward_batched<T: Real>(
     if let Some(dx) = dx {
         let dcol = at_least(&mut scratch.dcol, kg * cols);
         matmul_parallel(kg, cols, d.m, dcol, cols, false, MatRef::new(w, kg, true), dym_ref);
+        let kv = kg / d.c.max(1);
+        if kv > 0 {
+            dcol.par_chunks_mut(kv * cols).for_each(|rows| zero_padding_columns(rows, 1, &d.axes, cols, cols));
+        }
         let dcol: &[T] = dcol;
         dx.par_chunks_mut(d.c * d.in_plane).enumerate().for_each(|(img, dx_img)| {
             if dx_fresh {
                 dx_img.fill(T::ZERO);
             }
-            col2im_add(dcol, d.c, &d.axes, dx_img, cols, img * p);
+            col2im_add(dcol, d.c, &d.axes, dx_img, cols, img * p, true);
         });
     }
 }

@@ -85,6 +85,10 @@ pub struct TrainConfig {
     pub held_out: f64,
     /// Stop each epoch after this many batches (quick experiments and tests).
     pub max_batches_per_epoch: Option<usize>,
+    /// Winograd for the large 3×3 stride-1 convs ([`TrainOptions::winograd`], `--mode
+    /// fast`). Not written when off, so checkpoints of exact runs read as before.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub winograd: bool,
 }
 
 /// How a run uses the machine (not part of the result's identity, except that `threads`
@@ -237,6 +241,7 @@ pub fn train(config: &TrainConfig, run: &RunOptions, observer: &mut dyn Observer
         label_smoothing: config.label_smoothing,
         frozen: setup.frozen.clone(),
         seed: config.seed,
+        winograd: config.winograd,
         ..TrainOptions::default()
     };
     let program_graph = setup.backbone.as_ref().map_or(&setup.graph, |b| &b.head_graph);
@@ -776,6 +781,8 @@ pub struct TrainBench {
     pub input_size: usize,
     pub classes: usize,
     pub threads: usize,
+    /// `exact` or `fast` (Winograd).
+    pub mode: &'static str,
     pub steps: usize,
     pub images_per_sec: f64,
     pub ms_per_step_median: f64,
@@ -784,7 +791,14 @@ pub struct TrainBench {
 }
 
 /// Times `steps` NAG steps of `spec` at `batch_size` (see [`TrainBench`]).
-pub fn bench(spec: &ArchSpec, batch_size: usize, threads: usize, steps: usize, warmup: usize) -> Result<TrainBench> {
+pub fn bench(
+    spec: &ArchSpec,
+    batch_size: usize,
+    threads: usize,
+    steps: usize,
+    warmup: usize,
+    winograd: bool,
+) -> Result<TrainBench> {
     if steps == 0 || batch_size == 0 {
         return Err(TrainRunError::Config("--steps and --batch-size must be at least 1".into()));
     }
@@ -792,7 +806,7 @@ pub fn bench(spec: &ArchSpec, batch_size: usize, threads: usize, steps: usize, w
     let shape = [batch_size, spec.in_channels, spec.input_size, spec.input_size];
     graph.set_input_shape(0, shape.iter().map(|&d| Dim::Known(d)).collect());
     graph.infer_facts()?;
-    let mut program = TrainProgram::<f32>::new(&graph, TrainOptions { threads, ..TrainOptions::default() })?;
+    let mut program = TrainProgram::<f32>::new(&graph, TrainOptions { threads, winograd, ..TrainOptions::default() })?;
     let mut optimizer = Optimizer::new(
         OptimizerConfig { kind: OptimizerKind::Nag, momentum: 0.9, weight_decay: 1e-4, no_wd_bias_norm: false },
         program.params(),
@@ -818,6 +832,7 @@ pub fn bench(spec: &ArchSpec, batch_size: usize, threads: usize, steps: usize, w
         input_size: spec.input_size,
         classes: spec.classes,
         threads,
+        mode: if winograd { "fast" } else { "exact" },
         steps,
         images_per_sec: batch_size as f64 / (median / 1e3),
         ms_per_step_median: median,
