@@ -188,5 +188,10 @@ fn bad_usage_is_one_line_and_touches_nothing() {
     other.extend(["--resume", "--lr", "0.5"]);
     let err = error_line(&other);
     assert!(err.contains("lr") && err.contains("0.5"), "{err}");
+    // The conv arithmetic is part of the configuration too.
+    let mut fast = args.clone();
+    fast.extend(["--resume", "--mode", "fast"]);
+    let err = error_line(&fast);
+    assert!(err.contains("winograd"), "{err}");
     assert_eq!(std::fs::read(out.join("checkpoint.safetensors")).unwrap(), before);
 }
