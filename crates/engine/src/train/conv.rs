@@ -604,7 +604,9 @@ pub(crate) fn backward<T: Real>(
         // dW (and dB) per image, then dX as a forward conv of dY: a GEMM over C_out·9 rows
         // instead of one over C_out producing C_in·9 rows for col2im.
         let dx = dx.expect("checked");
-        backward_per_image(d, x, w, dy, None, false, dw, db, scratch);
+        if dw.is_some() || db.is_some() {
+            backward_per_image(d, x, w, dy, None, false, dw, db, scratch);
+        }
         let mut w_t = std::mem::take(&mut scratch.w_t);
         rotate_transpose(w, d.m, d.c, &mut w_t);
         forward_per_image(&tg, dy, &w_t, None, dx, !dx_fresh, scratch);
