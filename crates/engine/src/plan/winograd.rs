@@ -143,8 +143,8 @@ impl Winograd {
     }
 
     /// A kernel for `ic` input and `oc` output channels whose filters are set later (and
-    /// may change between calls: training), with [`Self::set_filters`] or
-    /// [`Self::set_filters_transposed`]. Every call with a supported geometry runs.
+    /// may change between calls: training), with [`Self::set_filters`]. Every call with a
+    /// supported geometry runs.
     pub(crate) fn with_channels(ic: usize, oc: usize) -> Winograd {
         Winograd { ic, oc, min_tiles: 0, u: vec![0.0; POINTS * oc * ic] }
     }
@@ -154,18 +154,6 @@ impl Winograd {
         let (ic, oc) = (self.ic, self.oc);
         assert_eq!(w.len(), oc * ic * 9, "filters are [OC, IC, 3, 3]");
         transform_filters(&mut self.u, ic, oc, |o, c| w[(o * ic + c) * 9..][..9].try_into().expect("9 taps"));
-    }
-
-    /// Sets the filters of the convolution that computes the INPUT gradient of a stride-1
-    /// 3×3 conv with filters `w` (`[IC, OC, 3, 3]`: this kernel's output channels are `w`'s
-    /// input channels): filter `(o, c)` is `w[c, o]` rotated by 180°.
-    pub(crate) fn set_filters_transposed(&mut self, w: &[f32]) {
-        let (ic, oc) = (self.ic, self.oc);
-        assert_eq!(w.len(), oc * ic * 9, "filters are [IC, OC, 3, 3]");
-        transform_filters(&mut self.u, ic, oc, |o, c| {
-            let g = &w[(c * oc + o) * 9..][..9];
-            std::array::from_fn(|k| g[8 - k])
-        });
     }
 
     pub fn input_channels(&self) -> usize {

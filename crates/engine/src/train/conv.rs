@@ -170,8 +170,13 @@ fn tap_spans(axis: &Axis) -> Vec<(usize, usize, usize)> {
 /// `delta` (given the first valid output row `hlo` and its input row `ih0`, the first valid
 /// column `wlo` and its input column `iw0`).
 fn contiguous_shift(ah: &Axis, aw: &Axis, (hlo, ih0): (usize, usize), (wlo, iw0): (usize, usize)) -> Option<isize> {
-    (ah.stride == 1 && aw.stride == 1 && aw.output == aw.input)
-        .then(|| (ih0 as isize - hlo as isize) * aw.input as isize + iw0 as isize - wlo as isize)
+    rows_contiguous(ah, aw).then(|| (ih0 as isize - hlo as isize) * aw.input as isize + iw0 as isize - wlo as isize)
+}
+
+/// Stride 1 along both axes and output rows as wide as the input rows: where
+/// [`contiguous_shift`] applies.
+fn rows_contiguous(ah: &Axis, aw: &Axis) -> bool {
+    ah.stride == 1 && aw.stride == 1 && aw.output == aw.input
 }
 
 /// `dst[i] = src[i + start]`, zero where `i + start` falls outside `src`.
@@ -249,19 +254,19 @@ fn im2col<T: Real>(x: &[T], channels: usize, axes: &[Axis; 3], col: &mut [T], rs
 /// images' columns). Nothing to do for other geometries.
 fn zero_padding_columns<T: Real>(col: &mut [T], channels: usize, axes: &[Axis; 3], rs: usize, len: usize) {
     let [ad, ah, aw] = axes;
+    if !rows_contiguous(ah, aw) {
+        return;
+    }
     let ow_n = aw.output;
     let (h_spans, w_spans) = (tap_spans(ah), tap_spans(aw));
     let mut row = 0;
     for _ in 0..channels * ad.kernel {
-        for &(hlo, hhi, ih0) in &h_spans {
-            for &(wlo, whi, iw0) in &w_spans {
+        for &(hlo, hhi, _) in &h_spans {
+            for &(wlo, whi, _) in &w_spans {
                 let block = &mut col[row * rs..][..len];
                 row += 1;
                 if hlo >= hhi || wlo >= whi || (wlo == 0 && whi == ow_n) {
                     continue;
-                }
-                if contiguous_shift(ah, aw, (hlo, ih0), (wlo, iw0)).is_none() {
-                    return;
                 }
                 for plane in block.chunks_exact_mut(ah.output * ow_n) {
                     for line in plane[hlo * ow_n..hhi * ow_n].chunks_exact_mut(ow_n) {
@@ -275,17 +280,9 @@ fn zero_padding_columns<T: Real>(col: &mut [T], channels: usize, axes: &[Axis; 3
 }
 
 /// The adjoint of [`im2col`]: adds every entry of `col` into the input element it was read
-/// from (entries in the padding are dropped). With `zeroed`, [`zero_padding_columns`] has run
-/// on `col`.
-fn col2im_add<T: Real>(
-    col: &[T],
-    channels: usize,
-    axes: &[Axis; 3],
-    dx: &mut [T],
-    rs: usize,
-    off: usize,
-    zeroed: bool,
-) {
+/// from (entries in the padding are dropped). [`zero_padding_columns`] must have run on `col`
+/// (the rows of stride-1 same-width convs are added as one run, padding columns included).
+fn col2im_add<T: Real>(col: &[T], channels: usize, axes: &[Axis; 3], dx: &mut [T], rs: usize, off: usize) {
     let [ad, ah, aw] = axes;
     let in_plane = ad.input * ah.input * aw.input;
     let (oh_n, ow_n) = (ah.output, aw.output);
@@ -305,9 +302,7 @@ fn col2im_add<T: Real>(
                     for (od, block) in src.chunks_exact(oh_n * ow_n).enumerate() {
                         let Some(id) = ad.input_index(od, kd) else { continue };
                         let xd = &mut dxc[id * ah.input * aw.input..][..ah.input * aw.input];
-                        if let (true, Some(delta)) =
-                            (zeroed || (wlo == 0 && whi == ow_n), contiguous_shift(ah, aw, (hlo, ih0), (wlo, iw0)))
-                        {
+                        if let Some(delta) = contiguous_shift(ah, aw, (hlo, ih0), (wlo, iw0)) {
                             // One contiguous add from the first valid entry to the last: the
                             // padding columns between them hold zeros.
                             let (f0, f1) = (hlo * ow_n + wlo, (hhi - 1) * ow_n + whi);
@@ -392,11 +387,17 @@ fn transposed_geometry(g: &ConvGeometry) -> ConvGeometry {
 pub(crate) struct FastConv {
     forward: Winograd,
     input_grad: Winograd,
+    /// The input-gradient conv's filters ([`rotate_transpose`]).
+    w_t: Vec<f32>,
 }
 
 impl FastConv {
     pub(crate) fn new(g: &ConvGeometry) -> FastConv {
-        FastConv { forward: Winograd::with_channels(g.c, g.m), input_grad: Winograd::with_channels(g.m, g.c) }
+        FastConv {
+            forward: Winograd::with_channels(g.c, g.m),
+            input_grad: Winograd::with_channels(g.m, g.c),
+            w_t: Vec::new(),
+        }
     }
 
     /// Whether this node's kernels fit the call (the channel counts of the first call).
@@ -414,7 +415,8 @@ impl FastConv {
     /// `dx = conv(dy, rot180(wᵀ))`, or added to `dx` unless `fresh`.
     pub(crate) fn input_grad(&mut self, g: &ConvGeometry, w: &[f32], dy: &[f32], dx: &mut [f32], fresh: bool) {
         debug_assert!(winograd_applies(g) && self.fits(g));
-        self.input_grad.set_filters_transposed(w);
+        rotate_transpose(w, g.m, g.c, &mut self.w_t);
+        self.input_grad.set_filters(&self.w_t[..w.len()]);
         self.input_grad.run(&transposed_geometry(g), dy, None, None, false, !fresh, dx);
     }
 }
@@ -739,7 +741,7 @@ fn backward_per_image<T: Real>(
                                 if dx_fresh {
                                     dx_g.fill(T::ZERO);
                                 }
-                                col2im_add(dcol, cg, &d.axes, dx_g, cols, i * p, true);
+                                col2im_add(dcol, cg, &d.axes, dx_g, cols, i * p);
                             }
                         }
                     }
@@ -844,7 +846,7 @@ fn backward_batched<T: Real>(
             if dx_fresh {
                 dx_img.fill(T::ZERO);
             }
-            col2im_add(dcol, d.c, &d.axes, dx_img, cols, img * p, true);
+            col2im_add(dcol, d.c, &d.axes, dx_img, cols, img * p);
         });
     }
 }

@@ -47,7 +47,8 @@ pub trait Real:
     fn exp(self) -> Self;
     fn max(self, other: Self) -> Self;
     /// `self` where `keep`, else `+0.0` — a bitwise AND with a mask, which vectorises where a
-    /// select of two floats did not (4× slower in a BN backward loop).
+    /// select of two floats did not (a masked channel sum over L1-resident data measured 4×
+    /// slower with the select, 2× with the mask, against the unmasked sum).
     fn keep_if(self, keep: bool) -> Self;
 
     /// `s` as `f32`s when `Self` is `f32` (for the f32-only kernels, e.g. Winograd).

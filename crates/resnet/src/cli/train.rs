@@ -98,10 +98,11 @@ pub struct Args {
     max_batches: Option<usize>,
     /// Conv arithmetic. `exact`: im2col products (the default). `fast`: the forward and
     /// input-gradient products of 3×3 stride-1 convs with 64–256 channels and outputs of at
-    /// least 14×14 run as Winograd F(4×4,3×3) — ResNet-18 at 224: 1.3–1.5× faster on those
-    /// layers, about 10 % per step; gradients of a zoo ResNet-18 step within 7.0e-5 of
-    /// PyTorch's (exact: 1.7e-5). Opt-in: it changes float32 rounding and has not been shown
-    /// accuracy-neutral over a whole training run. MNIST-size networks are unaffected.
+    /// least 14×14 run as Winograd F(4×4,3×3) — ResNet-18 at 224, batch 32: 1.3–1.5× faster
+    /// on those layers, 7–13 % more images/s per step (TRAINING.md); gradients of a zoo
+    /// ResNet-18 step within 7.0e-5 of PyTorch's (exact: 1.7e-5). Opt-in: it changes float32
+    /// rounding and has not been shown accuracy-neutral over a whole training run. MNIST-size
+    /// networks are unaffected. `--resume` must repeat the mode.
     #[arg(long, value_enum, default_value_t = ModeChoice::Exact)]
     mode: ModeChoice,
     /// Kernel threads (default: all cores).
