@@ -156,6 +156,75 @@ proptest! {
     }
 }
 
+/// Shapes for the direct stride-1 kernel (AVX-512 CPUs): channel counts that span several
+/// 32-channel K chunks and partial 8-filter blocks, kernels up to 5×5 (some 1×k or k×1),
+/// dilation, asymmetric pads, planes narrower and wider than one 32/48-position strip.
+fn direct_case() -> impl Strategy<Value = ConvCase> {
+    (
+        (1usize..=3, 1usize..=70, 1usize..=40),
+        (
+            (1usize..=20, 1usize..=5, 1usize..=2, 0usize..=3, 0usize..=3),
+            (1usize..=20, 1usize..=5, 1usize..=2, 0usize..=3, 0usize..=3),
+        ),
+        (any::<bool>(), any::<bool>(), any::<bool>(), 1usize..=3),
+    )
+        .prop_map(|((n, cin, m), (ah, aw), (bias, residual, relu, threads))| {
+            let fit = |(len, k, d, pb, pe): (usize, usize, usize, usize, usize)| {
+                let k = if (k - 1) * d + 1 > len + pb + pe { 1 } else { k };
+                (len, k, d, pb, pe)
+            };
+            let (ah, mut aw) = (fit(ah), fit(aw));
+            if ah.1 * aw.1 == 1 {
+                // 1×1 convs stay on the GEMM path; make this one 1×2 at least.
+                aw = (aw.0.max(2), 2, 1, aw.3, aw.4);
+            }
+            ConvCase {
+                n,
+                c_per_group: cin,
+                m_per_group: m,
+                group: 1,
+                spatial: vec![ah.0, aw.0],
+                kernel: vec![ah.1, aw.1],
+                stride: vec![1, 1],
+                dilation: vec![ah.2, aw.2],
+                pads: vec![ah.3, aw.3, ah.4, aw.4],
+                bias,
+                const_weights: true,
+                residual,
+                relu,
+                threads,
+            }
+        })
+}
+
+fn has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// The direct kernel (on CPUs with AVX-512; elsewhere the same cases check the im2col
+    /// path) against the reference interpreter.
+    #[test]
+    fn direct_stride1_conv_matches_the_reference(c in direct_case()) {
+        let (g, feeds) = conv_graph(&c);
+        let want = exec::run(&g, feeds.clone()).expect("reference runs");
+        let plan = Plan::compile(&g, &PlanOptions { threads: c.threads, ..PlanOptions::default() }).expect("compiles");
+        let kind = &plan.step_summaries()[0].kind;
+        prop_assert_eq!(kind.ends_with("direct"), has_avx512(), "{}", kind);
+        let got = plan.run(feeds).expect("plan runs");
+        assert_close(&got, &want, 1e-5, &format!("{c:?}"));
+    }
+}
+
 #[test]
 fn wide_conv_splits_into_panels_and_matches_the_reference() {
     // 3×3 pad 1 over 40×40 with 80 input channels: K = 720, so several column panels; also

@@ -17,6 +17,7 @@ use rayon::prelude::*;
 use crate::error::OpError;
 use crate::ops::conv::{conv_geometry, ConvGeometry};
 use crate::ops::padding::{Axis, Window};
+use crate::plan::direct::DirectConv;
 use crate::plan::kernels;
 
 /// Budget of one im2col panel, in floats: 128 Ki floats = 512 KiB, half of a Zen 4 core's
@@ -46,6 +47,9 @@ pub struct ConvKernel {
     /// Bias `[M]` when constant.
     pub bias: Option<Vec<f32>>,
     pub relu: bool,
+    /// The direct kernel for stride-1 2-D convs wider than 1×1 on AVX-512 CPUs
+    /// ([`DirectConv`]); calls it does not apply to run the im2col path.
+    pub direct: Option<Box<DirectConv>>,
 }
 
 /// Raw output pointer shared by the tiles; each tile writes a disjoint set of rows segments.
@@ -57,6 +61,18 @@ unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
 impl ConvKernel {
+    /// Adds the direct kernel when the conv is 2-D, stride 1, ungrouped, wider than 1×1
+    /// (1×1 convs are plain GEMMs) and its filters are constant, on a CPU that runs it.
+    pub fn with_direct(mut self) -> ConvKernel {
+        let stride1 = self.window.strides.as_ref().is_none_or(|s| s.iter().all(|&v| v == 1));
+        if let (Some(w), Some(s)) = (&self.weights, &self.w_shape) {
+            if self.group == 1 && stride1 && s.len() == 4 && s[2] * s[3] > 1 {
+                self.direct = DirectConv::new(w, s).map(Box::new);
+            }
+        }
+        self
+    }
+
     /// Checks X's and W's shapes (and B's length) and resolves the geometry.
     pub(crate) fn geometry(
         &self,
@@ -78,8 +94,12 @@ impl ConvKernel {
         residual: Option<&[f32]>,
         y: &mut [f32],
     ) {
-        let w = self.weights.as_deref().unwrap_or(w);
         let bias = self.bias.as_deref().or(bias);
+        if let Some(d) = self.direct.as_deref().filter(|d| d.applies(g)) {
+            d.run(g, x, bias, residual, self.relu, y);
+            return;
+        }
+        let w = self.weights.as_deref().unwrap_or(w);
         let (in_plane, p) = (g.input_plane(), g.output_plane());
         let (cg, mg) = (g.c / self.group, g.m / self.group);
         let kg = cg * g.kernel_volume();

@@ -19,6 +19,7 @@
 //! single-threaded inside a tile, never nested.
 
 pub mod conv;
+pub mod direct;
 pub mod kernels;
 pub mod winograd;
 
@@ -296,7 +297,16 @@ impl Plan {
                         }
                     }
                     let (cur, relu) = fuse_relu(cur, &mut skip, &mut fused);
-                    let kernel = ConvKernel { window: c.window.clone(), group: c.group, weights, w_shape, bias, relu };
+                    let kernel = ConvKernel {
+                        window: c.window.clone(),
+                        group: c.group,
+                        weights,
+                        w_shape,
+                        bias,
+                        relu,
+                        direct: None,
+                    }
+                    .with_direct();
                     let kind = match winograd_filters(&kernel, opts) {
                         Some(wg) => Kind::Winograd(kernel, Box::new(wg)),
                         None => Kind::Conv(kernel),
@@ -442,7 +452,8 @@ impl Plan {
                 let kind = match &s.kind {
                     Kind::Conv(c) => {
                         let w = c.w_shape.as_ref().map_or("runtime W".to_string(), |w| format!("W{w:?}"));
-                        format!("conv {w} group {}", c.group)
+                        let direct = if c.direct.is_some() { " direct" } else { "" };
+                        format!("conv {w} group {}{direct}", c.group)
                     }
                     Kind::Winograd(c, _) => {
                         format!("winograd W{:?}", c.w_shape.as_deref().unwrap_or_default())
