@@ -248,7 +248,8 @@ fn bad_inputs_and_labels_are_typed_errors() {
     assert!(matches!(TrainProgram::<f32>::new(&two_outputs, TrainOptions::default()), Err(TrainError::OutputCount(2))));
 }
 
-/// Winograd (`TrainOptions::winograd`) against the exact im2col products and against the
+/// Winograd (`TrainOptions::winograd`) against the exact products (on AVX-512 CPUs the
+/// direct kernel's forward and input gradient, elsewhere im2col) and against the
 /// f64 program: loss, every parameter gradient and the running statistics after one step of
 /// a net whose 3×3 stride-1 convs qualify (64 channels; 2 images of 16×16 are 32 tiles).
 /// Covers a conv whose input also feeds another Winograd conv (the second input gradient is

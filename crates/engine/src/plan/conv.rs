@@ -96,7 +96,7 @@ impl ConvKernel {
     ) {
         let bias = self.bias.as_deref().or(bias);
         if let Some(d) = self.direct.as_deref().filter(|d| d.applies(g)) {
-            d.run(g, x, bias, residual, self.relu, y);
+            d.run(g, x, bias, residual, self.relu, false, y);
             return;
         }
         let w = self.weights.as_deref().unwrap_or(w);

@@ -84,25 +84,42 @@ impl DirectConv {
     /// Packs `w` (`[M, C, kH, kW]` row-major) when this CPU runs the micro-kernel.
     /// `None`: no AVX-512 (or not x86-64) — the caller keeps the im2col path.
     pub fn new(w: &[f32], w_shape: &[usize]) -> Option<DirectConv> {
-        if kernels::active_isa() != Isa::Avx512 {
-            return None;
-        }
         let &[m, c, kh, kw] = w_shape else { return None };
-        let k = c * kh * kw;
-        if m == 0 || k == 0 || w.len() != m * k {
+        if w.len() != m * c * kh * kw {
             return None;
         }
-        let blocks = m.div_ceil(MR);
-        let kc = KC_CHANNELS * kh * kw;
-        let mut packed = vec![0.0; blocks * k * MR];
+        let mut d = DirectConv::with_shape(m, c, kh, kw)?;
+        d.set_filters(w);
+        Some(d)
+    }
+
+    /// A kernel for `[M, C, kH, kW]` filters, to be given them with
+    /// [`DirectConv::set_filters`] (training repacks every step without allocating).
+    pub(crate) fn with_shape(m: usize, c: usize, kh: usize, kw: usize) -> Option<DirectConv> {
+        if kernels::active_isa() != Isa::Avx512 || m == 0 || c * kh * kw == 0 {
+            return None;
+        }
+        Some(DirectConv { m, c, kh, kw, packed: vec![0.0; m.div_ceil(MR) * c * kh * kw * MR] })
+    }
+
+    /// Whether the filters are `[m, c, kh, kw]`.
+    pub(crate) fn has_shape(&self, m: usize, c: usize, kh: usize, kw: usize) -> bool {
+        (self.m, self.c, self.kh, self.kw) == (m, c, kh, kw)
+    }
+
+    /// Packs `w` (`[M, C, kH, kW]` row-major, the shape given at construction).
+    pub(crate) fn set_filters(&mut self, w: &[f32]) {
+        let k = self.c * self.kh * self.kw;
+        assert_eq!(w.len(), self.m * k, "filter length");
+        let blocks = self.m.div_ceil(MR);
+        let kc = KC_CHANNELS * self.kh * self.kw;
         for (row, filt) in w.chunks_exact(k).enumerate() {
             let (b, r) = (row / MR, row % MR);
             for (q, &v) in filt.iter().enumerate() {
                 let (k0, kn) = (q / kc * kc, kc.min(k - q / kc * kc));
-                packed[(k0 * blocks + b * kn + q - k0) * MR + r] = v;
+                self.packed[(k0 * blocks + b * kn + q - k0) * MR + r] = v;
             }
         }
-        Some(DirectConv { m, c, kh, kw, packed })
     }
 
     /// Whether this call is a stride-1 2-D conv of the packed filters (and the CPU still
@@ -161,7 +178,10 @@ impl DirectConv {
         t
     }
 
-    /// `y = relu?(conv(x) + bias + residual)` for a call [`DirectConv::applies`] to.
+    /// `y = relu?(conv(x) + bias + residual)` for a call [`DirectConv::applies`] to; with
+    /// `accumulate` (training's input gradients) `y += conv(x)` instead (no bias, residual or
+    /// ReLU then).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn run(
         &self,
         g: &ConvGeometry,
@@ -169,8 +189,10 @@ impl DirectConv {
         bias: Option<&[f32]>,
         residual: Option<&[f32]>,
         relu: bool,
+        accumulate: bool,
         y: &mut [f32],
     ) {
+        debug_assert!(!accumulate || (bias.is_none() && residual.is_none() && !relu));
         let [_, ah, aw] = &g.axes;
         let (oh, ow) = (ah.output, aw.output);
         let wp = aw.input + aw.pad_begin + aw.pad_end;
@@ -193,7 +215,7 @@ impl DirectConv {
             let img = ti / msplit / bands;
             let b0 = mi * chunk;
             let b1 = (b0 + chunk).min(blocks);
-            self.tile(g, t, img, band, b0..b1, x, bias, residual, relu, out);
+            self.tile(g, t, img, band, b0..b1, x, bias, residual, relu, accumulate, out);
         };
         if threads > 1 && tiles > 1 {
             (0..tiles).into_par_iter().for_each(tile);
@@ -214,6 +236,7 @@ impl DirectConv {
         bias: Option<&[f32]>,
         residual: Option<&[f32]>,
         relu: bool,
+        accumulate: bool,
         out: OutPtr,
     ) {
         let [_, ah, aw] = &g.axes;
@@ -275,7 +298,7 @@ impl DirectConv {
             let micro_at = |acc: &mut [f32], k0: usize, kn: usize, bi: usize, s: usize| {
                 let a = &self.packed[(k0 * self.m.div_ceil(MR) + (blocks.start + bi) * kn) * MR..][..kn * MR];
                 let dst = &mut acc[(bi * strips + s) * MR * nr..][..MR * nr];
-                // SAFETY: `applies` checked AVX-512F. Every offset of `offs[k0..k0+kn]` plus
+                // SAFETY: a `DirectConv` exists only where AVX-512F does (`with_shape`). Every offset of `offs[k0..k0+kn]` plus
                 // `s·nr + nr` stays within `buf[..c·cs]`: offsets are at most
                 // `(c−1)·cs + (kH−1)·dH·Wp + (kW−1)·dW` and `s·nr + nr < rows·Wp + nr`, which
                 // `cs`'s trailing `nr + (kW−1)·dW` zeros cover.
@@ -296,7 +319,10 @@ impl DirectConv {
                 }
             }
             for s in 0..strips {
-                self.epilogue(acc, t, s, strips, positions, wp, ow, plane, img, r0, &blocks, bias, residual, relu, out);
+                self.epilogue(
+                    acc, t, s, strips, positions, wp, ow, plane, img, r0, &blocks, bias, residual, relu, accumulate,
+                    out,
+                );
             }
         });
     }
@@ -322,6 +348,7 @@ impl DirectConv {
         bias: Option<&[f32]>,
         residual: Option<&[f32]>,
         relu: bool,
+        accumulate: bool,
         out: OutPtr,
     ) {
         let nr = 16 * t.nv;
@@ -347,8 +374,12 @@ impl DirectConv {
                         // `col..col+len` (< OW): this tile's filters and band only, disjoint
                         // from every other tile.
                         let dst = unsafe { std::slice::from_raw_parts_mut(out.0.add(off), len) };
-                        dst.copy_from_slice(&src[q - q0..][..len]);
-                        kernels::conv_epilogue_row(dst, bias, residual.map(|res| &res[off..][..len]), relu);
+                        if accumulate {
+                            kernels::add_in_place(dst, &src[q - q0..][..len], false);
+                        } else {
+                            dst.copy_from_slice(&src[q - q0..][..len]);
+                            kernels::conv_epilogue_row(dst, bias, residual.map(|res| &res[off..][..len]), relu);
+                        }
                     }
                     q = row_end;
                 }

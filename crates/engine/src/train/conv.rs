@@ -24,6 +24,7 @@ use rayon::prelude::*;
 
 use crate::ops::conv::ConvGeometry;
 use crate::ops::padding::Axis;
+use crate::plan::direct::DirectConv;
 use crate::plan::winograd::{self, Winograd};
 use crate::train::real::{matmul, matmul_parallel, MatRef, Real};
 
@@ -344,6 +345,17 @@ const TRAIN_MIN_SIDE: usize = 14;
 /// least [`TRAIN_MIN_CHANNELS`] channels, at most the inference plan's
 /// [`winograd::MAX_CHANNEL_PRODUCT`], an output of at least [`TRAIN_MIN_SIDE`] a side and
 /// at least [`winograd::MIN_TILES`] output tiles.
+/// Whether a forward conv runs the plan's direct kernel ([`DirectConv`]; f32 programs on
+/// AVX-512 CPUs): 2-D, stride 1, ungrouped, wider than 1×1, planes of at least 7×7 (on the
+/// 4×4 planes of the MNIST net two thirds of its strips would be padding).
+pub(crate) fn direct_applies(g: &ConvGeometry) -> bool {
+    let [ad, ah, aw] = &g.axes;
+    *ad == Axis::UNIT
+        && g.group == 1
+        && ah.kernel * aw.kernel > 1
+        && [ah, aw].iter().all(|a| a.stride == 1 && a.output >= 7)
+}
+
 pub(crate) fn winograd_applies(g: &ConvGeometry) -> bool {
     let [ad, ah, aw] = &g.axes;
     let tiles = g.n * ah.output.div_ceil(4) * aw.output.div_ceil(4);
@@ -379,6 +391,57 @@ fn transposed_geometry(g: &ConvGeometry) -> ConvGeometry {
         group: 1,
         axes: [*ad, flip(ah), flip(aw)],
         out_shape: vec![g.n, g.c, ah.input, aw.input],
+    }
+}
+
+/// The direct kernels of one conv node ([`direct_applies`]), kept across steps: the forward
+/// conv, and for 3×3 stride-1 convs (pads ≤ 2) the input gradient as the forward conv of dY
+/// with the rotated, transposed filters. Filters are repacked every step.
+#[derive(Debug, Clone)]
+pub(crate) struct DirectTrain {
+    forward: DirectConv,
+    input_grad: Option<DirectConv>,
+    w_t: Vec<f32>,
+}
+
+impl DirectTrain {
+    /// `None` on CPUs without the direct kernel.
+    pub(crate) fn new(g: &ConvGeometry) -> Option<DirectTrain> {
+        let [_, ah, aw] = &g.axes;
+        let forward = DirectConv::with_shape(g.m, g.c, ah.kernel, aw.kernel)?;
+        let input_grad = if Self::input_grad_applies(g) { DirectConv::with_shape(g.c, g.m, 3, 3) } else { None };
+        Some(DirectTrain { forward, input_grad, w_t: Vec::new() })
+    }
+
+    fn input_grad_applies(g: &ConvGeometry) -> bool {
+        let [_, ah, aw] = &g.axes;
+        [ah, aw].iter().all(|a| a.kernel == 3 && a.dilation == 1 && a.pad_begin <= 2 && a.pad_end <= 2)
+    }
+
+    /// Whether this node's kernels fit the call (the shapes of the first call).
+    pub(crate) fn fits(&self, g: &ConvGeometry) -> bool {
+        let [_, ah, aw] = &g.axes;
+        self.forward.has_shape(g.m, g.c, ah.kernel, aw.kernel)
+    }
+
+    /// `y = conv(x, w) + b` for a geometry [`direct_applies`] to.
+    pub(crate) fn forward(&mut self, g: &ConvGeometry, x: &[f32], w: &[f32], b: Option<&[f32]>, y: &mut [f32]) {
+        debug_assert!(direct_applies(g) && self.fits(g));
+        self.forward.set_filters(w);
+        self.forward.run(g, x, b, None, false, false, y);
+    }
+
+    /// Whether [`DirectTrain::input_grad`] computes dX.
+    pub(crate) fn has_input_grad(&self) -> bool {
+        self.input_grad.is_some()
+    }
+
+    /// `dx = conv(dy, rot180(wᵀ))`, or added to `dx` unless `fresh`.
+    pub(crate) fn input_grad(&mut self, g: &ConvGeometry, w: &[f32], dy: &[f32], dx: &mut [f32], fresh: bool) {
+        let k = self.input_grad.as_mut().expect("has_input_grad");
+        rotate_transpose(w, g.m, g.c, &mut self.w_t);
+        k.set_filters(&self.w_t[..w.len()]);
+        k.run(&transposed_geometry(g), dy, None, None, false, !fresh, dx);
     }
 }
 

@@ -210,6 +210,9 @@ enum Saved {
     },
     /// A conv run as Winograd: its kernels (the filter transforms are redone every step).
     Winograd(Box<conv::FastConv>),
+    /// A conv whose forward ran the plan's direct kernel (filters repacked every step); its
+    /// input gradient runs it too where it applies, dW and dB by im2col.
+    Direct(Box<conv::DirectTrain>),
 }
 
 /// The gradients of the activations during backward, kept across steps.
@@ -896,6 +899,22 @@ impl<T: Real> TrainProgram<T> {
                         fast.forward(&geom, x, w, b, T::as_f32_mut(&mut out.data).expect("f32 program"));
                         saved = Saved::Winograd(fast);
                     }
+                    (_, Some(x32), Some(w32)) if conv::direct_applies(&geom) => {
+                        let direct = match std::mem::take(&mut ws.saved[si]) {
+                            Saved::Direct(d) if d.fits(&geom) => Some(d),
+                            _ => conv::DirectTrain::new(&geom).map(Box::new),
+                        };
+                        match direct {
+                            Some(mut d) => {
+                                let b = b.and_then(|b| T::as_f32(b.1));
+                                d.forward(&geom, x32, w32, b, T::as_f32_mut(&mut out.data).expect("f32 program"));
+                                saved = Saved::Direct(d);
+                            }
+                            None => {
+                                conv::forward(&ConvDims::new(&geom), x, w, b.map(|b| b.1), &mut out.data, &mut ws.conv)
+                            }
+                        }
+                    }
                     _ => conv::forward(&ConvDims::new(&geom), x, w, b.map(|b| b.1), &mut out.data, &mut ws.conv),
                 }
             }
@@ -1182,11 +1201,14 @@ impl<T: Real> TrainProgram<T> {
                 let mut gb = self.take_grad(step, 2, grads, pgrads);
                 let dx_fresh = gx.as_ref().is_some_and(|g| g.2);
                 // Winograd when the forward ran so: dW (and dB) by im2col, then dX.
-                let fast = match &mut saved[si] {
-                    Saved::Winograd(f) => Some(f),
-                    _ => None,
+                // Likewise the direct kernel, where it computes dX.
+                let (fast, direct) = match &mut saved[si] {
+                    Saved::Winograd(f) => (Some(f), None),
+                    Saved::Direct(d) if d.has_input_grad() => (None, Some(d)),
+                    _ => (None, None),
                 };
-                let (gx_exact, gx_fast) = if fast.is_some() { (None, gx.as_mut()) } else { (gx.as_mut(), None) };
+                let (gx_exact, gx_fast) =
+                    if fast.is_some() || direct.is_some() { (None, gx.as_mut()) } else { (gx.as_mut(), None) };
                 conv::backward(
                     &ConvDims::new(&geom),
                     x,
@@ -1198,12 +1220,16 @@ impl<T: Real> TrainProgram<T> {
                     gb.as_mut().map(|g| g.1.as_mut_slice()),
                     conv_scratch,
                 );
-                if let (Some(fast), Some(g)) = (fast, gx_fast) {
+                if let Some(g) = gx_fast {
                     let f32s = (T::as_f32(w), T::as_f32(dy), T::as_f32_mut(&mut g.1));
                     let (Some(w), Some(dy), Some(dx)) = f32s else {
-                        unreachable!("Winograd runs in f32 programs only")
+                        unreachable!("Winograd and the direct kernel run in f32 programs only")
                     };
-                    fast.input_grad(&geom, w, dy, dx, dx_fresh);
+                    match (fast, direct) {
+                        (Some(fast), _) => fast.input_grad(&geom, w, dy, dx, dx_fresh),
+                        (None, Some(direct)) => direct.input_grad(&geom, w, dy, dx, dx_fresh),
+                        (None, None) => unreachable!("gx_fast only with one of them"),
+                    }
                 }
                 for t in [gx, gw, gb] {
                     self.put_grad(t, grads, pgrads);
