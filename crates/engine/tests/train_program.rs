@@ -301,3 +301,71 @@ fn winograd_training_matches_the_exact_convolutions() {
     // Winograd really ran: its rounding differs from the exact products somewhere.
     assert_ne!(results[0], results[1], "the Winograd path was not taken");
 }
+
+/// One f32 step against the f64 program: loss within 1e-5, every parameter gradient within
+/// 1e-4 of its tensor's largest entry (plus 1e-6 of the largest gradient overall, for the
+/// pre-BatchNorm biases whose exact gradient is 0). Returns the f32 gradients.
+fn step_against_f64(g: &Graph, shape: [usize; 4], threads: usize, what: &str) -> Vec<Vec<f32>> {
+    let (x64, labels) = batch::<f64>(33, shape, CLASSES);
+    let x32: Vec<f32> = x64.iter().map(|&v| v as f32).collect();
+    let mut truth = TrainProgram::<f64>::new(g, TrainOptions { threads: 1, ..TrainOptions::default() }).unwrap();
+    let want = truth.step(&x64, shape, &labels).unwrap();
+    let mut p = TrainProgram::<f32>::new(g, TrainOptions { threads, ..TrainOptions::default() }).unwrap();
+    let got = p.step(&x32, shape, &labels).unwrap();
+    assert!(rel(got.loss, want.loss) < 1e-5, "{what}: loss {} vs {}", got.loss, want.loss);
+    let max_abs = |v: &[f64]| v.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+    let global = truth.params().iter().map(|p| max_abs(&p.grad)).fold(0.0, f64::max);
+    for (p32, p64) in p.params().iter().zip(truth.params()) {
+        let bound = 1e-4 * max_abs(&p64.grad) + 1e-6 * global;
+        let worst = p32.grad.iter().zip(&p64.grad).map(|(&a, &b)| (a as f64 - b).abs()).fold(0.0, f64::max);
+        assert!(worst < bound, "{what}: {} gradient off by {worst} (bound {bound})", p64.name);
+    }
+    p.params().iter().map(|p| p.grad.clone()).collect()
+}
+
+/// The direct kernels of training (forward, input gradient and weight gradient of 2-D
+/// stride-1 convs with planes of at least 20×20, on AVX-512 CPUs) against the f64 program,
+/// and against the im2col path (the kernels capped to AVX2, where the direct ones decline):
+/// 3×3 pad 1 with and without bias, a conv whose input also feeds another (its input
+/// gradient is added), asymmetric pads 0 / 2, a 5×3 kernel dilated 2 along W (forward and
+/// weight gradient direct, input gradient by im2col), 3 images on 2 threads (whole planes
+/// grouped into one weight-gradient GEMM, split over two ranges); and a 64-channel 48×48
+/// layer whose padded input exceeds one band (several bands per image).
+#[test]
+fn direct_conv_training_matches_the_f64_program_and_the_im2col_path() {
+    use resnet_engine::plan::kernels::{set_isa_cap, Isa};
+
+    let mut net = Net::new(None, 6, 24, 24, 13, 5);
+    let x = net.x;
+    let a = net.conv(x, 6, 16, 3, 1, 1, false);
+    let a = net.bn(a, 16);
+    let a = net.relu(a);
+    let b = net.conv(a, 16, 16, 3, 1, 1, true);
+    let c = net.conv_full(a, 16, 16, [3, 3], [1, 1], [0, 0, 2, 2], [1, 1], 1, false);
+    let s = net.add(b, c);
+    let d = net.conv_full(s, 16, 8, [5, 3], [1, 1], [2, 2, 2, 2], [1, 2], 1, false);
+    let d = net.bn(d, 8);
+    let d = net.relu(d);
+    let out = net.head(d, 8, CLASSES);
+    let small = net.finish(out);
+
+    let mut net = Net::new(None, 64, 48, 48, 13, 6);
+    let x = net.x;
+    let a = net.conv(x, 64, 8, 3, 1, 1, false);
+    let a = net.bn(a, 8);
+    let a = net.relu(a);
+    let out = net.head(a, 8, CLASSES);
+    let wide = net.finish(out);
+
+    for (g, shape, what) in [(&small, [3, 6, 24, 24], "small"), (&wide, [1, 64, 48, 48], "wide")] {
+        let fast = step_against_f64(g, shape, 2, what);
+        set_isa_cap(Isa::Avx2);
+        let im2col = step_against_f64(g, shape, 2, what);
+        set_isa_cap(Isa::Avx512);
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            assert_ne!(fast, im2col, "{what}: the direct path was not taken");
+        }
+        let _ = (fast, im2col);
+    }
+}

@@ -27,6 +27,7 @@ use std::cell::RefCell;
 use rayon::prelude::*;
 
 use crate::ops::conv::ConvGeometry;
+use crate::ops::padding::Axis;
 use crate::plan::kernels::{self, Isa};
 
 /// Filters per micro-kernel block (rows of the packed filter panel).
@@ -270,22 +271,7 @@ impl DirectConv {
             if acc.len() < mrows * strips * nr {
                 acc.resize((mrows * strips * nr).max(ACC_RESERVE), 0.0);
             }
-            // The padded band: padded row r0 + i is input row r0 + i − pad_begin.
-            for (ch, dst) in buf.chunks_exact_mut(cs).take(self.c).enumerate() {
-                let xc = &x_img[ch * ih * iw..][..ih * iw];
-                let (rows_part, tail) = dst.split_at_mut(band_rows * wp);
-                for (i, row) in rows_part.chunks_exact_mut(wp).enumerate() {
-                    match (r0 + i).checked_sub(ah.pad_begin).filter(|&r| r < ih) {
-                        Some(r) => {
-                            row[..aw.pad_begin].fill(0.0);
-                            row[aw.pad_begin..aw.pad_begin + iw].copy_from_slice(&xc[r * iw..][..iw]);
-                            row[aw.pad_begin + iw..].fill(0.0);
-                        }
-                        None => row.fill(0.0),
-                    }
-                }
-                tail.fill(0.0);
-            }
+            fill_band(buf, x_img, self.c, cs, cs, r0, band_rows, ah, aw);
             for ch in 0..self.c {
                 for i in 0..self.kh {
                     for j in 0..self.kw {
@@ -326,6 +312,207 @@ impl DirectConv {
             }
         });
     }
+}
+
+/// The padded band of one image: channel `ch` at `buf[ch·stride..][..len]`, `band_rows`
+/// rows of `Wp` (padded row `r0 + i` is input row `r0 + i − pad_begin`), then zeros up to
+/// `len`.
+#[allow(clippy::too_many_arguments)]
+fn fill_band(
+    buf: &mut [f32],
+    x_img: &[f32],
+    c: usize,
+    stride: usize,
+    len: usize,
+    r0: usize,
+    band_rows: usize,
+    ah: &Axis,
+    aw: &Axis,
+) {
+    let (ih, iw) = (ah.input, aw.input);
+    let wp = iw + aw.pad_begin + aw.pad_end;
+    for ch in 0..c {
+        let dst = &mut buf[ch * stride..][..len];
+        let xc = &x_img[ch * ih * iw..][..ih * iw];
+        let (rows_part, tail) = dst.split_at_mut(band_rows * wp);
+        for (i, row) in rows_part.chunks_exact_mut(wp).enumerate() {
+            match (r0 + i).checked_sub(ah.pad_begin).filter(|&r| r < ih) {
+                Some(r) => {
+                    row[..aw.pad_begin].fill(0.0);
+                    row[aw.pad_begin..aw.pad_begin + iw].copy_from_slice(&xc[r * iw..][..iw]);
+                    row[aw.pad_begin + iw..].fill(0.0);
+                }
+                None => row.fill(0.0),
+            }
+        }
+        tail.fill(0.0);
+    }
+}
+
+/// Positions (summed over a group of whole-plane images) per filter-gradient GEMM.
+const GRAD_POSITIONS: usize = 2048;
+
+/// Per-range scratch of [`filter_grad`]: partial dW sums, kept by the caller across steps.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct FilterGradScratch {
+    partials: Vec<Vec<f32>>,
+}
+
+thread_local! {
+    /// Per-thread scratch of [`filter_grad`]: the padded band and dY on the padded grid.
+    static GRAD_SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// `dw (+)= Σ_images Σ_(oh,ow) dY[m, oh, ow] · X[c, oh + i·dH − padH, ow + j·dW − padW]`
+/// (`dw` is `[M, C, kH, kW]`; overwritten when `fresh`) for a stride-1 2-D ungrouped conv,
+/// over the same shifted views as the forward kernel instead of an im2col matrix: with dY
+/// laid onto the padded grid (zeros in the wrap-around columns), tap `(i, j)`'s slice
+/// `dW[:, :, i, j]` is the GEMM `dY' [M, Q] · B_ijᵀ [Q, C]` where `B_ij` is the padded band
+/// shifted by the tap's offset (row stride: the band's channel stride) — one `gemm` call per
+/// tap and band. Images (in bands) are split into one range per thread, each with its
+/// partial sums, added in range order (deterministic for a given thread count).
+pub(crate) fn filter_grad(
+    g: &ConvGeometry,
+    x: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+    fresh: bool,
+    scratch: &mut FilterGradScratch,
+) {
+    let [_, ah, aw] = &g.axes;
+    let (kh, kw, c, m) = (ah.kernel, aw.kernel, g.c, g.m);
+    let k = c * kh * kw;
+    assert_eq!(dw.len(), m * k, "filter gradient length");
+    assert_eq!(x.len(), g.n * c * ah.input * aw.input, "input length");
+    assert_eq!(dy.len(), g.n * m * ah.output * aw.output, "output gradient length");
+    let (oh, wp) = (ah.output, aw.input + aw.pad_begin + aw.pad_end);
+    let halo = (kh - 1) * ah.dilation;
+    let mut rows = oh;
+    while rows > 1 && c * ((rows + halo) * wp + (kw - 1) * aw.dilation) > BAND_BUDGET {
+        rows = rows.div_ceil(2);
+    }
+    let bands = oh.div_ceil(rows);
+    // Whole planes: several images per GEMM (about GRAD_POSITIONS positions), so the small
+    // late-layer planes still give long reductions.
+    let ps = (oh + halo) * wp + (kw - 1) * aw.dilation;
+    let group = if bands == 1 { GRAD_POSITIONS.div_ceil(ps).max(1) } else { 1 };
+    let ranges = rayon::current_num_threads().clamp(1, (g.n * bands).max(1));
+    if scratch.partials.len() < ranges {
+        scratch.partials.resize_with(ranges, Vec::new);
+    }
+    scratch.partials[..ranges].par_iter_mut().enumerate().for_each(|(r, part)| {
+        part.clear();
+        part.resize(m * k, 0.0);
+        if bands == 1 {
+            let (i0, i1) = (g.n * r / ranges, g.n * (r + 1) / ranges);
+            for img in (i0..i1).step_by(group) {
+                grad_tile(g, rows, img, group.min(i1 - img), 0, x, dy, part);
+            }
+        } else {
+            let tiles = g.n * bands;
+            for t in tiles * r / ranges..tiles * (r + 1) / ranges {
+                grad_tile(g, rows, t / bands, 1, t % bands, x, dy, part);
+            }
+        }
+    });
+    // The partial sums are per tap `[kH·kW][M, C]` (contiguous GEMM outputs); dw is
+    // `[M, C, kH, kW]`.
+    let taps = kh * kw;
+    for (i, v) in dw.iter_mut().enumerate() {
+        let (mc, t) = (i / taps, i % taps);
+        let sum = scratch.partials[..ranges].iter().fold(0.0, |acc, p| acc + p[t * m * c + mc]);
+        *v = if fresh { sum } else { *v + sum };
+    }
+}
+
+/// Images `img..img + count` (band `band` of each; `count > 1` only with whole planes) of
+/// [`filter_grad`], added to `part` (`[M, K]`). Each image's band occupies `ps` floats of a
+/// channel's row and `ps` positions of dY's padded grid (zeros past its valid columns).
+#[allow(clippy::too_many_arguments)]
+fn grad_tile(
+    g: &ConvGeometry,
+    rows: usize,
+    img: usize,
+    count: usize,
+    band: usize,
+    x: &[f32],
+    dy: &[f32],
+    part: &mut [f32],
+) {
+    let [_, ah, aw] = &g.axes;
+    let (kh, kw, c, m) = (ah.kernel, aw.kernel, g.c, g.m);
+    let (oh, ow) = (ah.output, aw.output);
+    let wp = aw.input + aw.pad_begin + aw.pad_end;
+    let (dh, dwl) = (ah.dilation, aw.dilation);
+    let r0 = band * rows;
+    let rows = rows.min(oh - r0);
+    let band_rows = rows + (kh - 1) * dh;
+    // Per image: its band rows, then the zeros the last tap reads past them.
+    let ps = band_rows * wp + (kw - 1) * dwl;
+    // Channel stride; the GEMM's reduction ends at the last image's last valid position, so
+    // every tap's reads stay within `buf[..C·cs]`.
+    let cs = count * ps;
+    let q = (count - 1) * ps + rows * wp;
+    let in_img = c * ah.input * aw.input;
+    GRAD_SCRATCH.with(|s| {
+        let (buf, dyp) = &mut *s.borrow_mut();
+        if buf.len() < c * cs {
+            buf.resize((c * cs).max(BAND_BUDGET + 8 * 1024), 0.0);
+        }
+        if dyp.len() < m * cs {
+            dyp.resize((m * cs).max(ACC_RESERVE), 0.0);
+        }
+        for i in 0..count {
+            let x_img = &x[(img + i) * in_img..][..in_img];
+            // Channel ch of image i at buf[ch·cs + i·ps..][..ps].
+            fill_band(&mut buf[i * ps..], x_img, c, cs, ps, r0, band_rows, ah, aw);
+            let dy_img = &dy[(img + i) * m * oh * ow..][..m * oh * ow];
+            // dY on the padded grid: band row r at r·Wp, zeros in the wrap-around columns and
+            // past the band's rows.
+            for mi in 0..m {
+                let dst = &mut dyp[mi * cs + i * ps..][..ps];
+                let src = &dy_img[mi * oh * ow + r0 * ow..][..rows * ow];
+                for (r, row) in dst[..rows * wp].chunks_exact_mut(wp).enumerate() {
+                    row[..ow].copy_from_slice(&src[r * ow..][..ow]);
+                    row[ow..].fill(0.0);
+                }
+                dst[rows * wp..].fill(0.0);
+            }
+        }
+        for i in 0..kh {
+            for j in 0..kw {
+                let off = i * dh * wp + j * dwl;
+                // SAFETY: dst `part[(i·kW + j)·M·C + mi·C + ci]` for mi < M, ci < C lies in
+                // `part` (M·K); lhs element (mi, p) is `dyp[mi·cs + p]`, p < Q ≤ cs; rhs
+                // element (p, ci) is `buf[ci·cs + off + p]` with `off + p < off + Q ≤ cs`
+                // (off ≤ (kH−1)·dH·Wp + (kW−1)·dW and the last image's valid positions end
+                // `band_rows·Wp + (kW−1)·dW − off` before its `ps` does).
+                unsafe {
+                    gemm::gemm(
+                        m,
+                        c,
+                        q,
+                        part.as_mut_ptr().add((i * kw + j) * m * c),
+                        1,
+                        c as isize,
+                        true,
+                        dyp.as_ptr(),
+                        1,
+                        cs as isize,
+                        buf.as_ptr().add(off),
+                        cs as isize,
+                        1,
+                        1.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
+            }
+        }
+    });
 }
 
 impl DirectConv {
@@ -426,6 +613,7 @@ mod avx512 {
     use std::arch::x86_64::*;
 
     use super::MR;
+
     /// Software prefetch distance along the packed filters, in floats (2 KiB): the late
     /// layers' filters (9.4 MB at 7×7×512) come from L3 once per run, faster than the
     /// hardware prefetcher fetches them — the 7×7 layers went from 87 to 106–111 GFLOP/s

@@ -1200,15 +1200,16 @@ impl<T: Real> TrainProgram<T> {
                 let mut gw = self.take_grad(step, 1, grads, pgrads);
                 let mut gb = self.take_grad(step, 2, grads, pgrads);
                 let dx_fresh = gx.as_ref().is_some_and(|g| g.2);
-                // Winograd when the forward ran so: dW (and dB) by im2col, then dX.
-                // Likewise the direct kernel, where it computes dX.
-                let (fast, direct) = match &mut saved[si] {
+                // Winograd when the forward ran so: dW (and dB) by im2col, then dX. The direct
+                // kernel when the forward ran it: dW from it, dX too where it applies.
+                let (fast, mut direct) = match &mut saved[si] {
                     Saved::Winograd(f) => (Some(f), None),
-                    Saved::Direct(d) if d.has_input_grad() => (None, Some(d)),
+                    Saved::Direct(d) => (None, Some(d)),
                     _ => (None, None),
                 };
-                let (gx_exact, gx_fast) =
-                    if fast.is_some() || direct.is_some() { (None, gx.as_mut()) } else { (gx.as_mut(), None) };
+                let kernel_dx = fast.is_some() || direct.as_ref().is_some_and(|d| d.has_input_grad());
+                let (gx_exact, gx_kernel) = if kernel_dx { (None, gx.as_mut()) } else { (gx.as_mut(), None) };
+                let (gw_exact, gw_kernel) = if direct.is_some() { (None, gw.as_mut()) } else { (gw.as_mut(), None) };
                 conv::backward(
                     &ConvDims::new(&geom),
                     x,
@@ -1216,19 +1217,24 @@ impl<T: Real> TrainProgram<T> {
                     dy,
                     gx_exact.map(|g| g.1.as_mut_slice()),
                     dx_fresh,
-                    gw.as_mut().map(|g| g.1.as_mut_slice()),
+                    gw_exact.map(|g| g.1.as_mut_slice()),
                     gb.as_mut().map(|g| g.1.as_mut_slice()),
                     conv_scratch,
                 );
-                if let Some(g) = gx_fast {
-                    let f32s = (T::as_f32(w), T::as_f32(dy), T::as_f32_mut(&mut g.1));
-                    let (Some(w), Some(dy), Some(dx)) = f32s else {
+                if gx_kernel.is_some() || gw_kernel.is_some() {
+                    let (Some(x), Some(w), Some(dy)) = (T::as_f32(x), T::as_f32(w), T::as_f32(dy)) else {
                         unreachable!("Winograd and the direct kernel run in f32 programs only")
                     };
-                    match (fast, direct) {
-                        (Some(fast), _) => fast.input_grad(&geom, w, dy, dx, dx_fresh),
-                        (None, Some(direct)) => direct.input_grad(&geom, w, dy, dx, dx_fresh),
-                        (None, None) => unreachable!("gx_fast only with one of them"),
+                    if let Some(g) = gx_kernel {
+                        let dx = T::as_f32_mut(&mut g.1).expect("f32 program");
+                        match (fast, direct.as_deref_mut()) {
+                            (Some(fast), _) => fast.input_grad(&geom, w, dy, dx, dx_fresh),
+                            (None, Some(direct)) => direct.input_grad(&geom, w, dy, dx, dx_fresh),
+                            (None, None) => unreachable!("kernel_dx only with one of them"),
+                        }
+                    }
+                    if let (Some(g), Some(direct)) = (gw_kernel, direct) {
+                        direct.filter_grad(&geom, x, dy, T::as_f32_mut(&mut g.1).expect("f32 program"));
                     }
                 }
                 for t in [gx, gw, gb] {
