@@ -115,12 +115,8 @@ impl ConvKernel {
         let panels = p.div_ceil(pn);
         let threads = rayon::current_num_threads();
         let base = g.n * self.group * panels;
-        // Too few tiles to feed every thread (late layers at batch 1): split the filters too.
-        let msplit = if threads > 1 && base < 2 * threads {
-            (2 * threads).div_ceil(base).min(mg.div_ceil(16)).max(1)
-        } else {
-            1
-        };
+        // Too few tiles to share evenly (late layers at batch 1): split the filters too.
+        let msplit = kernels::filter_split(base, threads, mg.div_ceil(16));
         let mchunk = mg.div_ceil(msplit);
         let tiles = base * msplit;
         let out = OutPtr(y.as_mut_ptr());

@@ -173,9 +173,7 @@ impl DirectConv {
         }
         let mut t = best.expect("oh >= 1").1;
         let tiles = n * oh.div_ceil(t.rows);
-        if threads > 1 && tiles < 4 * threads {
-            t.msplit = (4 * threads).div_ceil(tiles).min(self.m.div_ceil(MR)).max(1);
-        }
+        t.msplit = kernels::filter_split(tiles, threads, self.m.div_ceil(MR));
         t
     }
 
