@@ -12,7 +12,6 @@
 use std::cell::RefCell;
 
 use gemm::Parallelism;
-use rayon::prelude::*;
 
 use crate::error::OpError;
 use crate::ops::conv::{conv_geometry, ConvGeometry};
@@ -124,11 +123,7 @@ impl ConvKernel {
         let tile = |t: usize| {
             self.tile(g, geo, t, x, w, bias, residual, out);
         };
-        if threads > 1 && tiles > 1 {
-            (0..tiles).into_par_iter().for_each(tile);
-        } else {
-            (0..tiles).for_each(tile);
-        }
+        kernels::for_each_task(tiles, tile);
     }
 
     #[allow(clippy::too_many_arguments, clippy::type_complexity)]

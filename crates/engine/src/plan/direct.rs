@@ -216,11 +216,7 @@ impl DirectConv {
             let b1 = (b0 + chunk).min(blocks);
             self.tile(g, t, img, band, b0..b1, x, bias, residual, relu, accumulate, out);
         };
-        if threads > 1 && tiles > 1 {
-            (0..tiles).into_par_iter().for_each(tile);
-        } else {
-            (0..tiles).for_each(tile);
-        }
+        kernels::for_each_task(tiles, tile);
     }
 
     #[allow(clippy::too_many_arguments)]

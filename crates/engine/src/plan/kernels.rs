@@ -7,6 +7,7 @@
 //! Layout everywhere is NCHW row-major; "plane" means one `[H·W]` (or `[D·H·W]`) channel
 //! plane of one image.
 
+use rayon::prelude::*;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use crate::ops::padding::Axis;
@@ -44,6 +45,16 @@ pub(crate) fn filter_split(tiles: usize, threads: usize, max: usize) -> usize {
         return 1;
     }
     (threads / gcd(tiles, threads)).min(max).max(1)
+}
+
+/// Runs `f(0..tasks)`: on the current rayon pool when it has more than one thread and there
+/// is more than one task, else in order on this thread (no fork-join overhead).
+pub(crate) fn for_each_task(tasks: usize, f: impl Fn(usize) + Send + Sync) {
+    if rayon::current_num_threads() > 1 && tasks > 1 {
+        (0..tasks).into_par_iter().for_each(f);
+    } else {
+        (0..tasks).for_each(f);
+    }
 }
 
 pub fn set_isa_cap(isa: Isa) {

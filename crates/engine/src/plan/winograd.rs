@@ -38,7 +38,7 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 
 use crate::ops::conv::ConvGeometry;
-use crate::plan::kernels::multiversion;
+use crate::plan::kernels::{self, multiversion};
 
 /// Points of one transformed tile (6×6).
 const POINTS: usize = 36;
@@ -231,11 +231,7 @@ impl Winograd {
             let ow_ = ochunk.min(self.oc - o0);
             self.task(g, (th, tw), t0, nb, o0, ow_, x, bias, residual, (relu, accumulate), out);
         };
-        if threads > 1 && tasks > 1 {
-            (0..tasks).into_par_iter().for_each(task);
-        } else {
-            (0..tasks).for_each(task);
-        }
+        kernels::for_each_task(tasks, task);
     }
 
     /// One block of `nb` tiles from tile `t0`, output channels `o0..o0+ocw`.
