@@ -357,22 +357,15 @@ thread_local! {
     static GRAD_SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
-/// `dw (+)= Σ_images Σ_(oh,ow) dY[m, oh, ow] · X[c, oh + i·dH − padH, ow + j·dW − padW]`
-/// (`dw` is `[M, C, kH, kW]`; overwritten when `fresh`) for a stride-1 2-D ungrouped conv,
+/// `dw += Σ_images Σ_(oh,ow) dY[m, oh, ow] · X[c, oh + i·dH − padH, ow + j·dW − padW]`
+/// (`dw` is `[M, C, kH, kW]`) for a stride-1 2-D ungrouped conv,
 /// over the same shifted views as the forward kernel instead of an im2col matrix: with dY
 /// laid onto the padded grid (zeros in the wrap-around columns), tap `(i, j)`'s slice
 /// `dW[:, :, i, j]` is the GEMM `dY' [M, Q] · B_ijᵀ [Q, C]` where `B_ij` is the padded band
 /// shifted by the tap's offset (row stride: the band's channel stride) — one `gemm` call per
 /// tap and band. Images (in bands) are split into one range per thread, each with its
 /// partial sums, added in range order (deterministic for a given thread count).
-pub(crate) fn filter_grad(
-    g: &ConvGeometry,
-    x: &[f32],
-    dy: &[f32],
-    dw: &mut [f32],
-    fresh: bool,
-    scratch: &mut FilterGradScratch,
-) {
+pub(crate) fn filter_grad(g: &ConvGeometry, x: &[f32], dy: &[f32], dw: &mut [f32], scratch: &mut FilterGradScratch) {
     let [_, ah, aw] = &g.axes;
     let (kh, kw, c, m) = (ah.kernel, aw.kernel, g.c, g.m);
     let k = c * kh * kw;
@@ -414,8 +407,7 @@ pub(crate) fn filter_grad(
     let taps = kh * kw;
     for (i, v) in dw.iter_mut().enumerate() {
         let (mc, t) = (i / taps, i % taps);
-        let sum = scratch.partials[..ranges].iter().fold(0.0, |acc, p| acc + p[t * m * c + mc]);
-        *v = if fresh { sum } else { *v + sum };
+        *v += scratch.partials[..ranges].iter().fold(0.0, |acc, p| acc + p[t * m * c + mc]);
     }
 }
 

@@ -7,8 +7,9 @@
 //! Layout everywhere is NCHW row-major; "plane" means one `[H·W]` (or `[D·H·W]`) channel
 //! plane of one image.
 
-use rayon::prelude::*;
 use std::sync::atomic::{AtomicU8, Ordering};
+
+use rayon::prelude::*;
 
 use crate::ops::padding::Axis;
 
@@ -24,7 +25,6 @@ pub enum Isa {
 /// copy; results are identical, so changing it while plans run is harmless.
 static ISA_CAP: AtomicU8 = AtomicU8::new(Isa::Avx512 as u8);
 
-/// Limits the kernels to `isa` and narrower (they still use only what the CPU has).
 /// How many filter chunks to cut each of `tiles` equal conv tiles into so that `threads`
 /// workers get equal shares: `threads / gcd(tiles, threads)` while there are fewer tiles than
 /// `4 · threads`, else 1 (never more than `max` chunks). Every chunk re-does its tile's input
@@ -57,6 +57,7 @@ pub(crate) fn for_each_task(tasks: usize, f: impl Fn(usize) + Send + Sync) {
     }
 }
 
+/// Limits the kernels to `isa` and narrower (they still use only what the CPU has).
 pub fn set_isa_cap(isa: Isa) {
     ISA_CAP.store(isa as u8, Ordering::Relaxed);
 }

@@ -340,11 +340,6 @@ const TRAIN_MIN_CHANNELS: usize = 64;
 /// 77 % used) and 4×4 (128 channels) layers it measured 3.3 → 3.6 and 4.4 → 4.8 ms.
 const TRAIN_MIN_SIDE: usize = 14;
 
-/// Whether an f32 call with this geometry runs its forward and input gradient as Winograd:
-/// group 1, 3×3 with stride and dilation 1 and pads of at most 2 over a 2-D plane, at
-/// least [`TRAIN_MIN_CHANNELS`] channels, at most the inference plan's
-/// [`winograd::MAX_CHANNEL_PRODUCT`], an output of at least [`TRAIN_MIN_SIDE`] a side and
-/// at least [`winograd::MIN_TILES`] output tiles.
 /// Whether a conv trains through the plan's direct kernels ([`DirectTrain`]; f32 programs on
 /// AVX-512 CPUs): 2-D, stride 1, ungrouped, wider than 1×1, output planes of at least
 /// 20×20. Smaller planes stay on the im2col path: there the direct forward streams the
@@ -359,6 +354,11 @@ pub(crate) fn direct_applies(g: &ConvGeometry) -> bool {
         && [ah, aw].iter().all(|a| a.stride == 1 && a.output >= 20)
 }
 
+/// Whether an f32 call with this geometry runs its forward and input gradient as Winograd:
+/// group 1, 3×3 with stride and dilation 1 and pads of at most 2 over a 2-D plane, at
+/// least [`TRAIN_MIN_CHANNELS`] channels, at most the inference plan's
+/// [`winograd::MAX_CHANNEL_PRODUCT`], an output of at least [`TRAIN_MIN_SIDE`] a side and
+/// at least [`winograd::MIN_TILES`] output tiles.
 pub(crate) fn winograd_applies(g: &ConvGeometry) -> bool {
     let [ad, ah, aw] = &g.axes;
     let tiles = g.n * ah.output.div_ceil(4) * aw.output.div_ceil(4);
@@ -398,8 +398,9 @@ fn transposed_geometry(g: &ConvGeometry) -> ConvGeometry {
 }
 
 /// The direct kernels of one conv node ([`direct_applies`]), kept across steps: the forward
-/// conv, and for 3×3 stride-1 convs (pads ≤ 2) the input gradient as the forward conv of dY
-/// with the rotated, transposed filters. Filters are repacked every step.
+/// conv, for 3×3 stride-1 convs (pads ≤ 2) the input gradient as the forward conv of dY
+/// with the rotated, transposed filters, and the weight gradient's scratch
+/// ([`direct::filter_grad`]). Filters are repacked every step.
 #[derive(Debug, Clone)]
 pub(crate) struct DirectTrain {
     forward: DirectConv,
@@ -437,7 +438,7 @@ impl DirectTrain {
 
     /// `dw += ∂loss/∂w` from the forward input `x` and `dy` ([`direct::filter_grad`]).
     pub(crate) fn filter_grad(&mut self, g: &ConvGeometry, x: &[f32], dy: &[f32], dw: &mut [f32]) {
-        direct::filter_grad(g, x, dy, dw, false, &mut self.filter_grad);
+        direct::filter_grad(g, x, dy, dw, &mut self.filter_grad);
     }
 
     /// Whether [`DirectTrain::input_grad`] computes dX.

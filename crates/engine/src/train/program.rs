@@ -211,7 +211,8 @@ enum Saved {
     /// A conv run as Winograd: its kernels (the filter transforms are redone every step).
     Winograd(Box<conv::FastConv>),
     /// A conv whose forward ran the plan's direct kernel (filters repacked every step); its
-    /// input gradient runs it too where it applies, dW and dB by im2col.
+    /// weight gradient runs over the same shifted views, its input gradient through the
+    /// kernel where that applies (else im2col, like dB).
     Direct(Box<conv::DirectTrain>),
 }
 
