@@ -323,6 +323,44 @@ fn step_against_f64(g: &Graph, shape: [usize; 4], threads: usize, what: &str) ->
     p.params().iter().map(|p| p.grad.clone()).collect()
 }
 
+/// The batch-lane convs of training (2-D convs wider than 1×1 with output planes under
+/// 20×20 and at least 48 images, on AVX-512 CPUs) against the f64 program and the im2col
+/// path (the kernels capped to AVX2, where lanes decline): 50 images (the last lane vector
+/// part-filled), 3×3 pad 1 with and without bias, a conv whose input also feeds another (its
+/// input gradient is added), asymmetric pads 0 / 2, a stride-2 3×3 conv (input gradient by
+/// pixel classes) next to a stride-2 1×1 one (im2col), on 2 threads.
+#[test]
+fn lane_conv_training_matches_the_f64_program_and_the_im2col_path() {
+    use resnet_engine::plan::kernels::{set_isa_cap, Isa};
+
+    let mut net = Net::new(None, 3, 9, 9, 13, 8);
+    let x = net.x;
+    let a = net.conv(x, 3, 16, 3, 1, 1, false);
+    let a = net.bn(a, 16);
+    let a = net.relu(a);
+    let b = net.conv(a, 16, 16, 3, 1, 1, true);
+    let c = net.conv_full(a, 16, 16, [3, 3], [1, 1], [0, 0, 2, 2], [1, 1], 1, false);
+    let s = net.add(b, c);
+    let d = net.conv_full(s, 16, 8, [3, 3], [2, 2], [1, 1, 1, 1], [1, 1], 1, false);
+    let e = net.conv_full(s, 16, 8, [1, 1], [2, 2], [0, 0, 0, 0], [1, 1], 1, false);
+    let d = net.add(d, e);
+    let d = net.bn(d, 8);
+    let d = net.relu(d);
+    let out = net.head(d, 8, CLASSES);
+    let g = net.finish(out);
+
+    let shape = [50, 3, 9, 9];
+    let lanes = step_against_f64(&g, shape, 2, "lanes");
+    set_isa_cap(Isa::Avx2);
+    let im2col = step_against_f64(&g, shape, 2, "lanes");
+    set_isa_cap(Isa::Avx512);
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        assert_ne!(lanes, im2col, "the batch-lane path was not taken");
+    }
+    let _ = (lanes, im2col);
+}
+
 /// The direct kernels of training (forward, input gradient and weight gradient of 2-D
 /// stride-1 convs with planes of at least 20×20, on AVX-512 CPUs) against the f64 program,
 /// and against the im2col path (the kernels capped to AVX2, where the direct ones decline):

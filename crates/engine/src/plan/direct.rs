@@ -283,7 +283,16 @@ impl DirectConv {
                 // `(c−1)·cs + (kH−1)·dH·Wp + (kW−1)·dW` and `s·nr + nr < rows·Wp + nr`, which
                 // `cs`'s trailing `nr + (kW−1)·dW` zeros cover.
                 unsafe {
-                    micro(t.nv, kn, a.as_ptr(), buf.as_ptr().add(s * nr), offs[k0..k0 + kn].as_ptr(), dst, k0 > 0);
+                    micro(
+                        t.nv,
+                        kn,
+                        a.as_ptr(),
+                        buf.as_ptr().add(s * nr),
+                        offs[k0..k0 + kn].as_ptr(),
+                        dst.as_mut_ptr(),
+                        nr,
+                        k0 > 0,
+                    );
                 }
             };
             // K chunk, filter block, strip: the block's filter chunk stays in L1 while it
@@ -561,35 +570,41 @@ impl DirectConv {
     }
 }
 
-/// Dispatches on the strip width.
+/// `acc[r·acc_rs + j] (+)= Σ_kk a[kk·MR + r] · b[offs[kk] + j]` for `r < MR`, `j < 16·nv`
+/// (`nv` of 1, 2 or 3 vectors): the AVX-512 micro-kernel, dispatched on the strip width.
+/// Also the batch-lane convolution's kernel in training (`train::lanes`), where `acc` rows
+/// are output channel rows of a larger matrix.
 ///
 /// # Safety
 /// AVX-512F available; `a` holds `k·MR` floats; `b.offset(offs[i]) .. + 16·nv` is readable
-/// for every `i < k`; `acc` holds `MR·16·nv` floats.
-unsafe fn micro(
+/// for every `i < k`; `acc.add(r·acc_rs) .. + 16·nv` is writable (and readable when
+/// `accumulate`) for every `r < MR`, and aliases none of the inputs.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn micro(
     nv: usize,
     k: usize,
     a: *const f32,
     b: *const f32,
     offs: *const isize,
-    acc: &mut [f32],
+    acc: *mut f32,
+    acc_rs: usize,
     accumulate: bool,
 ) {
-    debug_assert!(acc.len() >= MR * 16 * nv);
+    debug_assert!((1..=3).contains(&nv) && acc_rs >= 16 * nv);
     #[cfg(target_arch = "x86_64")]
     {
         // SAFETY: forwarded from the caller.
         unsafe {
-            if nv == 3 {
-                avx512::micro::<3>(k, a, b, offs, acc.as_mut_ptr(), accumulate);
-            } else {
-                avx512::micro::<2>(k, a, b, offs, acc.as_mut_ptr(), accumulate);
+            match nv {
+                3 => avx512::micro::<3>(k, a, b, offs, acc, acc_rs, accumulate),
+                2 => avx512::micro::<2>(k, a, b, offs, acc, acc_rs, accumulate),
+                _ => avx512::micro::<1>(k, a, b, offs, acc, acc_rs, accumulate),
             }
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (nv, k, a, b, offs, acc, accumulate);
+        let _ = (nv, k, a, b, offs, acc, acc_rs, accumulate);
         unreachable!("DirectConv::new declines without AVX-512");
     }
 }
@@ -606,8 +621,7 @@ mod avx512 {
     /// (one thread; 128, 256, 512 and 1024 floats measured, 512 best).
     const PF_DIST: usize = 512;
 
-    /// `acc[r][j] (+)= Σ_kk a[kk][r] · b[offs[kk] + j]` for `r < MR`, `j < 16·NV`; `acc`
-    /// is `[MR][16·NV]` row-major.
+    /// `acc[r·acc_rs + j] (+)= Σ_kk a[kk][r] · b[offs[kk] + j]` for `r < MR`, `j < 16·NV`.
     ///
     /// # Safety
     /// As [`super::micro`].
@@ -618,16 +632,16 @@ mod avx512 {
         b: *const f32,
         offs: *const isize,
         acc: *mut f32,
+        acc_rs: usize,
         accumulate: bool,
     ) {
-        let nr = 16 * NV;
         let mut c = [[_mm512_setzero_ps(); NV]; MR];
         // SAFETY (whole body): pointers and extents as the caller guarantees.
         unsafe {
             if accumulate {
                 for (r, row) in c.iter_mut().enumerate() {
                     for (j, v) in row.iter_mut().enumerate() {
-                        *v = _mm512_loadu_ps(acc.add(r * nr + 16 * j));
+                        *v = _mm512_loadu_ps(acc.add(r * acc_rs + 16 * j));
                     }
                 }
             }
@@ -650,7 +664,7 @@ mod avx512 {
             }
             for (r, row) in c.iter().enumerate() {
                 for (j, v) in row.iter().enumerate() {
-                    _mm512_storeu_ps(acc.add(r * nr + 16 * j), *v);
+                    _mm512_storeu_ps(acc.add(r * acc_rs + 16 * j), *v);
                 }
             }
         }

@@ -16,6 +16,7 @@ mod conv;
 mod dense;
 mod elementwise;
 pub mod error;
+mod lanes;
 mod loss;
 pub mod optim;
 pub mod param;

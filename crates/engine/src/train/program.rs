@@ -30,6 +30,7 @@ use crate::train::conv::{self, ConvDims};
 use crate::train::dense::{self, GemmDims};
 use crate::train::elementwise;
 use crate::train::error::TrainError;
+use crate::train::lanes;
 use crate::train::loss::softmax_cross_entropy;
 use crate::train::param::{Buffer, Param, ParamRole};
 use crate::train::pool;
@@ -214,6 +215,9 @@ enum Saved {
     /// weight gradient runs over the same shifted views, its input gradient through the
     /// kernel where that applies (else im2col, like dB).
     Direct(Box<conv::DirectTrain>),
+    /// A conv whose forward ran on batch lanes (small planes): its input lanes, kept for
+    /// the weight gradient; both gradients but dB run there too.
+    Lanes(Box<lanes::LaneConv>),
 }
 
 /// The gradients of the activations during backward, kept across steps.
@@ -900,6 +904,15 @@ impl<T: Real> TrainProgram<T> {
                         fast.forward(&geom, x, w, b, T::as_f32_mut(&mut out.data).expect("f32 program"));
                         saved = Saved::Winograd(fast);
                     }
+                    (_, Some(x32), Some(w32)) if lanes::lanes_applies(&geom) => {
+                        let mut l = match std::mem::take(&mut ws.saved[si]) {
+                            Saved::Lanes(l) if l.fits(&geom) => l,
+                            _ => Box::new(lanes::LaneConv::new(&geom)),
+                        };
+                        let b = b.and_then(|b| T::as_f32(b.1));
+                        l.forward(&geom, x32, w32, b, T::as_f32_mut(&mut out.data).expect("f32 program"));
+                        saved = Saved::Lanes(l);
+                    }
                     (_, Some(x32), Some(w32)) if conv::direct_applies(&geom) => {
                         let direct = match std::mem::take(&mut ws.saved[si]) {
                             Saved::Direct(d) if d.fits(&geom) => Some(d),
@@ -1203,6 +1216,23 @@ impl<T: Real> TrainProgram<T> {
                 let dx_fresh = gx.as_ref().is_some_and(|g| g.2);
                 // Winograd when the forward ran so: dW (and dB) by im2col, then dX. The direct
                 // kernel when the forward ran it: dW from it, dX too where it applies.
+                // Batch lanes when the forward ran so: dX and dW there, dB below.
+                if let Saved::Lanes(l) = &mut saved[si] {
+                    let (Some(w32), Some(dy32)) = (T::as_f32(w), T::as_f32(dy)) else {
+                        unreachable!("batch lanes run in f32 programs only")
+                    };
+                    let dx = gx.as_mut().map(|g| T::as_f32_mut(&mut g.1).expect("f32 program"));
+                    let dw = gw.as_mut().map(|g| T::as_f32_mut(&mut g.1).expect("f32 program"));
+                    l.backward(&geom, w32, dy32, dx, dx_fresh, dw);
+                    if let Some(g) = gb.as_mut() {
+                        let d = ConvDims::new(&geom);
+                        conv::backward(&d, x, w, dy, None, false, None, Some(g.1.as_mut_slice()), conv_scratch);
+                    }
+                    for t in [gx, gw, gb] {
+                        self.put_grad(t, grads, pgrads);
+                    }
+                    return Ok(());
+                }
                 let (fast, mut direct) = match &mut saved[si] {
                     Saved::Winograd(f) => (Some(f), None),
                     Saved::Direct(d) => (None, Some(d)),

@@ -1,0 +1,830 @@
+//! Training convolutions with the batch as the vector axis ("batch lanes"), for the small
+//! planes (ResNet's later stages at MNIST or CIFAR sizes) where im2col + GEMM spends about
+//! as long unfolding and packing as multiplying and the direct kernel's spatial strips are
+//! mostly padding.
+//!
+//! Activations are transposed from NCHW to `[C, Hp, Wp, N']`: N' is the batch rounded up to
+//! 16 (the extra lanes zero) and the plane carries the conv's zero padding. One vector of 16
+//! lanes then holds one pixel of 16 images, and every output position reads its taps at the
+//! same offsets, so the plan's direct micro-kernel ([`direct::micro`]: 8 filters × up to 3
+//! vectors, per k one broadcast per filter and one load per vector) computes
+//! `Y[m, p, n] = Σ_k W[m, k] · X'[base(p) + off(k) + n]` with no im2col matrix, no band
+//! copies and no wrapped columns, for any stride. The weight gradient
+//! `dW[m, c, i, j] = Σ_{p, n} dY'[m, p, n] · X'[c, src(p, i, j), n]` is a block of 4 × 4
+//! dot products along the lanes per call. The input gradient splits the input pixels into
+//! stride² classes ([`GradClass`]); each is a stride-1 conv of the padded `dY'` with the
+//! class's taps on the same micro-kernel (one class with every tap at stride 1). Every sum
+//! runs in a fixed order whatever the thread count, so results do not depend on it.
+//!
+//! Measured on mnist-v1 (batch 128, 2 threads, `RESNET_TRAIN_PROFILE=1 resnet train
+//! bench`), forward / backward ms per layer against the im2col path: 3×3 at 4×4 (128
+//! channels) 6.5 / 13 → 4.3 / 9.3, at 7×7 (64) 4.5 / 9 → 3.5 / 7.1, at 14×14 (32)
+//! 4.5 / 9.5 → 4.4 / 7.9; stride-2 3×3 into 4×4 3.7 / 7.6 → 2.9 / 5.3.
+//!
+//! AVX-512 CPUs only, for the shapes [`lanes_applies`] picks; the rest keep the other paths.
+
+use rayon::prelude::*;
+
+use crate::ops::conv::ConvGeometry;
+use crate::ops::padding::Axis;
+use crate::plan::direct::{self, MR};
+use crate::plan::kernels::{self, Isa};
+
+/// Output planes with a side below this use the batch lanes (from 20×20 the direct kernel's
+/// strips are full: [`super::conv::direct_applies`]).
+const MAX_SIDE: usize = 20;
+
+/// Fewest images: the micro-kernel wants 3 vectors of lanes per call (48 images); with 2
+/// (ResNet-18 at batch 32, 2 threads) its 7×7 and 14×14 layers measured 5–20 % slower
+/// forward and backward than the im2col path.
+const MIN_BATCH: usize = 48;
+
+/// Most filter elements (`M·C·kh·kw`, 1 MiB of f32): every (output row, lane chunk) task
+/// streams all filters, which must stay in L2 (mnist-v1's largest layer has 147 Ki). Larger
+/// filters go to the im2col path, which reads them once per batch
+/// ([`super::conv`]'s batched path).
+const MAX_FILTER: usize = 1 << 18;
+
+/// Bytes of `dY'` rows one weight-gradient task keeps hot in L2 while every input channel
+/// block passes over them.
+const DW_ROWS_BUDGET: usize = 256 * 1024;
+
+/// Input channels per K chunk of the forward conv: the chunk's taps around one output row
+/// stay in L1/L2 while every filter block passes over them. Measured on the mnist-v1 and
+/// ResNet-18 small-plane shapes (2 threads): 8, 16 and 32 within noise of each other, all
+/// channels at once 10–30 % slower at 4×4, 14×14 and ResNet-18's 7×7 (512 channels).
+const KC_CHANNELS: usize = 32;
+
+/// Lanes per vector.
+const LANES: usize = 16;
+
+/// Whether an f32 training conv runs on batch lanes: AVX-512, a 2-D ungrouped conv wider
+/// than 1×1 with dilation 1 and pads below the kernel size, an output side below
+/// [`MAX_SIDE`], at least [`MIN_BATCH`] images and at most [`MAX_FILTER`] filter elements. 1×1 convs are plain GEMMs on the im2col
+/// path, which beat transposing their inputs: mnist-v1's stride-2 1×1 layers measured
+/// 0.9 → 2.9 ms forward on lanes (batch 128, 2 threads), their whole input transposed for
+/// a quarter of its pixels.
+pub(crate) fn lanes_applies(g: &ConvGeometry) -> bool {
+    let [_, ah, aw] = &g.axes;
+    supported(g)
+        && ah.kernel * aw.kernel > 1
+        && ah.output.min(aw.output) < MAX_SIDE
+        && g.n >= MIN_BATCH
+        && g.m * g.c * ah.kernel * aw.kernel <= MAX_FILTER
+}
+
+/// What [`LaneConv`] computes: 2-D ungrouped convs with dilation 1 and pads below the
+/// kernel size, on AVX-512 CPUs.
+fn supported(g: &ConvGeometry) -> bool {
+    let [ad, ah, aw] = &g.axes;
+    kernels::active_isa() == Isa::Avx512
+        && *ad == Axis::UNIT
+        && g.group == 1
+        && g.n * g.c * g.m * ah.output * aw.output > 0
+        && [ah, aw].iter().all(|a| a.stride >= 1 && a.dilation == 1 && a.pad_begin < a.kernel && a.pad_end < a.kernel)
+}
+
+/// A padded lane layout `[ch, hp, wp, np]` of an NCHW tensor `[n, ch, h, w]` placed at row
+/// `top`, column `left`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Padded {
+    n: usize,
+    ch: usize,
+    h: usize,
+    w: usize,
+    top: usize,
+    left: usize,
+    hp: usize,
+    wp: usize,
+    np: usize,
+}
+
+impl Padded {
+    fn new(
+        n: usize,
+        ch: usize,
+        (h, w): (usize, usize),
+        (top, bottom): (usize, usize),
+        (left, right): (usize, usize),
+    ) -> Padded {
+        Padded { n, ch, h, w, top, left, hp: top + h + bottom, wp: left + w + right, np: n.div_ceil(LANES) * LANES }
+    }
+
+    fn plane(&self) -> usize {
+        self.hp * self.wp * self.np
+    }
+
+    fn len(&self) -> usize {
+        self.ch * self.plane()
+    }
+}
+
+/// Raw pointer shared by tasks that write disjoint elements of one buffer.
+#[derive(Clone, Copy)]
+struct SharedMut(*mut f32);
+// SAFETY: every user writes elements no other task touches, inside a buffer that outlives
+// the parallel loop.
+unsafe impl Send for SharedMut {}
+unsafe impl Sync for SharedMut {}
+
+impl SharedMut {
+    /// The pointer (a method, so closures capture the `Send` wrapper, not the field).
+    fn ptr(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// `x` (NCHW, `[l.n, l.ch, l.h, l.w]`) into `dst` as `l`'s padded lanes; padding and the
+/// lanes past `l.n` are zero.
+fn to_lanes(x: &[f32], l: &Padded, dst: &mut Vec<f32>) {
+    assert_eq!(x.len(), l.n * l.ch * l.h * l.w, "to_lanes input length");
+    dst.resize(l.len(), 0.0);
+    let (hw, row, np) = (l.h * l.w, l.wp * l.np, l.np);
+    dst.par_chunks_mut(l.plane()).enumerate().for_each(|(ch, d)| {
+        d[..l.top * row].fill(0.0);
+        d[(l.top + l.h) * row..].fill(0.0);
+        for y in 0..l.h {
+            let r = &mut d[(l.top + y) * row..][..row];
+            r[..l.left * np].fill(0.0);
+            r[(l.left + l.w) * np..].fill(0.0);
+            if l.n < np {
+                for lanes in r[l.left * np..][..l.w * np].chunks_exact_mut(np) {
+                    lanes[l.n..].fill(0.0);
+                }
+            }
+        }
+        // Image by image: contiguous reads, strided writes within the channel's block (in
+        // L1 or L2), twice as fast as gathering each position's lanes across the images.
+        for img in 0..l.n {
+            let src = &x[(img * l.ch + ch) * hw..][..hw];
+            for y in 0..l.h {
+                let r = &mut d[((l.top + y) * l.wp + l.left) * np + img..];
+                for (xq, &v) in src[y * l.w..][..l.w].iter().enumerate() {
+                    r[xq * np] = v;
+                }
+            }
+        }
+    });
+}
+
+/// Where a lane buffer's `[rows, gh·gw, np]` grid lands in an NCHW tensor of planes
+/// `h × w`: grid position `(y, x)` is pixel `(y·sy + y0, x·sx + x0)`.
+#[derive(Debug, Clone, Copy)]
+struct Scatter {
+    gh: usize,
+    gw: usize,
+    h: usize,
+    w: usize,
+    sy: usize,
+    sx: usize,
+    y0: usize,
+    x0: usize,
+}
+
+impl Scatter {
+    /// The whole plane, position for position.
+    fn dense(h: usize, w: usize) -> Scatter {
+        Scatter { gh: h, gw: w, h, w, sy: 1, sx: 1, y0: 0, x0: 0 }
+    }
+}
+
+/// `dst[img, r, pixel(q)] = src[r, q, img] (+ bias[r])`, or added to `dst` when
+/// `accumulate`, for `rows` rows and the grid positions `q` of `at` (`src` is
+/// `[≥rows, gh·gw, np]`, `dst` is `[n, rows, h·w]`).
+#[allow(clippy::too_many_arguments)]
+fn from_lanes(
+    src: &[f32],
+    rows: usize,
+    at: Scatter,
+    n: usize,
+    np: usize,
+    bias: Option<&[f32]>,
+    dst: &mut [f32],
+    accumulate: bool,
+) {
+    let (p, hw) = (at.gh * at.gw, at.h * at.w);
+    assert!(src.len() >= rows * p * np && dst.len() == n * rows * hw, "from_lanes lengths");
+    assert!(
+        at.gh == 0 || at.gw == 0 || ((at.gh - 1) * at.sy + at.y0 < at.h && (at.gw - 1) * at.sx + at.x0 < at.w),
+        "from_lanes grid"
+    );
+    let out = SharedMut(dst.as_mut_ptr());
+    (0..rows).into_par_iter().for_each(|r| {
+        let b = bias.map_or(0.0, |b| b[r]);
+        let block = &src[r * p * np..][..p * np];
+        for img in 0..n {
+            // SAFETY: plane `r` of image `img` (`h·w` elements inside `dst`, checked above);
+            // each task writes its own `r`.
+            let d = unsafe { std::slice::from_raw_parts_mut(out.ptr().add((img * rows + r) * hw), hw) };
+            for y in 0..at.gh {
+                let row = &mut d[(y * at.sy + at.y0) * at.w + at.x0..];
+                let lanes = &block[y * at.gw * np + img..];
+                if accumulate {
+                    for x in 0..at.gw {
+                        row[x * at.sx] += lanes[x * np];
+                    }
+                } else {
+                    for x in 0..at.gw {
+                        row[x * at.sx] = lanes[x * np] + b;
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Packs `rows` filters of `k` taps for the micro-kernel: `packed[(b·k + kk)·MR + r] =
+/// value(b·MR + r, kk)`, zero for rows past `rows`.
+fn pack(rows: usize, k: usize, packed: &mut Vec<f32>, value: impl Fn(usize, usize) -> f32 + Sync) {
+    packed.resize(rows.div_ceil(MR) * k * MR, 0.0);
+    packed.par_chunks_mut(k * MR).enumerate().for_each(|(b, block)| {
+        for (kk, taps) in block.chunks_exact_mut(MR).enumerate() {
+            for (r, v) in taps.iter_mut().enumerate() {
+                let row = b * MR + r;
+                *v = if row < rows { value(row, kk) } else { 0.0 };
+            }
+        }
+    });
+}
+
+/// Lane vectors per micro-kernel call: `nvec` vectors cut into runs of 3 (2 where that
+/// evens them out), as `(first vector, count)`.
+fn lane_chunks(nvec: usize) -> Vec<(usize, usize)> {
+    let count = nvec.div_ceil(3);
+    let mut out = Vec::with_capacity(count);
+    let mut v0 = 0;
+    for i in 0..count {
+        let nv = (nvec - v0).div_ceil(count - i);
+        out.push((v0, nv));
+        v0 += nv;
+    }
+    out
+}
+
+/// `out[r, (y, x), lanes] = Σ_kk packed[r, kk] · src[(y·sy·wp + x·sx)·np + offs[kk] + lanes]`
+/// for `rows` filters over an `oh × ow` output: one task per (output row, lane chunk,
+/// filter chunk); inside it, per chunk of [`KC_CHANNELS`] input channels, the chunk's taps
+/// around the row stay in L1/L2 while every filter block passes over them. `out` is
+/// `[rows rounded up to MR, oh·ow, np]`; `l` gives `wp` and `np`.
+#[allow(clippy::too_many_arguments)]
+fn conv_lanes(
+    packed: &[f32],
+    rows: usize,
+    k: usize,
+    offs: &[isize],
+    src: &[f32],
+    l: &Padded,
+    (oh, ow): (usize, usize),
+    (sy, sx): (usize, usize),
+    out: &mut Vec<f32>,
+) {
+    let (np, p) = (l.np, oh * ow);
+    let blocks = rows.div_ceil(MR);
+    assert!(packed.len() >= blocks * k * MR && offs.len() == k && k > 0, "conv_lanes filters");
+    out.resize(blocks * MR * p * np, 0.0);
+    if p == 0 {
+        return;
+    }
+    let max_off = offs.iter().copied().max().unwrap_or(0);
+    assert!(
+        offs.iter().all(|&o| o >= 0)
+            && ((oh - 1) * sy * l.wp + (ow - 1) * sx) * np + max_off as usize + np <= src.len(),
+        "conv_lanes reads past its input"
+    );
+    let chunks = lane_chunks(np / LANES);
+    let tiles = oh * chunks.len();
+    let split = kernels::filter_split(tiles, rayon::current_num_threads(), blocks);
+    let dst = SharedMut(out.as_mut_ptr());
+    // Taps per input channel: the K chunks hold whole channels.
+    let kc = (KC_CHANNELS * (k / l.ch).max(1)).min(k);
+    kernels::for_each_task(tiles * split, |t| {
+        let (tile, part) = (t / split, t % split);
+        let (y, (v0, nv)) = (tile / chunks.len(), chunks[tile % chunks.len()]);
+        let (b0, b1) = (part * blocks / split, (part + 1) * blocks / split);
+        for k0 in (0..k).step_by(kc) {
+            let kn = kc.min(k - k0);
+            for x in 0..ow {
+                let base = (y * sy * l.wp + x * sx) * np + v0 * LANES;
+                let q = y * ow + x;
+                for b in b0..b1 {
+                    let a = packed[(b * k + k0) * MR..][..kn * MR].as_ptr();
+                    // SAFETY: AVX-512F is active (`lanes_applies`); `a` holds `kn·MR` floats;
+                    // every read `base + offs[kk] .. + 16·nv` ends within `src` (asserted
+                    // above for the last position, `v0 + nv ≤ np/16`); the MR output rows
+                    // `(b·MR + r)·p·np + q·np + v0·16 .. + 16·nv` lie inside `out` and belong
+                    // to this task's filter block, row and lanes alone.
+                    unsafe {
+                        direct::micro(
+                            nv,
+                            kn,
+                            a,
+                            src.as_ptr().add(base),
+                            offs[k0..].as_ptr(),
+                            dst.ptr().add((b * MR * p + q) * np + v0 * LANES),
+                            p * np,
+                            k0 > 0,
+                        );
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// One class of input pixels of a conv's input gradient: those at `(sh·u + ry, sw·v + rx)`.
+/// Tap `i` of the filters reaches pixel row `sh·u + ry` from output row `u + δ_i` exactly
+/// when `(ry + pad_begin − i)` is a multiple of the stride, `δ_i` being that quotient; so a
+/// class's gradient is a stride-1 conv of `dY` with the class's taps (all of them at stride
+/// 1, about `k/s` per axis at stride `s`).
+#[derive(Debug, Clone, Default)]
+struct GradClass {
+    /// `(tap, δ)` along H and along W.
+    taps_h: Vec<(usize, isize)>,
+    taps_w: Vec<(usize, isize)>,
+    /// Where the class's grid lands in dX.
+    at: Option<Scatter>,
+    packed: Vec<f32>,
+}
+
+/// The classes of one axis: for each residue `r < stride`, its `(tap, δ)` list and count of
+/// pixels `ceil((input − r) / stride)`.
+fn axis_classes(a: &Axis) -> Vec<(Vec<(usize, isize)>, usize)> {
+    (0..a.stride)
+        .map(|r| {
+            let taps = (0..a.kernel)
+                .filter(|&i| (r + a.pad_begin).abs_diff(i) % a.stride == 0)
+                .map(|i| (i, (r as isize + a.pad_begin as isize - i as isize) / a.stride as isize))
+                .collect();
+            (taps, a.input.saturating_sub(r).div_ceil(a.stride))
+        })
+        .collect()
+}
+
+/// Padding `(before, after)` of `dY` along one axis so that every class reads inside it.
+fn grad_pads(a: &Axis) -> (usize, usize) {
+    let (mut before, mut after) = (0isize, 0isize);
+    for (taps, count) in axis_classes(a) {
+        for (_, d) in taps {
+            if count > 0 {
+                before = before.max(-d);
+                after = after.max(count as isize - 1 + d - (a.output as isize - 1));
+            }
+        }
+    }
+    (before as usize, after as usize)
+}
+
+/// One conv node on batch lanes ([`lanes_applies`]), kept across steps: the packed filters,
+/// the padded lanes of its input (kept from forward for the weight gradient) and the
+/// scratch of its backward pass. Filters are repacked every step.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LaneConv {
+    shape: [usize; 4],
+    /// The forward's filters, `[M/MR][C·kh·kw][MR]`.
+    packed: Vec<f32>,
+    offs: Vec<isize>,
+    /// `X'` from the last forward and its layout.
+    xp: Vec<f32>,
+    x_layout: Option<Padded>,
+    /// `dY'`, padded for the input gradient's classes.
+    dyp: Vec<f32>,
+    /// Output lanes: `Y'` in forward, a class of `dX'` in backward.
+    out: Vec<f32>,
+    classes: Vec<GradClass>,
+}
+
+impl LaneConv {
+    pub(crate) fn new(g: &ConvGeometry) -> LaneConv {
+        let [_, ah, aw] = &g.axes;
+        LaneConv { shape: [g.m, g.c, ah.kernel, aw.kernel], ..LaneConv::default() }
+    }
+
+    /// Whether this node's buffers fit the call (the filter shape of the first call).
+    pub(crate) fn fits(&self, g: &ConvGeometry) -> bool {
+        let [_, ah, aw] = &g.axes;
+        self.shape == [g.m, g.c, ah.kernel, aw.kernel]
+    }
+
+    fn input_layout(g: &ConvGeometry) -> Padded {
+        let [_, ah, aw] = &g.axes;
+        Padded::new(g.n, g.c, (ah.input, aw.input), (ah.pad_begin, ah.pad_end), (aw.pad_begin, aw.pad_end))
+    }
+
+    /// `dY` padded so that every input-gradient class reads inside it ([`grad_pads`]).
+    fn grad_layout(g: &ConvGeometry) -> Padded {
+        let [_, ah, aw] = &g.axes;
+        Padded::new(g.n, g.m, (ah.output, aw.output), grad_pads(ah), grad_pads(aw))
+    }
+
+    /// `y = conv(x, w) + b` (NCHW) for a geometry [`lanes_applies`] to; keeps `x`'s lanes.
+    pub(crate) fn forward(&mut self, g: &ConvGeometry, x: &[f32], w: &[f32], b: Option<&[f32]>, y: &mut [f32]) {
+        debug_assert!(supported(g) && self.fits(g));
+        let [m, c, kh, kw] = self.shape;
+        let k = c * kh * kw;
+        assert_eq!(w.len(), m * k, "filter length");
+        let l = Self::input_layout(g);
+        to_lanes(x, &l, &mut self.xp);
+        self.x_layout = Some(l);
+        pack(m, k, &mut self.packed, |row, kk| w[row * k + kk]);
+        self.offs.clear();
+        for ch in 0..c {
+            for i in 0..kh {
+                for j in 0..kw {
+                    self.offs.push((ch * l.plane() + (i * l.wp + j) * l.np) as isize);
+                }
+            }
+        }
+        let [_, ah, aw] = &g.axes;
+        let (oh, ow) = (ah.output, aw.output);
+        conv_lanes(&self.packed, m, k, &self.offs, &self.xp, &l, (oh, ow), (ah.stride, aw.stride), &mut self.out);
+        from_lanes(&self.out, m, Scatter::dense(oh, ow), g.n, l.np, b, y, false);
+    }
+
+    /// `dw += ∂loss/∂w` and `dx = ∂loss/∂x` (added to `dx` unless `dx_fresh`) from `dy`,
+    /// after [`LaneConv::forward`] of the same geometry.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn backward(
+        &mut self,
+        g: &ConvGeometry,
+        w: &[f32],
+        dy: &[f32],
+        dx: Option<&mut [f32]>,
+        dx_fresh: bool,
+        dw: Option<&mut [f32]>,
+    ) {
+        let xl = self.x_layout.expect("LaneConv::backward runs after its forward");
+        assert_eq!(xl, Self::input_layout(g), "LaneConv::backward geometry differs from the forward's");
+        let [m, c, kh, kw] = self.shape;
+        let [_, ah, aw] = &g.axes;
+        let dl = Self::grad_layout(g);
+        to_lanes(dy, &dl, &mut self.dyp);
+        if let Some(dw) = dw {
+            filter_grad(&self.xp, &xl, &self.dyp, &dl, g, dw);
+        }
+        let Some(dx) = dx else { return };
+        let (hc, wc) = (axis_classes(ah), axis_classes(aw));
+        self.classes.resize_with(hc.len() * wc.len(), GradClass::default);
+        for (ci, class) in self.classes.iter_mut().enumerate() {
+            let ((ry, (taps_h, gh)), (rx, (taps_w, gw))) =
+                ((ci / wc.len(), &hc[ci / wc.len()]), (ci % wc.len(), &wc[ci % wc.len()]));
+            class.taps_h.clone_from(taps_h);
+            class.taps_w.clone_from(taps_w);
+            class.at = Some(Scatter {
+                gh: *gh,
+                gw: *gw,
+                h: ah.input,
+                w: aw.input,
+                sy: ah.stride,
+                sx: aw.stride,
+                y0: ry,
+                x0: rx,
+            });
+        }
+        for class in &mut self.classes {
+            let at = class.at.expect("set above");
+            let taps = class.taps_h.len() * class.taps_w.len();
+            if taps == 0 || at.gh * at.gw == 0 {
+                // No filter tap reaches these pixels (a 1×1 conv of stride 2): no gradient.
+                if dx_fresh {
+                    zero_pixels(c, at, g.n, dx);
+                }
+                continue;
+            }
+            let k = m * taps;
+            let (th, tw) = (&class.taps_h, &class.taps_w);
+            pack(c, k, &mut class.packed, |ci, t| {
+                let (mi, tap) = (t / taps, t % taps);
+                let (i, j) = (th[tap / tw.len()].0, tw[tap % tw.len()].0);
+                w[((mi * c + ci) * kh + i) * kw + j]
+            });
+            self.offs.clear();
+            for mi in 0..m {
+                for &(_, di) in th {
+                    for &(_, dj) in tw {
+                        let (row, col) = (di + dl.top as isize, dj + dl.left as isize);
+                        debug_assert!(row >= 0 && col >= 0);
+                        self.offs.push((mi * dl.plane()) as isize + (row * dl.wp as isize + col) * dl.np as isize);
+                    }
+                }
+            }
+            conv_lanes(&class.packed, c, k, &self.offs, &self.dyp, &dl, (at.gh, at.gw), (1, 1), &mut self.out);
+            from_lanes(&self.out, c, at, g.n, dl.np, None, dx, !dx_fresh);
+        }
+    }
+}
+
+/// Zeroes the pixels of `at` in every plane of `dx` (`[n, rows, h·w]`).
+fn zero_pixels(rows: usize, at: Scatter, n: usize, dx: &mut [f32]) {
+    for plane in dx.chunks_exact_mut(at.h * at.w).take(n * rows) {
+        for y in 0..at.gh {
+            for x in 0..at.gw {
+                plane[(y * at.sy + at.y0) * at.w + x * at.sx + at.x0] = 0.0;
+            }
+        }
+    }
+}
+
+/// `dw[m, c, i, j] += Σ_{y, x, lanes} dy'[m, y + top, x + left, lanes] · x'[c, y·sh + i,
+/// x·sw + j, lanes]` over the `oh × ow` outputs: one task per (tap, block of filter rows),
+/// each writing its own elements of `dw`; inside a task the rows' `dY'` stays in L2 while
+/// every block of 4 input channels passes over it.
+fn filter_grad(xp: &[f32], xl: &Padded, dyp: &[f32], dl: &Padded, g: &ConvGeometry, dw: &mut [f32]) {
+    let [_, ah, aw] = &g.axes;
+    let ((oh, ow), (kh, kw), (sh, sw)) = ((ah.output, aw.output), (ah.kernel, aw.kernel), (ah.stride, aw.stride));
+    let (m, c, np) = (dl.ch, xl.ch, xl.np);
+    assert!(
+        dl.np == np && dw.len() == m * c * kh * kw && xp.len() >= xl.len() && dyp.len() >= dl.len(),
+        "filter_grad operands"
+    );
+    if oh * ow == 0 {
+        return;
+    }
+    assert!(
+        dl.top + oh <= dl.hp && dl.left + ow <= dl.wp && (oh - 1) * sh + kh <= xl.hp && (ow - 1) * sw + kw <= xl.wp,
+        "filter_grad window"
+    );
+    let row_bytes = oh * ow * np * 4;
+    let group = (DW_ROWS_BUDGET / row_bytes.max(1)).clamp(4, m.max(4)) / 4 * 4;
+    let groups = m.div_ceil(group);
+    let taps = kh * kw;
+    // Stride 1 along W: each output row is one run of `ow·np` floats in both operands.
+    let (cols, len, a_rx, b_rx) = if sw == 1 { (1, ow * np, 0, 0) } else { (ow, np, np, sw * np) };
+    let (a_ry, b_ry) = (dl.wp * np, sh * xl.wp * np);
+    let out = SharedMut(dw.as_mut_ptr());
+    kernels::for_each_task(taps * groups, |t| {
+        let (tap, gi) = (t / groups, t % groups);
+        let (i, j) = (tap / kw, tap % kw);
+        let (m0, m1) = (gi * group, ((gi + 1) * group).min(m));
+        let a0 = (dl.top * dl.wp + dl.left) * np;
+        let b0 = (i * xl.wp + j) * np;
+        let add = |mi: usize, ci: usize, v: f32| {
+            // SAFETY: element (mi, ci, i, j) of `dw` (length checked above); this task owns
+            // tap (i, j) of filter rows m0..m1.
+            unsafe { *out.ptr().add((mi * c + ci) * taps + tap) += v };
+        };
+        let walk = Walk { rows: oh, cols, len, a_ry, a_rx, b_ry, b_rx };
+        let mut c0 = 0;
+        while c0 < c {
+            let cn = (c - c0).min(4);
+            let mut mi = m0;
+            while mi < m1 {
+                let mn = (m1 - mi).min(4);
+                let a = dyp[mi * dl.plane() + a0..].as_ptr();
+                let b = xp[c0 * xl.plane() + b0..].as_ptr();
+                // SAFETY (both calls): AVX-512F is active; rows `mi..mi+mn` of dY' and
+                // channels `c0..c0+cn` of X' are read along `walk`, inside the buffers by
+                // the window assert above.
+                if (mn, cn) == (4, 4) {
+                    let s = unsafe { dots::<4, 4>(a, dl.plane(), b, xl.plane(), &walk) };
+                    for (r, row) in s.iter().enumerate() {
+                        for (q, &v) in row.iter().enumerate() {
+                            add(mi + r, c0 + q, v);
+                        }
+                    }
+                } else {
+                    for r in 0..mn {
+                        for q in 0..cn {
+                            let (ar, bq) = (a.wrapping_add(r * dl.plane()), b.wrapping_add(q * xl.plane()));
+                            let s = unsafe { dots::<1, 1>(ar, 0, bq, 0, &walk) };
+                            add(mi + r, c0 + q, s[0][0]);
+                        }
+                    }
+                }
+                mi += mn;
+            }
+            c0 += cn;
+        }
+    });
+}
+
+/// The positions a block of dot products runs over: `rows × cols` runs of `len` floats
+/// (a multiple of 16), run `(y, x)` at `y·a_ry + x·a_rx` in the first operand and
+/// `y·b_ry + x·b_rx` in the second.
+struct Walk {
+    rows: usize,
+    cols: usize,
+    len: usize,
+    a_ry: usize,
+    a_rx: usize,
+    b_ry: usize,
+    b_rx: usize,
+}
+
+/// `out[r][s] = Σ_{runs (y, x), v < len} a[r·a_cs + y·a_ry + x·a_rx + v] ·
+/// b[s·b_cs + y·b_ry + x·b_rx + v]` over `walk`: `R × S` dot products along lanes, each
+/// summed as 16 lane sums added at the end.
+///
+/// # Safety
+/// AVX-512F available; every read above is inside its buffer.
+unsafe fn dots<const R: usize, const S: usize>(
+    a: *const f32,
+    a_cs: usize,
+    b: *const f32,
+    b_cs: usize,
+    walk: &Walk,
+) -> [[f32; S]; R] {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: forwarded from the caller.
+        unsafe { avx512::dots::<R, S>(a, a_cs, b, b_cs, walk) }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (a, a_cs, b, b_cs, walk);
+        unreachable!("lanes_applies declines without AVX-512");
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::Walk;
+
+    /// See [`super::dots`].
+    ///
+    /// # Safety
+    /// As [`super::dots`].
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn dots<const R: usize, const S: usize>(
+        a: *const f32,
+        a_cs: usize,
+        b: *const f32,
+        b_cs: usize,
+        walk: &Walk,
+    ) -> [[f32; S]; R] {
+        debug_assert!(walk.len.is_multiple_of(16));
+        let mut acc = [[_mm512_setzero_ps(); S]; R];
+        // SAFETY (whole body): pointers and extents as the caller guarantees.
+        unsafe {
+            for y in 0..walk.rows {
+                for x in 0..walk.cols {
+                    let (ay, by) = (a.add(y * walk.a_ry + x * walk.a_rx), b.add(y * walk.b_ry + x * walk.b_rx));
+                    for v in (0..walk.len).step_by(16) {
+                        let mut av = [_mm512_setzero_ps(); R];
+                        for (r, x) in av.iter_mut().enumerate() {
+                            *x = _mm512_loadu_ps(ay.add(r * a_cs + v));
+                        }
+                        for s in 0..S {
+                            let bv = _mm512_loadu_ps(by.add(s * b_cs + v));
+                            for (row, a) in acc.iter_mut().zip(&av) {
+                                row[s] = _mm512_fmadd_ps(*a, bv, row[s]);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // Stored whole and summed in scalar code: `_mm512_reduce_add_ps` needs 256-bit ops
+        // on the accumulators, which without AVX-512VL can only name zmm0–15, and 16
+        // accumulators there spilled one to the stack inside the loop (60 → 100+ GFLOP/s).
+        let mut lanes = [[[0.0f32; 16]; S]; R];
+        for (o, a) in lanes.iter_mut().zip(&acc) {
+            for (v, x) in o.iter_mut().zip(a) {
+                // SAFETY: `v` is 16 floats.
+                unsafe { _mm512_storeu_ps(v.as_mut_ptr(), *x) };
+            }
+        }
+        let mut out = [[0.0; S]; R];
+        for (o, l) in out.iter_mut().zip(&lanes) {
+            for (v, x) in o.iter_mut().zip(l) {
+                *v = x.iter().sum();
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::conv::ConvGeometry;
+
+    fn lcg(seed: &mut u64) -> f32 {
+        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+
+    fn axis(input: usize, kernel: usize, stride: usize, (pad_begin, pad_end): (usize, usize)) -> Axis {
+        let output = (input + pad_begin + pad_end - kernel) / stride + 1;
+        Axis { input, output, kernel, stride, dilation: 1, pad_begin, pad_end }
+    }
+
+    /// Forward, dX and dW of the plain definition, in f64.
+    fn reference(g: &ConvGeometry, x: &[f32], w: &[f32], dy: &[f32]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+        let [_, ah, aw] = &g.axes;
+        let (h, wd, oh, ow, kh, kw) = (ah.input, aw.input, ah.output, aw.output, ah.kernel, aw.kernel);
+        let mut y = vec![0.0; g.n * g.m * oh * ow];
+        let mut dx = vec![0.0; x.len()];
+        let mut dw = vec![0.0; w.len()];
+        for n in 0..g.n {
+            for m in 0..g.m {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let yi = ((n * g.m + m) * oh + oy) * ow + ox;
+                        for c in 0..g.c {
+                            for i in 0..kh {
+                                for j in 0..kw {
+                                    let (iy, ix) = (ah.input_pos(oy, i), aw.input_pos(ox, j));
+                                    if iy < 0 || ix < 0 || iy >= h as isize || ix >= wd as isize {
+                                        continue;
+                                    }
+                                    let xi = ((n * g.c + c) * h + iy as usize) * wd + ix as usize;
+                                    let wi = ((m * g.c + c) * kh + i) * kw + j;
+                                    y[yi] += x[xi] as f64 * w[wi] as f64;
+                                    dx[xi] += dy[yi] as f64 * w[wi] as f64;
+                                    dw[wi] += dy[yi] as f64 * x[xi] as f64;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        (y, dx, dw)
+    }
+
+    fn close(what: &str, got: &[f32], want: &[f64]) {
+        assert_eq!(got.len(), want.len(), "{what} length");
+        let scale = want.iter().fold(0.0f64, |a, v| a.max(v.abs())).max(1e-6);
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!((*g as f64 - w).abs() <= 2e-5 * scale, "{what}[{i}]: {g} vs {w} (scale {scale})");
+        }
+    }
+
+    #[test]
+    fn lane_chunks_cover_the_vectors_in_runs_of_at_most_three() {
+        for nvec in 1..20 {
+            let chunks = lane_chunks(nvec);
+            assert_eq!(chunks.iter().map(|c| c.1).sum::<usize>(), nvec);
+            assert!(chunks.iter().all(|&(_, nv)| (1..=3).contains(&nv)));
+            assert!(chunks.windows(2).all(|w| w[0].0 + w[0].1 == w[1].0));
+        }
+        assert_eq!(lane_chunks(8), vec![(0, 3), (3, 3), (6, 2)]);
+        assert_eq!(lane_chunks(4), vec![(0, 2), (2, 2)]);
+    }
+
+    #[test]
+    fn lanes_match_the_definition_on_random_shapes() {
+        if kernels::active_isa() != Isa::Avx512 {
+            eprintln!("no AVX-512 on this CPU: the batch-lane conv does not run here");
+            return;
+        }
+        let mut seed = 7u64;
+        // (n, c, m, h, w, kh, kw, strides, pads h, pads w): batches off the 16 lanes,
+        // filter and channel counts off the 8- and 4-blocks, 1×1, 3×1 and 3×3, asymmetric
+        // and no padding, stride 2 (3×3 with even and odd inputs, 1×1 whose odd pixels get
+        // no gradient) and mixed strides.
+        let cases = [
+            (16, 4, 8, 4, 4, 3, 3, (1, 1), (1, 1), (1, 1)),
+            (100, 4, 8, 4, 3, 3, 3, (1, 1), (1, 1), (1, 1)),
+            (17, 5, 11, 5, 3, 3, 3, (1, 1), (1, 1), (0, 2)),
+            (33, 8, 16, 7, 7, 3, 3, (1, 1), (1, 1), (1, 1)),
+            (20, 6, 9, 4, 6, 1, 3, (1, 1), (0, 0), (1, 1)),
+            (48, 3, 13, 6, 5, 3, 1, (1, 1), (2, 0), (0, 0)),
+            (64, 9, 4, 2, 2, 3, 3, (1, 1), (1, 1), (1, 1)),
+            (18, 8, 16, 8, 8, 3, 3, (2, 2), (1, 1), (1, 1)),
+            (16, 5, 12, 7, 9, 3, 3, (2, 2), (1, 1), (1, 1)),
+            (19, 8, 16, 8, 7, 1, 2, (2, 2), (0, 0), (0, 0)),
+            (16, 4, 8, 9, 6, 3, 3, (3, 1), (1, 0), (2, 1)),
+        ];
+        for threads in [1, 2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            for &(n, c, m, h, w, kh, kw, (sh, sw), ph, pw) in &cases {
+                let g = ConvGeometry {
+                    n,
+                    c,
+                    m,
+                    group: 1,
+                    axes: [Axis::UNIT, axis(h, kh, sh, ph), axis(w, kw, sw, pw)],
+                    out_shape: Vec::new(),
+                };
+                assert!(supported(&g), "case {:?}", (n, c, m, h, w, kh, kw));
+                let [_, ah, aw] = &g.axes;
+                let p = ah.output * aw.output;
+                let x: Vec<f32> = (0..n * c * h * w).map(|_| lcg(&mut seed)).collect();
+                let wt: Vec<f32> = (0..m * c * kh * kw).map(|_| lcg(&mut seed)).collect();
+                let bias: Vec<f32> = (0..m).map(|_| lcg(&mut seed)).collect();
+                let dy: Vec<f32> = (0..n * m * p).map(|_| lcg(&mut seed)).collect();
+                let (y_ref, dx_ref, dw_ref) = reference(&g, &x, &wt, &dy);
+                let mut lc = LaneConv::new(&g);
+                let mut y = vec![f32::NAN; n * m * p];
+                let mut dx = vec![f32::NAN; x.len()];
+                let mut dw = vec![0.5f32; wt.len()];
+                pool.install(|| {
+                    lc.forward(&g, &x, &wt, Some(&bias), &mut y);
+                    lc.backward(&g, &wt, &dy, Some(&mut dx), true, Some(&mut dw));
+                });
+                let y_ref: Vec<f64> = y_ref.iter().enumerate().map(|(i, v)| v + bias[i / p % m] as f64).collect();
+                close("y", &y, &y_ref);
+                close("dx", &dx, &dx_ref);
+                close("dw", &dw, &dw_ref.iter().map(|v| v + 0.5).collect::<Vec<_>>());
+                // Accumulating dX adds to what is there.
+                let before = dx.clone();
+                pool.install(|| lc.backward(&g, &wt, &dy, Some(&mut dx), false, None));
+                let twice: Vec<f64> = before.iter().zip(&dx_ref).map(|(b, r)| *b as f64 + r).collect();
+                close("dx accumulated", &dx, &twice);
+            }
+        }
+    }
+}
