@@ -55,6 +55,10 @@ const DW_ROWS_BUDGET: usize = 256 * 1024;
 /// channels at once 10–30 % slower at 4×4, 14×14 and ResNet-18's 7×7 (512 channels).
 const KC_CHANNELS: usize = 32;
 
+/// Floats per operand row of one weight-gradient chunk (4 KiB: a filter block's 4 rows of
+/// `dY'` take 16 KiB of L1).
+const DW_CHUNK: usize = 1024;
+
 /// Lanes per vector.
 const LANES: usize = 16;
 
@@ -140,31 +144,46 @@ fn to_lanes(x: &[f32], l: &Padded, dst: &mut Vec<f32>) {
     assert_eq!(x.len(), l.n * l.ch * l.h * l.w, "to_lanes input length");
     dst.resize(l.len(), 0.0);
     let (hw, row, np) = (l.h * l.w, l.wp * l.np, l.np);
-    dst.par_chunks_mut(l.plane()).enumerate().for_each(|(ch, d)| {
-        d[..l.top * row].fill(0.0);
-        d[(l.top + l.h) * row..].fill(0.0);
-        for y in 0..l.h {
-            let r = &mut d[(l.top + y) * row..][..row];
-            r[..l.left * np].fill(0.0);
-            r[(l.left + l.w) * np..].fill(0.0);
-            if l.n < np {
-                for lanes in r[l.left * np..][..l.w * np].chunks_exact_mut(np) {
-                    lanes[l.n..].fill(0.0);
+    let block = transpose_block(l.ch, hw);
+    dst.par_chunks_mut(block * l.plane()).enumerate().for_each(|(bi, dblock)| {
+        for d in dblock.chunks_exact_mut(l.plane()) {
+            d[..l.top * row].fill(0.0);
+            d[(l.top + l.h) * row..].fill(0.0);
+            for y in 0..l.h {
+                let r = &mut d[(l.top + y) * row..][..row];
+                r[..l.left * np].fill(0.0);
+                r[(l.left + l.w) * np..].fill(0.0);
+                if l.n < np {
+                    for lanes in r[l.left * np..][..l.w * np].chunks_exact_mut(np) {
+                        lanes[l.n..].fill(0.0);
+                    }
                 }
             }
         }
-        // Image by image: contiguous reads, strided writes within the channel's block (in
-        // L1 or L2), twice as fast as gathering each position's lanes across the images.
+        // Image by image over the block's channels: each image's planes of the block are
+        // one contiguous read (the prefetcher follows it; one channel per task read a
+        // scattered line per image), the writes are strided within the block (in L2).
+        let ch0 = bi * block;
+        let chans = dblock.len() / l.plane();
         for img in 0..l.n {
-            let src = &x[(img * l.ch + ch) * hw..][..hw];
-            for y in 0..l.h {
-                let r = &mut d[((l.top + y) * l.wp + l.left) * np + img..];
-                for (xq, &v) in src[y * l.w..][..l.w].iter().enumerate() {
-                    r[xq * np] = v;
+            let src = &x[(img * l.ch + ch0) * hw..][..chans * hw];
+            for (d, plane) in dblock.chunks_exact_mut(l.plane()).zip(src.chunks_exact(hw)) {
+                for y in 0..l.h {
+                    let r = &mut d[((l.top + y) * l.wp + l.left) * np + img..];
+                    for (xq, &v) in plane[y * l.w..][..l.w].iter().enumerate() {
+                        r[xq * np] = v;
+                    }
                 }
             }
         }
     });
+}
+
+/// Channels per task of the layout transposes: enough that one image's share is at least
+/// 2 KiB of contiguous memory, while leaving work for every thread.
+fn transpose_block(channels: usize, plane: usize) -> usize {
+    let threads = rayon::current_num_threads().max(1);
+    (512usize.div_ceil(plane.max(1))).clamp(1, channels.div_ceil(2 * threads).max(1))
 }
 
 /// Where a lane buffer's `[rows, gh·gw, np]` grid lands in an NCHW tensor of planes
@@ -209,23 +228,28 @@ fn from_lanes(
         "from_lanes grid"
     );
     let out = SharedMut(dst.as_mut_ptr());
-    (0..rows).into_par_iter().for_each(|r| {
-        let b = bias.map_or(0.0, |b| b[r]);
-        let block = &src[r * p * np..][..p * np];
+    let block = transpose_block(rows, hw);
+    (0..rows.div_ceil(block)).into_par_iter().for_each(|bi| {
+        let (r0, r1) = (bi * block, ((bi + 1) * block).min(rows));
         for img in 0..n {
-            // SAFETY: plane `r` of image `img` (`h·w` elements inside `dst`, checked above);
-            // each task writes its own `r`.
-            let d = unsafe { std::slice::from_raw_parts_mut(out.ptr().add((img * rows + r) * hw), hw) };
-            for y in 0..at.gh {
-                let row = &mut d[(y * at.sy + at.y0) * at.w + at.x0..];
-                let lanes = &block[y * at.gw * np + img..];
-                if accumulate {
-                    for x in 0..at.gw {
-                        row[x * at.sx] += lanes[x * np];
-                    }
-                } else {
-                    for x in 0..at.gw {
-                        row[x * at.sx] = lanes[x * np] + b;
+            // SAFETY: planes `r0..r1` of image `img` (inside `dst`, checked above): each
+            // task writes its own block of planes.
+            let planes =
+                unsafe { std::slice::from_raw_parts_mut(out.ptr().add((img * rows + r0) * hw), (r1 - r0) * hw) };
+            for (r, d) in (r0..r1).zip(planes.chunks_exact_mut(hw)) {
+                let b = bias.map_or(0.0, |b| b[r]);
+                let block = &src[r * p * np..][..p * np];
+                for y in 0..at.gh {
+                    let row = &mut d[(y * at.sy + at.y0) * at.w + at.x0..];
+                    let lanes = &block[y * at.gw * np + img..];
+                    if accumulate {
+                        for x in 0..at.gw {
+                            row[x * at.sx] += lanes[x * np];
+                        }
+                    } else {
+                        for x in 0..at.gw {
+                            row[x * at.sx] = lanes[x * np] + b;
+                        }
                     }
                 }
             }
@@ -562,37 +586,42 @@ fn filter_grad(xp: &[f32], xl: &Padded, dyp: &[f32], dl: &Padded, g: &ConvGeomet
             // tap (i, j) of filter rows m0..m1.
             unsafe { *out.ptr().add((mi * c + ci) * taps + tap) += v };
         };
-        let walk = Walk { rows: oh, cols, len, a_ry, a_rx, b_ry, b_rx };
-        let mut c0 = 0;
-        while c0 < c {
-            let cn = (c - c0).min(4);
+        // Output rows in chunks of about DW_CHUNK floats per operand row: a block's 4 rows
+        // of dY' stay in L1 while every input channel block passes over them.
+        let rows_per_chunk = (DW_CHUNK / (cols * len)).max(1);
+        for y0 in (0..oh).step_by(rows_per_chunk) {
+            let walk = Walk { rows: rows_per_chunk.min(oh - y0), cols, len, a_ry, a_rx, b_ry, b_rx };
             let mut mi = m0;
             while mi < m1 {
                 let mn = (m1 - mi).min(4);
-                let a = dyp[mi * dl.plane() + a0..].as_ptr();
-                let b = xp[c0 * xl.plane() + b0..].as_ptr();
-                // SAFETY (both calls): AVX-512F is active; rows `mi..mi+mn` of dY' and
-                // channels `c0..c0+cn` of X' are read along `walk`, inside the buffers by
-                // the window assert above.
-                if (mn, cn) == (4, 4) {
-                    let s = unsafe { dots::<4, 4>(a, dl.plane(), b, xl.plane(), &walk) };
-                    for (r, row) in s.iter().enumerate() {
-                        for (q, &v) in row.iter().enumerate() {
-                            add(mi + r, c0 + q, v);
+                let a = dyp[mi * dl.plane() + a0 + y0 * a_ry..].as_ptr();
+                let mut c0 = 0;
+                while c0 < c {
+                    let cn = (c - c0).min(4);
+                    let b = xp[c0 * xl.plane() + b0 + y0 * b_ry..].as_ptr();
+                    // SAFETY (both calls): AVX-512F is active; rows `mi..mi+mn` of dY' and
+                    // channels `c0..c0+cn` of X' are read along `walk` from output row
+                    // `y0`, inside the buffers by the window assert above.
+                    if (mn, cn) == (4, 4) {
+                        let s = unsafe { dots::<4, 4>(a, dl.plane(), b, xl.plane(), &walk) };
+                        for (r, row) in s.iter().enumerate() {
+                            for (q, &v) in row.iter().enumerate() {
+                                add(mi + r, c0 + q, v);
+                            }
+                        }
+                    } else {
+                        for r in 0..mn {
+                            for q in 0..cn {
+                                let (ar, bq) = (a.wrapping_add(r * dl.plane()), b.wrapping_add(q * xl.plane()));
+                                let s = unsafe { dots::<1, 1>(ar, 0, bq, 0, &walk) };
+                                add(mi + r, c0 + q, s[0][0]);
+                            }
                         }
                     }
-                } else {
-                    for r in 0..mn {
-                        for q in 0..cn {
-                            let (ar, bq) = (a.wrapping_add(r * dl.plane()), b.wrapping_add(q * xl.plane()));
-                            let s = unsafe { dots::<1, 1>(ar, 0, bq, 0, &walk) };
-                            add(mi + r, c0 + q, s[0][0]);
-                        }
-                    }
+                    c0 += cn;
                 }
                 mi += mn;
             }
-            c0 += cn;
         }
     });
 }
@@ -675,23 +704,62 @@ mod avx512 {
                 }
             }
         }
-        // Stored whole and summed in scalar code: `_mm512_reduce_add_ps` needs 256-bit ops
-        // on the accumulators, which without AVX-512VL can only name zmm0–15, and 16
-        // accumulators there spilled one to the stack inside the loop (60 → 100+ GFLOP/s).
-        let mut lanes = [[[0.0f32; 16]; S]; R];
-        for (o, a) in lanes.iter_mut().zip(&acc) {
-            for (v, x) in o.iter_mut().zip(a) {
-                // SAFETY: `v` is 16 floats.
-                unsafe { _mm512_storeu_ps(v.as_mut_ptr(), *x) };
-            }
-        }
         let mut out = [[0.0; S]; R];
-        for (o, l) in out.iter_mut().zip(&lanes) {
-            for (v, x) in o.iter_mut().zip(l) {
-                *v = x.iter().sum();
+        if R * S == 16 {
+            // One transposing reduction (45 shuffles and adds) instead of 16 horizontal sums.
+            let mut v = [_mm512_setzero_ps(); 16];
+            for (i, x) in acc.iter().flatten().enumerate() {
+                v[i] = *x;
+            }
+            let mut sums = [0.0f32; 16];
+            // SAFETY: `sums` is 16 floats.
+            unsafe { _mm512_storeu_ps(sums.as_mut_ptr(), reduce16(v)) };
+            for (i, o) in out.iter_mut().flatten().enumerate() {
+                *o = sums[i];
+            }
+        } else {
+            // Stored whole and summed in scalar code: `_mm512_reduce_add_ps` needs 256-bit
+            // ops, which without AVX-512VL name only zmm0–15 and made 16 accumulators spill
+            // inside the loop.
+            for (o, a) in out.iter_mut().zip(&acc) {
+                for (v, x) in o.iter_mut().zip(a) {
+                    let mut l = [0.0f32; 16];
+                    // SAFETY: `l` is 16 floats.
+                    unsafe { _mm512_storeu_ps(l.as_mut_ptr(), *x) };
+                    *v = l.iter().sum();
+                }
             }
         }
         out
+    }
+
+    /// Lane `i` of the result is the sum of the 16 lanes of `v[i]`: pairs are interleaved
+    /// and added within 128-bit blocks (two rounds), then the blocks across registers.
+    #[target_feature(enable = "avx512f")]
+    fn reduce16(v: [__m512; 16]) -> __m512 {
+        // Round 1: w[k] block j = [Σ v2k(j0,j2), Σ v2k+1(j0,j2), Σ v2k(j1,j3), Σ v2k+1(j1,j3)].
+        let mut w = [_mm512_setzero_ps(); 8];
+        for (k, o) in w.iter_mut().enumerate() {
+            let (a, b) = (v[2 * k], v[2 * k + 1]);
+            *o = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
+        }
+        // Round 2: x[k] block j = the block-j sums of v4k … v4k+3.
+        let mut x = [_mm512_setzero_ps(); 4];
+        for (k, o) in x.iter_mut().enumerate() {
+            let (a, b) = (_mm512_castps_pd(w[2 * k]), _mm512_castps_pd(w[2 * k + 1]));
+            *o = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)), _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
+        }
+        // Across blocks: z0 = [x0 b0+b1, x0 b2+b3, x1 b0+b1, x1 b2+b3], z1 likewise for x2, x3;
+        // then block i of the result = all four blocks of x[i].
+        let z0 = _mm512_add_ps(
+            _mm512_shuffle_f32x4::<0b10_00_10_00>(x[0], x[1]),
+            _mm512_shuffle_f32x4::<0b11_01_11_01>(x[0], x[1]),
+        );
+        let z1 = _mm512_add_ps(
+            _mm512_shuffle_f32x4::<0b10_00_10_00>(x[2], x[3]),
+            _mm512_shuffle_f32x4::<0b11_01_11_01>(x[2], x[3]),
+        );
+        _mm512_add_ps(_mm512_shuffle_f32x4::<0b10_00_10_00>(z0, z1), _mm512_shuffle_f32x4::<0b11_01_11_01>(z0, z1))
     }
 }
 
