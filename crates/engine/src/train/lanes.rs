@@ -146,37 +146,79 @@ fn to_lanes(x: &[f32], l: &Padded, dst: &mut Vec<f32>) {
     let (hw, row, np) = (l.h * l.w, l.wp * l.np, l.np);
     let block = transpose_block(l.ch, hw);
     dst.par_chunks_mut(block * l.plane()).enumerate().for_each(|(bi, dblock)| {
-        for d in dblock.chunks_exact_mut(l.plane()) {
+        for (ci, d) in dblock.chunks_exact_mut(l.plane()).enumerate() {
             d[..l.top * row].fill(0.0);
             d[(l.top + l.h) * row..].fill(0.0);
             for y in 0..l.h {
                 let r = &mut d[(l.top + y) * row..][..row];
                 r[..l.left * np].fill(0.0);
                 r[(l.left + l.w) * np..].fill(0.0);
-                if l.n < np {
-                    for lanes in r[l.left * np..][..l.w * np].chunks_exact_mut(np) {
-                        lanes[l.n..].fill(0.0);
-                    }
-                }
             }
-        }
-        // Image by image over the block's channels: each image's planes of the block are
-        // one contiguous read (the prefetcher follows it; one channel per task read a
-        // scattered line per image), the writes are strided within the block (in L2).
-        let ch0 = bi * block;
-        let chans = dblock.len() / l.plane();
-        for img in 0..l.n {
-            let src = &x[(img * l.ch + ch0) * hw..][..chans * hw];
-            for (d, plane) in dblock.chunks_exact_mut(l.plane()).zip(src.chunks_exact(hw)) {
-                for y in 0..l.h {
-                    let r = &mut d[((l.top + y) * l.wp + l.left) * np + img..];
-                    for (xq, &v) in plane[y * l.w..][..l.w].iter().enumerate() {
-                        r[xq * np] = v;
-                    }
-                }
-            }
+            // The interior, 16 images × 16 pixels at a time (lanes past `n` come out zero).
+            let ch = bi * block + ci;
+            let at = |q: usize| ((l.top + q / l.w) * l.wp + l.left + q % l.w) * np;
+            // SAFETY: AVX-512F is active (only lane convs call this); image `i < n`'s plane
+            // `ch` is `x[(i·C + ch)·hw ..][..hw]`, inside `x` (length asserted above); every
+            // store `at(q) + i0 .. + 16` with `q < hw`, `i0 + 16 ≤ np` is inside `d`.
+            unsafe { transpose_in(x.as_ptr().add(ch * hw), l.ch * hw, l.n, hw, d.as_mut_ptr(), np, at) };
         }
     });
+}
+
+/// `dst[at(q) + i] = src[i·stride + q]` for images `i < np` (zero for `i ≥ n`) and pixels
+/// `q < hw`.
+///
+/// # Safety
+/// AVX-512F available; the reads for `i < n`, `q < hw` and the writes for `i < np` are in
+/// bounds; `np` is a multiple of 16.
+unsafe fn transpose_in(
+    src: *const f32,
+    stride: usize,
+    n: usize,
+    hw: usize,
+    dst: *mut f32,
+    np: usize,
+    at: impl Fn(usize) -> usize,
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: forwarded from the caller.
+        unsafe { avx512::transpose_in(src, stride, n, hw, dst, np, at) }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (src, stride, n, hw, dst, np, at);
+        unreachable!("lanes_applies declines without AVX-512");
+    }
+}
+
+/// `dst[i·stride + q] = src[q·np + i] (+ bias)`, or added to `dst` when `accumulate`, for
+/// images `i < n` and `p` consecutive positions `q`.
+///
+/// # Safety
+/// AVX-512F available; reads `src[q·np + i0 .. + 16]` for `q < p`, `i0 < n` a multiple of
+/// 16 (so `np ≥ i0 + 16`) and the writes are in bounds.
+#[allow(clippy::too_many_arguments)]
+unsafe fn transpose_out(
+    src: *const f32,
+    np: usize,
+    n: usize,
+    p: usize,
+    dst: *mut f32,
+    stride: usize,
+    bias: f32,
+    accumulate: bool,
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: forwarded from the caller.
+        unsafe { avx512::transpose_out(src, np, n, p, dst, stride, bias, accumulate) }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (src, np, n, p, dst, stride, bias, accumulate);
+        unreachable!("lanes_applies declines without AVX-512");
+    }
 }
 
 /// Channels per task of the layout transposes: enough that one image's share is at least
@@ -229,8 +271,30 @@ fn from_lanes(
     );
     let out = SharedMut(dst.as_mut_ptr());
     let block = transpose_block(rows, hw);
+    let dense = (at.gh, at.gw, at.sy, at.sx, at.y0, at.x0) == (at.h, at.w, 1, 1, 0, 0);
     (0..rows.div_ceil(block)).into_par_iter().for_each(|bi| {
         let (r0, r1) = (bi * block, ((bi + 1) * block).min(rows));
+        if dense {
+            for r in r0..r1 {
+                let b = bias.map_or(0.0, |b| b[r]);
+                // SAFETY: AVX-512F is active (only lane convs call this); row `r` of `src`
+                // holds `p·np` floats (length asserted above); plane `r` of every image is
+                // `hw = p` floats at `(img·rows + r)·hw`, this task's rows only.
+                unsafe {
+                    transpose_out(
+                        src.as_ptr().add(r * p * np),
+                        np,
+                        n,
+                        p,
+                        out.ptr().add(r * hw),
+                        rows * hw,
+                        b,
+                        accumulate,
+                    )
+                };
+            }
+            return;
+        }
         for img in 0..n {
             // SAFETY: planes `r0..r1` of image `img` (inside `dst`, checked above): each
             // task writes its own block of planes.
@@ -682,6 +746,119 @@ mod avx512 {
 
     use super::Walk;
 
+    /// The 16 × 16 transpose of `r` (row `i` lane `j` → row `j` lane `i`): interleaves of
+    /// singles, then of pairs, then two rounds of 128-bit block shuffles.
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
+        let mut t = [_mm512_setzero_ps(); 16];
+        for k in 0..8 {
+            t[2 * k] = _mm512_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+            t[2 * k + 1] = _mm512_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+        }
+        let pd = |a: __m512, b: __m512, hi: bool| {
+            let (a, b) = (_mm512_castps_pd(a), _mm512_castps_pd(b));
+            _mm512_castpd_ps(if hi { _mm512_unpackhi_pd(a, b) } else { _mm512_unpacklo_pd(a, b) })
+        };
+        let mut u = [_mm512_setzero_ps(); 16];
+        for k in 0..4 {
+            u[4 * k] = pd(t[4 * k], t[4 * k + 2], false);
+            u[4 * k + 1] = pd(t[4 * k], t[4 * k + 2], true);
+            u[4 * k + 2] = pd(t[4 * k + 1], t[4 * k + 3], false);
+            u[4 * k + 3] = pd(t[4 * k + 1], t[4 * k + 3], true);
+        }
+        let mut v = [_mm512_setzero_ps(); 16];
+        for h in 0..2 {
+            for k in 0..4 {
+                let (a, b) = (u[8 * h + k], u[8 * h + k + 4]);
+                v[8 * h + k] = _mm512_shuffle_f32x4::<0x88>(a, b);
+                v[8 * h + k + 4] = _mm512_shuffle_f32x4::<0xdd>(a, b);
+            }
+        }
+        let mut out = [_mm512_setzero_ps(); 16];
+        for k in 0..8 {
+            out[k] = _mm512_shuffle_f32x4::<0x88>(v[k], v[k + 8]);
+            out[k + 8] = _mm512_shuffle_f32x4::<0xdd>(v[k], v[k + 8]);
+        }
+        out
+    }
+
+    /// See [`super::transpose_in`].
+    ///
+    /// # Safety
+    /// As [`super::transpose_in`].
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn transpose_in(
+        src: *const f32,
+        stride: usize,
+        n: usize,
+        hw: usize,
+        dst: *mut f32,
+        np: usize,
+        at: impl Fn(usize) -> usize,
+    ) {
+        // SAFETY (whole body): extents as the caller guarantees; masked loads read only the
+        // first `qn` pixels.
+        unsafe {
+            for i0 in (0..np).step_by(16) {
+                for q0 in (0..hw).step_by(16) {
+                    let qn = (hw - q0).min(16);
+                    let mask: __mmask16 = if qn == 16 { !0 } else { (1u16 << qn) - 1 };
+                    let mut rows = [_mm512_setzero_ps(); 16];
+                    for (i, row) in rows.iter_mut().enumerate().take(n.saturating_sub(i0).min(16)) {
+                        *row = _mm512_maskz_loadu_ps(mask, src.add((i0 + i) * stride + q0));
+                    }
+                    let cols = transpose16(rows);
+                    for (q, col) in cols.iter().enumerate().take(qn) {
+                        _mm512_storeu_ps(dst.add(at(q0 + q) + i0), *col);
+                    }
+                }
+            }
+        }
+    }
+
+    /// See [`super::transpose_out`].
+    ///
+    /// # Safety
+    /// As [`super::transpose_out`].
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn transpose_out(
+        src: *const f32,
+        np: usize,
+        n: usize,
+        p: usize,
+        dst: *mut f32,
+        stride: usize,
+        bias: f32,
+        accumulate: bool,
+    ) {
+        let b = _mm512_set1_ps(bias);
+        // SAFETY (whole body): extents as the caller guarantees; masked loads and stores
+        // touch only the first `qn` positions of each image.
+        unsafe {
+            for i0 in (0..n).step_by(16) {
+                for q0 in (0..p).step_by(16) {
+                    let qn = (p - q0).min(16);
+                    let mask: __mmask16 = if qn == 16 { !0 } else { (1u16 << qn) - 1 };
+                    let mut cols = [_mm512_setzero_ps(); 16];
+                    for (q, col) in cols.iter_mut().enumerate().take(qn) {
+                        *col = _mm512_loadu_ps(src.add((q0 + q) * np + i0));
+                    }
+                    let rows = transpose16(cols);
+                    for (i, row) in rows.iter().enumerate().take((n - i0).min(16)) {
+                        let d = dst.add((i0 + i) * stride + q0);
+                        let v = if accumulate {
+                            _mm512_add_ps(_mm512_maskz_loadu_ps(mask, d), *row)
+                        } else {
+                            _mm512_add_ps(*row, b)
+                        };
+                        _mm512_mask_storeu_ps(d, mask, v);
+                    }
+                }
+            }
+        }
+    }
+
     /// See [`super::dots`].
     ///
     /// # Safety
@@ -829,6 +1006,33 @@ mod tests {
         let scale = want.iter().fold(0.0f64, |a, v| a.max(v.abs())).max(1e-6);
         for (i, (g, w)) in got.iter().zip(want).enumerate() {
             assert!((*g as f64 - w).abs() <= 2e-5 * scale, "{what}[{i}]: {g} vs {w} (scale {scale})");
+        }
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn transpose16_transposes() {
+        use std::arch::x86_64::*;
+        if kernels::active_isa() != Isa::Avx512 {
+            eprintln!("no AVX-512 on this CPU: the batch-lane conv does not run here");
+            return;
+        }
+        let m: Vec<f32> = (0..256).map(|v| v as f32).collect();
+        let mut out = [0.0f32; 256];
+        // SAFETY: AVX-512F checked above; every load and store is 16 floats inside `m` / `out`.
+        unsafe {
+            let mut r = [_mm512_setzero_ps(); 16];
+            for (i, v) in r.iter_mut().enumerate() {
+                *v = _mm512_loadu_ps(m.as_ptr().add(16 * i));
+            }
+            for (j, v) in avx512::transpose16(r).iter().enumerate() {
+                _mm512_storeu_ps(out.as_mut_ptr().add(16 * j), *v);
+            }
+        }
+        for i in 0..16 {
+            for j in 0..16 {
+                assert_eq!(out[16 * j + i], m[16 * i + j], "({i}, {j})");
+            }
         }
     }
 
