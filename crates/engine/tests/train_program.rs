@@ -323,6 +323,10 @@ fn step_against_f64(g: &Graph, shape: [usize; 4], threads: usize, what: &str) ->
     p.params().iter().map(|p| p.grad.clone()).collect()
 }
 
+/// Held by the tests that lower the kernels' ISA cap (a process-wide setting): run together,
+/// one's cap would send the other's "fast path" step down the im2col path.
+static ISA_CAP: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// The batch-lane convs of training (2-D convs wider than 1×1 with output planes under
 /// 20×20 and at least 48 images, on AVX-512 CPUs) against the f64 program and the im2col
 /// path (the kernels capped to AVX2, where lanes decline): 50 images (the last lane vector
@@ -333,6 +337,7 @@ fn step_against_f64(g: &Graph, shape: [usize; 4], threads: usize, what: &str) ->
 fn lane_conv_training_matches_the_f64_program_and_the_im2col_path() {
     use resnet_engine::plan::kernels::{set_isa_cap, Isa};
 
+    let _cap = ISA_CAP.lock().unwrap_or_else(|e| e.into_inner());
     let mut net = Net::new(None, 3, 9, 9, 13, 8);
     let x = net.x;
     let a = net.conv(x, 3, 16, 3, 1, 1, false);
@@ -373,6 +378,7 @@ fn lane_conv_training_matches_the_f64_program_and_the_im2col_path() {
 fn direct_conv_training_matches_the_f64_program_and_the_im2col_path() {
     use resnet_engine::plan::kernels::{set_isa_cap, Isa};
 
+    let _cap = ISA_CAP.lock().unwrap_or_else(|e| e.into_inner());
     let mut net = Net::new(None, 6, 24, 24, 13, 5);
     let x = net.x;
     let a = net.conv(x, 6, 16, 3, 1, 1, false);
