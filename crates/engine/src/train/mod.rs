@@ -9,7 +9,9 @@
 //! [`TrainProgram`] (in `program`) is the autograd: it compiles a graph once and then runs
 //! forward + backward per batch. The kernels live one family per module (`conv`,
 //! `batchnorm`, `pool`, `dense`, `elementwise`, `loss`), generic over [`Real`] (`f32` to
-//! train, `f64` for gradient checks).
+//! train, `f64` for gradient checks). f32 convs take the fastest path that applies: Winograd
+//! (opt-in), `lanes` (small planes with the batch as the vector axis), the inference plan's
+//! direct kernel (planes of 20×20 and more), else im2col + GEMM in `conv`.
 
 mod batchnorm;
 mod conv;
