@@ -12,7 +12,7 @@
 //! copies and no wrapped columns, for any stride. The weight gradient
 //! `dW[m, c, i, j] = Σ_{p, n} dY'[m, p, n] · X'[c, src(p, i, j), n]` is a block of 4 × 4
 //! dot products along the lanes per call. The input gradient splits the input pixels into
-//! stride² classes ([`GradClass`]); each is a stride-1 conv of the padded `dY'` with the
+//! stride² classes ([`axis_classes`]); each is a stride-1 conv of the padded `dY'` with the
 //! class's taps on the same micro-kernel (one class with every tap at stride 1). Every sum
 //! runs in a fixed order whatever the thread count, so results do not depend on it.
 //!
@@ -62,12 +62,11 @@ const DW_CHUNK: usize = 1024;
 /// Lanes per vector.
 const LANES: usize = 16;
 
-/// Whether an f32 training conv runs on batch lanes: AVX-512, a 2-D ungrouped conv wider
-/// than 1×1 with dilation 1 and pads below the kernel size, an output side below
-/// [`MAX_SIDE`], at least [`MIN_BATCH`] images and at most [`MAX_FILTER`] filter elements. 1×1 convs are plain GEMMs on the im2col
-/// path, which beat transposing their inputs: mnist-v1's stride-2 1×1 layers measured
-/// 0.9 → 2.9 ms forward on lanes (batch 128, 2 threads), their whole input transposed for
-/// a quarter of its pixels.
+/// Whether an f32 training conv runs on batch lanes: what [`LaneConv`] computes, wider than
+/// 1×1, an output side below [`MAX_SIDE`], at least [`MIN_BATCH`] images and at most
+/// [`MAX_FILTER`] filter elements. 1×1 convs are plain GEMMs on the im2col path, which beat
+/// transposing their inputs: mnist-v1's stride-2 1×1 layers measured 0.9 → 2.9 ms forward
+/// on lanes (batch 128, 2 threads), their whole input transposed for a quarter of its pixels.
 pub(crate) fn lanes_applies(g: &ConvGeometry) -> bool {
     let [_, ah, aw] = &g.axes;
     supported(g)
@@ -419,21 +418,12 @@ fn conv_lanes(
     });
 }
 
-/// One class of input pixels of a conv's input gradient: those at `(sh·u + ry, sw·v + rx)`.
-/// Tap `i` of the filters reaches pixel row `sh·u + ry` from output row `u + δ_i` exactly
-/// when `(ry + pad_begin − i)` is a multiple of the stride, `δ_i` being that quotient; so a
-/// class's gradient is a stride-1 conv of `dY` with the class's taps (all of them at stride
-/// 1, about `k/s` per axis at stride `s`).
-#[derive(Debug, Clone, Default)]
-struct GradClass {
-    /// `(tap, δ)` along H and along W.
-    taps_h: Vec<(usize, isize)>,
-    taps_w: Vec<(usize, isize)>,
-    /// Where the class's grid lands in dX.
-    at: Option<Scatter>,
-    packed: Vec<f32>,
-}
-
+/// The input gradient's pixel classes: along an axis of stride `s`, the input pixels
+/// `s·u + r` for each residue `r < s`. Tap `i` of the filters reaches pixel `s·u + r` from
+/// output `u + δ_i` exactly when `r + pad_begin − i` is a multiple of `s`, `δ_i` being that
+/// quotient; so a class (a residue per axis) gets its gradient as a stride-1 conv of `dY`
+/// with the class's taps (all of them at stride 1, about `k/s` per axis at stride `s`).
+///
 /// The classes of one axis: for each residue `r < stride`, its `(tap, δ)` list and count of
 /// pixels `ceil((input − r) / stride)`.
 fn axis_classes(a: &Axis) -> Vec<(Vec<(usize, isize)>, usize)> {
@@ -478,7 +468,8 @@ pub(crate) struct LaneConv {
     dyp: Vec<f32>,
     /// Output lanes: `Y'` in forward, a class of `dX'` in backward.
     out: Vec<f32>,
-    classes: Vec<GradClass>,
+    /// Per input-gradient class ([`axis_classes`]), its packed filters.
+    class_filters: Vec<Vec<f32>>,
 }
 
 impl LaneConv {
@@ -551,39 +542,25 @@ impl LaneConv {
         }
         let Some(dx) = dx else { return };
         let (hc, wc) = (axis_classes(ah), axis_classes(aw));
-        self.classes.resize_with(hc.len() * wc.len(), GradClass::default);
-        for (ci, class) in self.classes.iter_mut().enumerate() {
-            let ((ry, (taps_h, gh)), (rx, (taps_w, gw))) =
-                ((ci / wc.len(), &hc[ci / wc.len()]), (ci % wc.len(), &wc[ci % wc.len()]));
-            class.taps_h.clone_from(taps_h);
-            class.taps_w.clone_from(taps_w);
-            class.at = Some(Scatter {
-                gh: *gh,
-                gw: *gw,
-                h: ah.input,
-                w: aw.input,
-                sy: ah.stride,
-                sx: aw.stride,
-                y0: ry,
-                x0: rx,
-            });
-        }
-        for class in &mut self.classes {
-            let at = class.at.expect("set above");
-            let taps = class.taps_h.len() * class.taps_w.len();
+        self.class_filters.resize_with(hc.len() * wc.len(), Vec::new);
+        for (class, packed) in self.class_filters.iter_mut().enumerate() {
+            let (ry, rx) = (class / wc.len(), class % wc.len());
+            let ((th, gh), (tw, gw)) = (&hc[ry], &wc[rx]);
+            let at =
+                Scatter { gh: *gh, gw: *gw, h: ah.input, w: aw.input, sy: ah.stride, sx: aw.stride, y0: ry, x0: rx };
+            let taps = th.len() * tw.len();
             if taps == 0 || at.gh * at.gw == 0 {
-                // No filter tap reaches these pixels (a 1×1 conv of stride 2): no gradient.
+                // No filter tap reaches these pixels (a 1×2 conv of stride 2, say): no gradient.
                 if dx_fresh {
                     zero_pixels(c, at, g.n, dx);
                 }
                 continue;
             }
             let k = m * taps;
-            let (th, tw) = (&class.taps_h, &class.taps_w);
             // Row `ci`, tap `kk = (mi, i, j)` in the class's order: `w[mi, ci, i, j]`. Loops,
             // not a per-element closure: its divisions took about 1 ms per 4×4 layer.
-            class.packed.resize(c.div_ceil(MR) * k * MR, 0.0);
-            class.packed.par_chunks_mut(k * MR).enumerate().for_each(|(b, block)| {
+            packed.resize(c.div_ceil(MR) * k * MR, 0.0);
+            packed.par_chunks_mut(k * MR).enumerate().for_each(|(b, block)| {
                 let mut taps_out = block.chunks_exact_mut(MR);
                 for mi in 0..m {
                     for &(i, _) in th {
@@ -607,7 +584,7 @@ impl LaneConv {
                     }
                 }
             }
-            conv_lanes(&class.packed, c, k, &self.offs, &self.dyp, &dl, (at.gh, at.gw), (1, 1), &mut self.out);
+            conv_lanes(packed, c, k, &self.offs, &self.dyp, &dl, (at.gh, at.gw), (1, 1), &mut self.out);
             from_lanes(&self.out, c, at, g.n, dl.np, None, dx, !dx_fresh);
         }
     }

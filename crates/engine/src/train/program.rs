@@ -1214,8 +1214,6 @@ impl<T: Real> TrainProgram<T> {
                 let mut gw = self.take_grad(step, 1, grads, pgrads);
                 let mut gb = self.take_grad(step, 2, grads, pgrads);
                 let dx_fresh = gx.as_ref().is_some_and(|g| g.2);
-                // Winograd when the forward ran so: dW (and dB) by im2col, then dX. The direct
-                // kernel when the forward ran it: dW from it, dX too where it applies.
                 // Batch lanes when the forward ran so: dX and dW there, dB below.
                 if let Saved::Lanes(l) = &mut saved[si] {
                     let (Some(w32), Some(dy32)) = (T::as_f32(w), T::as_f32(dy)) else {
@@ -1233,6 +1231,8 @@ impl<T: Real> TrainProgram<T> {
                     }
                     return Ok(());
                 }
+                // Winograd when the forward ran so: dW (and dB) by im2col, then dX. The direct
+                // kernel when the forward ran it: dW from it, dX too where it applies.
                 let (fast, mut direct) = match &mut saved[si] {
                     Saved::Winograd(f) => (Some(f), None),
                     Saved::Direct(d) => (None, Some(d)),
