@@ -366,6 +366,73 @@ fn lane_conv_training_matches_the_f64_program_and_the_im2col_path() {
     let _ = (lanes, im2col);
 }
 
+/// Activations kept on batch lanes between ops (a whole number of 16-image vectors, at
+/// least 48): a first conv of 3 channels starting the lanes at 9×9, BatchNorm + Relu, an
+/// identity Add, stride-2 3×3 and 1×1 convs (the 1×1 reading its input in place), an Add
+/// whose other operand is NCHW (a dilated conv, which lanes decline), GlobalAveragePool;
+/// against the f64 program and against the same f32 program with the kernels capped to
+/// AVX2 (no lanes), in training and inference mode.
+#[test]
+fn activations_on_batch_lanes_match_the_f64_program_and_the_nchw_path() {
+    use resnet_engine::plan::kernels::{set_isa_cap, Isa};
+
+    let _cap = ISA_CAP.lock().unwrap_or_else(|e| e.into_inner());
+    let mut net = Net::new(None, 3, 9, 9, 13, 9);
+    let x = net.x;
+    let a = net.conv(x, 3, 16, 3, 1, 1, false);
+    // BatchNormalization + Relu run as one node, named after the BatchNormalization.
+    let a_bn = net.bn(a, 16);
+    let a = net.relu(a_bn);
+    let b = net.conv(a, 16, 16, 3, 1, 1, false);
+    let b = net.bn(b, 16);
+    let s = net.add(b, a);
+    let s = net.relu(s);
+    let d = net.conv_full(s, 16, 8, [3, 3], [2, 2], [1, 1, 1, 1], [1, 1], 1, false);
+    let d = net.bn(d, 8);
+    let e = net.conv_full(s, 16, 8, [1, 1], [2, 2], [0, 0, 0, 0], [1, 1], 1, true);
+    let t = net.add(d, e);
+    let t = net.relu(t);
+    let dilated = net.conv_full(x, 3, 8, [3, 3], [2, 2], [2, 2, 2, 2], [2, 2], 1, false);
+    let u = net.add(t, dilated);
+    let u_bn = net.bn(u, 8);
+    let u = net.relu(u_bn);
+    let out = net.head(u, 8, CLASSES);
+    let names: Vec<String> = [a_bn, s, d, e, t, u_bn, dilated].iter().map(|&v| net.node_name(v)).collect();
+    let g = net.finish(out);
+
+    let shape = [48, 3, 9, 9];
+    let lanes = step_against_f64(&g, shape, 2, "lanes");
+    let (x32, labels) = batch::<f32>(34, shape, CLASSES);
+    let mut p = TrainProgram::<f32>::new(&g, TrainOptions { threads: 2, ..TrainOptions::default() }).unwrap();
+    p.step(&x32, shape, &labels).unwrap();
+    let predicted = p.predict(&x32, shape).unwrap();
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        let on: Vec<&str> = p.nodes_on_lanes();
+        for name in &names[..6] {
+            assert!(on.contains(&name.as_str()), "{name} not on lanes; on lanes: {on:?}");
+        }
+        assert!(!on.contains(&names[6].as_str()), "the dilated conv cannot run on lanes");
+    }
+
+    set_isa_cap(Isa::Avx2);
+    let nchw = step_against_f64(&g, shape, 2, "nchw");
+    let mut q = TrainProgram::<f32>::new(&g, TrainOptions { threads: 2, ..TrainOptions::default() }).unwrap();
+    q.step(&x32, shape, &labels).unwrap();
+    let want = q.predict(&x32, shape).unwrap();
+    assert!(q.nodes_on_lanes().is_empty());
+    set_isa_cap(Isa::Avx512);
+    let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    for (i, (a, b)) in predicted.iter().zip(&want).enumerate() {
+        assert!((a - b).abs() <= 1e-4 * scale, "inference logit {i}: lanes {a} vs NCHW {b}");
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        assert_ne!(lanes, nchw, "the batch-lane path was not taken");
+    }
+    let _ = (lanes, nchw);
+}
+
 /// The direct kernels of training (forward, input gradient and weight gradient of 2-D
 /// stride-1 convs with planes of at least 20×20, on AVX-512 CPUs) against the f64 program,
 /// and against the im2col path (the kernels capped to AVX2, where the direct ones decline):

@@ -20,10 +20,11 @@ use rayon::prelude::*;
 use crate::error::OpError;
 use crate::fact::{fmt_shape, shape_fits, Dim, Fact};
 use crate::graph::{Graph, ValueId};
-use crate::ops::conv::{conv_geometry, Conv};
+use crate::ops::conv::{conv_geometry, Conv, ConvGeometry};
 use crate::ops::gemm::Gemm;
 use crate::ops::padding::{lift_to_3d, Axis, Window};
 use crate::ops::Op;
+use crate::plan::kernels::{self, Isa};
 use crate::tensor::{numel, DType, Tensor, TensorData};
 use crate::train::batchnorm::{self, BatchStats, BnDims};
 use crate::train::conv::{self, ConvDims};
@@ -192,11 +193,13 @@ impl Step {
     }
 }
 
-/// A runtime tensor.
+/// A runtime tensor: `data` is NCHW (row-major in `shape`), or with `lanes` on batch lanes
+/// (`[C, H, W, N]` of the 4-D `shape` `[N, C, H, W]`; see [`TrainProgram::lane_values`]).
 #[derive(Debug, Clone, Default)]
 struct Act<T> {
     shape: Vec<usize>,
     data: Vec<T>,
+    lanes: bool,
 }
 
 /// What a training-mode forward keeps for backward, per step.
@@ -253,6 +256,10 @@ struct Workspace<T> {
     saved: Vec<Saved>,
     /// Scratch of the conv kernels.
     conv: conv::ConvScratch<T>,
+    /// Which values may live on batch lanes, for the input shape and ISA it was made for.
+    lane_plan: Option<([usize; 4], Isa, Vec<bool>)>,
+    /// An NCHW operand of an Add moved onto lanes.
+    lane_tmp: Vec<f32>,
     /// Per step: seconds spent in forward and backward (only when profiling).
     profile: Option<Vec<[f64; 2]>>,
     /// Steps counted in `profile`; the first step is not (it allocates every buffer).
@@ -286,6 +293,10 @@ pub struct TrainProgram<T: Real = f32> {
     seed: u64,
     /// [`TrainOptions::winograd`] (false for f64 programs).
     winograd: bool,
+    /// Activations may stay on batch lanes between ops (f32 programs).
+    lanes: bool,
+    /// Per value: the `(step, input slot)`s that read it.
+    consumers: Vec<Vec<(usize, usize)>>,
     /// Steps taken so far; keys the dropout masks.
     counter: u64,
     pool: rayon::ThreadPool,
@@ -344,6 +355,13 @@ fn bn_dims(xs: &[usize]) -> Result<BnDims, OpError> {
         return Err(OpError::shape(format!("X must be [N,C,...] (rank ≥ 2), got shape {xs:?}")));
     }
     Ok(BnDims { n: xs[0], c: xs[1], plane: xs[2..].iter().product() })
+}
+
+/// [`bn_dims`] of a tensor as stored: on batch lanes each channel's values are one block,
+/// `[1, C, N·H·W]` (same count per channel, so the same statistics).
+fn bn_view(xs: &[usize], lanes: bool) -> Result<BnDims, OpError> {
+    let d = bn_dims(xs)?;
+    Ok(if lanes { BnDims { n: 1, c: d.c, plane: d.n * d.plane } } else { d })
 }
 
 fn spatial_input(xs: &[usize]) -> Result<(), OpError> {
@@ -641,6 +659,15 @@ impl<T: Real> TrainProgram<T> {
             }
         }
 
+        let mut consumers = vec![Vec::new(); nv];
+        for (si, step) in steps.iter().enumerate() {
+            for (slot, id) in step.inputs.iter().enumerate() {
+                if let Some(id) = *id {
+                    consumers[id].push((si, slot));
+                }
+            }
+        }
+
         // rayon reads 0 as "all cores".
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(options.threads)
@@ -662,6 +689,8 @@ impl<T: Real> TrainProgram<T> {
             label_smoothing: decimal_f64(options.label_smoothing),
             seed: options.seed,
             winograd: options.winograd && T::as_f32(&[]).is_some(),
+            lanes: T::as_f32(&[]).is_some(),
+            consumers,
             counter: 0,
             pool,
             ws: Workspace::default(),
@@ -697,6 +726,19 @@ impl<T: Real> TrainProgram<T> {
     /// Steps taken so far (the dropout masks are keyed by it).
     pub fn step_count(&self) -> u64 {
         self.counter
+    }
+
+    /// The nodes whose outputs the last [`TrainProgram::step`] kept on batch lanes (small-plane
+    /// convolutions and the BatchNorm, Relu and Add between them, on AVX-512 CPUs; see
+    /// `train::lanes`), in node order: a diagnostic of which layers skipped the NCHW layout.
+    pub fn nodes_on_lanes(&self) -> Vec<&str> {
+        self.steps
+            .iter()
+            .filter(|s| {
+                s.outputs.first().copied().flatten().is_some_and(|o| self.ws.acts.get(o).is_some_and(|a| a.lanes))
+            })
+            .map(|s| s.name.as_str())
+            .collect()
     }
 
     /// Sets the step counter, e.g. when resuming from a checkpoint.
@@ -836,16 +878,102 @@ impl<T: Real> TrainProgram<T> {
         }
     }
 
+    /// Which activations stay on batch lanes (`[C, H, W, N]`, [`lanes`]) for an input of
+    /// `shape`, so that consecutive small-plane convs do not transpose between layouts: a
+    /// 4-D f32 activation of a [`lanes::lane_batch`] (not the logits) whose every reader
+    /// takes lanes: a conv that runs there ([`lanes::accepts_lanes`], not Winograd), a
+    /// BatchNorm, Relu or same-shape Add whose output may stay on lanes too, or a
+    /// GlobalAveragePool. Whether a value is on lanes is then up to its producer: a conv on
+    /// lanes writes them, BatchNorm and Relu keep their input's layout, an Add with one
+    /// operand on lanes moves the other there; everything else reads and writes NCHW.
+    fn lane_values(&self, shape: [usize; 4]) -> Vec<bool> {
+        let nv = self.sources.len();
+        let mut allowed = vec![false; nv];
+        if !self.lanes || !lanes::lane_batch(shape[0]) {
+            return allowed;
+        }
+        // Shapes through the ops that can keep lanes (unknown past the others).
+        let mut shapes: Vec<Option<Vec<usize>>> = vec![None; nv];
+        shapes[self.input] = Some(shape.to_vec());
+        for step in &self.steps {
+            let (Some(out), Some(xs)) =
+                (step.outputs.first().copied().flatten(), step.opt_input(0).and_then(|id| shapes[id].clone()))
+            else {
+                continue;
+            };
+            shapes[out] = match &step.kind {
+                Kind::Conv(c) => self.static_conv_geometry(step, c, &xs).map(|g| g.out_shape),
+                Kind::BatchNorm { .. } | Kind::Relu => Some(xs),
+                Kind::Add => {
+                    step.opt_input(1).and_then(|id| shapes[id].as_ref()).filter(|b| **b == xs).map(|_| xs.clone())
+                }
+                _ => None,
+            };
+        }
+        // Readers come after their inputs: decide from the last value back.
+        for step in self.steps.iter().rev() {
+            let Some(v) = step.outputs.first().copied().flatten() else { continue };
+            let Some(vs) = shapes[v].as_deref() else { continue };
+            let takes_lanes = |&(si, slot): &(usize, usize)| {
+                let reader = &self.steps[si];
+                let out_ok = reader.outputs.first().copied().flatten().is_some_and(|o| allowed[o]);
+                match &reader.kind {
+                    Kind::Conv(c) => {
+                        slot == 0
+                            && self.static_conv_geometry(reader, c, vs).is_some_and(|g| {
+                                lanes::accepts_lanes(&g) && !(self.winograd && conv::winograd_applies(&g))
+                            })
+                    }
+                    Kind::BatchNorm { .. } => slot == 0 && out_ok,
+                    Kind::Relu | Kind::Add => out_ok,
+                    Kind::GlobalAveragePool => true,
+                    _ => false,
+                }
+            };
+            allowed[v] = vs.len() == 4
+                && vs[0] == shape[0]
+                && v != self.logits
+                && matches!(self.sources[v], Source::Act)
+                && !self.consumers[v].is_empty()
+                && self.consumers[v].iter().all(takes_lanes);
+        }
+        allowed
+    }
+
+    /// A conv step's geometry for input shape `xs`, when its weight and bias are not
+    /// activations (their shapes are known before the step runs).
+    fn static_conv_geometry(&self, step: &Step, c: &Conv, xs: &[usize]) -> Option<ConvGeometry> {
+        let shape_of = |id: ValueId| -> Option<&[usize]> {
+            match &self.sources[id] {
+                Source::Param(p) => Some(&self.params[*p].shape),
+                Source::Buffer(b) => Some(&self.buffers[*b].shape),
+                Source::Const { tensor, .. } => Some(tensor.shape()),
+                Source::Act => None,
+            }
+        };
+        let w = shape_of(step.opt_input(1)?)?;
+        let bias = match step.opt_input(2) {
+            Some(id) => Some(numel(shape_of(id)?)),
+            None => None,
+        };
+        conv_geometry(&c.window, c.group, xs, w, bias).ok()
+    }
+
     /// Runs every step; leaves the activations (and saved state) in `ws`.
     fn forward(&self, ws: &mut Workspace<T>, input: &[T], shape: [usize; 4], mode: Mode) -> Result<(), TrainError> {
         self.check_input(input, shape)?;
         ws.acts.resize_with(self.sources.len(), Act::default);
         ws.saved.resize_with(self.steps.len(), Saved::default);
         ws.aux.clear();
+        let isa = kernels::active_isa();
+        if !matches!(&ws.lane_plan, Some((s, i, _)) if *s == shape && *i == isa) {
+            ws.lane_plan = Some((shape, isa, self.lane_values(shape)));
+        }
         let x = &mut ws.acts[self.input];
         x.shape = shape.to_vec();
         x.data.clear();
         x.data.extend_from_slice(input);
+        x.lanes = false;
         for (si, step) in self.steps.iter().enumerate() {
             let start = std::time::Instant::now();
             self.forward_step(ws, si, step, mode)?;
@@ -878,6 +1006,17 @@ impl<T: Real> TrainProgram<T> {
         let acts = &ws.acts;
         let (xs, x) = self.real(acts, step.input(0)?)?;
         let e = |err| step.err(err);
+        // Batch lanes: which inputs are on them, which outputs may be.
+        let lane_in = |slot: usize| step.opt_input(slot).is_some_and(|id| acts[id].lanes);
+        let lane_ok = |id: ValueId| ws.lane_plan.as_ref().is_some_and(|p| p.2[id]);
+        let lane_aware = matches!(
+            step.kind,
+            Kind::Conv(_) | Kind::BatchNorm { .. } | Kind::Relu | Kind::Add | Kind::GlobalAveragePool
+        );
+        if !lane_aware && step.inputs.iter().flatten().any(|&id| acts[id].lanes) {
+            return Err(step.unsupported("an input is on batch lanes (internal error: the lane plan let it through)"));
+        }
+        out.lanes = false;
         let mut set_shape = |shape: Vec<usize>| {
             out.data.resize(numel(&shape), T::ZERO);
             out.shape = shape;
@@ -894,7 +1033,17 @@ impl<T: Real> TrainProgram<T> {
                 }
                 let geom = conv_geometry(&c.window, c.group, xs, wsh, b.map(|b| b.1.len())).map_err(e)?;
                 set_shape(geom.out_shape.clone());
-                match (self.winograd && conv::winograd_applies(&geom), T::as_f32(x), T::as_f32(w)) {
+                let x_lanes = lane_in(0);
+                // A network's first conv starts the lanes when its output may stay there: its
+                // few input channels are cheap to transpose, and mnist-v1's stage 1 then runs on
+                // lanes at 28×28 (its convs no faster than the direct kernel's, but no
+                // transposes into stage 2; 2 % per step over 4 alternated runs, within noise).
+                let lanes_start =
+                    |g: &ConvGeometry| g.c <= 4 && lanes::accepts_lanes(g) && step.output().is_ok_and(&lane_ok);
+                if x_lanes && !lanes::accepts_lanes(&geom) {
+                    return Err(step.unsupported("input on batch lanes the conv cannot take (internal error)"));
+                }
+                match (self.winograd && !x_lanes && conv::winograd_applies(&geom), T::as_f32(x), T::as_f32(w)) {
                     (true, Some(x), Some(w)) => {
                         let mut fast = match std::mem::take(&mut ws.saved[si]) {
                             Saved::Winograd(f) if f.fits(&geom) => f,
@@ -904,13 +1053,16 @@ impl<T: Real> TrainProgram<T> {
                         fast.forward(&geom, x, w, b, T::as_f32_mut(&mut out.data).expect("f32 program"));
                         saved = Saved::Winograd(fast);
                     }
-                    (_, Some(x32), Some(w32)) if lanes::lanes_applies(&geom) => {
+                    (_, Some(x32), Some(w32)) if x_lanes || lanes::lanes_applies(&geom) || lanes_start(&geom) => {
                         let mut l = match std::mem::take(&mut ws.saved[si]) {
                             Saved::Lanes(l) if l.fits(&geom) => l,
                             _ => Box::new(lanes::LaneConv::new(&geom)),
                         };
                         let b = b.and_then(|b| T::as_f32(b.1));
-                        l.forward(&geom, x32, w32, b, T::as_f32_mut(&mut out.data).expect("f32 program"));
+                        let y_lanes = lane_ok(step.output()?) && lanes::lane_batch(geom.n);
+                        let y = T::as_f32_mut(&mut out.data).expect("f32 program");
+                        l.forward(&geom, x32, x_lanes, w32, b, y, y_lanes);
+                        out.lanes = y_lanes;
                         saved = Saved::Lanes(l);
                     }
                     (_, Some(x32), Some(w32)) if conv::direct_applies(&geom) => {
@@ -933,7 +1085,8 @@ impl<T: Real> TrainProgram<T> {
                 }
             }
             Kind::BatchNorm { epsilon, inference, relu } => {
-                let d = bn_dims(xs).map_err(e)?;
+                let d = bn_view(xs, lane_in(0)).map_err(e)?;
+                out.lanes = lane_in(0);
                 let p = self.bn_operands(acts, step, d.c)?;
                 set_shape(xs.to_vec());
                 match mode {
@@ -952,6 +1105,7 @@ impl<T: Real> TrainProgram<T> {
             Kind::Relu => {
                 set_shape(xs.to_vec());
                 elementwise::relu_forward(x, &mut out.data);
+                out.lanes = lane_in(0);
             }
             Kind::MaxPool(window) => {
                 let (axes, shape) = pool_axes(window, xs).map_err(e)?;
@@ -975,13 +1129,38 @@ impl<T: Real> TrainProgram<T> {
                 let mut shape = xs[..2].to_vec();
                 shape.resize(xs.len(), 1);
                 set_shape(shape);
-                pool::global_avg_forward(xs[2..].iter().product(), x, &mut out.data);
+                let plane = xs[2..].iter().product();
+                match (lane_in(0), T::as_f32(x)) {
+                    (true, Some(x)) => lanes::global_avg_forward(
+                        xs[0],
+                        xs[1],
+                        plane,
+                        x,
+                        T::as_f32_mut(&mut out.data).expect("f32 program"),
+                    ),
+                    _ => pool::global_avg_forward(plane, x, &mut out.data),
+                }
             }
             Kind::Add => {
                 let (bs, b) = self.real(acts, step.input(1)?)?;
-                if xs == bs {
+                let (la, lb) = (lane_in(0), lane_in(1));
+                if xs == bs && la != lb {
+                    // One operand on batch lanes: the other joins it there.
+                    set_shape(xs.to_vec());
+                    let (on, off) = if la { (x, b) } else { (b, x) };
+                    let (Some(on), Some(off), Ok(shape)) = (T::as_f32(on), T::as_f32(off), <[usize; 4]>::try_from(xs))
+                    else {
+                        unreachable!("batch lanes hold 4-D f32 tensors")
+                    };
+                    lanes::nchw_to_lanes(off, shape, &mut ws.lane_tmp);
+                    elementwise::add_forward(on, &ws.lane_tmp, T::as_f32_mut(&mut out.data).expect("f32 program"));
+                    out.lanes = true;
+                } else if xs == bs {
                     set_shape(xs.to_vec());
                     elementwise::add_forward(x, b, &mut out.data);
+                    out.lanes = la;
+                } else if la || lb {
+                    return Err(step.unsupported("a broadcast operand on batch lanes (internal error)"));
                 } else {
                     let shape = crate::ops::binary::broadcast_concrete(&[xs, bs]).map_err(e)?;
                     set_shape(shape.clone());
@@ -1067,6 +1246,9 @@ impl<T: Real> TrainProgram<T> {
     }
 
     fn forward_reference(&self, ws: &mut Workspace<T>, step: &Step) -> Result<(), TrainError> {
+        if step.inputs.iter().flatten().any(|&id| ws.acts[id].lanes) {
+            return Err(step.unsupported("an input is on batch lanes (internal error: the lane plan let it through)"));
+        }
         let tensors: Vec<Option<Tensor>> = step.inputs.iter().map(|id| id.map(|id| self.tensor(ws, id))).collect();
         let refs: Vec<Option<&Tensor>> = tensors.iter().map(Option::as_ref).collect();
         let results = step.op.def().eval(&refs).map_err(|e| step.err(e))?;
@@ -1075,7 +1257,7 @@ impl<T: Real> TrainProgram<T> {
             match t.data() {
                 TensorData::F32(v) => {
                     ws.aux.remove(&id);
-                    ws.acts[id] = Act { shape: t.shape().to_vec(), data: to_real(v) };
+                    ws.acts[id] = Act { shape: t.shape().to_vec(), data: to_real(v), lanes: false };
                 }
                 _ => {
                     ws.aux.insert(id, t);
@@ -1216,15 +1398,20 @@ impl<T: Real> TrainProgram<T> {
                 let dx_fresh = gx.as_ref().is_some_and(|g| g.2);
                 // Batch lanes when the forward ran so: dX and dW there, dB below.
                 if let Saved::Lanes(l) = &mut saved[si] {
-                    let (Some(w32), Some(dy32)) = (T::as_f32(w), T::as_f32(dy)) else {
+                    let (Some(x32), Some(w32), Some(dy32)) = (T::as_f32(x), T::as_f32(w), T::as_f32(dy)) else {
                         unreachable!("batch lanes run in f32 programs only")
                     };
+                    let (x_lanes, dy_lanes) = (acts[step.input(0)?].lanes, acts[step.output()?].lanes);
                     let dx = gx.as_mut().map(|g| T::as_f32_mut(&mut g.1).expect("f32 program"));
                     let dw = gw.as_mut().map(|g| T::as_f32_mut(&mut g.1).expect("f32 program"));
-                    l.backward(&geom, w32, dy32, dx, dx_fresh, dw);
+                    l.backward(&geom, x32, w32, dy32, dy_lanes, dx, x_lanes, dx_fresh, dw);
                     if let Some(g) = gb.as_mut() {
-                        let d = ConvDims::new(&geom);
-                        conv::backward(&d, x, w, dy, None, false, None, Some(g.1.as_mut_slice()), conv_scratch);
+                        if dy_lanes {
+                            lanes::bias_grad(dy32, geom.m, T::as_f32_mut(&mut g.1).expect("f32 program"));
+                        } else {
+                            let d = ConvDims::new(&geom);
+                            conv::backward(&d, x, w, dy, None, false, None, Some(g.1.as_mut_slice()), conv_scratch);
+                        }
                     }
                     for t in [gx, gw, gb] {
                         self.put_grad(t, grads, pgrads);
@@ -1273,7 +1460,7 @@ impl<T: Real> TrainProgram<T> {
                 }
             }
             Kind::BatchNorm { epsilon, inference, .. } => {
-                let d = bn_dims(xs).map_err(e)?;
+                let d = bn_view(xs, acts[step.input(0)?].lanes).map_err(e)?;
                 let p = self.bn_operands(acts, step, d.c)?;
                 let mut gx = self.take_grad(step, 0, grads, pgrads);
                 let mut gg = self.take_grad(step, 1, grads, pgrads);
@@ -1313,15 +1500,31 @@ impl<T: Real> TrainProgram<T> {
             }
             Kind::GlobalAveragePool => {
                 let plane = xs[2..].iter().product();
-                self.with_grad(step, 0, grads, pgrads, |dx, fresh| pool::global_avg_backward(plane, dy, dx, fresh));
+                let on_lanes = acts[step.input(0)?].lanes;
+                self.with_grad(step, 0, grads, pgrads, |dx, fresh| match (on_lanes, T::as_f32(dy)) {
+                    (true, Some(dy)) => {
+                        let dx = T::as_f32_mut(dx).expect("f32 program");
+                        lanes::global_avg_backward(xs[0], xs[1], plane, dy, dx, fresh)
+                    }
+                    _ => pool::global_avg_backward(plane, dy, dx, fresh),
+                });
             }
             Kind::Add => {
-                let out_shape = &acts[step.output()?].shape;
+                let out = &acts[step.output()?];
+                let out_shape = &out.shape;
                 for slot in 0..2 {
-                    let (s, _) = self.real(acts, step.input(slot)?)?;
+                    let id = step.input(slot)?;
+                    let (s, _) = self.real(acts, id)?;
                     let s = s.to_vec();
+                    let moved = out.lanes && !acts[id].lanes;
                     self.with_grad(step, slot, grads, pgrads, |dx, fresh| {
-                        if s == *out_shape {
+                        if moved {
+                            // An NCHW operand the forward moved onto lanes: its gradient back.
+                            let (Some(dy), Ok(shape)) = (T::as_f32(dy), <[usize; 4]>::try_from(s.as_slice())) else {
+                                unreachable!("batch lanes hold 4-D f32 tensors")
+                            };
+                            lanes::lanes_to_nchw(dy, shape, T::as_f32_mut(dx).expect("f32 program"), !fresh)
+                        } else if s == *out_shape {
                             elementwise::accumulate(dy, dx, fresh)
                         } else {
                             elementwise::broadcast_backward(&s, out_shape, dy, zeroed(dx, fresh))
