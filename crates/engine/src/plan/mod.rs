@@ -1,6 +1,6 @@
 //! The compiled plan: the production executor beside the reference interpreter
 //! ([`crate::exec`]). [`Plan::compile`] walks a graph once (after whatever passes the caller
-//! ran) and emits [`Step`]s: convolutions with packed filters and a fused bias / residual Add
+//! ran) and emits `Step`s: convolutions with packed filters and a fused bias / residual Add
 //! / ReLU epilogue ([`conv`]), the FC Gemm on `gemm`, BatchNorm as a per-channel affine with
 //! an optional fused ReLU, ReLU, Add, MaxPool and GlobalAveragePool as vectorized loops
 //! ([`kernels`]); every other node runs its reference kernel, so every graph the reference

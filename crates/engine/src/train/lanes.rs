@@ -362,6 +362,13 @@ impl Scatter {
     fn dense(h: usize, w: usize) -> Scatter {
         Scatter { gh: h, gw: w, h, w, sy: 1, sx: 1, y0: 0, x0: 0 }
     }
+
+    /// Whether every grid position lands inside the plane.
+    fn inside(&self) -> bool {
+        self.gh == 0
+            || self.gw == 0
+            || ((self.gh - 1) * self.sy + self.y0 < self.h && (self.gw - 1) * self.sx + self.x0 < self.w)
+    }
 }
 
 /// `dst[img, r, pixel(q)] = src[r, q, img] (+ bias[r])`, or added to `dst` when
@@ -380,10 +387,7 @@ fn from_lanes(
 ) {
     let (p, hw) = (at.gh * at.gw, at.h * at.w);
     assert!(src.len() >= rows * p * np && dst.len() == n * rows * hw, "from_lanes lengths");
-    assert!(
-        at.gh == 0 || at.gw == 0 || ((at.gh - 1) * at.sy + at.y0 < at.h && (at.gw - 1) * at.sx + at.x0 < at.w),
-        "from_lanes grid"
-    );
+    assert!(at.inside(), "from_lanes grid");
     let out = SharedMut(dst.as_mut_ptr());
     let block = transpose_block(rows, hw);
     let dense = (at.gh, at.gw, at.sy, at.sx, at.y0, at.x0) == (at.h, at.w, 1, 1, 0, 0);
@@ -450,10 +454,7 @@ fn to_lane_grid(
 ) {
     let (p, hw) = (at.gh * at.gw, at.h * at.w);
     assert!(src.len() >= rows * p * np && dst.len() == rows * hw * np, "to_lane_grid lengths");
-    assert!(
-        at.gh == 0 || at.gw == 0 || ((at.gh - 1) * at.sy + at.y0 < at.h && (at.gw - 1) * at.sx + at.x0 < at.w),
-        "to_lane_grid grid"
-    );
+    assert!(at.inside(), "to_lane_grid grid");
     if rows == 0 || hw * np == 0 {
         return;
     }

@@ -11,7 +11,9 @@
 //! `batchnorm`, `pool`, `dense`, `elementwise`, `loss`), generic over [`Real`] (`f32` to
 //! train, `f64` for gradient checks). f32 convs take the fastest path that applies: Winograd
 //! (opt-in), `lanes` (small planes with the batch as the vector axis), the inference plan's
-//! direct kernel (planes of 20×20 and more), else im2col + GEMM in `conv`.
+//! direct kernel (planes of 20×20 and more), else im2col + GEMM in `conv`. For batches of
+//! whole 16-image vectors the program keeps activations on `lanes` between those convs
+//! (through BatchNorm, Relu and Add) instead of transposing around each one.
 
 mod batchnorm;
 mod conv;

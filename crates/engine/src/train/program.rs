@@ -10,7 +10,9 @@
 //! if a gradient would have to flow through one, compilation fails naming the node.
 //!
 //! At run time every activation stays in the program's workspace until backward has used it;
-//! the buffers are kept across steps, so a steady-state step allocates little.
+//! the buffers are kept across steps, so a steady-state step allocates little. An activation
+//! is NCHW, or on batch lanes (`[C, H, W, N]`, f32 on AVX-512) where
+//! `TrainProgram::lane_values` lets it; its gradient has the same layout.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -59,7 +61,7 @@ pub struct TrainOptions {
     pub seed: u64,
     /// f32 programs: the forward product and the input gradient of 3×3 stride-1 convs with
     /// 64 to 256 channels and outputs of at least 14×14 run as Winograd F(4×4, 3×3)
-    /// ([`crate::train::conv`]'s module docs), 1.3–1.5× faster on ResNet-18's 56×56 and
+    /// (`train::conv`'s module docs), 1.3–1.5× faster on ResNet-18's 56×56 and
     /// 28×28 layers at batch 32. Off by default: it changes float32 rounding. Measured: one
     /// step's parameter gradients against an f64 program within 7.8e-6 of each tensor's
     /// largest entry (exact: 2.9e-6, `tests/train_program.rs`); a zoo ResNet-18 step against
