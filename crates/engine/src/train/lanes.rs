@@ -54,19 +54,11 @@ const MIN_BATCH: usize = 48;
 /// ([`super::conv`]'s batched path).
 const MAX_FILTER: usize = 1 << 18;
 
-/// Bytes of `dY'` rows one weight-gradient task keeps hot in L2 while every input channel
-/// block passes over them.
-const DW_ROWS_BUDGET: usize = 256 * 1024;
-
 /// Input channels per K chunk of the forward conv: the chunk's taps around one output row
 /// stay in L1/L2 while every filter block passes over them. Measured on the mnist-v1 and
 /// ResNet-18 small-plane shapes (2 threads): 8, 16 and 32 within noise of each other, all
 /// channels at once 10–30 % slower at 4×4, 14×14 and ResNet-18's 7×7 (512 channels).
 const KC_CHANNELS: usize = 32;
-
-/// Floats per operand row of one weight-gradient chunk (4 KiB: a filter block's 4 rows of
-/// `dY'` take 16 KiB of L1).
-const DW_CHUNK: usize = 1024;
 
 /// Lanes per vector.
 const LANES: usize = 16;
@@ -821,10 +813,18 @@ fn zero_pixels(rows: usize, at: Scatter, n: usize, lanes: bool, dx: &mut [f32]) 
     }
 }
 
+/// Bytes of `X'` rows (every channel) one weight-gradient task keeps in L2 while all taps,
+/// filter blocks and channel blocks pass over them.
+const DW_TASK_BYTES: usize = 512 * 1024;
+
 /// `dw[m, c, i, j] += Σ_{y, x, lanes} dy'[m, y + top, x + left, lanes] · x'[c, y·sh + i,
-/// x·sw + j, lanes]` over the `oh × ow` outputs: one task per (tap, block of filter rows),
-/// each writing its own elements of `dw`; inside a task the rows' `dY'` stays in L2 while
-/// every block of 4 input channels passes over it.
+/// x·sw + j, lanes]` over the `oh × ow` outputs, by chunks of output rows: one task per
+/// chunk (and block of filters, where chunks are few) computes every tap over those rows
+/// into its own partial `dw`, so the `X'` rows they read stay in L2 across the 9 taps (one
+/// task per tap streamed the whole `X'` from memory per tap: 120–130 → 150–170 GFLOP/s at
+/// 28×28 and 14×14 on 2 threads, the same within noise at 7×7 and 4×4: the ignored
+/// `filter_grad_speed` test, alternated with the old code). The partials are added in chunk order, so the sums do not depend on the thread
+/// count.
 fn filter_grad(xp: &[f32], xl: &Padded, dyp: &[f32], dl: &Padded, g: &ConvGeometry, dw: &mut [f32]) {
     let [_, ah, aw] = &g.axes;
     let ((oh, ow), (kh, kw), (sh, sw)) = ((ah.output, aw.output), (ah.kernel, aw.kernel), (ah.stride, aw.stride));
@@ -840,63 +840,61 @@ fn filter_grad(xp: &[f32], xl: &Padded, dyp: &[f32], dl: &Padded, g: &ConvGeomet
         dl.top + oh <= dl.hp && dl.left + ow <= dl.wp && (oh - 1) * sh + kh <= xl.hp && (ow - 1) * sw + kw <= xl.wp,
         "filter_grad window"
     );
-    let row_bytes = oh * ow * np * 4;
-    let group = (DW_ROWS_BUDGET / row_bytes.max(1)).clamp(4, m.max(4)) / 4 * 4;
-    let groups = m.div_ceil(group);
     let taps = kh * kw;
-    // Stride 1 along W: each output row is one run of `ow·np` floats in both operands.
+    let x_row = c * xl.wp * np * 4;
+    // Output rows per task: their input rows, `(rows − 1)·sh + kh` of every channel, fit the budget.
+    let rows = ((DW_TASK_BYTES / x_row.max(1)).saturating_sub(kh) / sh + 1).clamp(1, oh);
+    let chunks = oh.div_ceil(rows);
     let (cols, len, a_rx, b_rx) = if sw == 1 { (1, ow * np, 0, 0) } else { (ow, np, np, sw * np) };
     let (a_ry, b_ry) = (dl.wp * np, sh * xl.wp * np);
-    let out = SharedMut(dw.as_mut_ptr());
-    kernels::for_each_task(taps * groups, |t| {
-        let (tap, gi) = (t / groups, t % groups);
-        let (i, j) = (tap / kw, tap % kw);
-        let (m0, m1) = (gi * group, ((gi + 1) * group).min(m));
-        let a0 = (dl.top * dl.wp + dl.left) * np;
-        let b0 = (i * xl.wp + j) * np;
-        let add = |mi: usize, ci: usize, v: f32| {
-            // SAFETY: element (mi, ci, i, j) of `dw` (length checked above); this task owns
-            // tap (i, j) of filter rows m0..m1.
-            unsafe { *out.ptr().add((mi * c + ci) * taps + tap) += v };
-        };
-        // Output rows in chunks of about DW_CHUNK floats per operand row: a block's 4 rows
-        // of dY' stay in L1 while every input channel block passes over them.
-        let rows_per_chunk = (DW_CHUNK / (cols * len)).max(1);
-        for y0 in (0..oh).step_by(rows_per_chunk) {
-            let walk = Walk { rows: rows_per_chunk.min(oh - y0), cols, len, a_ry, a_rx, b_ry, b_rx };
-            let mut mi = m0;
-            while mi < m1 {
-                let mn = (m1 - mi).min(4);
-                let a = dyp[mi * dl.plane() + a0 + y0 * a_ry..].as_ptr();
-                let mut c0 = 0;
-                while c0 < c {
-                    let cn = (c - c0).min(4);
-                    let b = xp[c0 * xl.plane() + b0 + y0 * b_ry..].as_ptr();
-                    // SAFETY (both calls): AVX-512F is active; rows `mi..mi+mn` of dY' and
-                    // channels `c0..c0+cn` of X' are read along `walk` from output row
-                    // `y0`, inside the buffers by the window assert above.
-                    if (mn, cn) == (4, 4) {
-                        let s = unsafe { dots::<4, 4>(a, dl.plane(), b, xl.plane(), &walk) };
-                        for (r, row) in s.iter().enumerate() {
-                            for (q, &v) in row.iter().enumerate() {
-                                add(mi + r, c0 + q, v);
+    // Few chunks (small planes): filter blocks split too, each task writing its own rows of
+    // its chunk's partial (the same sums whatever the split).
+    let threads = rayon::current_num_threads().max(1);
+    let per_task =
+        if chunks >= 4 * threads { m } else { (m * chunks).div_ceil(4 * threads).next_multiple_of(4).min(m) };
+    let mut partials = vec![0.0f32; chunks * m * c * taps];
+    partials.par_chunks_mut(m * c * taps).enumerate().for_each(|(ci, whole)| {
+        whole.par_chunks_mut(per_task * c * taps).enumerate().for_each(|(gi, part)| {
+            let (y0, y1) = (ci * rows, ((ci + 1) * rows).min(oh));
+            let walk = Walk { rows: y1 - y0, cols, len, a_ry, a_rx, b_ry, b_rx };
+            let (mg0, mg1) = (gi * per_task, ((gi + 1) * per_task).min(m));
+            let a0 = (dl.top * dl.wp + dl.left) * np + y0 * a_ry;
+            for c0 in (0..c).step_by(4) {
+                let cn = (c - c0).min(4);
+                for tap in 0..taps {
+                    let (i, j) = (tap / kw, tap % kw);
+                    let b = xp[c0 * xl.plane() + (i * xl.wp + j) * np + y0 * b_ry..].as_ptr();
+                    for m0 in (mg0..mg1).step_by(4) {
+                        let mn = (mg1 - m0).min(4);
+                        let a = dyp[m0 * dl.plane() + a0..].as_ptr();
+                        if (mn, cn) == (4, 4) {
+                            // SAFETY: AVX-512F is active; rows `m0..m0+4` of dY' and channels
+                            // `c0..c0+4` of X' are read along `walk` from output row `y0`,
+                            // inside the buffers by the window assert above.
+                            let s = unsafe { dots::<4, 4>(a, dl.plane(), b, xl.plane(), &walk) };
+                            for (r, row) in s.iter().enumerate() {
+                                for (q, &v) in row.iter().enumerate() {
+                                    part[((m0 - mg0 + r) * c + c0 + q) * taps + tap] = v;
+                                }
                             }
-                        }
-                    } else {
-                        for r in 0..mn {
-                            for q in 0..cn {
-                                let (ar, bq) = (a.wrapping_add(r * dl.plane()), b.wrapping_add(q * xl.plane()));
-                                let s = unsafe { dots::<1, 1>(ar, 0, bq, 0, &walk) };
-                                add(mi + r, c0 + q, s[0][0]);
+                        } else {
+                            for r in 0..mn {
+                                for q in 0..cn {
+                                    let (ar, bq) = (a.wrapping_add(r * dl.plane()), b.wrapping_add(q * xl.plane()));
+                                    // SAFETY: as above, one row and one channel.
+                                    let s = unsafe { dots::<1, 1>(ar, 0, bq, 0, &walk) };
+                                    part[((m0 - mg0 + r) * c + c0 + q) * taps + tap] = s[0][0];
+                                }
                             }
                         }
                     }
-                    c0 += cn;
                 }
-                mi += mn;
             }
-        }
+        });
     });
+    for part in partials.chunks_exact(m * c * taps) {
+        dw.iter_mut().zip(part).for_each(|(d, &p)| *d += p);
+    }
 }
 
 /// The positions a block of dot products runs over: `rows × cols` runs of `len` floats
@@ -1233,6 +1231,43 @@ mod tests {
         }
     }
 
+    /// Not a test: times [`filter_grad`] alone on mnist-v1's 3×3 shapes (batch 128, 2
+    /// threads, best of 12) and prints GFLOP/s. `cargo test --release -p resnet-engine --lib
+    /// filter_grad_speed -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn filter_grad_speed() {
+        if kernels::active_isa() != Isa::Avx512 {
+            eprintln!("no AVX-512 on this CPU: the batch-lane conv does not run here");
+            return;
+        }
+        let mut seed = 1u64;
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        for (c, side) in [(16, 28), (32, 14), (64, 7), (128, 4)] {
+            let g = ConvGeometry {
+                n: 128,
+                c,
+                m: c,
+                group: 1,
+                axes: [Axis::UNIT, axis(side, 3, 1, (1, 1)), axis(side, 3, 1, (1, 1))],
+                out_shape: Vec::new(),
+            };
+            let (xl, dl) = (LaneConv::input_layout(&g), LaneConv::grad_layout(&g));
+            let xp: Vec<f32> = (0..xl.len()).map(|_| lcg(&mut seed)).collect();
+            let dyp: Vec<f32> = (0..dl.len()).map(|_| lcg(&mut seed)).collect();
+            let mut dw = vec![0.0f32; c * c * 9];
+            let best = (0..12)
+                .map(|_| {
+                    let t = std::time::Instant::now();
+                    pool.install(|| filter_grad(&xp, &xl, &dyp, &dl, &g, &mut dw));
+                    t.elapsed().as_secs_f64()
+                })
+                .fold(f64::MAX, f64::min);
+            let flops = 2.0 * (128 * c * c * 9 * side * side) as f64;
+            eprintln!("{c} ch {side}×{side}: {:.3} ms, {:.0} GFLOP/s", best * 1e3, flops / best / 1e9);
+        }
+    }
+
     #[test]
     fn lane_chunks_cover_the_vectors_in_runs_of_at_most_three() {
         for nvec in 1..20 {
@@ -1271,6 +1306,10 @@ mod tests {
             (32, 8, 16, 5, 5, 3, 3, (1, 1), (1, 1), (1, 1)),
             (16, 8, 8, 6, 7, 1, 1, (2, 2), (0, 0), (0, 0)),
             (16, 16, 8, 3, 3, 1, 1, (1, 1), (0, 0), (0, 0)),
+            // Planes wide enough that the weight gradient splits the output rows into chunks
+            // (one row per chunk; two at stride 2).
+            (64, 32, 8, 24, 24, 3, 3, (1, 1), (1, 1), (1, 1)),
+            (48, 16, 12, 31, 29, 3, 3, (2, 2), (1, 1), (1, 1)),
         ];
         for threads in [1, 2, 3] {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
