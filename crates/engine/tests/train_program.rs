@@ -385,19 +385,20 @@ fn activations_on_batch_lanes_match_the_f64_program_and_the_nchw_path() {
     let a = net.relu(a_bn);
     let b = net.conv(a, 16, 16, 3, 1, 1, false);
     let b = net.bn(b, 16);
-    let s = net.add(b, a);
-    let s = net.relu(s);
+    // Add + Relu also run as one node, named after the Add.
+    let s_add = net.add(b, a);
+    let s = net.relu(s_add);
     let d = net.conv_full(s, 16, 8, [3, 3], [2, 2], [1, 1, 1, 1], [1, 1], 1, false);
     let d = net.bn(d, 8);
     let e = net.conv_full(s, 16, 8, [1, 1], [2, 2], [0, 0, 0, 0], [1, 1], 1, true);
-    let t = net.add(d, e);
-    let t = net.relu(t);
+    let t_add = net.add(d, e);
+    let t = net.relu(t_add);
     let dilated = net.conv_full(x, 3, 8, [3, 3], [2, 2], [2, 2, 2, 2], [2, 2], 1, false);
     let u = net.add(t, dilated);
     let u_bn = net.bn(u, 8);
     let u = net.relu(u_bn);
     let out = net.head(u, 8, CLASSES);
-    let names: Vec<String> = [a_bn, s, d, e, t, u_bn, dilated].iter().map(|&v| net.node_name(v)).collect();
+    let names: Vec<String> = [a_bn, s_add, d, e, t_add, u_bn, dilated].iter().map(|&v| net.node_name(v)).collect();
     let g = net.finish(out);
 
     let shape = [48, 3, 9, 9];

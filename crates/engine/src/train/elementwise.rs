@@ -39,21 +39,34 @@ pub(crate) fn relu_backward<T: Real>(x: &[T], dy: &[T], dx: &mut [T], fresh: boo
     });
 }
 
-/// `dy = 0` where `y ≤ 0`: the ReLU backward of a fused BatchNormalization + Relu, in place
-/// (`y` is the fused output `max(bn, 0)`, positive exactly where `bn` is).
+/// `dy = 0` where `y ≤ 0`: the ReLU backward of a fused BatchNormalization or Add + Relu, in
+/// place (`y` is the fused output `max(v, 0)`, positive exactly where `v` is).
 pub(crate) fn relu_mask_in_place<T: Real>(y: &[T], dy: &mut [T]) {
     dy.par_chunks_mut(CHUNK).zip(y.par_chunks(CHUNK)).for_each(|(dy, y)| {
         dy.iter_mut().zip(y).for_each(|(d, &y)| *d = d.keep_if(y > T::ZERO));
     });
 }
 
-/// `y = a + b` for equal shapes.
-pub(crate) fn add_forward<T: Real>(a: &[T], b: &[T], y: &mut [T]) {
+/// `y = a + b` for equal shapes (`max(a + b, 0)` with `relu`: an Add fused with the Relu
+/// after it).
+pub(crate) fn add_forward<T: Real>(a: &[T], b: &[T], relu: bool, y: &mut [T]) {
     y.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK)).zip(b.par_chunks(CHUNK)).for_each(|((y, a), b)| {
-        for ((y, &a), &b) in y.iter_mut().zip(a).zip(b) {
-            *y = a + b;
+        if relu {
+            for ((y, &a), &b) in y.iter_mut().zip(a).zip(b) {
+                let v = a + b;
+                *y = v.keep_if(v > T::ZERO);
+            }
+        } else {
+            for ((y, &a), &b) in y.iter_mut().zip(a).zip(b) {
+                *y = a + b;
+            }
         }
     });
+}
+
+/// `y = max(y, 0)` in place.
+pub(crate) fn relu_in_place<T: Real>(y: &mut [T]) {
+    y.par_chunks_mut(CHUNK).for_each(|y| y.iter_mut().for_each(|v| *v = v.keep_if(*v > T::ZERO)));
 }
 
 /// `dx += dy` (the gradient of an operand of Add that has the output's shape, and of the

@@ -130,7 +130,11 @@ enum Kind {
         count_include_pad: bool,
     },
     GlobalAveragePool,
-    Add,
+    Add {
+        /// Fused with the Relu that is its output's only consumer (the step outputs the
+        /// Relu's value), like BatchNorm's `relu`.
+        relu: bool,
+    },
     /// Flatten, Reshape, Identity, Squeeze, Unsqueeze: same data, new shape.
     View,
     Dropout {
@@ -148,7 +152,7 @@ impl Kind {
         match self {
             Kind::Conv(_) | Kind::Gemm(_) => slot < 3,
             Kind::BatchNorm { .. } => slot < 3,
-            Kind::Add | Kind::MatMul => slot < 2,
+            Kind::Add { .. } | Kind::MatMul => slot < 2,
             Kind::Relu
             | Kind::MaxPool(_)
             | Kind::AveragePool { .. }
@@ -513,7 +517,7 @@ impl<T: Real> TrainProgram<T> {
                     Kind::AveragePool { window: ap.window.clone(), count_include_pad: ap.count_include_pad }
                 }
                 Op::GlobalPool(gp) if gp.kind == crate::ops::global_pool::PoolKind::Average => Kind::GlobalAveragePool,
-                Op::Binary(b) if b.kind == crate::ops::binary::BinaryKind::Add => Kind::Add,
+                Op::Binary(b) if b.kind == crate::ops::binary::BinaryKind::Add => Kind::Add { relu: false },
                 Op::Flatten(_) | Op::Reshape(_) | Op::Identity(_) | Op::Squeeze(_) | Op::Unsqueeze(_) => Kind::View,
                 Op::Dropout(d) => Kind::Dropout { ratio: dropout_ratio(&g, node, d)? },
                 Op::Gemm(gm) => Kind::Gemm(gm.clone()),
@@ -529,7 +533,7 @@ impl<T: Real> TrainProgram<T> {
                 outputs: node.outputs.clone(),
                 backward: false,
             };
-            if !matches!(step.kind, Kind::Reference | Kind::Add) {
+            if !matches!(step.kind, Kind::Reference | Kind::Add { .. }) {
                 let ids: Vec<ValueId> = step.inputs.iter().flatten().copied().collect();
                 if (1..ids.len()).any(|j| ids[..j].contains(&ids[j])) {
                     return Err(step.unsupported("one value feeds two inputs of the node"));
@@ -541,8 +545,9 @@ impl<T: Real> TrainProgram<T> {
             steps.push(step);
         }
 
-        // BatchNormalization → Relu, where the Relu is the only consumer of the BN output
-        // (and that output is not the logits): one step writing the Relu's output.
+        // BatchNormalization or Add → Relu, where the Relu is the only consumer of the
+        // first's output (and that output is not the logits): one step writing the Relu's
+        // output.
         let mut consumers = vec![0usize; nv];
         for step in &steps {
             for &id in step.inputs.iter().flatten() {
@@ -557,7 +562,7 @@ impl<T: Real> TrainProgram<T> {
                     fused.push((bn, si));
                 }
             }
-            if let (Kind::BatchNorm { .. }, Some(Some(y))) = (&step.kind, step.outputs.first()) {
+            if let (Kind::BatchNorm { .. } | Kind::Add { .. }, Some(Some(y))) = (&step.kind, step.outputs.first()) {
                 if consumers[*y] == 1 && *y != logits && step.outputs.iter().skip(1).flatten().next().is_none() {
                     pending_relu.insert(*y, si);
                 }
@@ -566,7 +571,7 @@ impl<T: Real> TrainProgram<T> {
         for &(bn, relu) in fused.iter().rev() {
             let relu_step = steps.remove(relu);
             let step = &mut steps[bn];
-            if let Kind::BatchNorm { relu, .. } = &mut step.kind {
+            if let Kind::BatchNorm { relu, .. } | Kind::Add { relu } = &mut step.kind {
                 *relu = true;
             }
             step.outputs = relu_step.outputs;
@@ -580,7 +585,7 @@ impl<T: Real> TrainProgram<T> {
             steps.iter().enumerate().flat_map(|(si, s)| s.outputs.iter().flatten().map(move |&o| (o, si))).collect();
         for step in &steps {
             let mut slots: Vec<(usize, ParamRole)> = param_slots(&step.kind).to_vec();
-            if matches!(step.kind, Kind::Add) {
+            if matches!(step.kind, Kind::Add { .. }) {
                 // The bias of a MatMul + Add dense layer.
                 for (slot, other) in [(1, 0), (0, 1)] {
                     let other_is_matmul = step
@@ -906,7 +911,7 @@ impl<T: Real> TrainProgram<T> {
             shapes[out] = match &step.kind {
                 Kind::Conv(c) => self.static_conv_geometry(step, c, &xs).map(|g| g.out_shape),
                 Kind::BatchNorm { .. } | Kind::Relu => Some(xs),
-                Kind::Add => {
+                Kind::Add { .. } => {
                     step.opt_input(1).and_then(|id| shapes[id].as_ref()).filter(|b| **b == xs).map(|_| xs.clone())
                 }
                 _ => None,
@@ -927,7 +932,7 @@ impl<T: Real> TrainProgram<T> {
                             })
                     }
                     Kind::BatchNorm { .. } => slot == 0 && out_ok,
-                    Kind::Relu | Kind::Add => out_ok,
+                    Kind::Relu | Kind::Add { .. } => out_ok,
                     Kind::GlobalAveragePool => true,
                     _ => false,
                 }
@@ -1013,7 +1018,7 @@ impl<T: Real> TrainProgram<T> {
         let lane_ok = |id: ValueId| ws.lane_plan.as_ref().is_some_and(|p| p.2[id]);
         let lane_aware = matches!(
             step.kind,
-            Kind::Conv(_) | Kind::BatchNorm { .. } | Kind::Relu | Kind::Add | Kind::GlobalAveragePool
+            Kind::Conv(_) | Kind::BatchNorm { .. } | Kind::Relu | Kind::Add { .. } | Kind::GlobalAveragePool
         );
         if !lane_aware && step.inputs.iter().flatten().any(|&id| acts[id].lanes) {
             return Err(step.unsupported("an input is on batch lanes (internal error: the lane plan let it through)"));
@@ -1143,7 +1148,7 @@ impl<T: Real> TrainProgram<T> {
                     _ => pool::global_avg_forward(plane, x, &mut out.data),
                 }
             }
-            Kind::Add => {
+            Kind::Add { relu } => {
                 let (bs, b) = self.real(acts, step.input(1)?)?;
                 let (la, lb) = (lane_in(0), lane_in(1));
                 if xs == bs && la != lb {
@@ -1155,11 +1160,12 @@ impl<T: Real> TrainProgram<T> {
                         unreachable!("batch lanes hold 4-D f32 tensors")
                     };
                     lanes::nchw_to_lanes(off, shape, &mut ws.lane_tmp);
-                    elementwise::add_forward(on, &ws.lane_tmp, T::as_f32_mut(&mut out.data).expect("f32 program"));
+                    let y = T::as_f32_mut(&mut out.data).expect("f32 program");
+                    elementwise::add_forward(on, &ws.lane_tmp, *relu, y);
                     out.lanes = true;
                 } else if xs == bs {
                     set_shape(xs.to_vec());
-                    elementwise::add_forward(x, b, &mut out.data);
+                    elementwise::add_forward(x, b, *relu, &mut out.data);
                     out.lanes = la;
                 } else if la || lb {
                     return Err(step.unsupported("a broadcast operand on batch lanes (internal error)"));
@@ -1167,6 +1173,9 @@ impl<T: Real> TrainProgram<T> {
                     let shape = crate::ops::binary::broadcast_concrete(&[xs, bs]).map_err(e)?;
                     set_shape(shape.clone());
                     elementwise::add_broadcast_forward(x, xs, b, bs, &shape, &mut out.data);
+                    if *relu {
+                        elementwise::relu_in_place(&mut out.data);
+                    }
                 }
             }
             Kind::View => {
@@ -1335,7 +1344,7 @@ impl<T: Real> TrainProgram<T> {
                 zeroed(&mut ws.grads.bufs[out], true);
             }
             let mut dy = std::mem::take(&mut ws.grads.bufs[out]);
-            if let Kind::BatchNorm { relu: true, .. } = step.kind {
+            if matches!(step.kind, Kind::BatchNorm { relu: true, .. } | Kind::Add { relu: true }) {
                 // The fused Relu's backward, in place: this node is the only user of `dy`.
                 elementwise::relu_mask_in_place(&ws.acts[out].data, &mut dy);
             }
@@ -1511,7 +1520,8 @@ impl<T: Real> TrainProgram<T> {
                     _ => pool::global_avg_backward(plane, dy, dx, fresh),
                 });
             }
-            Kind::Add => {
+            Kind::Add { .. } => {
+                // With a fused Relu, `dy` arrives masked (see `backward`).
                 let out = &acts[step.output()?];
                 let out_shape = &out.shape;
                 for slot in 0..2 {
