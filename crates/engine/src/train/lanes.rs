@@ -620,6 +620,8 @@ pub(crate) struct LaneConv {
     out: Vec<f32>,
     /// Per input-gradient class ([`axis_classes`]), its packed filters.
     class_filters: Vec<Vec<f32>>,
+    /// The weight gradient's partial sums, one `dw` per chunk of output rows.
+    dw_parts: Vec<f32>,
 }
 
 impl LaneConv {
@@ -736,7 +738,7 @@ impl LaneConv {
         if let Some(dw) = dw {
             let xsrc: &[f32] = if self.x_borrowed { x } else { &self.xp };
             assert!(xsrc.len() >= xl.len(), "LaneConv::backward input length");
-            filter_grad(xsrc, &xl, dsrc, &dl, g, dw);
+            filter_grad(xsrc, &xl, dsrc, &dl, g, &mut self.dw_parts, dw);
         }
         let Some(dx) = dx else { return };
         let (hc, wc) = (axis_classes(ah), axis_classes(aw));
@@ -825,7 +827,16 @@ const DW_TASK_BYTES: usize = 512 * 1024;
 /// 28×28 and 14×14 on 2 threads, the same within noise at 7×7 and 4×4: the ignored
 /// `filter_grad_speed` test, alternated with the old code). The partials are added in chunk order, so the sums do not depend on the thread
 /// count.
-fn filter_grad(xp: &[f32], xl: &Padded, dyp: &[f32], dl: &Padded, g: &ConvGeometry, dw: &mut [f32]) {
+#[allow(clippy::too_many_arguments)]
+fn filter_grad(
+    xp: &[f32],
+    xl: &Padded,
+    dyp: &[f32],
+    dl: &Padded,
+    g: &ConvGeometry,
+    partials: &mut Vec<f32>,
+    dw: &mut [f32],
+) {
     let [_, ah, aw] = &g.axes;
     let ((oh, ow), (kh, kw), (sh, sw)) = ((ah.output, aw.output), (ah.kernel, aw.kernel), (ah.stride, aw.stride));
     let (m, c, np) = (dl.ch, xl.ch, xl.np);
@@ -852,7 +863,8 @@ fn filter_grad(xp: &[f32], xl: &Padded, dyp: &[f32], dl: &Padded, g: &ConvGeomet
     let threads = rayon::current_num_threads().max(1);
     let per_task =
         if chunks >= 4 * threads { m } else { (m * chunks).div_ceil(4 * threads).next_multiple_of(4).min(m) };
-    let mut partials = vec![0.0f32; chunks * m * c * taps];
+    // Every element of every partial is written below (no zeroing between steps).
+    partials.resize(chunks * m * c * taps, 0.0);
     partials.par_chunks_mut(m * c * taps).enumerate().for_each(|(ci, whole)| {
         whole.par_chunks_mut(per_task * c * taps).enumerate().for_each(|(gi, part)| {
             let (y0, y1) = (ci * rows, ((ci + 1) * rows).min(oh));
@@ -1255,11 +1267,11 @@ mod tests {
             let (xl, dl) = (LaneConv::input_layout(&g), LaneConv::grad_layout(&g));
             let xp: Vec<f32> = (0..xl.len()).map(|_| lcg(&mut seed)).collect();
             let dyp: Vec<f32> = (0..dl.len()).map(|_| lcg(&mut seed)).collect();
-            let mut dw = vec![0.0f32; c * c * 9];
+            let (mut dw, mut parts) = (vec![0.0f32; c * c * 9], Vec::new());
             let best = (0..12)
                 .map(|_| {
                     let t = std::time::Instant::now();
-                    pool.install(|| filter_grad(&xp, &xl, &dyp, &dl, &g, &mut dw));
+                    pool.install(|| filter_grad(&xp, &xl, &dyp, &dl, &g, &mut parts, &mut dw));
                     t.elapsed().as_secs_f64()
                 })
                 .fold(f64::MAX, f64::min);

@@ -548,10 +548,10 @@ impl<T: Real> TrainProgram<T> {
         // BatchNormalization or Add → Relu, where the Relu is the only consumer of the
         // first's output (and that output is not the logits): one step writing the Relu's
         // output.
-        let mut consumers = vec![0usize; nv];
+        let mut readers = vec![0usize; nv];
         for step in &steps {
             for &id in step.inputs.iter().flatten() {
-                consumers[id] += 1;
+                readers[id] += 1;
             }
         }
         let mut fused = Vec::with_capacity(steps.len());
@@ -563,7 +563,7 @@ impl<T: Real> TrainProgram<T> {
                 }
             }
             if let (Kind::BatchNorm { .. } | Kind::Add { .. }, Some(Some(y))) = (&step.kind, step.outputs.first()) {
-                if consumers[*y] == 1 && *y != logits && step.outputs.iter().skip(1).flatten().next().is_none() {
+                if readers[*y] == 1 && *y != logits && step.outputs.iter().skip(1).flatten().next().is_none() {
                     pending_relu.insert(*y, si);
                 }
             }

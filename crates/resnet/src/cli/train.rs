@@ -98,7 +98,8 @@ pub struct Args {
     max_batches: Option<usize>,
     /// Conv arithmetic. `exact` (the default): plain products — im2col + GEMM, or on AVX-512
     /// CPUs the direct kernel (planes of 20×20 and more) and batch lanes (smaller planes, 48+
-    /// images), which differ only in float32 summation order. `fast`: the forward and
+    /// images; with batches of whole 16s, small networks such as mnist-v1 stay on them from
+    /// the first conv on), which differ only in float32 summation order. `fast`: the forward and
     /// input-gradient products of 3×3 stride-1 convs with 64–256 channels and outputs of at
     /// least 14×14 run as Winograd F(4×4,3×3) — ResNet-18 at 224, batch 32: 1.3–1.5× faster
     /// on those layers, 7–13 % more images/s per step (TRAINING.md); gradients of a zoo
