@@ -60,12 +60,12 @@ unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
 impl ConvKernel {
-    /// Adds the direct kernel when the conv is 2-D, stride 1, ungrouped, wider than 1×1
-    /// (1×1 convs are plain GEMMs) and its filters are constant, on a CPU that runs it.
+    /// Adds the direct kernel when the conv is 2-D, ungrouped, wider than 1×1 (1×1 convs are
+    /// plain GEMMs) and its filters are constant, on a CPU that runs it. Strided convs (the
+    /// 7×7/2 stem, 3×3/2 downsampling) run on the direct kernel's phase grid.
     pub fn with_direct(mut self) -> ConvKernel {
-        let stride1 = self.window.strides.as_ref().is_none_or(|s| s.iter().all(|&v| v == 1));
         if let (Some(w), Some(s)) = (&self.weights, &self.w_shape) {
-            if self.group == 1 && stride1 && s.len() == 4 && s[2] * s[3] > 1 {
+            if self.group == 1 && s.len() == 4 && s[2] * s[3] > 1 {
                 self.direct = DirectConv::new(w, s).map(Box::new);
             }
         }

@@ -1,5 +1,5 @@
-//! Direct convolution of stride-1 2-D convs over shifted views of a zero-padded input, with
-//! an AVX-512 micro-kernel: no im2col matrix.
+//! Direct convolution of 2-D convs over shifted views of a zero-padded input, with an
+//! AVX-512 micro-kernel: no im2col matrix.
 //!
 //! With the input zero-padded to `[C, Hp, Wp]`, output position `(oh, ow)` taken on the
 //! padded grid as `q = oh·Wp + ow` reads tap `(c, i, j)` at `c·plane + q + i·dH·Wp + j·dW`:
@@ -18,6 +18,12 @@
 //! bias, residual and ReLU. Measured (one thread, ResNet-50 3×3 shapes, this Xeon): 150–180
 //! GFLOP/s at 56×56 and 28×28 and 125–140 at 14×14 and 7×7, against 80–123 for the panel
 //! im2col + `gemm` path (see BENCHMARKS.md).
+//!
+//! Strided convs (the 7×7/2 stem, 3×3/2 downsampling) first split the padded band into
+//! `sH·sW` phase planes ([`PhaseGrid`]), on which the same holds: consecutive outputs read
+//! consecutive inputs for each tap. Measured (one thread, this session's AMD EPYC,
+//! `resnet bench --profile`): the stem 49–60 → 60–69 GFLOP/s, the 3×3/2 layers of ResNet-18
+//! 62–75 → 70–84 GFLOP/s, against the im2col path.
 //!
 //! Only for x86-64 CPUs with AVX-512F (and [`kernels::active_isa`] at `Avx512`); elsewhere
 //! [`DirectConv::new`] declines and the im2col path runs.
@@ -123,8 +129,8 @@ impl DirectConv {
         }
     }
 
-    /// Whether this call is a stride-1 2-D conv of the packed filters (and the CPU still
-    /// allows AVX-512: tests lower the cap at run time).
+    /// Whether this call is a 2-D conv of the packed filters (any stride and dilation) and
+    /// the CPU still allows AVX-512 (tests lower the cap at run time).
     pub(crate) fn applies(&self, g: &ConvGeometry) -> bool {
         let [ad, ah, aw] = &g.axes;
         ad.input == 1
@@ -137,22 +143,24 @@ impl DirectConv {
             && ah.kernel == self.kh
             && aw.kernel == self.kw
             && [ah, aw].iter().all(|a| {
-                a.stride == 1
-                    && a.dilation >= 1
-                    && a.input + a.pad_begin + a.pad_end == a.output + (a.kernel - 1) * a.dilation
+                let (padded, extent) = (a.input + a.pad_begin + a.pad_end, (a.kernel - 1) * a.dilation + 1);
+                a.stride >= 1 && a.dilation >= 1 && padded >= extent && a.output == (padded - extent) / a.stride + 1
             })
             && kernels::active_isa() == Isa::Avx512
     }
 
-    /// Picks band height, strip width and filter split for an output of `oh × ow` on a
-    /// padded row of `wp`, `n` images, `threads` workers.
-    fn tiling(&self, n: usize, oh: usize, wp: usize, dh: usize, threads: usize) -> Tiling {
-        let halo = (self.kh - 1) * dh;
+    /// Picks band height, strip width and filter split for an output of `oh` rows on the
+    /// grid `q`, `n` images, `threads` workers.
+    fn tiling(&self, n: usize, oh: usize, q: &PhaseGrid, threads: usize) -> Tiling {
+        let (halo, wp) = (q.halo, q.width);
         let mut best: Option<(f64, Tiling)> = None;
         for rows in 1..=oh {
-            // The band's rows plus the widest strip's overrun (dilation as along H).
-            let band_floats = self.c * ((rows + halo) * wp + 48 + (self.kw - 1) * dh);
-            if rows > 1 && band_floats > BAND_BUDGET {
+            // Every phase plane's band rows plus the widest strip's overrun.
+            let band_floats = self.c * q.phases * ((rows + halo) * wp + 48 + q.overrun);
+            // The accumulator tile stays in L2 too (the 7×7/2 stem's band of 3 channels
+            // would otherwise take ~90 rows: a 2.6 MB accumulator).
+            let acc_floats = self.m.next_multiple_of(MR) * (rows * wp).next_multiple_of(48);
+            if rows > 1 && (band_floats > BAND_BUDGET || acc_floats > ACC_RESERVE) {
                 break;
             }
             let bands = oh.div_ceil(rows);
@@ -164,7 +172,7 @@ impl DirectConv {
                 let computed = ((bands - 1) * (rows * wp).div_ceil(nr) + (last * wp).div_ceil(nr)) * nr;
                 let speed = if nv == 3 { 0.95 } else { 1.0 };
                 // Each band re-reads its halo rows.
-                let cost = computed as f64 * speed + (bands * halo * wp) as f64 * 0.25;
+                let cost = computed as f64 * speed + (bands * halo * wp * q.phases) as f64 * 0.25;
                 let t = Tiling { rows, nv, msplit: 1 };
                 if best.is_none_or(|(c, b)| cost < c || (cost == c && b.rows < rows)) {
                     best = Some((cost, t));
@@ -194,12 +202,11 @@ impl DirectConv {
         debug_assert!(!accumulate || (bias.is_none() && residual.is_none() && !relu));
         let [_, ah, aw] = &g.axes;
         let (oh, ow) = (ah.output, aw.output);
-        let wp = aw.input + aw.pad_begin + aw.pad_end;
         if g.n * oh * ow == 0 {
             return;
         }
         let threads = rayon::current_num_threads();
-        let t = self.tiling(g.n, oh, wp, ah.dilation, threads);
+        let t = self.tiling(g.n, oh, &PhaseGrid::new(ah, aw), threads);
         let bands = oh.div_ceil(t.rows);
         let blocks = self.m.div_ceil(MR);
         let chunk = blocks.div_ceil(t.msplit);
@@ -237,16 +244,17 @@ impl DirectConv {
         let [_, ah, aw] = &g.axes;
         let (oh, ow) = (ah.output, aw.output);
         let (ih, iw) = (ah.input, aw.input);
-        let wp = iw + aw.pad_begin + aw.pad_end;
-        let (dh, dw) = (ah.dilation, aw.dilation);
+        let q = PhaseGrid::new(ah, aw);
+        let wp = q.width;
         let nr = 16 * t.nv;
         let r0 = band * t.rows;
         let rows = t.rows.min(oh - r0);
-        let band_rows = rows + (self.kh - 1) * dh;
+        let band_rows = rows + q.halo;
         let positions = rows * wp;
         let strips = positions.div_ceil(nr);
-        // Per channel: the band's rows, then zeros the last strip may read past them.
-        let cs = band_rows * wp + nr + (self.kw - 1) * dw;
+        // Per channel and phase: the band's rows, then zeros the last strip may read past them.
+        let ps = band_rows * wp + nr + q.overrun;
+        let cs = q.phases * ps;
         let k = self.c * self.kh * self.kw;
         let mrows = (blocks.end - blocks.start) * MR;
         let plane = oh * ow;
@@ -265,11 +273,15 @@ impl DirectConv {
             if acc.len() < mrows * strips * nr {
                 acc.resize((mrows * strips * nr).max(ACC_RESERVE), 0.0);
             }
-            fill_band(buf, x_img, self.c, cs, cs, r0, band_rows, ah, aw);
+            if q.phases == 1 {
+                fill_band(buf, x_img, self.c, cs, cs, r0, band_rows, ah, aw);
+            } else {
+                fill_phase_band(buf, x_img, self.c, ps, r0, band_rows, &q, ah, aw);
+            }
             for ch in 0..self.c {
                 for i in 0..self.kh {
                     for j in 0..self.kw {
-                        offs[(ch * self.kh + i) * self.kw + j] = (ch * cs + i * dh * wp + j * dw) as isize;
+                        offs[(ch * self.kh + i) * self.kw + j] = (ch * cs + q.tap_offset(i, j, ps)) as isize;
                     }
                 }
             }
@@ -279,9 +291,10 @@ impl DirectConv {
                 let a = &self.packed[(k0 * self.m.div_ceil(MR) + (blocks.start + bi) * kn) * MR..][..kn * MR];
                 let dst = &mut acc[(bi * strips + s) * MR * nr..][..MR * nr];
                 // SAFETY: a `DirectConv` exists only where AVX-512F does (`with_shape`). Every offset of `offs[k0..k0+kn]` plus
-                // `s·nr + nr` stays within `buf[..c·cs]`: offsets are at most
-                // `(c−1)·cs + (kH−1)·dH·Wp + (kW−1)·dW` and `s·nr + nr < rows·Wp + nr`, which
-                // `cs`'s trailing `nr + (kW−1)·dW` zeros cover.
+                // `s·nr + nr` stays within `buf[..c·cs]`: an offset is `ch·cs + phase·ps`
+                // plus at most `halo·Wq + overrun` ([`PhaseGrid::tap_offset`]) and
+                // `s·nr + nr < rows·Wq + nr`, which each phase plane's trailing
+                // `nr + overrun` zeros cover.
                 unsafe {
                     micro(
                         t.nv,
@@ -314,6 +327,96 @@ impl DirectConv {
                 );
             }
         });
+    }
+}
+
+/// Where a call's padded input lies for the micro-kernel. A stride `s` splits the padded
+/// input `Xp` into `sH·sW` phase planes `P[(r, c)][u][v] = Xp[sH·u + r][sW·v + c]`: output
+/// `(oh, ow)` reads tap `(i, j)` from phase `(i·dH mod sH, j·dW mod sW)` at row
+/// `oh + ⌊i·dH / sH⌋`, column `ow + ⌊j·dW / sW⌋`. So on a grid of width `Wq = ⌈Wp / sW⌉`
+/// consecutive outputs read consecutive inputs for a fixed tap, as at stride 1, and the
+/// micro-kernel runs every real tap (no zero taps, unlike a space-to-depth rewrite). With
+/// stride 1 there is one phase: the padded input itself.
+#[derive(Debug, Clone, Copy)]
+struct PhaseGrid {
+    sh: usize,
+    sw: usize,
+    dh: usize,
+    dw: usize,
+    /// `Wq`: positions per grid row (output columns past `OW` are computed and dropped).
+    width: usize,
+    /// Phase rows a band reads below its last output row: `⌊(kH−1)·dH / sH⌋`.
+    halo: usize,
+    /// Phase columns the last tap reads past a position: `⌊(kW−1)·dW / sW⌋`.
+    overrun: usize,
+    phases: usize,
+}
+
+impl PhaseGrid {
+    fn new(ah: &Axis, aw: &Axis) -> PhaseGrid {
+        let (sh, sw) = (ah.stride.max(1), aw.stride.max(1));
+        PhaseGrid {
+            sh,
+            sw,
+            dh: ah.dilation,
+            dw: aw.dilation,
+            width: (aw.input + aw.pad_begin + aw.pad_end).div_ceil(sw),
+            halo: (ah.kernel - 1) * ah.dilation / sh,
+            overrun: (aw.kernel - 1) * aw.dilation / sw,
+            phases: sh * sw,
+        }
+    }
+
+    /// Offset of tap `(i, j)` within one channel's band (phase planes of `ps` floats).
+    fn tap_offset(&self, i: usize, j: usize, ps: usize) -> usize {
+        let (a, b) = (i * self.dh, j * self.dw);
+        ((a % self.sh) * self.sw + b % self.sw) * ps + (a / self.sh) * self.width + b / self.sw
+    }
+}
+
+/// The band of one image on a strided [`PhaseGrid`]: phase `(r, c)` of channel `ch` at
+/// `buf[(ch·phases + r·sW + c)·ps..][..ps]`, `band_rows` rows of `Wq` (phase row `r0 + u` is
+/// padded row `sH·(r0 + u) + r`), then zeros up to `ps`.
+#[allow(clippy::too_many_arguments)]
+fn fill_phase_band(
+    buf: &mut [f32],
+    x_img: &[f32],
+    c: usize,
+    ps: usize,
+    r0: usize,
+    band_rows: usize,
+    q: &PhaseGrid,
+    ah: &Axis,
+    aw: &Axis,
+) {
+    let (ih, iw, wq) = (ah.input, aw.input, q.width);
+    for ch in 0..c {
+        let xc = &x_img[ch * ih * iw..][..ih * iw];
+        for pr in 0..q.sh {
+            for pc in 0..q.sw {
+                let dst = &mut buf[(ch * q.phases + pr * q.sw + pc) * ps..][..ps];
+                let (rows_part, tail) = dst.split_at_mut(band_rows * wq);
+                // Grid columns v whose padded column sW·v + pc is an input column.
+                let pl = aw.pad_begin;
+                let lo = if pl > pc { (pl - pc).div_ceil(q.sw) } else { 0 }.min(wq);
+                let hi = if iw + pl > pc { (iw + pl - pc).div_ceil(q.sw) } else { 0 }.clamp(lo, wq);
+                for (u, row) in rows_part.chunks_exact_mut(wq).enumerate() {
+                    match (q.sh * (r0 + u) + pr).checked_sub(ah.pad_begin).filter(|&r| r < ih) {
+                        Some(r) => {
+                            let line = &xc[r * iw..][..iw];
+                            row[..lo].fill(0.0);
+                            let first = q.sw * lo + pc - pl;
+                            for (k, v) in row[lo..hi].iter_mut().enumerate() {
+                                *v = line[first + k * q.sw];
+                            }
+                            row[hi..].fill(0.0);
+                        }
+                        None => row.fill(0.0),
+                    }
+                }
+                tail.fill(0.0);
+            }
+        }
     }
 }
 
@@ -556,17 +659,33 @@ impl DirectConv {
                         // `col..col+len` (< OW): this tile's filters and band only, disjoint
                         // from every other tile.
                         let dst = unsafe { std::slice::from_raw_parts_mut(out.0.add(off), len) };
-                        if accumulate {
-                            kernels::add_in_place(dst, &src[q - q0..][..len], false);
-                        } else {
-                            dst.copy_from_slice(&src[q - q0..][..len]);
-                            kernels::conv_epilogue_row(dst, bias, residual.map(|res| &res[off..][..len]), relu);
-                        }
+                        let res = residual.map(|res| &res[off..][..len]);
+                        store_segment(dst, &src[q - q0..][..len], bias, res, relu, accumulate);
                     }
                     q = row_end;
                 }
             }
         }
+    }
+}
+
+/// One valid row segment of an accumulator strip into the output, in one pass:
+/// `dst += src` with `accumulate`, else `dst = relu?(src + bias + res)` (sums in that order,
+/// as [`kernels::conv_epilogue_row`]). Segments are short (at most one 32/48-position strip),
+/// so the tail is a masked vector, not a scalar loop: copying and then running the epilogue
+/// as a second call with scalar tails took a quarter of the 7×7/2 stem's time.
+fn store_segment(dst: &mut [f32], src: &[f32], bias: f32, res: Option<&[f32]>, relu: bool, accumulate: bool) {
+    assert!(src.len() >= dst.len() && res.is_none_or(|r| r.len() >= dst.len()), "segment lengths");
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: a `DirectConv` exists only where AVX-512F does (`with_shape`); lengths
+        // checked above.
+        unsafe { avx512::store_segment(dst, src, bias, res, relu, accumulate) }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (dst, src, bias, res, relu, accumulate);
+        unreachable!("DirectConv::new declines without AVX-512");
     }
 }
 
@@ -620,6 +739,46 @@ mod avx512 {
     /// hardware prefetcher fetches them — the 7×7 layers went from 87 to 106–111 GFLOP/s
     /// (one thread; 128, 256, 512 and 1024 floats measured, 512 best).
     const PF_DIST: usize = 512;
+
+    /// [`super::store_segment`].
+    ///
+    /// # Safety
+    /// AVX-512F available; `src` (and `res`) at least as long as `dst`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn store_segment(
+        dst: &mut [f32],
+        src: &[f32],
+        bias: f32,
+        res: Option<&[f32]>,
+        relu: bool,
+        accumulate: bool,
+    ) {
+        let n = dst.len();
+        let (d, s) = (dst.as_mut_ptr(), src.as_ptr());
+        let r = res.map(<[f32]>::as_ptr);
+        let (bv, zero) = (_mm512_set1_ps(bias), _mm512_setzero_ps());
+        let mut i = 0;
+        while i < n {
+            let m: __mmask16 = if n - i >= 16 { 0xffff } else { (1u16 << (n - i)) - 1 };
+            // SAFETY: lanes of `m` lie below `n`; the caller's lengths cover them.
+            unsafe {
+                let mut v = _mm512_maskz_loadu_ps(m, s.add(i));
+                if accumulate {
+                    v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, d.add(i)), v);
+                } else {
+                    v = _mm512_add_ps(v, bv);
+                    if let Some(r) = r {
+                        v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, r.add(i)));
+                    }
+                    if relu {
+                        v = _mm512_max_ps(v, zero);
+                    }
+                }
+                _mm512_mask_storeu_ps(d.add(i), m, v);
+            }
+            i += 16;
+        }
+    }
 
     /// `acc[r·acc_rs + j] (+)= Σ_kk a[kk][r] · b[offs[kk] + j]` for `r < MR`, `j < 16·NV`.
     ///
