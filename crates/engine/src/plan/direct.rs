@@ -25,10 +25,17 @@
 //! `resnet bench --profile`): the stem 49–60 → 60–69 GFLOP/s, the 3×3/2 layers of ResNet-18
 //! 62–75 → 70–84 GFLOP/s, against the im2col path.
 //!
+//! Narrow planes (output rows of at most 14, ResNet's 14×14 and 7×7 layers at 224×224) run
+//! a second micro-kernel with the vectors along the filters instead ([`DirectConv::run_rows`]):
+//! the position kernel computes whole 32/48-position strips of the padded grid, 224 positions
+//! for 196 outputs at 14×14 and 64 for 49 at 7×7. One thread, single-layer models: 256 ch at
+//! 14×14 87–90 → 97–101 GFLOP/s, 512 ch at 7×7 77–78 → 86–100.
+//!
 //! Only for x86-64 CPUs with AVX-512F (and [`kernels::active_isa`] at `Avx512`); elsewhere
 //! [`DirectConv::new`] declines and the im2col path runs.
 
 use std::cell::RefCell;
+use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
@@ -67,7 +74,23 @@ pub struct DirectConv {
     /// [`KC_CHANNELS`] channels: the tile loops read it front to back (one DRAM stream for
     /// the large late-layer filters, which batch 1 reads once per run). Rows past M are zero.
     packed: Vec<f32>,
+    /// The same filters for the narrow-plane kernel ([`DirectConv::run_rows`]):
+    /// `[K chunk][M.div_ceil(NC)][k in chunk][NC]`, rows past M zero, packed from `packed` by
+    /// the first call that needs them (ResNet's 14×14 and 7×7 layers; the others never hold
+    /// a second copy). Only the plan's kernels have the cell (training repacks every step
+    /// and keeps to the position kernel).
+    by_channel: Option<OnceLock<Vec<f32>>>,
+    /// The filters as `[M, C·kH·kW]` again, unpacked by the first call the kernel does not
+    /// apply to (only when tests lower the ISA cap): the plan keeps no other copy.
+    unpacked: OnceLock<Vec<f32>>,
 }
+
+/// Output channels per block of the narrow-plane kernel: two 16-float vectors.
+const NC: usize = 32;
+
+/// Widest output row the narrow-plane kernel takes, and most positions per micro-kernel
+/// call (14 × 2 accumulators): rows of at most half this width go two to a call.
+const ROW_SEGMENT: usize = 14;
 
 /// Raw output pointer shared by the tiles; each writes disjoint (row, column) ranges.
 #[derive(Clone, Copy)]
@@ -96,6 +119,7 @@ impl DirectConv {
             return None;
         }
         let mut d = DirectConv::with_shape(m, c, kh, kw)?;
+        d.by_channel = Some(OnceLock::new());
         d.set_filters(w);
         Some(d)
     }
@@ -106,7 +130,15 @@ impl DirectConv {
         if kernels::active_isa() != Isa::Avx512 || m == 0 || c * kh * kw == 0 {
             return None;
         }
-        Some(DirectConv { m, c, kh, kw, packed: vec![0.0; m.div_ceil(MR) * c * kh * kw * MR] })
+        Some(DirectConv {
+            m,
+            c,
+            kh,
+            kw,
+            packed: vec![0.0; m.div_ceil(MR) * c * kh * kw * MR],
+            by_channel: None,
+            unpacked: OnceLock::new(),
+        })
     }
 
     /// Whether the filters are `[m, c, kh, kw]`.
@@ -127,6 +159,47 @@ impl DirectConv {
                 self.packed[(k0 * blocks + b * kn + q - k0) * MR + r] = v;
             }
         }
+        if self.by_channel.is_some() {
+            self.by_channel = Some(OnceLock::new());
+        }
+        self.unpacked = OnceLock::new();
+    }
+
+    /// Filter `row`'s element `q` (of `C·kH·kW`) in `packed`.
+    fn packed_at(&self, row: usize, q: usize) -> f32 {
+        let k = self.c * self.kh * self.kw;
+        let kc = KC_CHANNELS * self.kh * self.kw;
+        let (k0, kn) = (q / kc * kc, kc.min(k - q / kc * kc));
+        self.packed[(k0 * self.m.div_ceil(MR) + row / MR * kn + q - k0) * MR + row % MR]
+    }
+
+    /// The filters as given to [`DirectConv::set_filters`] (`[M, C, kH, kW]` row-major).
+    pub(crate) fn unpack(&self) -> Vec<f32> {
+        let k = self.c * self.kh * self.kw;
+        (0..self.m * k).map(|i| self.packed_at(i / k, i % k)).collect()
+    }
+
+    /// [`DirectConv::unpack`], kept after the first call.
+    pub(crate) fn unpacked(&self) -> &[f32] {
+        self.unpacked.get_or_init(|| self.unpack())
+    }
+
+    /// The filters in the narrow-plane kernel's layout, repacked from `packed` once.
+    fn by_channel(&self) -> Option<&[f32]> {
+        let cell = self.by_channel.as_ref()?;
+        Some(cell.get_or_init(|| {
+            let k = self.c * self.kh * self.kw;
+            let kc = KC_CHANNELS * self.kh * self.kw;
+            let rows = self.m.div_ceil(NC);
+            let mut out = vec![0.0; rows * k * NC];
+            for row in 0..self.m {
+                for q in 0..k {
+                    let (k0, kn) = (q / kc * kc, kc.min(k - q / kc * kc));
+                    out[(k0 * rows + row / NC * kn + q - k0) * NC + row % NC] = self.packed_at(row, q);
+                }
+            }
+            out
+        }))
     }
 
     /// Whether this call is a 2-D conv of the packed filters (any stride and dilation) and
@@ -206,7 +279,12 @@ impl DirectConv {
             return;
         }
         let threads = rayon::current_num_threads();
-        let t = self.tiling(g.n, oh, &PhaseGrid::new(ah, aw), threads);
+        let q = PhaseGrid::new(ah, aw);
+        if !accumulate && self.rows_apply(g, &q) {
+            self.run_rows(g, &q, x, bias, residual, relu, y);
+            return;
+        }
+        let t = self.tiling(g.n, oh, &q, threads);
         let bands = oh.div_ceil(t.rows);
         let blocks = self.m.div_ceil(MR);
         let chunk = blocks.div_ceil(t.msplit);
@@ -224,6 +302,150 @@ impl DirectConv {
             self.tile(g, t, img, band, b0..b1, x, bias, residual, relu, accumulate, out);
         };
         kernels::for_each_task(tiles, tile);
+    }
+
+    /// Whether [`DirectConv::run_rows`] takes this call: the plan's kernel (it has the
+    /// by-channel filters), output rows of at most [`ROW_SEGMENT`] positions, and a whole
+    /// padded plane within the band budget.
+    fn rows_apply(&self, g: &ConvGeometry, q: &PhaseGrid) -> bool {
+        let [_, ah, aw] = &g.axes;
+        let plane = q.phases * ((ah.output + q.halo) * q.width + ROW_SEGMENT + q.overrun);
+        self.by_channel.is_some() && aw.output <= ROW_SEGMENT && self.c * plane <= BAND_BUDGET
+    }
+
+    /// The narrow-plane kernel: vectors along the output channels instead of the positions.
+    /// The position kernel computes whole strips of the padded grid, so at 7×7 it computes
+    /// 64 positions for 49 outputs (14×14: 224 for 196); this one computes each output row
+    /// segment exactly (`micro_rows`: up to 12 positions × 32 filters per call, broadcasting
+    /// the inputs). One tile is (image, chunk of 32-filter blocks) over the whole plane.
+    #[allow(clippy::too_many_arguments)]
+    fn run_rows(
+        &self,
+        g: &ConvGeometry,
+        q: &PhaseGrid,
+        x: &[f32],
+        bias: Option<&[f32]>,
+        residual: Option<&[f32]>,
+        relu: bool,
+        y: &mut [f32],
+    ) {
+        let [_, ah, aw] = &g.axes;
+        let (oh, ow) = (ah.output, aw.output);
+        let blocks = self.m.div_ceil(NC);
+        let threads = rayon::current_num_threads();
+        let split = kernels::filter_split(g.n, threads, blocks);
+        let chunk = blocks.div_ceil(split);
+        let split = blocks.div_ceil(chunk);
+        assert_eq!(y.len(), g.n * self.m * oh * ow, "output length");
+        assert_eq!(x.len(), g.n * self.c * ah.input * aw.input, "input length");
+        let out = OutPtr(y.as_mut_ptr());
+        kernels::for_each_task(g.n * split, |ti| {
+            let (img, b0) = (ti / split, ti % split * chunk);
+            self.rows_tile(g, q, img, b0..(b0 + chunk).min(blocks), x, bias, residual, relu, out);
+        });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn rows_tile(
+        &self,
+        g: &ConvGeometry,
+        q: &PhaseGrid,
+        img: usize,
+        blocks: std::ops::Range<usize>,
+        x: &[f32],
+        bias: Option<&[f32]>,
+        residual: Option<&[f32]>,
+        relu: bool,
+        out: OutPtr,
+    ) {
+        let [_, ah, aw] = &g.axes;
+        let (oh, ow) = (ah.output, aw.output);
+        let plane = oh * ow;
+        let band_rows = oh + q.halo;
+        let ps = band_rows * q.width + ROW_SEGMENT + q.overrun;
+        let cs = q.phases * ps;
+        let k = self.c * self.kh * self.kw;
+        let nb = blocks.end - blocks.start;
+        let by_channel = self.by_channel().expect("rows_apply");
+        let x_img = &x[img * self.c * ah.input * aw.input..][..self.c * ah.input * aw.input];
+        // Rows per micro-kernel call: two when they fit in ROW_SEGMENT positions (each
+        // filter vector is loaded once per call, so wider calls reuse it more: a 7×7×512
+        // layer measured 81 GFLOP/s one row per call).
+        let pair = 2 * ow <= ROW_SEGMENT;
+        let step = if pair { 2 } else { 1 };
+        SCRATCH.with(|s| {
+            let (buf, offs, acc) = &mut *s.borrow_mut();
+            if buf.len() < self.c * cs {
+                buf.resize((self.c * cs).max(BAND_BUDGET + 8 * 1024), 0.0);
+            }
+            if offs.len() < k {
+                offs.resize(k.max(8 * 1024), 0);
+            }
+            if acc.len() < nb * plane * NC {
+                acc.resize((nb * plane * NC).max(ACC_RESERVE), 0.0);
+            }
+            if q.phases == 1 {
+                fill_band(buf, x_img, self.c, cs, cs, 0, band_rows, ah, aw);
+            } else {
+                fill_phase_band(buf, x_img, self.c, ps, 0, band_rows, q, ah, aw);
+            }
+            for ch in 0..self.c {
+                for i in 0..self.kh {
+                    for j in 0..self.kw {
+                        offs[(ch * self.kh + i) * self.kw + j] = (ch * cs + q.tap_offset(i, j, ps)) as isize;
+                    }
+                }
+            }
+            let kc = KC_CHANNELS * self.kh * self.kw;
+            let all = self.m.div_ceil(NC);
+            for k0 in (0..k).step_by(kc) {
+                let kn = kc.min(k - k0);
+                for bi in 0..nb {
+                    let a = &by_channel[(k0 * all + (blocks.start + bi) * kn) * NC..][..kn * NC];
+                    for r in (0..oh).step_by(step) {
+                        let rows = step.min(oh - r);
+                        let dst = &mut acc[(bi * plane + r * ow) * NC..][..rows * ow * NC];
+                        // SAFETY: a `DirectConv` exists only where AVX-512F does. Each read is
+                        // `buf[offs[kk] + (r + i)·Wq + col]` with i < rows, col < OW ≤ Wq:
+                        // within the tap's phase plane (`ps` covers `(OH + halo)·Wq + overrun`);
+                        // `dst` holds rows·OW·NC floats (positions are row-major).
+                        unsafe {
+                            micro_rows(
+                                ow,
+                                rows,
+                                q.width,
+                                kn,
+                                a.as_ptr(),
+                                buf.as_ptr().add(r * q.width),
+                                offs[k0..k0 + kn].as_ptr(),
+                                dst.as_mut_ptr(),
+                                k0 > 0,
+                            );
+                        }
+                    }
+                }
+            }
+            for (bi, b) in blocks.clone().enumerate() {
+                for f in 0..NC {
+                    let m = b * NC + f;
+                    if m >= self.m {
+                        break;
+                    }
+                    let off = (img * self.m + m) * plane;
+                    // SAFETY: output plane of filter `m` of image `img`: this tile's only.
+                    let dst = unsafe { std::slice::from_raw_parts_mut(out.0.add(off), plane) };
+                    for (p, o) in dst.iter_mut().enumerate() {
+                        *o = acc[(bi * plane + p) * NC + f];
+                    }
+                    kernels::conv_epilogue_row(
+                        dst,
+                        bias.map_or(0.0, |b| b[m]),
+                        residual.map(|r| &r[off..][..plane]),
+                        relu,
+                    );
+                }
+            }
+        });
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -669,6 +891,70 @@ impl DirectConv {
     }
 }
 
+/// `acc[p·NC + j] (+)= Σ_kk b[offs[kk] + pos(p)] · a[kk·NC + j]` for the `rows·width`
+/// positions of `rows` (1 or 2) grid rows `width` (≤ [`ROW_SEGMENT`] / rows) wide and
+/// `j < NC`: `pos(p) = p` in the first row, `p − width + wq` in the second (the next grid
+/// row). The narrow-plane micro-kernel.
+///
+/// # Safety
+/// AVX-512F available; `a` holds `k·NC` floats; `b.offset(offs[i] + pos(p))` is readable
+/// for every `i < k` and position `p`; `acc .. + rows·width·NC` is writable (and readable
+/// when `accumulate`) and aliases none of the inputs.
+#[allow(clippy::too_many_arguments)]
+unsafe fn micro_rows(
+    width: usize,
+    rows: usize,
+    wq: usize,
+    k: usize,
+    a: *const f32,
+    b: *const f32,
+    offs: *const isize,
+    acc: *mut f32,
+    accumulate: bool,
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let gap = wq - width;
+        macro_rules! dispatch {
+            ($(($w:literal, $r:literal)),*) => {
+                match (width, rows) {
+                    // SAFETY: forwarded from the caller.
+                    $(($w, $r) => unsafe { avx512::micro_rows::<{ $w * $r }, $w>(k, a, b, gap, offs, acc, accumulate) },)*
+                    _ => unreachable!("rows of 1 to ROW_SEGMENT positions, two only up to half that"),
+                }
+            };
+        }
+        dispatch!(
+            (1, 1),
+            (2, 1),
+            (3, 1),
+            (4, 1),
+            (5, 1),
+            (6, 1),
+            (7, 1),
+            (8, 1),
+            (9, 1),
+            (10, 1),
+            (11, 1),
+            (12, 1),
+            (13, 1),
+            (14, 1),
+            (1, 2),
+            (2, 2),
+            (3, 2),
+            (4, 2),
+            (5, 2),
+            (6, 2),
+            (7, 2)
+        )
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (width, rows, wq, k, a, b, offs, acc, accumulate);
+        unreachable!("DirectConv::new declines without AVX-512");
+    }
+}
+
 /// One valid row segment of an accumulator strip into the output, in one pass:
 /// `dst += src` with `accumulate`, else `dst = relu?(src + bias + res)` (sums in that order,
 /// as [`kernels::conv_epilogue_row`]). Segments are short (at most one 32/48-position strip),
@@ -732,13 +1018,59 @@ pub(crate) unsafe fn micro(
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::MR;
+    use super::{MR, NC};
 
     /// Software prefetch distance along the packed filters, in floats (2 KiB): the late
     /// layers' filters (9.4 MB at 7×7×512) come from L3 once per run, faster than the
     /// hardware prefetcher fetches them — the 7×7 layers went from 87 to 106–111 GFLOP/s
     /// (one thread; 128, 256, 512 and 1024 floats measured, 512 best).
     const PF_DIST: usize = 512;
+
+    /// [`super::micro_rows`] for `MP` positions, the first `SPLIT` in one grid row and the
+    /// rest `gap` floats further on (the next row).
+    ///
+    /// # Safety
+    /// As [`super::micro_rows`].
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn micro_rows<const MP: usize, const SPLIT: usize>(
+        k: usize,
+        a: *const f32,
+        b: *const f32,
+        gap: usize,
+        offs: *const isize,
+        acc: *mut f32,
+        accumulate: bool,
+    ) {
+        let mut c = [[_mm512_setzero_ps(); 2]; MP];
+        // SAFETY (whole body): pointers and extents as the caller guarantees.
+        unsafe {
+            if accumulate {
+                for (p, row) in c.iter_mut().enumerate() {
+                    for (j, v) in row.iter_mut().enumerate() {
+                        *v = _mm512_loadu_ps(acc.add(p * NC + 16 * j));
+                    }
+                }
+            }
+            let mut ap = a;
+            for kk in 0..k {
+                _mm_prefetch::<_MM_HINT_T0>(ap.wrapping_add(4 * PF_DIST).cast());
+                let w0 = _mm512_loadu_ps(ap);
+                let w1 = _mm512_loadu_ps(ap.add(16));
+                let bp = b.offset(*offs.add(kk));
+                for (p, row) in c.iter_mut().enumerate() {
+                    let xv = _mm512_set1_ps(if p < SPLIT { *bp.add(p) } else { *bp.add(p + gap) });
+                    row[0] = _mm512_fmadd_ps(xv, w0, row[0]);
+                    row[1] = _mm512_fmadd_ps(xv, w1, row[1]);
+                }
+                ap = ap.add(NC);
+            }
+            for (p, row) in c.iter().enumerate() {
+                for (j, v) in row.iter().enumerate() {
+                    _mm512_storeu_ps(acc.add(p * NC + 16 * j), *v);
+                }
+            }
+        }
+    }
 
     /// [`super::store_segment`].
     ///

@@ -868,23 +868,19 @@ fn slot_input<'s>(step: &Step, slots: &'s [Slot], i: usize) -> Option<&'s Tensor
 /// enough output tiles.)
 fn winograd_filters(k: &ConvKernel, opts: &PlanOptions) -> Option<Winograd> {
     let ones = |v: &Option<Vec<usize>>| v.as_ref().is_none_or(|v| v.iter().all(|&s| s == 1));
-    match (&k.w_shape, &k.weights) {
-        (Some(s), Some(w))
-            if opts.mode == Mode::Fast
-                && k.group == 1
-                && s.len() == 4
-                && s[2] == 3
-                && s[3] == 3
-                && s[0] >= winograd::MIN_CHANNELS
-                && s[1] >= winograd::MIN_CHANNELS
-                && s[0] * s[1] <= winograd::MAX_CHANNEL_PRODUCT
-                && ones(&k.window.strides)
-                && ones(&k.window.dilations) =>
-        {
-            Some(Winograd::new(w, s[0], s[1], opts.winograd_min_tiles.unwrap_or(winograd::MIN_TILES)))
-        }
-        _ => None,
-    }
+    let s = k.w_shape.as_ref()?;
+    let applies = opts.mode == Mode::Fast
+        && k.group == 1
+        && s.len() == 4
+        && s[2] == 3
+        && s[3] == 3
+        && s[0] >= winograd::MIN_CHANNELS
+        && s[1] >= winograd::MIN_CHANNELS
+        && s[0] * s[1] <= winograd::MAX_CHANNEL_PRODUCT
+        && ones(&k.window.strides)
+        && ones(&k.window.dilations);
+    let w = k.filters().filter(|_| applies)?;
+    Some(Winograd::new(&w, s[0], s[1], opts.winograd_min_tiles.unwrap_or(winograd::MIN_TILES)))
 }
 
 fn reference(node: &crate::graph::Node) -> (Kind, Vec<Option<ValueId>>, Vec<Option<ValueId>>) {

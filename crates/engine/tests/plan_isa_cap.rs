@@ -1,0 +1,61 @@
+//! The plan keeps one copy of a direct conv's filters (the direct kernel's packing). When the
+//! ISA cap is lowered after compiling — the direct kernel no longer applies — the conv falls
+//! back to im2col + `gemm` with the filters unpacked from that packing. Its own test binary:
+//! the cap is process-wide, and the other plan tests assert which kernel a conv compiles to.
+
+mod build;
+use build::{node, tensor};
+
+use resnet_engine::ops::conv::Conv;
+use resnet_engine::ops::padding::Window;
+use resnet_engine::plan::kernels::{self, Isa};
+use resnet_engine::plan::{Plan, PlanOptions};
+use resnet_engine::testdata::{self, Tolerance};
+use resnet_engine::{exec, Dim, Fact, Graph, Op, Tensor};
+
+/// `[1, c, side, side]` → conv `m` filters `k×k`, stride `s`, pad `k/2`, with bias.
+fn conv(c: usize, m: usize, side: usize, k: usize, s: usize) -> (Graph, Vec<Tensor>) {
+    let mut g = Graph { opset: 13, ..Graph::default() };
+    let x = g.add_value(
+        "x",
+        Fact::new(resnet_engine::DType::F32, vec![Dim::Known(1), Dim::Known(c), Dim::Known(side), Dim::Known(side)]),
+    );
+    g.inputs.push(x);
+    let w = g.add_initializer("w", tensor(&[m, c, k, k], 2));
+    let b = g.add_initializer("b", tensor(&[m], 3));
+    let window = Window {
+        kernel_shape: Some(vec![k, k]),
+        strides: Some(vec![s, s]),
+        pads: Some(vec![k / 2; 4]),
+        ..Window::default()
+    };
+    let y = node(&mut g, "conv", Op::Conv(Conv { window, group: 1 }), &[x, w, b], "y");
+    g.outputs = vec![y];
+    g.infer_facts().expect("conv infers");
+    (g, vec![tensor(&[1, c, side, side], 1)])
+}
+
+fn check(got: &[Tensor], want: &[Tensor], what: &str) {
+    let r = testdata::compare(what.to_string(), &got[0], &want[0], Tolerance::OfMax(1e-5));
+    assert!(r.passed, "{what}: {:?} (max abs err {:e})", r.problem, r.max_abs_err);
+}
+
+#[test]
+fn direct_convs_fall_back_to_im2col_with_their_own_filters_when_the_isa_cap_drops() {
+    // 3×3 over 20×20 (position kernel), 3×3 over 7×7 (narrow-plane kernel), 7×7/2 (phase grid).
+    for (c, m, side, k, s) in [(40, 24, 20, 3, 1), (48, 72, 7, 3, 1), (3, 16, 30, 7, 2)] {
+        let what = format!("c {c} m {m} side {side} k {k} s {s}");
+        let (g, feeds) = conv(c, m, side, k, s);
+        let want = exec::run(&g, feeds.clone()).expect("reference runs");
+        let plan = Plan::compile(&g, &PlanOptions { threads: 2, ..PlanOptions::default() }).expect("compiles");
+        let direct = plan.step_summaries()[0].kind.ends_with("direct");
+        assert_eq!(direct, kernels::active_isa() == Isa::Avx512, "{what}: {}", plan.step_summaries()[0].kind);
+        check(&plan.run(feeds.clone()).expect("runs"), &want, &format!("{what}, compiled ISA"));
+        kernels::set_isa_cap(Isa::Avx2);
+        let capped = plan.run(feeds.clone());
+        kernels::set_isa_cap(Isa::Avx512);
+        check(&capped.expect("runs"), &want, &format!("{what}, ISA capped at AVX2"));
+        // And once more at full width (the unpacked copy changes nothing for the direct path).
+        check(&plan.run(feeds).expect("runs"), &want, &format!("{what}, ISA restored"));
+    }
+}
