@@ -156,10 +156,11 @@ proptest! {
     }
 }
 
-/// Shapes for the direct kernel (AVX-512 CPUs): channel counts that span several
-/// 32-channel K chunks and partial 8-filter blocks, kernels up to 5×5 (some 1×k or k×1),
+/// Shapes for the direct kernels (AVX-512 CPUs): channel counts that span several
+/// 32-channel K chunks and partial 8- and 32-filter blocks, kernels up to 5×5 (some 1×k or
+/// k×1, some 1×1: the pointwise narrow-plane kernel on small planes, `gemm` on wide ones),
 /// strides 1–3 per axis (the strided phase grid), dilation, asymmetric pads, planes narrower
-/// and wider than one 32/48-position strip.
+/// and wider than one 32/48-position strip and than the narrow-plane kernel's 14.
 fn direct_case() -> impl Strategy<Value = ConvCase> {
     (
         (1usize..=3, 1usize..=70, 1usize..=40),
@@ -174,11 +175,7 @@ fn direct_case() -> impl Strategy<Value = ConvCase> {
                 let k = if (k - 1) * d + 1 > len + pb + pe { 1 } else { k };
                 (len, k, d, pb, pe)
             };
-            let (ah, mut aw) = (fit(ah), fit(aw));
-            if ah.1 * aw.1 == 1 {
-                // 1×1 convs stay on the GEMM path; make this one 1×2 at least.
-                aw = (aw.0.max(2), 2, 1, aw.3, aw.4);
-            }
+            let (ah, aw) = (fit(ah), fit(aw));
             ConvCase {
                 n,
                 c_per_group: cin,
@@ -220,7 +217,11 @@ proptest! {
         let want = exec::run(&g, feeds.clone()).expect("reference runs");
         let plan = Plan::compile(&g, &PlanOptions { threads: c.threads, ..PlanOptions::default() }).expect("compiles");
         let kind = &plan.step_summaries()[0].kind;
-        prop_assert_eq!(kind.ends_with("direct"), has_avx512(), "{}", kind);
+        // 1×1 convs have a direct kernel only at stride 1 without pads (the pointwise one).
+        let pointwise = c.kernel == [1, 1];
+        let direct = !pointwise || (c.stride == [1, 1] && c.pads.iter().all(|&p| p == 0));
+        prop_assert_eq!(kind.ends_with("direct"), has_avx512() && direct, "{}", kind);
+        prop_assert_eq!(kind.ends_with("narrow-direct"), has_avx512() && pointwise && direct, "{}", kind);
         let got = plan.run(feeds).expect("plan runs");
         assert_close(&got, &want, 1e-5, &format!("{c:?}"));
     }

@@ -42,8 +42,9 @@ fn check(got: &[Tensor], want: &[Tensor], what: &str) {
 
 #[test]
 fn direct_convs_fall_back_to_im2col_with_their_own_filters_when_the_isa_cap_drops() {
-    // 3×3 over 20×20 (position kernel), 3×3 over 7×7 (narrow-plane kernel), 7×7/2 (phase grid).
-    for (c, m, side, k, s) in [(40, 24, 20, 3, 1), (48, 72, 7, 3, 1), (3, 16, 30, 7, 2)] {
+    // 3×3 over 20×20 (position kernel), 3×3 over 7×7 (narrow-plane kernel), 7×7/2 (phase
+    // grid), 1×1 over 7×7 (pointwise narrow-plane kernel; it keeps the [M, C] filters).
+    for (c, m, side, k, s) in [(40, 24, 20, 3, 1), (48, 72, 7, 3, 1), (3, 16, 30, 7, 2), (64, 48, 7, 1, 1)] {
         let what = format!("c {c} m {m} side {side} k {k} s {s}");
         let (g, feeds) = conv(c, m, side, k, s);
         let want = exec::run(&g, feeds.clone()).expect("reference runs");

@@ -68,9 +68,11 @@ impl ConvKernel {
         if let (Some(w), Some(s)) = (&self.weights, &self.w_shape) {
             if self.group == 1 && s.len() == 4 && s[2] * s[3] > 1 {
                 self.direct = DirectConv::new(w, s).map(Box::new);
+            } else if self.group == 1 && s.len() == 4 && s[2] * s[3] == 1 && pointwise(&self.window) {
+                self.direct = DirectConv::pointwise(s[0], s[1]).map(Box::new);
             }
         }
-        if self.direct.is_some() {
+        if self.direct.as_ref().is_some_and(|d| !d.is_pointwise()) {
             // One copy of the filters: the direct kernel's (ResNet-50: 45 MB less).
             self.weights = None;
         }
@@ -109,9 +111,15 @@ impl ConvKernel {
         y: &mut [f32],
     ) {
         let bias = self.bias.as_deref().or(bias);
-        if let Some(d) = self.direct.as_deref().filter(|d| d.applies(g)) {
-            d.run(g, x, bias, residual, self.relu, false, y);
-            return;
+        if let Some(d) = self.direct.as_deref() {
+            if d.applies(g) {
+                d.run(g, x, bias, residual, self.relu, false, y);
+                return;
+            }
+            if let Some(w) = self.weights.as_deref().filter(|_| d.pointwise_applies(g)) {
+                d.run_pointwise(g, x, w, bias, residual, self.relu, y);
+                return;
+            }
         }
         let w = match (&self.weights, &self.direct) {
             (Some(w), _) => w,
@@ -237,6 +245,13 @@ impl ConvKernel {
             kernels::conv_epilogue_row(row, b, residual.map(|res| &res[off..][..pw]), self.relu);
         }
     }
+}
+
+/// Whether a conv with a 1×1 kernel and this window has stride 1 and no explicit pads (the
+/// call's geometry is checked again at run time: [`DirectConv::pointwise_applies`]).
+fn pointwise(window: &Window) -> bool {
+    window.strides.as_ref().is_none_or(|v| v.iter().all(|&s| s == 1))
+        && window.pads.as_ref().is_none_or(|p| p.iter().all(|&v| v == 0))
 }
 
 /// Columns `p0..p0+pw` of the im2col matrix of `channels` input planes into `col`

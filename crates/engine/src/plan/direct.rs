@@ -63,13 +63,17 @@ thread_local! {
     static SCRATCH: RefCell<(Vec<f32>, Vec<isize>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
 }
 
-/// A stride-1 2-D conv with its filters packed for the micro-kernel.
+/// A 2-D conv with its filters packed for the micro-kernels.
 #[derive(Debug, Clone)]
 pub struct DirectConv {
     m: usize,
     c: usize,
     kh: usize,
     kw: usize,
+    /// A 1×1 stride-1 conv that runs here only at narrow planes
+    /// ([`DirectConv::pointwise_applies`]; `gemm` is faster on wide ones): `packed` is empty
+    /// and `by_channel` is packed from the caller's `[M, C]` filters.
+    pointwise: bool,
     /// `[K chunk][M.div_ceil(MR)][k in chunk][MR]`, K = C·kH·kW in (c, i, j) order, chunks of
     /// [`KC_CHANNELS`] channels: the tile loops read it front to back (one DRAM stream for
     /// the large late-layer filters, which batch 1 reads once per run). Rows past M are zero.
@@ -84,6 +88,18 @@ pub struct DirectConv {
     /// apply to (only when tests lower the ISA cap): the plan keeps no other copy.
     unpacked: OnceLock<Vec<f32>>,
 }
+
+/// Output planes on which a 1×1 stride-1 conv runs the narrow-plane kernel instead of `gemm`:
+/// up to [`POINTWISE_SMALL_PLANE`] positions always, up to this many when it has at least as
+/// many input channels as filters (each output then sums enough products to pay for the
+/// accumulator transpose). Single-layer models, one thread, `resnet bench --mode exact
+/// --profile --runs 200`, alternated twice (GFLOP/s, `gemm` → narrow-plane): 7×7 512→2048
+/// 80–83 → 91–96, 7×7 2048→512 84–85 → 101–102, 14×14 1024→256 98–100 → 105–106, but
+/// 14×14 256→1024 99–103 → 83–93.
+pub const POINTWISE_MAX_PLANE: usize = 196;
+
+/// See [`POINTWISE_MAX_PLANE`].
+pub const POINTWISE_SMALL_PLANE: usize = 49;
 
 /// Output channels per block of the narrow-plane kernel: two 16-float vectors.
 const NC: usize = 32;
@@ -124,6 +140,30 @@ impl DirectConv {
         Some(d)
     }
 
+    /// The narrow-plane kernel of a 1×1 conv of `m` filters over `c` channels, whose filters
+    /// the caller keeps (`gemm` runs it at wide planes) and passes to
+    /// [`DirectConv::run_pointwise`]. `None` without AVX-512.
+    pub fn pointwise(m: usize, c: usize) -> Option<DirectConv> {
+        if kernels::active_isa() != Isa::Avx512 || m == 0 || c == 0 {
+            return None;
+        }
+        Some(DirectConv {
+            pointwise: true,
+            m,
+            c,
+            kh: 1,
+            kw: 1,
+            packed: Vec::new(),
+            by_channel: Some(OnceLock::new()),
+            unpacked: OnceLock::new(),
+        })
+    }
+
+    /// Whether this is a [`DirectConv::pointwise`] kernel.
+    pub fn is_pointwise(&self) -> bool {
+        self.pointwise
+    }
+
     /// A kernel for `[M, C, kH, kW]` filters, to be given them with
     /// [`DirectConv::set_filters`] (training repacks every step without allocating).
     pub(crate) fn with_shape(m: usize, c: usize, kh: usize, kw: usize) -> Option<DirectConv> {
@@ -131,6 +171,7 @@ impl DirectConv {
             return None;
         }
         Some(DirectConv {
+            pointwise: false,
             m,
             c,
             kh,
@@ -184,18 +225,34 @@ impl DirectConv {
         self.unpacked.get_or_init(|| self.unpack())
     }
 
-    /// The filters in the narrow-plane kernel's layout, repacked from `packed` once.
-    fn by_channel(&self) -> Option<&[f32]> {
+    /// Taps per K chunk of the narrow-plane kernel: [`KC_CHANNELS`] channels' (their band rows
+    /// stay in L1), or all of K for pointwise kernels, which read their input in place and
+    /// so write each accumulator once instead of once per chunk.
+    fn rows_chunk(&self) -> usize {
+        if self.pointwise {
+            self.c.max(1)
+        } else {
+            KC_CHANNELS * self.kh * self.kw
+        }
+    }
+
+    /// The filters in the narrow-plane kernel's layout, repacked once from `packed` (or, for
+    /// a pointwise kernel, from `w`, `[M, C]` row-major).
+    fn by_channel(&self, w: Option<&[f32]>) -> Option<&[f32]> {
         let cell = self.by_channel.as_ref()?;
         Some(cell.get_or_init(|| {
             let k = self.c * self.kh * self.kw;
-            let kc = KC_CHANNELS * self.kh * self.kw;
+            let kc = self.rows_chunk();
             let rows = self.m.div_ceil(NC);
             let mut out = vec![0.0; rows * k * NC];
             for row in 0..self.m {
                 for q in 0..k {
                     let (k0, kn) = (q / kc * kc, kc.min(k - q / kc * kc));
-                    out[(k0 * rows + row / NC * kn + q - k0) * NC + row % NC] = self.packed_at(row, q);
+                    let v = match w {
+                        Some(w) if self.pointwise => w[row * k + q],
+                        _ => self.packed_at(row, q),
+                    };
+                    out[(k0 * rows + row / NC * kn + q - k0) * NC + row % NC] = v;
                 }
             }
             out
@@ -206,7 +263,8 @@ impl DirectConv {
     /// the CPU still allows AVX-512 (tests lower the cap at run time).
     pub(crate) fn applies(&self, g: &ConvGeometry) -> bool {
         let [ad, ah, aw] = &g.axes;
-        ad.input == 1
+        !self.pointwise
+            && ad.input == 1
             && ad.kernel == 1
             && ad.output == 1
             && ad.pad_begin + ad.pad_end == 0
@@ -304,20 +362,59 @@ impl DirectConv {
         kernels::for_each_task(tiles, tile);
     }
 
+    /// Whether this pointwise kernel takes the call: a 1×1 stride-1 unpadded 2-D conv of its
+    /// shape on a plane [`POINTWISE_MAX_PLANE`] admits, on AVX-512.
+    pub(crate) fn pointwise_applies(&self, g: &ConvGeometry) -> bool {
+        let [ad, ah, aw] = &g.axes;
+        self.pointwise
+            && *ad == Axis::UNIT
+            && g.group == 1
+            && g.m == self.m
+            && g.c == self.c
+            && [ah, aw].iter().all(|a| a.kernel == 1 && a.stride == 1 && a.pad_begin + a.pad_end == 0)
+            && (ah.output * aw.output <= POINTWISE_SMALL_PLANE
+                || (ah.output * aw.output <= POINTWISE_MAX_PLANE && self.c >= self.m))
+            && kernels::active_isa() == Isa::Avx512
+    }
+
+    /// `y = relu?(conv(x, w) + bias + residual)` for a call
+    /// [`DirectConv::pointwise_applies`] to; `w` is `[M, C]` (the same on every call).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn run_pointwise(
+        &self,
+        g: &ConvGeometry,
+        x: &[f32],
+        w: &[f32],
+        bias: Option<&[f32]>,
+        residual: Option<&[f32]>,
+        relu: bool,
+        y: &mut [f32],
+    ) {
+        assert_eq!(w.len(), self.m * self.c, "filter length");
+        let [_, ah, aw] = &g.axes;
+        if g.n * ah.output * aw.output == 0 {
+            return;
+        }
+        self.by_channel(Some(w));
+        self.run_rows(g, &PhaseGrid::new(ah, aw), x, bias, residual, relu, y);
+    }
+
     /// Whether [`DirectConv::run_rows`] takes this call: the plan's kernel (it has the
     /// by-channel filters), output rows of at most [`ROW_SEGMENT`] positions, and a whole
     /// padded plane within the band budget.
     fn rows_apply(&self, g: &ConvGeometry, q: &PhaseGrid) -> bool {
         let [_, ah, aw] = &g.axes;
         let plane = q.phases * ((ah.output + q.halo) * q.width + ROW_SEGMENT + q.overrun);
-        self.by_channel.is_some() && aw.output <= ROW_SEGMENT && self.c * plane <= BAND_BUDGET
+        !self.pointwise && self.by_channel.is_some() && aw.output <= ROW_SEGMENT && self.c * plane <= BAND_BUDGET
     }
 
     /// The narrow-plane kernel: vectors along the output channels instead of the positions.
     /// The position kernel computes whole strips of the padded grid, so at 7×7 it computes
     /// 64 positions for 49 outputs (14×14: 224 for 196); this one computes each output row
-    /// segment exactly (`micro_rows`: up to 12 positions × 32 filters per call, broadcasting
-    /// the inputs). One tile is (image, chunk of 32-filter blocks) over the whole plane.
+    /// segment exactly (`micro_rows`: one row of up to 14 positions or two of up to 7, × 32
+    /// filters per call, broadcasting the inputs). One tile is (image, chunk of 32-filter
+    /// blocks) over the whole plane. Pointwise kernels read the input planes in place, in runs
+    /// of up to 14 consecutive positions.
     #[allow(clippy::too_many_arguments)]
     fn run_rows(
         &self,
@@ -366,7 +463,8 @@ impl DirectConv {
         let cs = q.phases * ps;
         let k = self.c * self.kh * self.kw;
         let nb = blocks.end - blocks.start;
-        let by_channel = self.by_channel().expect("rows_apply");
+        // Packed before the parallel loop for pointwise kernels (`run_pointwise`).
+        let by_channel = self.by_channel(None).expect("rows_apply");
         let x_img = &x[img * self.c * ah.input * aw.input..][..self.c * ah.input * aw.input];
         // Rows per micro-kernel call: two when they fit in ROW_SEGMENT positions (each
         // filter vector is loaded once per call, so wider calls reuse it more: a 7×7×512
@@ -375,33 +473,64 @@ impl DirectConv {
         let step = if pair { 2 } else { 1 };
         SCRATCH.with(|s| {
             let (buf, offs, acc) = &mut *s.borrow_mut();
-            if buf.len() < self.c * cs {
-                buf.resize((self.c * cs).max(BAND_BUDGET + 8 * 1024), 0.0);
-            }
             if offs.len() < k {
                 offs.resize(k.max(8 * 1024), 0);
             }
             if acc.len() < nb * plane * NC {
                 acc.resize((nb * plane * NC).max(ACC_RESERVE), 0.0);
             }
-            if q.phases == 1 {
-                fill_band(buf, x_img, self.c, cs, cs, 0, band_rows, ah, aw);
+            let src = if self.pointwise {
+                for (ch, o) in offs[..k].iter_mut().enumerate() {
+                    *o = (ch * plane) as isize;
+                }
+                x_img.as_ptr()
             } else {
-                fill_phase_band(buf, x_img, self.c, ps, 0, band_rows, q, ah, aw);
-            }
-            for ch in 0..self.c {
-                for i in 0..self.kh {
-                    for j in 0..self.kw {
-                        offs[(ch * self.kh + i) * self.kw + j] = (ch * cs + q.tap_offset(i, j, ps)) as isize;
+                if buf.len() < self.c * cs {
+                    buf.resize((self.c * cs).max(BAND_BUDGET + 8 * 1024), 0.0);
+                }
+                if q.phases == 1 {
+                    fill_band(buf, x_img, self.c, cs, cs, 0, band_rows, ah, aw);
+                } else {
+                    fill_phase_band(buf, x_img, self.c, ps, 0, band_rows, q, ah, aw);
+                }
+                for ch in 0..self.c {
+                    for i in 0..self.kh {
+                        for j in 0..self.kw {
+                            offs[(ch * self.kh + i) * self.kw + j] = (ch * cs + q.tap_offset(i, j, ps)) as isize;
+                        }
                     }
                 }
-            }
-            let kc = KC_CHANNELS * self.kh * self.kw;
+                buf.as_ptr()
+            };
+            let runs = plane.div_ceil(ROW_SEGMENT);
+            let kc = self.rows_chunk();
             let all = self.m.div_ceil(NC);
             for k0 in (0..k).step_by(kc) {
                 let kn = kc.min(k - k0);
                 for bi in 0..nb {
                     let a = &by_channel[(k0 * all + (blocks.start + bi) * kn) * NC..][..kn * NC];
+                    if self.pointwise {
+                        for run in 0..runs {
+                            let (p0, p1) = (plane * run / runs, plane * (run + 1) / runs);
+                            let dst = &mut acc[(bi * plane + p0) * NC..][..(p1 - p0) * NC];
+                            // SAFETY: AVX-512F as below; reads `x_img[ch·plane + p]` for
+                            // p0 ≤ p < p1 ≤ plane; `dst` holds (p1 − p0)·NC floats.
+                            unsafe {
+                                micro_rows(
+                                    p1 - p0,
+                                    1,
+                                    p1 - p0,
+                                    kn,
+                                    a.as_ptr(),
+                                    src.add(p0),
+                                    offs[k0..k0 + kn].as_ptr(),
+                                    dst.as_mut_ptr(),
+                                    k0 > 0,
+                                );
+                            }
+                        }
+                        continue;
+                    }
                     for r in (0..oh).step_by(step) {
                         let rows = step.min(oh - r);
                         let dst = &mut acc[(bi * plane + r * ow) * NC..][..rows * ow * NC];
@@ -416,7 +545,7 @@ impl DirectConv {
                                 q.width,
                                 kn,
                                 a.as_ptr(),
-                                buf.as_ptr().add(r * q.width),
+                                src.add(r * q.width),
                                 offs[k0..k0 + kn].as_ptr(),
                                 dst.as_mut_ptr(),
                                 k0 > 0,

@@ -452,7 +452,11 @@ impl Plan {
                 let kind = match &s.kind {
                     Kind::Conv(c) => {
                         let w = c.w_shape.as_ref().map_or("runtime W".to_string(), |w| format!("W{w:?}"));
-                        let direct = if c.direct.is_some() { " direct" } else { "" };
+                        let direct = match c.direct.as_deref() {
+                            Some(d) if d.is_pointwise() => " narrow-direct",
+                            Some(_) => " direct",
+                            None => "",
+                        };
                         format!("conv {w} group {}{direct}", c.group)
                     }
                     Kind::Winograd(c, _) => {
