@@ -98,6 +98,13 @@ pub struct DirectConv {
 /// 14×14 256→1024 99–103 → 83–93.
 pub const POINTWISE_MAX_PLANE: usize = 196;
 
+/// Largest padded plane (all channels and phases, in floats) the narrow-plane kernel copies
+/// per tile: 2 MiB. Only one K chunk's rows (32 channels) need to stay in L1/L2 while the
+/// filter blocks pass over them, so the whole band may exceed L2; the position kernel's
+/// smaller [`BAND_BUDGET`] left a 512-channel 3×3/2 conv from 14×14 one-row bands of 48
+/// computed positions for 7 outputs (24 GFLOP/s).
+const ROWS_BAND_BUDGET: usize = 512 * 1024;
+
 /// See [`POINTWISE_MAX_PLANE`].
 pub const POINTWISE_SMALL_PLANE: usize = 49;
 
@@ -405,7 +412,7 @@ impl DirectConv {
     fn rows_apply(&self, g: &ConvGeometry, q: &PhaseGrid) -> bool {
         let [_, ah, aw] = &g.axes;
         let plane = q.phases * ((ah.output + q.halo) * q.width + ROW_SEGMENT + q.overrun);
-        !self.pointwise && self.by_channel.is_some() && aw.output <= ROW_SEGMENT && self.c * plane <= BAND_BUDGET
+        !self.pointwise && self.by_channel.is_some() && aw.output <= ROW_SEGMENT && self.c * plane <= ROWS_BAND_BUDGET
     }
 
     /// The narrow-plane kernel: vectors along the output channels instead of the positions.
