@@ -306,11 +306,15 @@ impl DirectConv {
             for nv in [2, 3] {
                 let nr = 16 * nv;
                 // Positions computed, strips rounded up; 3-vector strips run ~5 % faster
-                // per position (fewer broadcasts per FMA).
-                let computed = ((bands - 1) * (rows * wp).div_ceil(nr) + (last * wp).div_ceil(nr)) * nr;
+                // per position (fewer broadcasts per FMA); each band re-reads its halo rows.
                 let speed = if nv == 3 { 0.95 } else { 1.0 };
-                // Each band re-reads its halo rows.
-                let cost = computed as f64 * speed + (bands * halo * wp * q.phases) as f64 * 0.25;
+                let band =
+                    |r: usize| ((r * wp).div_ceil(nr) * nr) as f64 * speed + (halo * wp * q.phases) as f64 * 0.25;
+                // The time of the busiest thread: with few tiles, bands of unequal height
+                // leave a thread idle (56 rows cut 32 + 24 on 2 threads: 3×3 64-channel layers
+                // of ResNet-50 scaled ×1.68).
+                let full = n * (bands - 1);
+                let cost = busiest(band(rows), full, band(last), n, threads, self.m.div_ceil(MR));
                 let t = Tiling { rows, nv, msplit: 1 };
                 if best.is_none_or(|(c, b)| cost < c || (cost == c && b.rows < rows)) {
                     best = Some((cost, t));
@@ -730,6 +734,28 @@ impl PhaseGrid {
         let (a, b) = (i * self.dh, j * self.dw);
         ((a % self.sh) * self.sw + b % self.sw) * ps + (a / self.sh) * self.width + b / self.sw
     }
+}
+
+/// The load of the busiest of `threads` workers given `big` tiles costing `a` and `small`
+/// costing `b`, each cut into [`kernels::filter_split`] filter chunks when the tiles are few
+/// (`blocks` filter blocks at most), handed out largest first to the least loaded worker (as
+/// rayon's work stealing roughly does). With many tiles, or more workers than this tracks,
+/// the even share.
+fn busiest(a: f64, big: usize, b: f64, small: usize, threads: usize, blocks: usize) -> f64 {
+    const MAX_WORKERS: usize = 64;
+    let tiles = big + small;
+    let total = a * big as f64 + b * small as f64;
+    if threads <= 1 || tiles >= 4 * threads || threads > MAX_WORKERS {
+        return total / threads.max(1) as f64;
+    }
+    let split = kernels::filter_split(tiles, threads, blocks);
+    let mut load = [0.0f64; MAX_WORKERS];
+    let load = &mut load[..threads];
+    for cost in std::iter::repeat_n(a, big * split).chain(std::iter::repeat_n(b, small * split)) {
+        let min = load.iter_mut().min_by(|x, y| x.total_cmp(y)).expect("threads ≥ 1");
+        *min += cost / split as f64;
+    }
+    load.iter().copied().fold(0.0, f64::max)
 }
 
 /// The band of one image on a strided [`PhaseGrid`]: phase `(r, c)` of channel `ch` at
@@ -1295,5 +1321,26 @@ mod avx512 {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::busiest;
+
+    #[test]
+    fn busiest_worker_load_sees_unequal_bands_and_filter_splits() {
+        // 56 rows as 32 + 24 on 2 workers: one carries 32; as 28 + 28: 28.
+        assert_eq!(busiest(32.0, 1, 24.0, 1, 2, 8), 32.0);
+        assert_eq!(busiest(28.0, 1, 28.0, 1, 2, 8), 28.0);
+        // 4 bands (3 of 17 rows, 1 of 10) on 2 workers: 17 + 17 | 17 + 10.
+        assert_eq!(busiest(17.0, 3, 10.0, 1, 2, 8), 34.0);
+        // 7 tiles on 2 workers: each cut in 2 filter chunks, so the halves balance.
+        assert_eq!(busiest(17.0, 6, 10.0, 1, 2, 8), 56.0);
+        // One tile on 2 workers is cut in 2 filter chunks; one worker: everything.
+        assert_eq!(busiest(10.0, 0, 10.0, 1, 2, 8), 5.0);
+        assert_eq!(busiest(10.0, 3, 4.0, 1, 1, 8), 34.0);
+        // Many tiles: the even share.
+        assert_eq!(busiest(10.0, 7, 10.0, 1, 2, 8), 40.0);
     }
 }
