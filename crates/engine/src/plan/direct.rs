@@ -21,9 +21,10 @@
 //!
 //! Strided convs (the 7×7/2 stem, 3×3/2 downsampling) first split the padded band into
 //! `sH·sW` phase planes ([`PhaseGrid`]), on which the same holds: consecutive outputs read
-//! consecutive inputs for each tap. Measured (one thread, this session's AMD EPYC,
-//! `resnet bench --profile`): the stem 49–60 → 60–69 GFLOP/s, the 3×3/2 layers of ResNet-18
-//! 62–75 → 70–84 GFLOP/s, against the im2col path.
+//! consecutive inputs for each tap. Measured (one thread, AMD EPYC, `resnet bench --mode
+//! exact --profile`): against the im2col path, the stem 49–60 → 60–69 GFLOP/s and the 3×3/2
+//! layers of ResNet-18 62–75 → 70–84 in the first alternated runs, 77–86 and 85–97 in later
+//! profiles on a quieter machine (BENCHMARKS.md).
 //!
 //! Narrow planes (output rows of at most 14, ResNet's 14×14 and 7×7 layers at 224×224) run
 //! a second micro-kernel with the vectors along the filters instead ([`DirectConv::run_rows`]):

@@ -883,7 +883,11 @@ fn winograd_filters(k: &ConvKernel, opts: &PlanOptions) -> Option<Winograd> {
         && s[0] * s[1] <= winograd::MAX_CHANNEL_PRODUCT
         && ones(&k.window.strides)
         && ones(&k.window.dilations);
-    let w = k.filters().filter(|_| applies)?;
+    if !applies {
+        // Checked first: `filters()` unpacks a direct kernel's filters into a new buffer.
+        return None;
+    }
+    let w = k.filters()?;
     Some(Winograd::new(&w, s[0], s[1], opts.winograd_min_tiles.unwrap_or(winograd::MIN_TILES)))
 }
 
