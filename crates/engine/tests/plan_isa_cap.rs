@@ -1,6 +1,7 @@
 //! The plan keeps one copy of a direct conv's filters (the direct kernel's packing). When the
 //! ISA cap is lowered after compiling — the direct kernel no longer applies — the conv falls
-//! back to im2col + `gemm` with the filters unpacked from that packing. Its own test binary:
+//! back to im2col + `gemm` with the filters unpacked from that packing; a Winograd conv's
+//! products move from the AVX-512 panel micro-kernel to `gemm`. Its own test binary:
 //! the cap is process-wide, and the other plan tests assert which kernel a conv compiles to.
 
 mod build;
@@ -9,7 +10,7 @@ use build::{node, tensor};
 use resnet_engine::ops::conv::Conv;
 use resnet_engine::ops::padding::Window;
 use resnet_engine::plan::kernels::{self, Isa};
-use resnet_engine::plan::{Plan, PlanOptions};
+use resnet_engine::plan::{Mode, Plan, PlanOptions};
 use resnet_engine::testdata::{self, Tolerance};
 use resnet_engine::{exec, Dim, Fact, Graph, Op, Tensor};
 
@@ -36,7 +37,11 @@ fn conv(c: usize, m: usize, side: usize, k: usize, s: usize) -> (Graph, Vec<Tens
 }
 
 fn check(got: &[Tensor], want: &[Tensor], what: &str) {
-    let r = testdata::compare(what.to_string(), &got[0], &want[0], Tolerance::OfMax(1e-5));
+    check_within(got, want, what, 1e-5);
+}
+
+fn check_within(got: &[Tensor], want: &[Tensor], what: &str, of_max: f64) {
+    let r = testdata::compare(what.to_string(), &got[0], &want[0], Tolerance::OfMax(of_max));
     assert!(r.passed, "{what}: {:?} (max abs err {:e})", r.problem, r.max_abs_err);
 }
 
@@ -58,5 +63,27 @@ fn direct_convs_fall_back_to_im2col_with_their_own_filters_when_the_isa_cap_drop
         check(&capped.expect("runs"), &want, &format!("{what}, ISA capped at AVX2"));
         // And once more at full width (the unpacked copy changes nothing for the direct path).
         check(&plan.run(feeds).expect("runs"), &want, &format!("{what}, ISA restored"));
+    }
+}
+
+#[test]
+fn winograd_convs_give_the_same_results_on_every_isa() {
+    // 72 output channels: two full panels of 32 and a zero-padded one; 20×20 is 25 tiles.
+    for (c, m, side, threads) in [(40, 72, 20, 1), (16, 40, 14, 2)] {
+        let what = format!("winograd c {c} m {m} side {side} threads {threads}");
+        let (g, feeds) = conv(c, m, side, 3, 1);
+        let want = exec::run(&g, feeds.clone()).expect("reference runs");
+        let opts = PlanOptions { threads, mode: Mode::Fast, ..PlanOptions::default() };
+        let plan = Plan::compile(&g, &opts).expect("compiles");
+        assert!(plan.describe()[0].contains("winograd"), "{what}: {:?}", plan.describe());
+        let full = plan.run(feeds.clone()).expect("runs");
+        // The documented bound of one Winograd conv (tests/winograd.rs).
+        check_within(&full, &want, &format!("{what}, compiled ISA"), 1e-4);
+        for isa in [Isa::Avx2, Isa::Portable] {
+            kernels::set_isa_cap(isa);
+            let capped = plan.run(feeds.clone());
+            kernels::set_isa_cap(Isa::Avx512);
+            check_within(&capped.expect("runs"), &want, &format!("{what}, ISA capped at {isa:?}"), 1e-4);
+        }
     }
 }

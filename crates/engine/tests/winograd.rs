@@ -190,20 +190,23 @@ fn only_3x3_stride1_convs_with_enough_channels_become_winograd() {
 
 #[test]
 fn small_calls_run_exact_and_large_ones_winograd() {
-    // 16×16 output: 16 tiles per image; the default threshold is 32 tiles per call.
-    let c =
-        Case { n: 1, c: 32, m: 32, h: 16, w: 16, pads: [1; 4], bias: true, residual: false, relu: true, threads: 1 };
+    // 8×8 output: 4 tiles per image; the default threshold is 16 tiles per call.
+    let c = Case { n: 1, c: 32, m: 32, h: 8, w: 8, pads: [1; 4], bias: true, residual: false, relu: true, threads: 1 };
     let (g, _) = conv_graph(&c, 1);
     let exact = Plan::compile(&g, &PlanOptions { threads: 1, ..PlanOptions::default() }).unwrap();
     let fast = Plan::compile(&g, &PlanOptions { threads: 1, mode: Mode::Fast, ..PlanOptions::default() }).unwrap();
-    const { assert!(resnet_engine::plan::winograd::MIN_TILES > 16 && resnet_engine::plan::winograd::MIN_TILES <= 32) };
-    let one = tensor(&[1, 32, 16, 16], 9);
-    assert_eq!(rel_error(&fast.run(vec![one.clone()]).unwrap(), &exact.run(vec![one]).unwrap()), 0.0, "batch 1: exact");
-    let two = tensor(&[2, 32, 16, 16], 9);
-    let (f, e) = (fast.run(vec![two.clone()]).unwrap(), exact.run(vec![two.clone()]).unwrap());
+    const { assert!(resnet_engine::plan::winograd::MIN_TILES > 12 && resnet_engine::plan::winograd::MIN_TILES <= 16) };
+    let three = tensor(&[3, 32, 8, 8], 9);
+    assert_eq!(
+        rel_error(&fast.run(vec![three.clone()]).unwrap(), &exact.run(vec![three]).unwrap()),
+        0.0,
+        "batch 3 (12 tiles): exact"
+    );
+    let four = tensor(&[4, 32, 8, 8], 9);
+    let (f, e) = (fast.run(vec![four.clone()]).unwrap(), exact.run(vec![four.clone()]).unwrap());
     let err = rel_error(&f, &e);
-    assert!(err > 0.0 && err <= CONV_BOUND, "batch 2 runs as Winograd: relative error {err:e}");
-    assert!(rel_error(&f, &exec::run(&g, vec![two]).unwrap()) <= CONV_BOUND);
+    assert!(err > 0.0 && err <= CONV_BOUND, "batch 4 (16 tiles) runs as Winograd: relative error {err:e}");
+    assert!(rel_error(&f, &exec::run(&g, vec![four]).unwrap()) <= CONV_BOUND);
 }
 
 #[test]

@@ -8,18 +8,22 @@
 //! is how any padding is handled). The sum over `c` at each of the 36 positions ξ is a matrix
 //! product, so a block of tiles costs 36 GEMMs `M_ξ [OC × tiles] = U_ξ [OC × IC] · V_ξ [IC × tiles]`.
 //!
-//! - `U` (the filter transform, computed once at compile time in f64) is `[36][IC][OC]`
-//!   (each `U_ξ` column-major), so the output channels are `gemm`'s long, vectorized
-//!   dimension however few tiles a block has.
+//! - `U` (the filter transform, computed once at compile time in f64) is packed in panels
+//!   of 32 output channels, `[36][OC/32][IC][32]`: each GEMM panel streams contiguously.
 //! - The output tiles of all images are numbered image by image in row-major order and cut
-//!   into blocks (`block_tiles`: the block's transformed input `V`, `[36][IC][tiles]`, and
-//!   GEMM output `M`, `[36][tiles][OC]`, within 1.5 MiB of L2, or within the size of `U` when
-//!   that is larger). Each task transforms its block's input, runs the 36 GEMMs (`gemm`,
-//!   single-threaded) and the output transform with the fused bias / residual / ReLU
-//!   epilogue, writing its tiles of `Y` — the block never leaves the cache between steps.
+//!   into blocks (`block_tiles`: the block's transformed input `V`, `[36][IC][tiles]`,
+//!   within half of L2, or within the size of `U` when that is larger). Each task transforms
+//!   its block's input, then, per round of output channels (`round_channels`: the round's
+//!   GEMM output `M`, `[36][tiles][channels]`, within 256 KiB), runs the 36 GEMMs and the
+//!   output transform with the fused bias / residual / ReLU epilogue, writing its tiles of
+//!   `Y` — `M` never leaves L2 between the steps.
+//! - The GEMMs `M_ξ = V_ξᵀ U_ξ` run on an AVX-512 micro-kernel: up to 14 tiles × one panel
+//!   per call, the panel's two filter vectors loaded once per input channel and the tiles'
+//!   inputs broadcast, so the output channels are the vectorized dimension however few
+//!   tiles a block has (16 at 14×14, batch 1). Other ISAs call `gemm` per panel.
 //! - Tasks are (block × output-channel chunk) and run on the plan's rayon pool, one round
 //!   of equal blocks per thread; when the blocks are fewer than the threads the output
-//!   channels are split as well.
+//!   channels are split as well, in whole panels.
 //! - The input transform splits each input row by column phase (`x mod 4`) so that every
 //!   step is element-wise over the tiles (contiguous in `V`); the output transform is
 //!   element-wise over the output channels (contiguous in `M`). Both are plain loops
@@ -30,7 +34,7 @@
 //! Accuracy: the transforms multiply by up to 8 and the filter transform by fractions, so the
 //! rounding error grows over exact fp32: a conv stays within 1e-4 of max|y| of the reference
 //! (measured ≤ 1.2e-5, `tests/winograd.rs`); Keras ResNet-50's logits on the 200 sample images
-//! within 1.2e-6 of max|logit| of exact mode (`crates/resnet/tests/fast_mode.rs`).
+//! within 1.5e-6 of max|logit| of exact mode (`crates/resnet/tests/fast_mode.rs`).
 
 use std::cell::RefCell;
 
@@ -57,14 +61,26 @@ pub const MAX_CHANNEL_PRODUCT: usize = 256 * 256;
 /// Fewest output tiles (all images together) for which a call runs as Winograd. `U` is 4×
 /// the size of the direct filters and streams from memory once per block, so with few
 /// tiles Winograd is memory-bound and slower than the direct product. Measured on Keras
-/// ResNet-50 at batch 1 (`winograd_profile_resnet50`, min of 15 runs, 1 thread): 196 tiles
-/// (56×56, 64 ch) 1.7× faster, 49 tiles (28×28, 128 ch) 1.4×, 16 tiles (14×14, 256 ch)
-/// 0.9×, 4 tiles (7×7, 512 ch) 0.55×.
-pub const MIN_TILES: usize = 32;
+/// ResNet-50 at batch 1 (`winograd_profile_resnet50`, min of 15 interleaved runs) with the
+/// panel micro-kernel: 16 tiles (14×14, 256 ch) 1.6–1.8× the exact speed on 1 thread and
+/// 1.4–1.5× on 2; with `gemm` for the products (before) the same layer measured 0.9×.
+pub const MIN_TILES: usize = 16;
 
-/// L2 budget of one block's `V` and `M`, in bytes (1.5 MiB of a 2 MiB L2: `U_ξ` streams
-/// through the rest).
-const BLOCK_BYTES: usize = 3 << 19;
+/// Budget of one block's transformed input `V`, in bytes (half of a 1 MiB L2; see
+/// [`block_tiles`]).
+const BLOCK_BYTES: usize = 1 << 19;
+
+/// Output channels per filter panel: `U` is packed in panels of this many channels (two
+/// AVX-512 vectors, the micro-kernel's width), the last one zero-padded.
+const PANEL: usize = 32;
+
+/// Most tiles per micro-kernel call: `2·ROWS` accumulators and the panel's two filter
+/// vectors fill the 32 vector registers.
+const ROWS: usize = 14;
+
+/// Budget of one round's GEMM output `M` (`[36][tiles][channels]`), in bytes: a task runs
+/// its output channels in rounds so that `M` is still in L2 when the output transform reads it.
+const ROUND_BYTES: usize = 1 << 18;
 
 /// The filter transform `G` (6×3).
 const G: [[f64; 3]; 6] = [
@@ -88,7 +104,8 @@ pub struct Winograd {
     oc: usize,
     /// Calls with fewer output tiles run the exact kernel.
     min_tiles: usize,
-    /// `U[ξ][c][o] = (G g_{o,c} Gᵀ)[ξ]`, row-major `[36, IC, OC]` (each `U_ξ` column-major).
+    /// `U[ξ][c][o] = (G g_{o,c} Gᵀ)[ξ]` in panels of [`PANEL`] output channels: row-major
+    /// `[36, panels, IC, PANEL]`, the last panel's missing channels zero.
     u: Vec<f32>,
 }
 
@@ -137,7 +154,8 @@ impl Winograd {
     /// Transforms filters `w` (`[OC, IC, 3, 3]` row-major).
     pub fn new(w: &[f32], oc: usize, ic: usize, min_tiles: usize) -> Winograd {
         assert_eq!(w.len(), oc * ic * 9, "filters are [OC, IC, 3, 3]");
-        let mut wg = Winograd { ic, oc, min_tiles, u: vec![0.0; POINTS * oc * ic] };
+        let mut wg = Winograd::with_channels(ic, oc);
+        wg.min_tiles = min_tiles;
         wg.set_filters(w);
         wg
     }
@@ -146,7 +164,7 @@ impl Winograd {
     /// may change between calls: training), with [`Self::set_filters`]. Every call with a
     /// supported geometry runs.
     pub(crate) fn with_channels(ic: usize, oc: usize) -> Winograd {
-        Winograd { ic, oc, min_tiles: 0, u: vec![0.0; POINTS * oc * ic] }
+        Winograd { ic, oc, min_tiles: 0, u: vec![0.0; POINTS * oc.next_multiple_of(PANEL) * ic] }
     }
 
     /// Transforms filters `w` (`[OC, IC, 3, 3]` row-major) into this kernel's `U`.
@@ -217,9 +235,9 @@ impl Winograd {
         let bt = total.div_ceil(blocks);
         let blocks = total.div_ceil(bt);
         // Fewer blocks than threads (late layers at batch 1): split the output channels too,
-        // in chunks of at least 32 (each chunk repeats the block's input transform).
-        let osplit = if blocks < threads { threads.div_ceil(blocks).min(self.oc / 32).max(1) } else { 1 };
-        let ochunk = self.oc.div_ceil(osplit);
+        // in whole panels (each chunk repeats the block's input transform).
+        let osplit = if blocks < threads { threads.div_ceil(blocks).min(self.oc.div_ceil(PANEL)).max(1) } else { 1 };
+        let ochunk = self.oc.div_ceil(osplit).next_multiple_of(PANEL);
         let osplit = self.oc.div_ceil(ochunk);
         let tasks = blocks * osplit;
         let out = OutPtr(y.as_mut_ptr());
@@ -234,7 +252,9 @@ impl Winograd {
         kernels::for_each_task(tasks, task);
     }
 
-    /// One block of `nb` tiles from tile `t0`, output channels `o0..o0+ocw`.
+    /// One block of `nb` tiles from tile `t0`, output channels `o0..o0+ocw` (`o0` at a panel
+    /// boundary): the block's input transform, then per round of output channels the 36
+    /// GEMMs and the output transform.
     #[allow(clippy::too_many_arguments)]
     fn task(
         &self,
@@ -250,13 +270,16 @@ impl Winograd {
         (relu, accumulate): (bool, bool),
         out: OutPtr,
     ) {
+        debug_assert_eq!(o0 % PANEL, 0);
         let [_, ah, aw] = &g.axes;
         let (ic, oc) = (self.ic, self.oc);
+        let panels = oc.div_ceil(PANEL);
         let (h, w, oh, ow) = (ah.input, aw.input, ah.output, aw.output);
         let plane = h * w;
         let strip_len = 48 * (nb.min(tw) + 1);
-        let (v_len, m_len) = (POINTS * ic * nb, POINTS * ocw * nb);
-        let need = v_len + m_len + strip_len + 40 * ocw;
+        let rc = round_channels(nb).min(ocw.next_multiple_of(PANEL));
+        let (v_len, m_len) = (POINTS * ic * nb, POINTS * rc * nb);
+        let need = v_len + m_len + strip_len + 40 * rc;
         SCRATCH.with(|s| {
             let mut s = s.borrow_mut();
             if s.len() < need {
@@ -265,7 +288,7 @@ impl Winograd {
             let (v, rest) = s.split_at_mut(v_len);
             let (m, rest) = rest.split_at_mut(m_len);
             let (strip, rest) = rest.split_at_mut(strip_len);
-            let tmp = &mut rest[..40 * ocw];
+            let tmp = &mut rest[..40 * rc];
 
             // Input transform: V[ξ][c][col] for every tile of the block.
             for seg in segments(t0, nb, th, tw) {
@@ -277,63 +300,47 @@ impl Winograd {
                 }
             }
 
-            // M_ξ [ocw × nb] = U_ξ[o0.., :] [ocw × IC] · V_ξ [IC × nb], M_ξ column-major
-            // (`[nb][ocw]`): the output channels are `gemm`'s long, vectorized dimension
-            // whatever the number of tiles.
-            for xi in 0..POINTS {
-                // SAFETY: dst `ocw × nb` column-major at `xi·ocw·nb` lies in `m`; lhs rows
-                // `o0..o0+ocw` of U_ξ (column-major, column stride OC) lie in `u`; rhs
-                // `IC × nb` row-major at `xi·IC·nb` lies in `v`; `ic ≥ 1` (checked by the caller).
-                unsafe {
-                    gemm::gemm(
-                        ocw,
-                        nb,
-                        ic,
-                        m.as_mut_ptr().add(xi * ocw * nb),
-                        ocw as isize,
-                        1,
-                        false,
-                        self.u.as_ptr().add(xi * ic * oc + o0),
-                        oc as isize,
-                        1,
-                        v.as_ptr().add(xi * ic * nb),
-                        1,
-                        nb as isize,
-                        0.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        Parallelism::None,
-                    );
-                }
-            }
-
-            // Output transform + epilogue, one tile at a time, vectorized over the channels.
             let out_plane = oh * ow;
-            for seg in segments(t0, nb, th, tw) {
-                for k in 0..seg.len {
-                    let col = seg.col + k;
-                    output_tile(&m[col * ocw..], nb * ocw, ocw, tmp);
-                    let (oy0, ox0) = (4 * seg.ty, 4 * (seg.tx0 + k));
-                    let (rows, cols) = ((oh - oy0).min(4), (ow - ox0).min(4));
-                    let base = (seg.img * oc + o0) * out_plane + oy0 * ow + ox0;
-                    // SAFETY: the `rows × cols` pixels of this tile in output channels
-                    // `o0..o0+ocw` lie inside `y` and belong to this task only.
-                    unsafe {
-                        store_tile(
-                            &tmp[..16 * ocw],
-                            ocw,
-                            out.0.add(base),
-                            out_plane,
-                            ow,
-                            rows,
-                            cols,
-                            bias.map(|b| &b[o0..o0 + ocw]),
-                            residual.map(|r| &r[base..]),
-                            relu,
-                            accumulate,
-                        );
+            for r0 in (0..ocw).step_by(rc) {
+                // This round's channels `o0 + r0 ..` (`rw` of them), `M` rows padded to panels.
+                let rw = rc.min(ocw - r0);
+                let rp = rw.next_multiple_of(PANEL);
+                let p0 = (o0 + r0) / PANEL;
+                // M_ξ [nb × rp] = V_ξᵀ [nb × IC] · U_ξ [IC × rp], one panel of channels at a time.
+                for xi in 0..POINTS {
+                    let vx = &v[xi * ic * nb..][..ic * nb];
+                    for p in 0..rp / PANEL {
+                        let up = &self.u[((xi * panels + p0 + p) * ic) * PANEL..][..ic * PANEL];
+                        panel_product(ic, up, vx, nb, &mut m[xi * nb * rp + p * PANEL..][..(nb - 1) * rp + PANEL], rp);
+                    }
+                }
+
+                // Output transform + epilogue, one tile at a time, vectorized over the channels.
+                let ob = o0 + r0;
+                for seg in segments(t0, nb, th, tw) {
+                    for k in 0..seg.len {
+                        let col = seg.col + k;
+                        output_tile(&m[col * rp..], nb * rp, rw, tmp);
+                        let (oy0, ox0) = (4 * seg.ty, 4 * (seg.tx0 + k));
+                        let (rows, cols) = ((oh - oy0).min(4), (ow - ox0).min(4));
+                        let base = (seg.img * oc + ob) * out_plane + oy0 * ow + ox0;
+                        // SAFETY: the `rows × cols` pixels of this tile in output channels
+                        // `ob..ob+rw` lie inside `y` and belong to this task only.
+                        unsafe {
+                            store_tile(
+                                &tmp[..16 * rw],
+                                rw,
+                                out.0.add(base),
+                                out_plane,
+                                ow,
+                                rows,
+                                cols,
+                                bias.map(|b| &b[ob..ob + rw]),
+                                residual.map(|r| &r[base..]),
+                                relu,
+                                accumulate,
+                            );
+                        }
                     }
                 }
             }
@@ -341,32 +348,148 @@ impl Winograd {
     }
 }
 
+/// `m[t·ms + j] = Σ_c v[c·nb + t] · u[c·PANEL + j]` for tiles `t < nb` and the panel's
+/// channels `j < PANEL`: one panel of one `M_ξ`. `u` is the panel (`[k, PANEL]`), `v` is
+/// `V_ξ` (`[k, nb]`). The AVX-512 micro-kernel takes up to [`ROWS`] tiles per call, the
+/// filters streaming once per call and the inputs broadcast; other ISAs call `gemm`.
+fn panel_product(k: usize, u: &[f32], v: &[f32], nb: usize, m: &mut [f32], ms: usize) {
+    assert!(k >= 1 && nb >= 1 && ms >= PANEL, "non-empty product");
+    assert!(u.len() >= k * PANEL && v.len() >= k * nb && m.len() >= (nb - 1) * ms + PANEL, "panel extents");
+    #[cfg(target_arch = "x86_64")]
+    if kernels::active_isa() == kernels::Isa::Avx512 {
+        let groups = nb.div_ceil(ROWS);
+        let (base, extra) = (nb / groups, nb % groups);
+        let mut t = 0;
+        for gi in 0..groups {
+            let rows = base + usize::from(gi < extra);
+            macro_rules! dispatch {
+                ($($r:literal),*) => {
+                    match rows {
+                        // SAFETY: AVX-512F is active; `u` holds k panels rows, `v` rows `t..t+rows`
+                        // of k rows of stride nb, `m` rows `t..t+rows` of stride ms (checked above).
+                        $($r => unsafe {
+                            avx512::panel_rows::<$r>(k, u.as_ptr(), v.as_ptr().add(t), nb, m.as_mut_ptr().add(t * ms), ms)
+                        },)*
+                        _ => unreachable!("1 to ROWS rows"),
+                    }
+                };
+            }
+            dispatch!(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14);
+            t += rows;
+        }
+        return;
+    }
+    // SAFETY: dst `PANEL × nb` column-major with column stride `ms`, lhs `PANEL × k`
+    // column-major (column stride PANEL), rhs `k × nb` row-major: all within the slices
+    // (checked above).
+    unsafe {
+        gemm::gemm(
+            PANEL,
+            nb,
+            k,
+            m.as_mut_ptr(),
+            ms as isize,
+            1,
+            false,
+            u.as_ptr(),
+            PANEL as isize,
+            1,
+            v.as_ptr(),
+            1,
+            nb as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        );
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::PANEL;
+
+    /// Floats ahead of the current filter row that the micro-kernel prefetches (16 rows).
+    const PF_DIST: usize = 16 * PANEL;
+
+    /// [`super::panel_product`] for `R` tiles: `m[r·ms + j] = Σ_c v[c·vs + r] · u[c·PANEL + j]`.
+    ///
+    /// # Safety
+    /// AVX-512F available; `u` holds `k·PANEL` floats, `v + c·vs + r` is readable and
+    /// `m + r·ms + j` writable for `c < k`, `r < R`, `j < PANEL`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn panel_rows<const R: usize>(
+        k: usize,
+        u: *const f32,
+        v: *const f32,
+        vs: usize,
+        m: *mut f32,
+        ms: usize,
+    ) {
+        let mut acc = [[_mm512_setzero_ps(); 2]; R];
+        // SAFETY (whole body): pointers and extents as the caller guarantees; prefetches
+        // may point past the end (`wrapping_add`, no access).
+        unsafe {
+            let (mut up, mut vp) = (u, v);
+            for _ in 0..k {
+                _mm_prefetch::<_MM_HINT_T0>(up.wrapping_add(PF_DIST).cast());
+                _mm_prefetch::<_MM_HINT_T0>(up.wrapping_add(PF_DIST + 16).cast());
+                let w0 = _mm512_loadu_ps(up);
+                let w1 = _mm512_loadu_ps(up.add(16));
+                for (r, a) in acc.iter_mut().enumerate() {
+                    let x = _mm512_set1_ps(*vp.add(r));
+                    a[0] = _mm512_fmadd_ps(x, w0, a[0]);
+                    a[1] = _mm512_fmadd_ps(x, w1, a[1]);
+                }
+                up = up.add(PANEL);
+                vp = vp.add(vs);
+            }
+            for (r, a) in acc.iter().enumerate() {
+                _mm512_storeu_ps(m.add(r * ms), a[0]);
+                _mm512_storeu_ps(m.add(r * ms + 16), a[1]);
+            }
+        }
+    }
+}
+
 /// `U[ξ][c][o] = (G g Gᵀ)[ξ]` with `g = filter(o, c)` (3×3 row-major), in f64, into `u`
-/// (`[36, IC, OC]`). One task per row `i` of the 6×6 transform (its six `U_ξ`, contiguous):
-/// `t = G_i · g` (3 values), then `U_(i,j) = t · G_j`.
+/// (`[36, panels, IC, PANEL]`, see [`Winograd::u`]). One task per row `i` of the 6×6
+/// transform (its six `U_ξ`, contiguous): `t = G_i · g` (3 values), then `U_(i,j) = t · G_j`.
 fn transform_filters(u: &mut [f32], ic: usize, oc: usize, filter: impl Fn(usize, usize) -> [f32; 9] + Sync) {
-    u.par_chunks_mut(6 * ic * oc).zip(G.par_iter()).for_each(|(ui, gi)| {
+    let panels = oc.div_ceil(PANEL);
+    u.par_chunks_mut(6 * panels * ic * PANEL).zip(G.par_iter()).for_each(|(ui, gi)| {
         for c in 0..ic {
             for o in 0..oc {
                 let g = filter(o, c);
                 let t: [f64; 3] =
                     std::array::from_fn(|j| gi[0] * g[j] as f64 + gi[1] * g[3 + j] as f64 + gi[2] * g[6 + j] as f64);
                 for (j, gj) in G.iter().enumerate() {
-                    ui[(j * ic + c) * oc + o] = (t[0] * gj[0] + t[1] * gj[1] + t[2] * gj[2]) as f32;
+                    ui[((j * panels + o / PANEL) * ic + c) * PANEL + o % PANEL] =
+                        (t[0] * gj[0] + t[1] * gj[1] + t[2] * gj[2]) as f32;
                 }
             }
         }
     });
 }
 
-/// Tiles per block, 16 to 256: `V` and `M` of the block within [`BLOCK_BYTES`] or, when the
-/// filters `U` are larger, within the size of `U` — each block streams all of `U` once, so
-/// with large filters fewer, larger blocks (spilling to L3) beat L2-sized ones. Measured on
+/// Tiles per block, 16 to 256: the block's `V` within [`BLOCK_BYTES`] or, when the filters
+/// `U` are larger, within the size of `U` — each block streams all of `U` once, so with
+/// large filters fewer, larger blocks (spilling to L3) beat L2-sized ones. Measured on
 /// ResNet-50's 28×28×128 layer (49 tiles, U 2.4 MB): one block 1.0 ms, two 1.4 ms.
 fn block_tiles(ic: usize, oc: usize) -> usize {
-    let per_tile = POINTS * (ic + oc) * 4;
+    let per_tile = POINTS * ic * 4;
     let budget = BLOCK_BYTES.max(POINTS * ic * oc * 4);
     (budget / per_tile).clamp(16, 256)
+}
+
+/// Output channels per round of a task with `nb` tiles: `M` within [`ROUND_BYTES`], whole
+/// panels, at least one.
+fn round_channels(nb: usize) -> usize {
+    (ROUND_BYTES / (POINTS * nb * 4) / PANEL).max(1) * PANEL
 }
 
 /// `Bᵀ a` for one column of six values: the input transform's matrix, applied to the columns
@@ -579,7 +702,8 @@ mod tests {
         for (i, gi) in G.iter().enumerate() {
             for (j, gj) in G.iter().enumerate() {
                 let want = (gi[0] * gj[0]) as f32;
-                assert!((wg.u[i * 6 + j] - want).abs() < 1e-7, "({i},{j}): {} vs {want}", wg.u[i * 6 + j]);
+                let got = wg.u[(i * 6 + j) * PANEL];
+                assert!((got - want).abs() < 1e-7, "({i},{j}): {got} vs {want}");
             }
         }
     }
