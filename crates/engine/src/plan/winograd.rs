@@ -24,17 +24,21 @@
 //! - Tasks are (block × output-channel chunk) and run on the plan's rayon pool, one round
 //!   of equal blocks per thread; when the blocks are fewer than the threads the output
 //!   channels are split as well, in whole panels.
-//! - The input transform splits each input row by column phase (`x mod 4`) so that every
-//!   step is element-wise over the tiles (contiguous in `V`); the output transform is
-//!   element-wise over the output channels (contiguous in `M`). Both are plain loops
-//!   compiled for AVX-512, AVX2+FMA and the baseline, picked at run time.
+//! - On AVX-512 both transforms are vector code with one lane per tile (input: each input
+//!   row under up to 16 tiles loaded as masked vectors — the padding is the mask — and split
+//!   into the tiles' 6 columns by two-source permutes) or per output channel (output: each
+//!   tile's 4 output rows transposed in registers so that a channel's 4 pixels are one
+//!   masked store, with the epilogue). Other ISAs run plain loops compiled for AVX2+FMA and
+//!   the baseline: the input transform splits each row by column phase (`x mod 4`) so that
+//!   every step is element-wise over the tiles, the output transform is element-wise over
+//!   the output channels and the store scalar.
 //! - Which calls run as Winograd: see [`MIN_CHANNELS`], [`MAX_CHANNEL_PRODUCT`] (compile
 //!   time) and [`MIN_TILES`] (per call; smaller calls run the exact kernel).
 //!
 //! Accuracy: the transforms multiply by up to 8 and the filter transform by fractions, so the
 //! rounding error grows over exact fp32: a conv stays within 1e-4 of max|y| of the reference
 //! (measured ≤ 1.2e-5, `tests/winograd.rs`); Keras ResNet-50's logits on the 200 sample images
-//! within 1.5e-6 of max|logit| of exact mode (`crates/resnet/tests/fast_mode.rs`).
+//! within 1.6e-6 of max|logit| of exact mode (`crates/resnet/tests/fast_mode.rs`).
 
 use std::cell::RefCell;
 
@@ -296,7 +300,31 @@ impl Winograd {
                 let ix0 = (4 * seg.tx0) as isize - aw.pad_begin as isize;
                 for c in 0..ic {
                     let xc = &x[(seg.img * ic + c) * plane..][..plane];
-                    input_tiles(xc, h, w, iy0, ix0, seg.len, strip, &mut v[c * nb + seg.col..], ic * nb);
+                    let vc = &mut v[c * nb + seg.col..];
+                    #[cfg(target_arch = "x86_64")]
+                    if kernels::active_isa() == kernels::Isa::Avx512 {
+                        for k0 in (0..seg.len).step_by(16) {
+                            let nt = (seg.len - k0).min(16);
+                            assert!(vc.len() >= (POINTS - 1) * ic * nb + seg.len, "V extent");
+                            // SAFETY: AVX-512F is active; tiles `k0..k0+nt` of the segment
+                            // have their 36 points at `vc[ξ·ic·nb + k]`, inside `vc`
+                            // (checked above).
+                            unsafe {
+                                avx512::input_tiles16(
+                                    xc,
+                                    h,
+                                    w,
+                                    iy0,
+                                    ix0 + 4 * k0 as isize,
+                                    nt,
+                                    vc.as_mut_ptr().add(k0),
+                                    ic * nb,
+                                )
+                            };
+                        }
+                        continue;
+                    }
+                    input_tiles(xc, h, w, iy0, ix0, seg.len, strip, vc, ic * nb);
                 }
             }
 
@@ -317,13 +345,42 @@ impl Winograd {
 
                 // Output transform + epilogue, one tile at a time, vectorized over the channels.
                 let ob = o0 + r0;
+                #[cfg(target_arch = "x86_64")]
+                let wide = kernels::active_isa() == kernels::Isa::Avx512;
+                #[cfg(not(target_arch = "x86_64"))]
+                let wide = false;
                 for seg in segments(t0, nb, th, tw) {
                     for k in 0..seg.len {
                         let col = seg.col + k;
-                        output_tile(&m[col * rp..], nb * rp, rw, tmp);
                         let (oy0, ox0) = (4 * seg.ty, 4 * (seg.tx0 + k));
                         let (rows, cols) = ((oh - oy0).min(4), (ow - ox0).min(4));
                         let base = (seg.img * oc + ob) * out_plane + oy0 * ow + ox0;
+                        #[cfg(target_arch = "x86_64")]
+                        if wide {
+                            assert!(m.len() >= (POINTS - 1) * nb * rp + col * rp + rp, "M extent");
+                            for g0 in (0..rw).step_by(16) {
+                                // SAFETY: AVX-512F is active; channels `g0..g0+16` of this
+                                // tile's 36 points lie in `m` (rows padded to `rp`, a multiple
+                                // of 32, checked above); the tile's `rows × cols` pixels of
+                                // channels `ob+g0 ..` (at most `rw`) lie in `y` and belong to
+                                // this task only; `residual` has the output's layout.
+                                unsafe {
+                                    avx512::output_tile16(
+                                        m.as_ptr().add(col * rp + g0),
+                                        nb * rp,
+                                        (rw - g0).min(16),
+                                        out.0.add(base + g0 * out_plane),
+                                        (out_plane, ow, rows, cols),
+                                        bias.map(|b| b[ob + g0..].as_ptr()),
+                                        residual.map(|r| r[base + g0 * out_plane..].as_ptr()),
+                                        relu,
+                                        accumulate,
+                                    )
+                                };
+                            }
+                            continue;
+                        }
+                        output_tile(&m[col * rp..], nb * rp, rw, tmp);
                         // SAFETY: the `rows × cols` pixels of this tile in output channels
                         // `ob..ob+rw` lie inside `y` and belong to this task only.
                         unsafe {
@@ -415,6 +472,229 @@ mod avx512 {
 
     /// Floats ahead of the current filter row that the micro-kernel prefetches (16 rows).
     const PF_DIST: usize = 16 * PANEL;
+
+    /// `Bᵀ a` of [`super::bt`] on vectors (with FMAs).
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn bt([a0, a1, a2, a3, a4, a5]: [__m512; 6]) -> [__m512; 6] {
+        let (two, four, five) = (_mm512_set1_ps(2.0), _mm512_set1_ps(4.0), _mm512_set1_ps(5.0));
+        [
+            _mm512_fmadd_ps(four, a0, _mm512_fnmadd_ps(five, a2, a4)),
+            _mm512_fnmadd_ps(four, _mm512_add_ps(a1, a2), _mm512_add_ps(a3, a4)),
+            _mm512_fmadd_ps(four, _mm512_sub_ps(a1, a2), _mm512_sub_ps(a4, a3)),
+            _mm512_fmadd_ps(two, _mm512_sub_ps(a3, a1), _mm512_sub_ps(a4, a2)),
+            _mm512_fmadd_ps(two, _mm512_sub_ps(a1, a3), _mm512_sub_ps(a4, a2)),
+            _mm512_fmadd_ps(four, a1, _mm512_fnmadd_ps(five, a3, a5)),
+        ]
+    }
+
+    /// [`super::input_tiles`] for at most 16 tiles, one vector lane per tile: each of the 6
+    /// input rows under the tiles is loaded as 5 masked vectors (zeros outside the row,
+    /// which is the padding) and split into its 6 tile columns with two-source permutes
+    /// (column `s` of tile `k` is float `4k + s`), then both transforms run on whole vectors
+    /// and the 36 points are stored, masked to `nt` lanes.
+    ///
+    /// # Safety
+    /// AVX-512F available; `1 ≤ nt ≤ 16`; `v + ξ·vstride + k` writable for `ξ < 36`, `k < nt`.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn input_tiles16(
+        xc: &[f32],
+        h: usize,
+        w: usize,
+        iy0: isize,
+        ix0: isize,
+        nt: usize,
+        v: *mut f32,
+        vstride: usize,
+    ) {
+        debug_assert!((1..=16).contains(&nt) && xc.len() >= h * w);
+        // Columns ix0 + j for j < 4·nt + 2; those inside the row are jlo..jhi.
+        let need = 4 * nt as isize + 2;
+        let jlo = (-ix0).clamp(0, need);
+        let jhi = (w as isize - ix0).clamp(jlo, need);
+        let mask = |q: isize| -> __mmask16 {
+            let (lo, hi) = ((jlo - 16 * q).clamp(0, 16), (jhi - 16 * q).clamp(0, 16));
+            (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as u16
+        };
+        let masks: [__mmask16; 5] = std::array::from_fn(|q| mask(q as isize));
+        // Lane k (of each half) takes float 4·(k mod 8) + s of the two sources.
+        let idx: [__m512i; 4] = std::array::from_fn(|s| {
+            let s = s as i32;
+            _mm512_setr_epi32(
+                s,
+                4 + s,
+                8 + s,
+                12 + s,
+                16 + s,
+                20 + s,
+                24 + s,
+                28 + s,
+                s,
+                4 + s,
+                8 + s,
+                12 + s,
+                16 + s,
+                20 + s,
+                24 + s,
+                28 + s,
+            )
+        });
+        let split = |a: __m512, b: __m512, c: __m512, d: __m512, i: __m512i| {
+            _mm512_mask_blend_ps(0xFF00, _mm512_permutex2var_ps(a, i, b), _mm512_permutex2var_ps(c, i, d))
+        };
+        let shift = |a: __m512, b: __m512| {
+            _mm512_castsi512_ps(_mm512_alignr_epi32::<4>(_mm512_castps_si512(b), _mm512_castps_si512(a)))
+        };
+        // d[r][s]: column s of the tiles' row r.
+        let mut d = [[_mm512_setzero_ps(); 6]; 6];
+        for (r, dr) in d.iter_mut().enumerate() {
+            let iy = iy0 + r as isize;
+            if iy < 0 || iy >= h as isize {
+                continue;
+            }
+            // SAFETY: the row lies in `xc`; lanes outside jlo..jhi are masked off (no access).
+            let row = unsafe { xc.as_ptr().add(iy as usize * w) }.wrapping_offset(ix0);
+            // SAFETY: as above.
+            let q: [__m512; 5] =
+                std::array::from_fn(|i| unsafe { _mm512_maskz_loadu_ps(masks[i], row.wrapping_add(16 * i)) });
+            for (ds, ix) in dr.iter_mut().zip(&idx) {
+                *ds = split(q[0], q[1], q[2], q[3], *ix);
+            }
+            let (s0, s1, s2, s3) = (shift(q[0], q[1]), shift(q[1], q[2]), shift(q[2], q[3]), shift(q[3], q[4]));
+            dr[4] = split(s0, s1, s2, s3, idx[0]);
+            dr[5] = split(s0, s1, s2, s3, idx[1]);
+        }
+        // t[s][i] = (Bᵀ d)[i][s], then V[i·6 + j] = (t B)[i][j].
+        let t: [[__m512; 6]; 6] = std::array::from_fn(|s| bt(std::array::from_fn(|r| d[r][s])));
+        let rows: [[__m512; 6]; 6] = std::array::from_fn(|i| std::array::from_fn(|s| t[s][i]));
+        let lanes = ((1u32 << nt) - 1) as u16;
+        for (i, ti) in rows.into_iter().enumerate() {
+            let vi = bt(ti);
+            for (j, vv) in vi.into_iter().enumerate() {
+                // SAFETY: point i·6 + j of tiles 0..nt, writable by the caller's contract.
+                unsafe { _mm512_mask_storeu_ps(v.add((i * 6 + j) * vstride), lanes, vv) };
+            }
+        }
+    }
+
+    /// `Aᵀ a` of [`super::output_tile`] on vectors.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn at([m0, m1, m2, m3, m4, m5]: [__m512; 6]) -> [__m512; 4] {
+        let (s12, d12) = (_mm512_add_ps(m1, m2), _mm512_sub_ps(m1, m2));
+        let (s34, d34) = (_mm512_add_ps(m3, m4), _mm512_sub_ps(m3, m4));
+        [
+            _mm512_add_ps(_mm512_add_ps(m0, s12), s34),
+            _mm512_fmadd_ps(_mm512_set1_ps(2.0), d34, d12),
+            _mm512_fmadd_ps(_mm512_set1_ps(4.0), s34, s12),
+            _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(8.0), d34, d12), m5),
+        ]
+    }
+
+    /// Output transform and epilogue of one tile for `nch ≤ 16` channels, one vector lane
+    /// per channel: `m + ξ·mstride` holds point ξ of the 16 channels; pixel `(a, b)` of
+    /// channel `o` becomes `relu?(res + bias[o] + residual[o·plane + a·ow + b] (+ y))` at
+    /// `y[o·plane + a·ow + b]` for `a < rows`, `b < cols`. Each output row is transposed in
+    /// registers (4×4 within each 128-bit lane) so that a channel's 4 pixels are one masked
+    /// store.
+    ///
+    /// # Safety
+    /// AVX-512F available; `m + ξ·mstride + l` readable for `ξ < 36`, `l < 16`; `bias + o`
+    /// readable and `y + o·plane + a·ow + b` writable (and, with `residual`, readable there)
+    /// for `o < nch`, `a < rows ≤ 4`, `b < cols ≤ 4`.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn output_tile16(
+        m: *const f32,
+        mstride: usize,
+        nch: usize,
+        y: *mut f32,
+        (plane, ow, rows, cols): (usize, usize, usize, usize),
+        bias: Option<*const f32>,
+        residual: Option<*const f32>,
+        relu: bool,
+        accumulate: bool,
+    ) {
+        debug_assert!((1..=16).contains(&nch) && rows <= 4 && cols <= 4);
+        // SAFETY (whole body): extents as the caller guarantees; masked-off lanes of the
+        // shifted row pointers are not accessed.
+        unsafe {
+            let p: [__m512; 36] = std::array::from_fn(|xi| _mm512_loadu_ps(m.add(xi * mstride)));
+            // mid[j][a] = (Aᵀ m)[a][j], then res[a][b] = (mid Aᵀᵀ)[a][b].
+            let mid: [[__m512; 4]; 6] = std::array::from_fn(|j| at(std::array::from_fn(|i| p[i * 6 + j])));
+            let mid_rows: [[__m512; 6]; 4] = std::array::from_fn(|a| std::array::from_fn(|j| mid[j][a]));
+            let chans = ((1u32 << nch) - 1) as u16;
+            // bq[q]: lanes 4L..4L+3 hold bias[4L + q] (the channel of lane L after the transpose).
+            let bq: [__m512; 4] = match bias {
+                Some(b) => {
+                    let bv = _mm512_maskz_loadu_ps(chans, b);
+                    std::array::from_fn(|q| {
+                        let q = q as i32;
+                        let idx = _mm512_setr_epi32(
+                            q,
+                            q,
+                            q,
+                            q,
+                            4 + q,
+                            4 + q,
+                            4 + q,
+                            4 + q,
+                            8 + q,
+                            8 + q,
+                            8 + q,
+                            8 + q,
+                            12 + q,
+                            12 + q,
+                            12 + q,
+                            12 + q,
+                        );
+                        _mm512_permutexvar_ps(idx, bv)
+                    })
+                }
+                None => [_mm512_setzero_ps(); 4],
+            };
+            let zero = _mm512_setzero_ps();
+            let cmask = (1u16 << cols) - 1;
+            for (a, ma) in mid_rows.into_iter().take(rows).enumerate() {
+                let r = at(ma);
+                let (t0, t1) = (_mm512_unpacklo_ps(r[0], r[1]), _mm512_unpackhi_ps(r[0], r[1]));
+                let (t2, t3) = (_mm512_unpacklo_ps(r[2], r[3]), _mm512_unpackhi_ps(r[2], r[3]));
+                let pd = _mm512_castps_pd;
+                let ps = _mm512_castpd_ps;
+                // tq[q], 128-bit lane L: pixels b = 0..4 of row a of channel 4L + q.
+                let tq = [
+                    ps(_mm512_unpacklo_pd(pd(t0), pd(t2))),
+                    ps(_mm512_unpackhi_pd(pd(t0), pd(t2))),
+                    ps(_mm512_unpacklo_pd(pd(t1), pd(t3))),
+                    ps(_mm512_unpackhi_pd(pd(t1), pd(t3))),
+                ];
+                for (q, t) in tq.into_iter().enumerate() {
+                    let v = _mm512_add_ps(t, bq[q]);
+                    for l in 0..4 {
+                        let o = 4 * l + q;
+                        if o >= nch {
+                            break;
+                        }
+                        let mask = cmask << (4 * l);
+                        let off = o * plane + a * ow;
+                        let mut u = v;
+                        if let Some(res) = residual {
+                            u = _mm512_add_ps(u, _mm512_maskz_loadu_ps(mask, res.add(off).wrapping_sub(4 * l)));
+                        }
+                        let dst = y.add(off).wrapping_sub(4 * l);
+                        if accumulate {
+                            u = _mm512_add_ps(u, _mm512_maskz_loadu_ps(mask, dst));
+                        }
+                        if relu {
+                            u = _mm512_max_ps(u, zero);
+                        }
+                        _mm512_mask_storeu_ps(dst, mask, u);
+                    }
+                }
+            }
+        }
+    }
 
     /// [`super::panel_product`] for `R` tiles: `m[r·ms + j] = Σ_c v[c·vs + r] · u[c·PANEL + j]`.
     ///

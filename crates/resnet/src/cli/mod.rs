@@ -56,7 +56,7 @@ pub const MODE_HELP: &str = "Arithmetic of the plan's convolutions.
          least 16 4×4 output tiles (ResNet-50 at batch 1: its 56×56, 28×28 and 14×14
          layers); everything else as in exact. Measured accuracy (Keras
          ResNet-50, all 200 sample images, batch 8, crates/resnet/tests/fast_mode.rs): top-1
-         unchanged on all 200, logits within 1.5e-6 of max|logit| of exact mode (bound
+         unchanged on all 200, logits within 1.6e-6 of max|logit| of exact mode (bound
          asserted: 1e-3); a single Winograd conv stays within 1e-4 of max|y| of the reference
          (measured ≤ 1.2e-5, crates/engine/tests/winograd.rs).
   exact  direct fp32 products (on AVX-512 CPUs a direct convolution for stride-1 convs wider
