@@ -36,6 +36,9 @@ fn conv(c: usize, m: usize, side: usize, k: usize, s: usize) -> (Graph, Vec<Tens
     (g, vec![tensor(&[1, c, side, side], 1)])
 }
 
+/// The tests here lower the process-wide cap in turn (the harness runs tests in parallel).
+static CAP: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn check(got: &[Tensor], want: &[Tensor], what: &str) {
     check_within(got, want, what, 1e-5);
 }
@@ -47,6 +50,7 @@ fn check_within(got: &[Tensor], want: &[Tensor], what: &str, of_max: f64) {
 
 #[test]
 fn direct_convs_fall_back_to_im2col_with_their_own_filters_when_the_isa_cap_drops() {
+    let _cap = CAP.lock().unwrap_or_else(|e| e.into_inner());
     // 3×3 over 20×20 (position kernel), 3×3 over 7×7 (narrow-plane kernel), 7×7/2 (phase
     // grid), 1×1 over 7×7 (pointwise narrow-plane kernel; it keeps the [M, C] filters).
     for (c, m, side, k, s) in [(40, 24, 20, 3, 1), (48, 72, 7, 3, 1), (3, 16, 30, 7, 2), (64, 48, 7, 1, 1)] {
@@ -68,12 +72,14 @@ fn direct_convs_fall_back_to_im2col_with_their_own_filters_when_the_isa_cap_drop
 
 #[test]
 fn winograd_convs_give_the_same_results_on_every_isa() {
-    // 72 output channels: two full panels of 32 and a zero-padded one; 20×20 is 25 tiles.
-    for (c, m, side, threads) in [(40, 72, 20, 1), (16, 40, 14, 2)] {
-        let what = format!("winograd c {c} m {m} side {side} threads {threads}");
+    let _cap = CAP.lock().unwrap_or_else(|e| e.into_inner());
+    // 72 output channels: two full panels of 32 and a zero-padded one; 20×20 is 25 tiles of
+    // F(4×4) and 100 of F(2×2).
+    for (c, m, side, threads, tile) in [(40, 72, 20, 1, 4), (16, 40, 14, 2, 4), (40, 72, 20, 2, 2), (24, 16, 7, 1, 2)] {
+        let what = format!("winograd F({tile}×{tile}) c {c} m {m} side {side} threads {threads}");
         let (g, feeds) = conv(c, m, side, 3, 1);
         let want = exec::run(&g, feeds.clone()).expect("reference runs");
-        let opts = PlanOptions { threads, mode: Mode::Fast, ..PlanOptions::default() };
+        let opts = PlanOptions { threads, mode: Mode::Fast, winograd_tile: Some(tile), winograd_min_tiles: Some(1) };
         let plan = Plan::compile(&g, &opts).expect("compiles");
         assert!(plan.describe()[0].contains("winograd"), "{what}: {:?}", plan.describe());
         let full = plan.run(feeds.clone()).expect("runs");

@@ -119,23 +119,25 @@ fn conv_graph(c: &Case, stride: usize) -> (Graph, Vec<Tensor>) {
     (g, feeds)
 }
 
-fn fast(threads: usize) -> PlanOptions {
-    PlanOptions { threads, mode: Mode::Fast, winograd_min_tiles: Some(1) }
+/// Fast mode with every call as Winograd, F(`tile`×`tile`, 3×3).
+fn fast(threads: usize, tile: usize) -> PlanOptions {
+    PlanOptions { threads, mode: Mode::Fast, winograd_min_tiles: Some(1), winograd_tile: Some(tile) }
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     #[test]
-    fn winograd_conv_step_matches_the_reference(c in case()) {
+    fn winograd_conv_step_matches_the_reference(c in case(), tile in proptest::sample::select(vec![2usize, 4])) {
         let (g, feeds) = conv_graph(&c, 1);
         let want = exec::run(&g, feeds.clone()).expect("reference runs");
-        let plan = Plan::compile(&g, &fast(c.threads)).expect("compiles");
+        let plan = Plan::compile(&g, &fast(c.threads, tile)).expect("compiles");
         prop_assert!(plan.describe()[0].contains("winograd"), "{:?}", plan.describe());
+        prop_assert_eq!(plan.describe()[0].contains("F(2×2)"), tile == 2, "{:?}", plan.describe());
         prop_assert_eq!(plan.describe().len(), 1, "fused into one step: {:?}", plan.describe());
         let got = plan.run(feeds).expect("plan runs");
         let err = rel_error(&got, &want);
-        prop_assert!(err <= CONV_BOUND, "{:?}: relative error {:e}", c, err);
+        prop_assert!(err <= CONV_BOUND, "{:?} F({}×{}): relative error {:e}", c, tile, tile, err);
     }
 }
 
@@ -158,12 +160,12 @@ fn max_error_of_random_convs() {
             Case { n, c, m, h, w, pads: [pad; 4], bias: true, residual: i % 2 == 0, relu: i % 3 == 0, threads: 2 };
         let (g, feeds) = conv_graph(&case, 1);
         let want = exec::run(&g, feeds.clone()).unwrap();
-        for threads in [1, 2] {
-            let plan = Plan::compile(&g, &fast(threads)).unwrap();
+        for (threads, tile) in [(1, 4), (2, 4), (1, 2), (2, 2)] {
+            let plan = Plan::compile(&g, &fast(threads, tile)).unwrap();
             assert!(plan.describe()[0].contains("winograd"));
             let err = rel_error(&plan.run(feeds.clone()).unwrap(), &want);
-            eprintln!("{case:?} threads {threads}: relative error {err:e}");
-            assert!(err <= CONV_BOUND, "{case:?} threads {threads}: relative error {err:e}");
+            eprintln!("{case:?} threads {threads} F({tile}×{tile}): relative error {err:e}");
+            assert!(err <= CONV_BOUND, "{case:?} threads {threads} F({tile}×{tile}): relative error {err:e}");
             worst = worst.max(err);
         }
     }
@@ -184,8 +186,10 @@ fn only_3x3_stride1_convs_with_enough_channels_become_winograd() {
     assert!(!describe(&Case { c: 8, ..base.clone() }, 1, Mode::Fast).contains("winograd"), "too few input channels");
     assert!(!describe(&Case { m: 8, ..base.clone() }, 1, Mode::Fast).contains("winograd"), "too few output channels");
     let big = Case { c: 512, m: 512, h: 4, w: 4, ..base.clone() };
-    assert!(!describe(&big, 1, Mode::Fast).contains("winograd"), "512×512 filters stay exact");
-    assert!(describe(&Case { m: 128, ..big }, 1, Mode::Fast).contains("winograd"));
+    assert!(describe(&big, 1, Mode::Fast).contains("winograd F(2×2)"), "512×512 filters: F(2×2)");
+    assert!(!describe(&Case { m: 513, ..big.clone() }, 1, Mode::Fast).contains("winograd"), "above 512×512: exact");
+    let mid = describe(&Case { m: 128, ..big }, 1, Mode::Fast);
+    assert!(mid.contains("winograd") && !mid.contains("F(2×2)"), "512×128: F(4×4): {mid}");
 }
 
 #[test]
@@ -220,10 +224,15 @@ fn resnet50_keras_in_fast_mode_matches_the_data_sets_and_the_reference() {
     let want = testdata::read_numbered(set, "output").unwrap().remove(0).1;
     let reference = exec::run(&graph, vec![img.clone()]).unwrap();
     for threads in [1, 2] {
-        let plan = Plan::compile(&optimized, &fast(threads)).unwrap();
+        let plan = Plan::compile(
+            &optimized,
+            &PlanOptions { threads, mode: Mode::Fast, winograd_min_tiles: Some(1), ..PlanOptions::default() },
+        )
+        .unwrap();
         let wino = plan.describe().iter().filter(|l| l.contains("winograd")).count();
-        // 16 3×3 stride-1 convs, of which the 3 with 512×512 channels stay exact.
-        assert_eq!(wino, 13, "{:#?}", plan.describe());
+        // 16 3×3 stride-1 convs, of which the 3 with 512×512 channels run F(2×2).
+        assert_eq!(wino, 16, "{:#?}", plan.describe());
+        assert_eq!(plan.describe().iter().filter(|l| l.contains("F(2×2)")).count(), 3);
         let got = plan.run(vec![img.clone()]).unwrap();
         let err = rel_error(&got, &reference);
         eprintln!("threads {threads}: logits relative error vs the reference {err:e}");
@@ -247,8 +256,11 @@ fn winograd_profile_resnet50() {
     let exact =
         Plan::compile(&optimized, &PlanOptions { threads, mode: Mode::Exact, ..PlanOptions::default() }).unwrap();
     let min_tiles = std::env::var("PLAN_MIN_TILES").ok().and_then(|s| s.parse().ok());
-    let fast =
-        Plan::compile(&optimized, &PlanOptions { threads, mode: Mode::Fast, winograd_min_tiles: min_tiles }).unwrap();
+    let fast = Plan::compile(
+        &optimized,
+        &PlanOptions { threads, mode: Mode::Fast, winograd_min_tiles: min_tiles, ..PlanOptions::default() },
+    )
+    .unwrap();
     let x = tensor(&[batch, 3, 224, 224], 7);
     let steps = exact.describe().len();
     let (mut te, mut tf) = (vec![Vec::new(); steps], vec![Vec::new(); steps]);

@@ -1,6 +1,9 @@
 //! Winograd F(4×4, 3×3) convolution for [`super::Mode::Fast`]: stride-1, dilation-1,
 //! group-1 3×3 convolutions with any padding, 2.25 multiplications per output and filter tap
-//! instead of 9.
+//! instead of 9. Convs with more channels than [`MAX_CHANNEL_PRODUCT`] (ResNet's 512×512
+//! ones at 7×7) use F(2×2, 3×3) instead (4 multiplications, a 4×4 transform, `U` 16/9 of
+//! the direct filters' size, 16 tiles on a 7×7 plane); everything below is written for
+//! F(4×4) and holds for F(2×2) with 16 points and 2×2 tiles.
 //!
 //! With the 6×6 transforms Bᵀ (input), G (filter) and Aᵀ (output) of Lavin & Gray (2015),
 //! one 4×4 output tile of output channel `o` is `Aᵀ [Σ_c (G g_{o,c} Gᵀ) ⊙ (Bᵀ d_c B)] A` where
@@ -48,19 +51,25 @@ use rayon::prelude::*;
 use crate::ops::conv::ConvGeometry;
 use crate::plan::kernels::{self, multiversion};
 
-/// Points of one transformed tile (6×6).
+/// Points of one transformed tile of F(4×4, 3×3) (6×6); F(2×2, 3×3) has 16 (4×4).
 const POINTS: usize = 36;
 
 /// Fewest input and output channels for which [`super::Mode::Fast`] uses Winograd: below
 /// this the transforms cost more than the multiplications they save.
 pub const MIN_CHANNELS: usize = 16;
 
-/// Most input × output channels for which [`super::Mode::Fast`] uses Winograd. `U_ξ` is
-/// streamed from memory for every block; with 512×512 filters (U: 38 MB) the GEMMs are
-/// memory-bound: ResNet-50's 7×7×512 layer measured 0.9× the exact speed at batch 8 (2
-/// threads) and 0.2× at batch 1, so such convs stay exact (and their 4× larger `U` is not
-/// kept).
+/// Most input × output channels for which [`super::Mode::Fast`] uses Winograd. `U` is 4×
+/// the size of the direct filters, which are kept too (calls with few tiles run exact): for
+/// ResNet-50's three 512×512 convs that would be 113 MB more, above ONNX Runtime's peak RSS.
+/// Measured with the panel micro-kernel (`winograd_profile_resnet50`, min of 8 interleaved
+/// runs, 1 thread, limit raised): 7×7×512 at batch 1 (4 tiles, `U` 38 MB streamed from
+/// memory) 0.9× the exact speed, at batch 4 (16 tiles) 1.8–2.1×.
 pub const MAX_CHANNEL_PRODUCT: usize = 256 * 256;
+
+/// Most input × output channels for which [`super::Mode::Fast`] uses Winograd F(2×2, 3×3)
+/// (above [`MAX_CHANNEL_PRODUCT`]): its `U` is 16/9 the size of the direct filters, and at
+/// batch 1 a 7×7 plane is 16 of its tiles (4 of F(4×4)'s).
+pub const MAX_F2_CHANNEL_PRODUCT: usize = 512 * 512;
 
 /// Fewest output tiles (all images together) for which a call runs as Winograd. `U` is 4×
 /// the size of the direct filters and streams from memory once per block, so with few
@@ -86,6 +95,9 @@ const ROWS: usize = 14;
 /// its output channels in rounds so that `M` is still in L2 when the output transform reads it.
 const ROUND_BYTES: usize = 1 << 18;
 
+/// The filter transform `G` of F(2×2, 3×3) (4×3).
+const G2: [[f64; 3]; 4] = [[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]];
+
 /// The filter transform `G` (6×3).
 const G: [[f64; 3]; 6] = [
     [1.0 / 4.0, 0.0, 0.0],
@@ -106,16 +118,18 @@ thread_local! {
 pub struct Winograd {
     ic: usize,
     oc: usize,
+    /// Output tile side: 4 for F(4×4, 3×3), 2 for F(2×2, 3×3).
+    tile: usize,
     /// Calls with fewer output tiles run the exact kernel.
     min_tiles: usize,
     /// `U[ξ][c][o] = (G g_{o,c} Gᵀ)[ξ]` in panels of [`PANEL`] output channels: row-major
-    /// `[36, panels, IC, PANEL]`, the last panel's missing channels zero.
+    /// `[points, panels, IC, PANEL]`, the last panel's missing channels zero.
     u: Vec<f32>,
 }
 
 impl std::fmt::Debug for Winograd {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Winograd").field("ic", &self.ic).field("oc", &self.oc).finish()
+        f.debug_struct("Winograd").field("ic", &self.ic).field("oc", &self.oc).field("tile", &self.tile).finish()
     }
 }
 
@@ -155,27 +169,47 @@ fn segments(t0: usize, nb: usize, th: usize, tw: usize) -> impl Iterator<Item = 
 }
 
 impl Winograd {
-    /// Transforms filters `w` (`[OC, IC, 3, 3]` row-major).
+    /// Transforms filters `w` (`[OC, IC, 3, 3]` row-major) for F(4×4, 3×3).
     pub fn new(w: &[f32], oc: usize, ic: usize, min_tiles: usize) -> Winograd {
+        Winograd::with_tile(w, oc, ic, min_tiles, 4)
+    }
+
+    /// Transforms filters `w` (`[OC, IC, 3, 3]` row-major) for F(`tile`×`tile`, 3×3), `tile`
+    /// 2 or 4; `min_tiles` counts tiles of that side.
+    pub fn with_tile(w: &[f32], oc: usize, ic: usize, min_tiles: usize, tile: usize) -> Winograd {
+        assert!(tile == 2 || tile == 4, "F(2×2) or F(4×4)");
         assert_eq!(w.len(), oc * ic * 9, "filters are [OC, IC, 3, 3]");
         let mut wg = Winograd::with_channels(ic, oc);
+        wg.tile = tile;
+        wg.u = vec![0.0; wg.points() * oc.next_multiple_of(PANEL) * ic];
         wg.min_tiles = min_tiles;
         wg.set_filters(w);
         wg
+    }
+
+    /// Output tile side (4: F(4×4, 3×3), 2: F(2×2, 3×3)).
+    pub fn tile(&self) -> usize {
+        self.tile
+    }
+
+    /// Points of one transformed tile: `(tile + 2)²`.
+    fn points(&self) -> usize {
+        (self.tile + 2) * (self.tile + 2)
     }
 
     /// A kernel for `ic` input and `oc` output channels whose filters are set later (and
     /// may change between calls: training), with [`Self::set_filters`]. Every call with a
     /// supported geometry runs.
     pub(crate) fn with_channels(ic: usize, oc: usize) -> Winograd {
-        Winograd { ic, oc, min_tiles: 0, u: vec![0.0; POINTS * oc.next_multiple_of(PANEL) * ic] }
+        Winograd { ic, oc, tile: 4, min_tiles: 0, u: vec![0.0; POINTS * oc.next_multiple_of(PANEL) * ic] }
     }
 
     /// Transforms filters `w` (`[OC, IC, 3, 3]` row-major) into this kernel's `U`.
     pub(crate) fn set_filters(&mut self, w: &[f32]) {
         let (ic, oc) = (self.ic, self.oc);
         assert_eq!(w.len(), oc * ic * 9, "filters are [OC, IC, 3, 3]");
-        transform_filters(&mut self.u, ic, oc, |o, c| w[(o * ic + c) * 9..][..9].try_into().expect("9 taps"));
+        let g: &[[f64; 3]] = if self.tile == 2 { &G2 } else { &G };
+        transform_filters(&mut self.u, g, ic, oc, |o, c| w[(o * ic + c) * 9..][..9].try_into().expect("9 taps"));
     }
 
     pub fn input_channels(&self) -> usize {
@@ -191,7 +225,7 @@ impl Winograd {
     /// `min_tiles` output tiles ([`MIN_TILES`] unless [`super::PlanOptions`] says otherwise).
     pub(crate) fn applies(&self, g: &ConvGeometry) -> bool {
         let [_, ah, aw] = &g.axes;
-        g.n * ah.output.div_ceil(4) * aw.output.div_ceil(4) >= self.min_tiles && self.supports(g)
+        g.n * ah.output.div_ceil(self.tile) * aw.output.div_ceil(self.tile) >= self.min_tiles && self.supports(g)
     }
 
     /// [`Self::applies`] without the tile count: the geometry [`Self::run`] computes.
@@ -227,12 +261,12 @@ impl Winograd {
         if g.n * self.oc * ad.output * oh * ow == 0 {
             return;
         }
-        let (th, tw) = (oh.div_ceil(4), ow.div_ceil(4));
+        let (th, tw) = (oh.div_ceil(self.tile), ow.div_ceil(self.tile));
         let total = g.n * th * tw;
         let threads = rayon::current_num_threads();
         // Blocks: within the cache budget, a multiple of the threads (one round of equal
         // tasks), but no smaller than 16 tiles.
-        let mut blocks = total.div_ceil(block_tiles(self.ic, self.oc));
+        let mut blocks = total.div_ceil(block_tiles(self.points(), self.ic, self.oc));
         if threads > 1 {
             blocks = blocks.next_multiple_of(threads).min(total.div_ceil(16)).max(1);
         }
@@ -276,14 +310,18 @@ impl Winograd {
     ) {
         debug_assert_eq!(o0 % PANEL, 0);
         let [_, ah, aw] = &g.axes;
-        let (ic, oc) = (self.ic, self.oc);
+        let (ic, oc, ts, points) = (self.ic, self.oc, self.tile, self.points());
         let panels = oc.div_ceil(PANEL);
         let (h, w, oh, ow) = (ah.input, aw.input, ah.output, aw.output);
         let plane = h * w;
         let strip_len = 48 * (nb.min(tw) + 1);
-        let rc = round_channels(nb).min(ocw.next_multiple_of(PANEL));
-        let (v_len, m_len) = (POINTS * ic * nb, POINTS * rc * nb);
+        let rc = round_channels(points, nb).min(ocw.next_multiple_of(PANEL));
+        let (v_len, m_len) = (points * ic * nb, points * rc * nb);
         let need = v_len + m_len + strip_len + 40 * rc;
+        #[cfg(target_arch = "x86_64")]
+        let wide = kernels::active_isa() == kernels::Isa::Avx512;
+        #[cfg(not(target_arch = "x86_64"))]
+        let wide = false;
         SCRATCH.with(|s| {
             let mut s = s.borrow_mut();
             if s.len() < need {
@@ -296,35 +334,35 @@ impl Winograd {
 
             // Input transform: V[ξ][c][col] for every tile of the block.
             for seg in segments(t0, nb, th, tw) {
-                let iy0 = (4 * seg.ty) as isize - ah.pad_begin as isize;
-                let ix0 = (4 * seg.tx0) as isize - aw.pad_begin as isize;
+                let iy0 = (ts * seg.ty) as isize - ah.pad_begin as isize;
+                let ix0 = (ts * seg.tx0) as isize - aw.pad_begin as isize;
                 for c in 0..ic {
                     let xc = &x[(seg.img * ic + c) * plane..][..plane];
                     let vc = &mut v[c * nb + seg.col..];
+                    assert!(vc.len() >= (points - 1) * ic * nb + seg.len, "V extent");
                     #[cfg(target_arch = "x86_64")]
-                    if kernels::active_isa() == kernels::Isa::Avx512 {
+                    if wide {
                         for k0 in (0..seg.len).step_by(16) {
                             let nt = (seg.len - k0).min(16);
-                            assert!(vc.len() >= (POINTS - 1) * ic * nb + seg.len, "V extent");
+                            let (ix, vk) = (ix0 + (ts * k0) as isize, vc[k0..].as_mut_ptr());
                             // SAFETY: AVX-512F is active; tiles `k0..k0+nt` of the segment
-                            // have their 36 points at `vc[ξ·ic·nb + k]`, inside `vc`
-                            // (checked above).
+                            // have their points at `vc[ξ·ic·nb + k]`, inside `vc` (checked
+                            // above).
                             unsafe {
-                                avx512::input_tiles16(
-                                    xc,
-                                    h,
-                                    w,
-                                    iy0,
-                                    ix0 + 4 * k0 as isize,
-                                    nt,
-                                    vc.as_mut_ptr().add(k0),
-                                    ic * nb,
-                                )
+                                if ts == 4 {
+                                    avx512::input_tiles16(xc, h, w, iy0, ix, nt, vk, ic * nb)
+                                } else {
+                                    avx512::input_tiles16_f2(xc, h, w, iy0, ix, nt, vk, ic * nb)
+                                }
                             };
                         }
                         continue;
                     }
-                    input_tiles(xc, h, w, iy0, ix0, seg.len, strip, vc, ic * nb);
+                    if ts == 4 {
+                        input_tiles(xc, h, w, iy0, ix0, seg.len, strip, vc, ic * nb);
+                    } else {
+                        input_tiles_f2(xc, h, w, iy0, ix0, seg.len, vc, ic * nb);
+                    }
                 }
             }
 
@@ -335,7 +373,7 @@ impl Winograd {
                 let rp = rw.next_multiple_of(PANEL);
                 let p0 = (o0 + r0) / PANEL;
                 // M_ξ [nb × rp] = V_ξᵀ [nb × IC] · U_ξ [IC × rp], one panel of channels at a time.
-                for xi in 0..POINTS {
+                for xi in 0..points {
                     let vx = &v[xi * ic * nb..][..ic * nb];
                     for p in 0..rp / PANEL {
                         let up = &self.u[((xi * panels + p0 + p) * ic) * PANEL..][..ic * PANEL];
@@ -345,39 +383,60 @@ impl Winograd {
 
                 // Output transform + epilogue, one tile at a time, vectorized over the channels.
                 let ob = o0 + r0;
-                #[cfg(target_arch = "x86_64")]
-                let wide = kernels::active_isa() == kernels::Isa::Avx512;
-                #[cfg(not(target_arch = "x86_64"))]
-                let wide = false;
                 for seg in segments(t0, nb, th, tw) {
                     for k in 0..seg.len {
                         let col = seg.col + k;
-                        let (oy0, ox0) = (4 * seg.ty, 4 * (seg.tx0 + k));
-                        let (rows, cols) = ((oh - oy0).min(4), (ow - ox0).min(4));
+                        let (oy0, ox0) = (ts * seg.ty, ts * (seg.tx0 + k));
+                        let (rows, cols) = ((oh - oy0).min(ts), (ow - ox0).min(ts));
                         let base = (seg.img * oc + ob) * out_plane + oy0 * ow + ox0;
+                        assert!(m.len() >= (points - 1) * nb * rp + col * rp + rp, "M extent");
                         #[cfg(target_arch = "x86_64")]
                         if wide {
-                            assert!(m.len() >= (POINTS - 1) * nb * rp + col * rp + rp, "M extent");
                             for g0 in (0..rw).step_by(16) {
+                                let args = (
+                                    m[col * rp + g0..].as_ptr(),
+                                    nb * rp,
+                                    (rw - g0).min(16),
+                                    (out_plane, ow, rows, cols),
+                                    bias.map(|b| b[ob + g0..].as_ptr()),
+                                    residual.map(|r| r[base + g0 * out_plane..].as_ptr()),
+                                );
                                 // SAFETY: AVX-512F is active; channels `g0..g0+16` of this
-                                // tile's 36 points lie in `m` (rows padded to `rp`, a multiple
+                                // tile's points lie in `m` (rows padded to `rp`, a multiple
                                 // of 32, checked above); the tile's `rows × cols` pixels of
                                 // channels `ob+g0 ..` (at most `rw`) lie in `y` and belong to
                                 // this task only; `residual` has the output's layout.
                                 unsafe {
-                                    avx512::output_tile16(
-                                        m.as_ptr().add(col * rp + g0),
-                                        nb * rp,
-                                        (rw - g0).min(16),
-                                        out.0.add(base + g0 * out_plane),
-                                        (out_plane, ow, rows, cols),
-                                        bias.map(|b| b[ob + g0..].as_ptr()),
-                                        residual.map(|r| r[base + g0 * out_plane..].as_ptr()),
-                                        relu,
-                                        accumulate,
-                                    )
+                                    let y = out.0.add(base + g0 * out_plane);
+                                    if ts == 4 {
+                                        avx512::output_tile16(
+                                            args.0, args.1, args.2, y, args.3, args.4, args.5, relu, accumulate,
+                                        )
+                                    } else {
+                                        avx512::output_tile16_f2(
+                                            args.0, args.1, args.2, y, args.3, args.4, args.5, relu, accumulate,
+                                        )
+                                    }
                                 };
                             }
+                            continue;
+                        }
+                        let (bias, residual) = (bias.map(|b| &b[ob..ob + rw]), residual.map(|r| &r[base..]));
+                        if ts == 2 {
+                            // SAFETY: as for `store_tile` below.
+                            unsafe {
+                                output_store_f2(
+                                    &m[col * rp..],
+                                    nb * rp,
+                                    rw,
+                                    out.0.add(base),
+                                    (out_plane, ow, rows, cols),
+                                    bias,
+                                    residual,
+                                    relu,
+                                    accumulate,
+                                )
+                            };
                             continue;
                         }
                         output_tile(&m[col * rp..], nb * rp, rw, tmp);
@@ -392,8 +451,8 @@ impl Winograd {
                                 ow,
                                 rows,
                                 cols,
-                                bias.map(|b| &b[ob..ob + rw]),
-                                residual.map(|r| &r[base..]),
+                                bias,
+                                residual,
                                 relu,
                                 accumulate,
                             );
@@ -696,6 +755,185 @@ mod avx512 {
         }
     }
 
+    /// [`input_tiles16`] for F(2×2, 3×3): 4 input rows of 3 masked vectors; column `s` of
+    /// tile `k` is float `2k + s`.
+    ///
+    /// # Safety
+    /// AVX-512F available; `1 ≤ nt ≤ 16`; `v + ξ·vstride + k` writable for `ξ < 16`, `k < nt`.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn input_tiles16_f2(
+        xc: &[f32],
+        h: usize,
+        w: usize,
+        iy0: isize,
+        ix0: isize,
+        nt: usize,
+        v: *mut f32,
+        vstride: usize,
+    ) {
+        debug_assert!((1..=16).contains(&nt) && xc.len() >= h * w);
+        let need = 2 * nt as isize + 2;
+        let jlo = (-ix0).clamp(0, need);
+        let jhi = (w as isize - ix0).clamp(jlo, need);
+        let mask = |q: isize| -> __mmask16 {
+            let (lo, hi) = ((jlo - 16 * q).clamp(0, 16), (jhi - 16 * q).clamp(0, 16));
+            (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as u16
+        };
+        let masks: [__mmask16; 3] = std::array::from_fn(|q| mask(q as isize));
+        // Lane k takes float 2k + s of the two sources.
+        let idx: [__m512i; 2] = std::array::from_fn(|s| {
+            let s = s as i32;
+            _mm512_setr_epi32(
+                s,
+                2 + s,
+                4 + s,
+                6 + s,
+                8 + s,
+                10 + s,
+                12 + s,
+                14 + s,
+                16 + s,
+                18 + s,
+                20 + s,
+                22 + s,
+                24 + s,
+                26 + s,
+                28 + s,
+                30 + s,
+            )
+        });
+        let shift = |a: __m512, b: __m512| {
+            _mm512_castsi512_ps(_mm512_alignr_epi32::<2>(_mm512_castps_si512(b), _mm512_castps_si512(a)))
+        };
+        // d[r][s]: column s of the tiles' row r.
+        let mut d = [[_mm512_setzero_ps(); 4]; 4];
+        for (r, dr) in d.iter_mut().enumerate() {
+            let iy = iy0 + r as isize;
+            if iy < 0 || iy >= h as isize {
+                continue;
+            }
+            // SAFETY: the row lies in `xc`; lanes outside jlo..jhi are masked off (no access).
+            let row = unsafe { xc.as_ptr().add(iy as usize * w) }.wrapping_offset(ix0);
+            // SAFETY: as above.
+            let q: [__m512; 3] =
+                std::array::from_fn(|i| unsafe { _mm512_maskz_loadu_ps(masks[i], row.wrapping_add(16 * i)) });
+            let (s0, s1) = (shift(q[0], q[1]), shift(q[1], q[2]));
+            *dr = [
+                _mm512_permutex2var_ps(q[0], idx[0], q[1]),
+                _mm512_permutex2var_ps(q[0], idx[1], q[1]),
+                _mm512_permutex2var_ps(s0, idx[0], s1),
+                _mm512_permutex2var_ps(s0, idx[1], s1),
+            ];
+        }
+        let bt2 = |[a0, a1, a2, a3]: [__m512; 4]| {
+            [_mm512_sub_ps(a0, a2), _mm512_add_ps(a1, a2), _mm512_sub_ps(a2, a1), _mm512_sub_ps(a1, a3)]
+        };
+        let t: [[__m512; 4]; 4] = std::array::from_fn(|s| bt2(std::array::from_fn(|r| d[r][s])));
+        let rows: [[__m512; 4]; 4] = std::array::from_fn(|i| std::array::from_fn(|s| t[s][i]));
+        let lanes = ((1u32 << nt) - 1) as u16;
+        for (i, ti) in rows.into_iter().enumerate() {
+            for (j, vv) in bt2(ti).into_iter().enumerate() {
+                // SAFETY: point i·4 + j of tiles 0..nt, writable by the caller's contract.
+                unsafe { _mm512_mask_storeu_ps(v.add((i * 4 + j) * vstride), lanes, vv) };
+            }
+        }
+    }
+
+    /// [`output_tile16`] for F(2×2, 3×3): 16 points, 2×2 pixels; each output row's two
+    /// pixel vectors are interleaved so that a channel's 2 pixels are adjacent.
+    ///
+    /// # Safety
+    /// As [`output_tile16`] with `ξ < 16`, `rows, cols ≤ 2`.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn output_tile16_f2(
+        m: *const f32,
+        mstride: usize,
+        nch: usize,
+        y: *mut f32,
+        (plane, ow, rows, cols): (usize, usize, usize, usize),
+        bias: Option<*const f32>,
+        residual: Option<*const f32>,
+        relu: bool,
+        accumulate: bool,
+    ) {
+        debug_assert!((1..=16).contains(&nch) && rows <= 2 && cols <= 2);
+        // SAFETY (whole body): extents as the caller guarantees; masked-off lanes of the
+        // shifted row pointers are not accessed.
+        unsafe {
+            let p: [__m512; 16] = std::array::from_fn(|xi| _mm512_loadu_ps(m.add(xi * mstride)));
+            let at2 = |[m0, m1, m2, m3]: [__m512; 4]| {
+                [_mm512_add_ps(_mm512_add_ps(m0, m1), m2), _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3)]
+            };
+            let mid: [[__m512; 2]; 4] = std::array::from_fn(|j| at2(std::array::from_fn(|i| p[i * 4 + j])));
+            let mid_rows: [[__m512; 4]; 2] = std::array::from_fn(|a| std::array::from_fn(|j| mid[j][a]));
+            let chans = ((1u32 << nch) - 1) as u16;
+            // After the interleave, element e of 128-bit lane L of half h is channel
+            // 4L + 2h + e/2: bh[h] holds those channels' biases.
+            let bh: [__m512; 2] = match bias {
+                Some(b) => {
+                    let bv = _mm512_maskz_loadu_ps(chans, b);
+                    std::array::from_fn(|h| {
+                        let h = 2 * h as i32;
+                        let idx = _mm512_setr_epi32(
+                            h,
+                            h,
+                            1 + h,
+                            1 + h,
+                            4 + h,
+                            4 + h,
+                            5 + h,
+                            5 + h,
+                            8 + h,
+                            8 + h,
+                            9 + h,
+                            9 + h,
+                            12 + h,
+                            12 + h,
+                            13 + h,
+                            13 + h,
+                        );
+                        _mm512_permutexvar_ps(idx, bv)
+                    })
+                }
+                None => [_mm512_setzero_ps(); 2],
+            };
+            let zero = _mm512_setzero_ps();
+            let cmask = (1u16 << cols) - 1;
+            for (a, ma) in mid_rows.into_iter().take(rows).enumerate() {
+                let r = at2(ma);
+                let halves = [_mm512_unpacklo_ps(r[0], r[1]), _mm512_unpackhi_ps(r[0], r[1])];
+                for (hh, t) in halves.into_iter().enumerate() {
+                    let v = _mm512_add_ps(t, bh[hh]);
+                    for l in 0..4 {
+                        for e in 0..2 {
+                            let o = 4 * l + 2 * hh + e;
+                            if o >= nch {
+                                continue;
+                            }
+                            let first = 4 * l + 2 * e;
+                            let mask = cmask << first;
+                            let off = o * plane + a * ow;
+                            let mut u = v;
+                            if let Some(res) = residual {
+                                u = _mm512_add_ps(u, _mm512_maskz_loadu_ps(mask, res.add(off).wrapping_sub(first)));
+                            }
+                            let dst = y.add(off).wrapping_sub(first);
+                            if accumulate {
+                                u = _mm512_add_ps(u, _mm512_maskz_loadu_ps(mask, dst));
+                            }
+                            if relu {
+                                u = _mm512_max_ps(u, zero);
+                            }
+                            _mm512_mask_storeu_ps(dst, mask, u);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// [`super::panel_product`] for `R` tiles: `m[r·ms + j] = Σ_c v[c·vs + r] · u[c·PANEL + j]`.
     ///
     /// # Safety
@@ -737,17 +975,25 @@ mod avx512 {
 }
 
 /// `U[ξ][c][o] = (G g Gᵀ)[ξ]` with `g = filter(o, c)` (3×3 row-major), in f64, into `u`
-/// (`[36, panels, IC, PANEL]`, see [`Winograd::u`]). One task per row `i` of the 6×6
-/// transform (its six `U_ξ`, contiguous): `t = G_i · g` (3 values), then `U_(i,j) = t · G_j`.
-fn transform_filters(u: &mut [f32], ic: usize, oc: usize, filter: impl Fn(usize, usize) -> [f32; 9] + Sync) {
+/// (`[a², panels, IC, PANEL]` for the `a×3` transform `G`, see [`Winograd::u`]). One task
+/// per row `i` of the a×a transform (its `a` `U_ξ`, contiguous): `t = G_i · g` (3 values),
+/// then `U_(i,j) = t · G_j`.
+fn transform_filters(
+    u: &mut [f32],
+    gm: &[[f64; 3]],
+    ic: usize,
+    oc: usize,
+    filter: impl Fn(usize, usize) -> [f32; 9] + Sync,
+) {
     let panels = oc.div_ceil(PANEL);
-    u.par_chunks_mut(6 * panels * ic * PANEL).zip(G.par_iter()).for_each(|(ui, gi)| {
+    assert_eq!(u.len(), gm.len() * gm.len() * panels * ic * PANEL, "U extent");
+    u.par_chunks_mut(gm.len() * panels * ic * PANEL).zip(gm.par_iter()).for_each(|(ui, gi)| {
         for c in 0..ic {
             for o in 0..oc {
                 let g = filter(o, c);
                 let t: [f64; 3] =
                     std::array::from_fn(|j| gi[0] * g[j] as f64 + gi[1] * g[3 + j] as f64 + gi[2] * g[6 + j] as f64);
-                for (j, gj) in G.iter().enumerate() {
+                for (j, gj) in gm.iter().enumerate() {
                     ui[((j * panels + o / PANEL) * ic + c) * PANEL + o % PANEL] =
                         (t[0] * gj[0] + t[1] * gj[1] + t[2] * gj[2]) as f32;
                 }
@@ -760,16 +1006,16 @@ fn transform_filters(u: &mut [f32], ic: usize, oc: usize, filter: impl Fn(usize,
 /// `U` are larger, within the size of `U` — each block streams all of `U` once, so with
 /// large filters fewer, larger blocks (spilling to L3) beat L2-sized ones. Measured on
 /// ResNet-50's 28×28×128 layer (49 tiles, U 2.4 MB): one block 1.0 ms, two 1.4 ms.
-fn block_tiles(ic: usize, oc: usize) -> usize {
-    let per_tile = POINTS * ic * 4;
-    let budget = BLOCK_BYTES.max(POINTS * ic * oc * 4);
+fn block_tiles(points: usize, ic: usize, oc: usize) -> usize {
+    let per_tile = points * ic * 4;
+    let budget = BLOCK_BYTES.max(points * ic * oc * 4);
     (budget / per_tile).clamp(16, 256)
 }
 
 /// Output channels per round of a task with `nb` tiles: `M` within [`ROUND_BYTES`], whole
 /// panels, at least one.
-fn round_channels(nb: usize) -> usize {
-    (ROUND_BYTES / (POINTS * nb * 4) / PANEL).max(1) * PANEL
+fn round_channels(points: usize, nb: usize) -> usize {
+    (ROUND_BYTES / (points * nb * 4) / PANEL).max(1) * PANEL
 }
 
 /// `Bᵀ a` for one column of six values: the input transform's matrix, applied to the columns
@@ -912,6 +1158,90 @@ multiversion! {
                 p1[k] = d12 + 2.0 * d34;
                 p2[k] = s12 + 4.0 * s34;
                 p3[k] = d12 + 8.0 * d34 + m5[k];
+            }
+        }
+    }
+}
+
+/// `Bᵀ a` of F(2×2, 3×3) for one column of four values.
+#[inline(always)]
+fn bt2([a0, a1, a2, a3]: [f32; 4]) -> [f32; 4] {
+    [a0 - a2, a1 + a2, a2 - a1, a1 - a3]
+}
+
+/// `Aᵀ m` of F(2×2, 3×3) for one column of four values.
+#[inline(always)]
+fn at2([m0, m1, m2, m3]: [f32; 4]) -> [f32; 2] {
+    [m0 + m1 + m2, m1 - m2 - m3]
+}
+
+multiversion! {
+    /// F(2×2, 3×3) input transform of `nt` consecutive tiles of one channel plane `xc`
+    /// (`[h, w]`) whose 4×4 patches start at row `iy0` and columns `ix0, ix0+2, …` (outside
+    /// the plane: zeros): `Bᵀ d B` of tile `k` to `v[ξ·vstride + k]`.
+    fn input_tiles_f2(xc: &[f32], h: usize, w: usize, iy0: isize, ix0: isize, nt: usize, v: &mut [f32], vstride: usize) {
+        let at = |y: isize, x: isize| {
+            if y >= 0 && y < h as isize && x >= 0 && x < w as isize {
+                xc[y as usize * w + x as usize]
+            } else {
+                0.0
+            }
+        };
+        for k in 0..nt {
+            let x0 = ix0 + 2 * k as isize;
+            let d: [[f32; 4]; 4] = std::array::from_fn(|r| std::array::from_fn(|s| at(iy0 + r as isize, x0 + s as isize)));
+            // t[s] = Bᵀ (column s), then V[i·4 + j] = (row i of t) B.
+            let t: [[f32; 4]; 4] = std::array::from_fn(|s| bt2(std::array::from_fn(|r| d[r][s])));
+            for i in 0..4 {
+                for (j, vv) in bt2(std::array::from_fn(|s| t[s][i])).into_iter().enumerate() {
+                    v[(i * 4 + j) * vstride + k] = vv;
+                }
+            }
+        }
+    }
+}
+
+/// F(2×2, 3×3) output transform and epilogue of one tile for `ocw` channels: `m[ξ·mstride + o]`
+/// is point ξ of channel `o`; pixel `(a, b)` of channel `o` becomes
+/// `relu?(res + bias[o] + residual[o·plane + a·ow + b] (+ y))` at `y[o·plane + a·ow + b]` for
+/// `a < rows`, `b < cols`.
+///
+/// # Safety
+/// `y` (and `residual`, when given) must hold every such index.
+#[allow(clippy::too_many_arguments)]
+unsafe fn output_store_f2(
+    m: &[f32],
+    mstride: usize,
+    ocw: usize,
+    y: *mut f32,
+    (plane, ow, rows, cols): (usize, usize, usize, usize),
+    bias: Option<&[f32]>,
+    residual: Option<&[f32]>,
+    relu: bool,
+    accumulate: bool,
+) {
+    for o in 0..ocw {
+        let p: [f32; 16] = std::array::from_fn(|xi| m[xi * mstride + o]);
+        let mid: [[f32; 2]; 4] = std::array::from_fn(|j| at2(std::array::from_fn(|i| p[i * 4 + j])));
+        let mid_rows: [[f32; 4]; 2] = std::array::from_fn(|a| std::array::from_fn(|j| mid[j][a]));
+        let b0 = bias.map_or(0.0, |b| b[o]);
+        for (a, ma) in mid_rows.into_iter().take(rows).enumerate() {
+            let res = at2(ma);
+            for (b, &r) in res.iter().enumerate().take(cols) {
+                let off = o * plane + a * ow + b;
+                let mut v = r + b0;
+                if let Some(rs) = residual {
+                    v += rs[off];
+                }
+                if accumulate {
+                    // SAFETY: in bounds by the caller's contract.
+                    v += unsafe { *y.add(off) };
+                }
+                if relu {
+                    v = v.max(0.0);
+                }
+                // SAFETY: in bounds by the caller's contract.
+                unsafe { *y.add(off) = v };
             }
         }
     }
