@@ -225,7 +225,22 @@ impl DirectConv {
     /// The filters as given to [`DirectConv::set_filters`] (`[M, C, kH, kW]` row-major).
     pub(crate) fn unpack(&self) -> Vec<f32> {
         let k = self.c * self.kh * self.kw;
-        (0..self.m * k).map(|i| self.packed_at(i / k, i % k)).collect()
+        let (blocks, kc) = (self.m.div_ceil(MR), KC_CHANNELS * self.kh * self.kw);
+        let mut w = vec![0.0; self.m * k];
+        // In `packed`'s order (sequential reads): chunk, filter block, tap, filter.
+        for k0 in (0..k).step_by(kc.max(1)) {
+            let kn = kc.min(k - k0);
+            let chunk = &self.packed[k0 * blocks * MR..][..blocks * kn * MR];
+            for (b, block) in chunk.chunks_exact(kn * MR).enumerate() {
+                for (q, taps) in block.chunks_exact(MR).enumerate() {
+                    for (r, &v) in taps.iter().enumerate().take(self.m - b * MR) {
+                        w[(b * MR + r) * k + k0 + q] = v;
+                    }
+                }
+            }
+        }
+        debug_assert!((0..w.len()).step_by(97).all(|i| w[i] == self.packed_at(i / k, i % k)));
+        w
     }
 
     /// [`DirectConv::unpack`], kept after the first call.

@@ -209,7 +209,7 @@ impl Winograd {
         let (ic, oc) = (self.ic, self.oc);
         assert_eq!(w.len(), oc * ic * 9, "filters are [OC, IC, 3, 3]");
         let g: &[[f64; 3]] = if self.tile == 2 { &G2 } else { &G };
-        transform_filters(&mut self.u, g, ic, oc, |o, c| w[(o * ic + c) * 9..][..9].try_into().expect("9 taps"));
+        transform_filters(&mut self.u, g, ic, oc, w);
     }
 
     pub fn input_channels(&self) -> usize {
@@ -974,32 +974,45 @@ mod avx512 {
     }
 }
 
-/// `U[ξ][c][o] = (G g Gᵀ)[ξ]` with `g = filter(o, c)` (3×3 row-major), in f64, into `u`
-/// (`[a², panels, IC, PANEL]` for the `a×3` transform `G`, see [`Winograd::u`]). One task
-/// per row `i` of the a×a transform (its `a` `U_ξ`, contiguous): `t = G_i · g` (3 values),
-/// then `U_(i,j) = t · G_j`.
-fn transform_filters(
-    u: &mut [f32],
-    gm: &[[f64; 3]],
-    ic: usize,
-    oc: usize,
-    filter: impl Fn(usize, usize) -> [f32; 9] + Sync,
-) {
+/// `U[ξ][c][o] = (G g Gᵀ)[ξ]` with `g` the 3×3 filter `(o, c)` of `w` (`[OC, IC, 3, 3]`), in
+/// f64, into `u` (`[a², panels, IC, PANEL]` for the `a×3` transform `G`, see
+/// [`Winograd::u`]). One task per row `i` of the a×a transform (its `a` `U_ξ`, contiguous).
+fn transform_filters(u: &mut [f32], gm: &[[f64; 3]], ic: usize, oc: usize, w: &[f32]) {
     let panels = oc.div_ceil(PANEL);
     assert_eq!(u.len(), gm.len() * gm.len() * panels * ic * PANEL, "U extent");
-    u.par_chunks_mut(gm.len() * panels * ic * PANEL).zip(gm.par_iter()).for_each(|(ui, gi)| {
-        for c in 0..ic {
-            for o in 0..oc {
-                let g = filter(o, c);
-                let t: [f64; 3] =
-                    std::array::from_fn(|j| gi[0] * g[j] as f64 + gi[1] * g[3 + j] as f64 + gi[2] * g[6 + j] as f64);
-                for (j, gj) in gm.iter().enumerate() {
-                    ui[((j * panels + o / PANEL) * ic + c) * PANEL + o % PANEL] =
-                        (t[0] * gj[0] + t[1] * gj[1] + t[2] * gj[2]) as f32;
+    assert_eq!(w.len(), oc * ic * 9, "filters are [OC, IC, 3, 3]");
+    u.par_chunks_mut(gm.len() * panels * ic * PANEL)
+        .zip(gm.par_iter())
+        .for_each(|(ui, gi)| transform_row(ui, gi, gm, w, ic, oc));
+}
+
+multiversion! {
+    /// Row `i` of the filter transform (`gi` = row `i` of `G`) for every panel: per input
+    /// channel and panel, `t_j[o] = Σ_k G_ik g_{o,c}[k][j]` (3 values per filter), then
+    /// `U_(i,jj)[c][o] = Σ_j t_j[o] G_jj,j`, element-wise over the panel's channels (the
+    /// missing channels of the last panel get zeros).
+    #[allow(clippy::needless_range_loop)]
+    fn transform_row(ui: &mut [f32], gi: &[f64; 3], gm: &[[f64; 3]], w: &[f32], ic: usize, oc: usize) {
+        let panels = oc.div_ceil(PANEL);
+        for p in 0..panels {
+            let (o0, on) = (p * PANEL, PANEL.min(oc - p * PANEL));
+            for c in 0..ic {
+                let mut t = [[0.0f64; PANEL]; 3];
+                for o in 0..on {
+                    let g = &w[((o0 + o) * ic + c) * 9..][..9];
+                    for j in 0..3 {
+                        t[j][o] = gi[0] * g[j] as f64 + gi[1] * g[3 + j] as f64 + gi[2] * g[6 + j] as f64;
+                    }
+                }
+                for (jj, gj) in gm.iter().enumerate() {
+                    let dst = &mut ui[((jj * panels + p) * ic + c) * PANEL..][..PANEL];
+                    for o in 0..PANEL {
+                        dst[o] = (t[0][o] * gj[0] + t[1][o] * gj[1] + t[2][o] * gj[2]) as f32;
+                    }
                 }
             }
         }
-    });
+    }
 }
 
 /// Tiles per block, 16 to 256: the block's `V` within [`BLOCK_BYTES`] or, when the filters
