@@ -243,7 +243,8 @@ fn resnet50_keras_in_fast_mode_matches_the_data_sets_and_the_reference() {
 }
 
 /// Per-layer profile of exact vs fast mode on the Keras ResNet-50 (release build;
-/// `PLAN_MIN_TILES=N` overrides the per-call tile threshold of Winograd):
+/// `PLAN_MIN_TILES=N` overrides the per-call tile threshold of Winograd, `PLAN_TILE=2|4` forces
+/// F(2×2) or F(4×4) for every Winograd conv):
 /// `PLAN_THREADS=1 PLAN_BATCH=1 PLAN_RUNS=10 cargo test --release -p resnet-engine --test winograd -- --ignored --nocapture`
 #[test]
 #[ignore = "timing: run explicitly in release"]
@@ -256,9 +257,10 @@ fn winograd_profile_resnet50() {
     let exact =
         Plan::compile(&optimized, &PlanOptions { threads, mode: Mode::Exact, ..PlanOptions::default() }).unwrap();
     let min_tiles = std::env::var("PLAN_MIN_TILES").ok().and_then(|s| s.parse().ok());
+    let tile = std::env::var("PLAN_TILE").ok().and_then(|s| s.parse().ok());
     let fast = Plan::compile(
         &optimized,
-        &PlanOptions { threads, mode: Mode::Fast, winograd_min_tiles: min_tiles, ..PlanOptions::default() },
+        &PlanOptions { threads, mode: Mode::Fast, winograd_min_tiles: min_tiles, winograd_tile: tile },
     )
     .unwrap();
     let x = tensor(&[batch, 3, 224, 224], 7);
