@@ -547,6 +547,78 @@ mod avx512 {
         ]
     }
 
+    /// The vector of 16 lane indices `f(0), …, f(15)`.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn lane_indices(f: impl Fn(i32) -> i32) -> __m512i {
+        let lanes: [i32; 16] = std::array::from_fn(|k| f(k as i32));
+        // SAFETY: 64 readable bytes; `loadu` has no alignment requirement.
+        unsafe { _mm512_loadu_si512(lanes.as_ptr().cast()) }
+    }
+
+    /// Masks of `Q` vectors covering columns `ix0 + j`, `j < need`, of a row of width `w`:
+    /// lane `l` of vector `q` is set when column `ix0 + 16q + l` lies inside the row.
+    fn row_masks<const Q: usize>(ix0: isize, w: usize, need: isize) -> [__mmask16; Q] {
+        let jlo = (-ix0).clamp(0, need);
+        let jhi = (w as isize - ix0).clamp(jlo, need);
+        std::array::from_fn(|q| {
+            let q = q as isize;
+            let (lo, hi) = ((jlo - 16 * q).clamp(0, 16), (jhi - 16 * q).clamp(0, 16));
+            (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as u16
+        })
+    }
+
+    /// Row `iy` of the plane `xc` (`[h, w]`) from column `ix0` as `Q` vectors, zeros outside
+    /// the row (the padding) or when the row is outside the plane.
+    #[target_feature(enable = "avx512f")]
+    fn load_row<const Q: usize>(
+        xc: &[f32],
+        h: usize,
+        w: usize,
+        iy: isize,
+        ix0: isize,
+        masks: &[__mmask16; Q],
+    ) -> [__m512; Q] {
+        if iy < 0 || iy >= h as isize {
+            return [_mm512_setzero_ps(); Q];
+        }
+        assert!(xc.len() >= h * w, "plane extent");
+        let row = xc[iy as usize * w..].as_ptr().wrapping_offset(ix0);
+        // SAFETY: the row lies in `xc`; lanes outside it are masked off (no access).
+        std::array::from_fn(|i| unsafe { _mm512_maskz_loadu_ps(masks[i], row.wrapping_add(16 * i)) })
+    }
+
+    /// The epilogue of one masked output store: `dst[l] = relu?(v[l] + res[l] (+ dst[l]))`
+    /// for the lanes `l` in `mask`.
+    ///
+    /// # Safety
+    /// `dst + l` (and `res + l`) valid for the lanes in `mask`.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn store_epilogue(
+        v: __m512,
+        mask: __mmask16,
+        dst: *mut f32,
+        res: Option<*const f32>,
+        relu: bool,
+        accumulate: bool,
+    ) {
+        // SAFETY: as the caller guarantees; masked-off lanes are not accessed.
+        unsafe {
+            let mut u = v;
+            if let Some(r) = res {
+                u = _mm512_add_ps(u, _mm512_maskz_loadu_ps(mask, r));
+            }
+            if accumulate {
+                u = _mm512_add_ps(u, _mm512_maskz_loadu_ps(mask, dst));
+            }
+            if relu {
+                u = _mm512_max_ps(u, _mm512_setzero_ps());
+            }
+            _mm512_mask_storeu_ps(dst, mask, u);
+        }
+    }
+
     /// [`super::input_tiles`] for at most 16 tiles, one vector lane per tile: each of the 6
     /// input rows under the tiles is loaded as 5 masked vectors (zeros outside the row,
     /// which is the padding) and split into its 6 tile columns with two-source permutes
@@ -568,36 +640,12 @@ mod avx512 {
         vstride: usize,
     ) {
         debug_assert!((1..=16).contains(&nt) && xc.len() >= h * w);
-        // Columns ix0 + j for j < 4·nt + 2; those inside the row are jlo..jhi.
-        let need = 4 * nt as isize + 2;
-        let jlo = (-ix0).clamp(0, need);
-        let jhi = (w as isize - ix0).clamp(jlo, need);
-        let mask = |q: isize| -> __mmask16 {
-            let (lo, hi) = ((jlo - 16 * q).clamp(0, 16), (jhi - 16 * q).clamp(0, 16));
-            (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as u16
-        };
-        let masks: [__mmask16; 5] = std::array::from_fn(|q| mask(q as isize));
+        // Columns ix0 + j for j < 4·nt + 2.
+        let masks = row_masks::<5>(ix0, w, 4 * nt as isize + 2);
         // Lane k (of each half) takes float 4·(k mod 8) + s of the two sources.
         let idx: [__m512i; 4] = std::array::from_fn(|s| {
             let s = s as i32;
-            _mm512_setr_epi32(
-                s,
-                4 + s,
-                8 + s,
-                12 + s,
-                16 + s,
-                20 + s,
-                24 + s,
-                28 + s,
-                s,
-                4 + s,
-                8 + s,
-                12 + s,
-                16 + s,
-                20 + s,
-                24 + s,
-                28 + s,
-            )
+            lane_indices(|k| 4 * (k % 8) + s)
         });
         let split = |a: __m512, b: __m512, c: __m512, d: __m512, i: __m512i| {
             _mm512_mask_blend_ps(0xFF00, _mm512_permutex2var_ps(a, i, b), _mm512_permutex2var_ps(c, i, d))
@@ -612,11 +660,7 @@ mod avx512 {
             if iy < 0 || iy >= h as isize {
                 continue;
             }
-            // SAFETY: the row lies in `xc`; lanes outside jlo..jhi are masked off (no access).
-            let row = unsafe { xc.as_ptr().add(iy as usize * w) }.wrapping_offset(ix0);
-            // SAFETY: as above.
-            let q: [__m512; 5] =
-                std::array::from_fn(|i| unsafe { _mm512_maskz_loadu_ps(masks[i], row.wrapping_add(16 * i)) });
+            let q = load_row(xc, h, w, iy, ix0, &masks);
             for (ds, ix) in dr.iter_mut().zip(&idx) {
                 *ds = split(q[0], q[1], q[2], q[3], *ix);
             }
@@ -690,30 +734,12 @@ mod avx512 {
                     let bv = _mm512_maskz_loadu_ps(chans, b);
                     std::array::from_fn(|q| {
                         let q = q as i32;
-                        let idx = _mm512_setr_epi32(
-                            q,
-                            q,
-                            q,
-                            q,
-                            4 + q,
-                            4 + q,
-                            4 + q,
-                            4 + q,
-                            8 + q,
-                            8 + q,
-                            8 + q,
-                            8 + q,
-                            12 + q,
-                            12 + q,
-                            12 + q,
-                            12 + q,
-                        );
+                        let idx = lane_indices(|k| 4 * (k / 4) + q);
                         _mm512_permutexvar_ps(idx, bv)
                     })
                 }
                 None => [_mm512_setzero_ps(); 4],
             };
-            let zero = _mm512_setzero_ps();
             let cmask = (1u16 << cols) - 1;
             for (a, ma) in mid_rows.into_iter().take(rows).enumerate() {
                 let r = at(ma);
@@ -735,20 +761,10 @@ mod avx512 {
                         if o >= nch {
                             break;
                         }
-                        let mask = cmask << (4 * l);
+                        // Lanes 4l.. land on this channel's row: pointers shifted back by 4l.
                         let off = o * plane + a * ow;
-                        let mut u = v;
-                        if let Some(res) = residual {
-                            u = _mm512_add_ps(u, _mm512_maskz_loadu_ps(mask, res.add(off).wrapping_sub(4 * l)));
-                        }
-                        let dst = y.add(off).wrapping_sub(4 * l);
-                        if accumulate {
-                            u = _mm512_add_ps(u, _mm512_maskz_loadu_ps(mask, dst));
-                        }
-                        if relu {
-                            u = _mm512_max_ps(u, zero);
-                        }
-                        _mm512_mask_storeu_ps(dst, mask, u);
+                        let res = residual.map(|r| r.add(off).wrapping_sub(4 * l));
+                        store_epilogue(v, cmask << (4 * l), y.add(off).wrapping_sub(4 * l), res, relu, accumulate);
                     }
                 }
             }
@@ -773,35 +789,11 @@ mod avx512 {
         vstride: usize,
     ) {
         debug_assert!((1..=16).contains(&nt) && xc.len() >= h * w);
-        let need = 2 * nt as isize + 2;
-        let jlo = (-ix0).clamp(0, need);
-        let jhi = (w as isize - ix0).clamp(jlo, need);
-        let mask = |q: isize| -> __mmask16 {
-            let (lo, hi) = ((jlo - 16 * q).clamp(0, 16), (jhi - 16 * q).clamp(0, 16));
-            (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as u16
-        };
-        let masks: [__mmask16; 3] = std::array::from_fn(|q| mask(q as isize));
+        let masks = row_masks::<3>(ix0, w, 2 * nt as isize + 2);
         // Lane k takes float 2k + s of the two sources.
         let idx: [__m512i; 2] = std::array::from_fn(|s| {
             let s = s as i32;
-            _mm512_setr_epi32(
-                s,
-                2 + s,
-                4 + s,
-                6 + s,
-                8 + s,
-                10 + s,
-                12 + s,
-                14 + s,
-                16 + s,
-                18 + s,
-                20 + s,
-                22 + s,
-                24 + s,
-                26 + s,
-                28 + s,
-                30 + s,
-            )
+            lane_indices(|k| 2 * k + s)
         });
         let shift = |a: __m512, b: __m512| {
             _mm512_castsi512_ps(_mm512_alignr_epi32::<2>(_mm512_castps_si512(b), _mm512_castps_si512(a)))
@@ -813,11 +805,7 @@ mod avx512 {
             if iy < 0 || iy >= h as isize {
                 continue;
             }
-            // SAFETY: the row lies in `xc`; lanes outside jlo..jhi are masked off (no access).
-            let row = unsafe { xc.as_ptr().add(iy as usize * w) }.wrapping_offset(ix0);
-            // SAFETY: as above.
-            let q: [__m512; 3] =
-                std::array::from_fn(|i| unsafe { _mm512_maskz_loadu_ps(masks[i], row.wrapping_add(16 * i)) });
+            let q = load_row(xc, h, w, iy, ix0, &masks);
             let (s0, s1) = (shift(q[0], q[1]), shift(q[1], q[2]));
             *dr = [
                 _mm512_permutex2var_ps(q[0], idx[0], q[1]),
@@ -876,30 +864,12 @@ mod avx512 {
                     let bv = _mm512_maskz_loadu_ps(chans, b);
                     std::array::from_fn(|h| {
                         let h = 2 * h as i32;
-                        let idx = _mm512_setr_epi32(
-                            h,
-                            h,
-                            1 + h,
-                            1 + h,
-                            4 + h,
-                            4 + h,
-                            5 + h,
-                            5 + h,
-                            8 + h,
-                            8 + h,
-                            9 + h,
-                            9 + h,
-                            12 + h,
-                            12 + h,
-                            13 + h,
-                            13 + h,
-                        );
+                        let idx = lane_indices(|k| 4 * (k / 4) + (k % 4) / 2 + h);
                         _mm512_permutexvar_ps(idx, bv)
                     })
                 }
                 None => [_mm512_setzero_ps(); 2],
             };
-            let zero = _mm512_setzero_ps();
             let cmask = (1u16 << cols) - 1;
             for (a, ma) in mid_rows.into_iter().take(rows).enumerate() {
                 let r = at2(ma);
@@ -912,21 +882,9 @@ mod avx512 {
                             if o >= nch {
                                 continue;
                             }
-                            let first = 4 * l + 2 * e;
-                            let mask = cmask << first;
-                            let off = o * plane + a * ow;
-                            let mut u = v;
-                            if let Some(res) = residual {
-                                u = _mm512_add_ps(u, _mm512_maskz_loadu_ps(mask, res.add(off).wrapping_sub(first)));
-                            }
-                            let dst = y.add(off).wrapping_sub(first);
-                            if accumulate {
-                                u = _mm512_add_ps(u, _mm512_maskz_loadu_ps(mask, dst));
-                            }
-                            if relu {
-                                u = _mm512_max_ps(u, zero);
-                            }
-                            _mm512_mask_storeu_ps(dst, mask, u);
+                            let (first, off) = (4 * l + 2 * e, o * plane + a * ow);
+                            let res = residual.map(|r| r.add(off).wrapping_sub(first));
+                            store_epilogue(v, cmask << first, y.add(off).wrapping_sub(first), res, relu, accumulate);
                         }
                     }
                 }
