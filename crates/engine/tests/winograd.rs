@@ -193,6 +193,16 @@ fn only_3x3_stride1_convs_with_enough_channels_become_winograd() {
 }
 
 #[test]
+fn an_unknown_winograd_variant_is_a_typed_error() {
+    let c =
+        Case { n: 1, c: 16, m: 16, h: 8, w: 8, pads: [1; 4], bias: false, residual: false, relu: false, threads: 1 };
+    let (g, _) = conv_graph(&c, 1);
+    let err = Plan::compile(&g, &fast(1, 3)).map(|_| ()).expect_err("F(3×3) is refused");
+    assert!(err.to_string().contains("winograd_tile"), "{err}");
+    assert!(Plan::compile(&g, &fast(1, 2)).is_ok());
+}
+
+#[test]
 fn small_calls_run_exact_and_large_ones_winograd() {
     // 8×8 output: 4 tiles per image; the default threshold is 16 tiles per call.
     let c = Case { n: 1, c: 32, m: 32, h: 8, w: 8, pads: [1; 4], bias: true, residual: false, relu: true, threads: 1 };

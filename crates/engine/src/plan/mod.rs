@@ -50,8 +50,9 @@ pub struct PlanOptions {
     pub threads: usize,
     /// Arithmetic of the convolutions.
     pub mode: Mode,
-    /// [`Mode::Fast`]: fewest output tiles (4×4, all images of a call together) for which a
-    /// conv runs as Winograd; `None`: [`winograd::MIN_TILES`]. Smaller calls run exact.
+    /// [`Mode::Fast`]: fewest output tiles (of the conv's variant, 4×4 or 2×2; all images of
+    /// a call together) for which a conv runs as Winograd; `None`: [`winograd::MIN_TILES`].
+    /// Smaller calls run exact.
     pub winograd_min_tiles: Option<usize>,
     /// [`Mode::Fast`]: the Winograd variant of every conv that runs as Winograd, 4 for
     /// F(4×4, 3×3) or 2 for F(2×2, 3×3) (tests, experiments); `None`: F(4×4) up to
@@ -217,6 +218,12 @@ impl Plan {
                 name: "threads".into(),
                 detail: format!("cannot start {threads} threads: {e}"),
             })?;
+        if let Some(t) = opts.winograd_tile.filter(|t| ![2, 4].contains(t)) {
+            return Err(Error::Input {
+                name: "winograd_tile".into(),
+                detail: format!("{t}: the Winograd variants are F(2×2) (2) and F(4×4) (4)"),
+            });
+        }
 
         let nv = graph.values.len();
         let outputs: HashSet<ValueId> = graph.outputs.iter().copied().collect();

@@ -51,9 +51,6 @@ use rayon::prelude::*;
 use crate::ops::conv::ConvGeometry;
 use crate::plan::kernels::{self, multiversion};
 
-/// Points of one transformed tile of F(4×4, 3×3) (6×6); F(2×2, 3×3) has 16 (4×4).
-const POINTS: usize = 36;
-
 /// Fewest input and output channels for which [`super::Mode::Fast`] uses Winograd: below
 /// this the transforms cost more than the multiplications they save.
 pub const MIN_CHANNELS: usize = 16;
@@ -179,12 +176,15 @@ impl Winograd {
     pub fn with_tile(w: &[f32], oc: usize, ic: usize, min_tiles: usize, tile: usize) -> Winograd {
         assert!(tile == 2 || tile == 4, "F(2×2) or F(4×4)");
         assert_eq!(w.len(), oc * ic * 9, "filters are [OC, IC, 3, 3]");
-        let mut wg = Winograd::with_channels(ic, oc);
-        wg.tile = tile;
-        wg.u = vec![0.0; wg.points() * oc.next_multiple_of(PANEL) * ic];
-        wg.min_tiles = min_tiles;
+        let mut wg = Winograd::empty(ic, oc, tile, min_tiles);
         wg.set_filters(w);
         wg
+    }
+
+    /// A kernel with `U` zero.
+    fn empty(ic: usize, oc: usize, tile: usize, min_tiles: usize) -> Winograd {
+        let points = (tile + 2) * (tile + 2);
+        Winograd { ic, oc, tile, min_tiles, u: vec![0.0; points * oc.next_multiple_of(PANEL) * ic] }
     }
 
     /// Output tile side (4: F(4×4, 3×3), 2: F(2×2, 3×3)).
@@ -201,7 +201,7 @@ impl Winograd {
     /// may change between calls: training), with [`Self::set_filters`]. Every call with a
     /// supported geometry runs.
     pub(crate) fn with_channels(ic: usize, oc: usize) -> Winograd {
-        Winograd { ic, oc, tile: 4, min_tiles: 0, u: vec![0.0; POINTS * oc.next_multiple_of(PANEL) * ic] }
+        Winograd::empty(ic, oc, 4, 0)
     }
 
     /// Transforms filters `w` (`[OC, IC, 3, 3]` row-major) into this kernel's `U`.
@@ -342,19 +342,14 @@ impl Winograd {
                     assert!(vc.len() >= (points - 1) * ic * nb + seg.len, "V extent");
                     #[cfg(target_arch = "x86_64")]
                     if wide {
+                        let transform = if ts == 4 { avx512::input_tiles16 } else { avx512::input_tiles16_f2 };
                         for k0 in (0..seg.len).step_by(16) {
                             let nt = (seg.len - k0).min(16);
                             let (ix, vk) = (ix0 + (ts * k0) as isize, vc[k0..].as_mut_ptr());
                             // SAFETY: AVX-512F is active; tiles `k0..k0+nt` of the segment
                             // have their points at `vc[ξ·ic·nb + k]`, inside `vc` (checked
                             // above).
-                            unsafe {
-                                if ts == 4 {
-                                    avx512::input_tiles16(xc, h, w, iy0, ix, nt, vk, ic * nb)
-                                } else {
-                                    avx512::input_tiles16_f2(xc, h, w, iy0, ix, nt, vk, ic * nb)
-                                }
-                            };
+                            unsafe { transform(xc, h, w, iy0, ix, nt, vk, ic * nb) };
                         }
                         continue;
                     }
@@ -377,7 +372,15 @@ impl Winograd {
                     let vx = &v[xi * ic * nb..][..ic * nb];
                     for p in 0..rp / PANEL {
                         let up = &self.u[((xi * panels + p0 + p) * ic) * PANEL..][..ic * PANEL];
-                        panel_product(ic, up, vx, nb, &mut m[xi * nb * rp + p * PANEL..][..(nb - 1) * rp + PANEL], rp);
+                        panel_product(
+                            wide,
+                            ic,
+                            up,
+                            vx,
+                            nb,
+                            &mut m[xi * nb * rp + p * PANEL..][..(nb - 1) * rp + PANEL],
+                            rp,
+                        );
                     }
                 }
 
@@ -392,31 +395,25 @@ impl Winograd {
                         assert!(m.len() >= (points - 1) * nb * rp + col * rp + rp, "M extent");
                         #[cfg(target_arch = "x86_64")]
                         if wide {
+                            let transform = if ts == 4 { avx512::output_tile16 } else { avx512::output_tile16_f2 };
                             for g0 in (0..rw).step_by(16) {
-                                let args = (
-                                    m[col * rp + g0..].as_ptr(),
-                                    nb * rp,
-                                    (rw - g0).min(16),
-                                    (out_plane, ow, rows, cols),
-                                    bias.map(|b| b[ob + g0..].as_ptr()),
-                                    residual.map(|r| r[base + g0 * out_plane..].as_ptr()),
-                                );
                                 // SAFETY: AVX-512F is active; channels `g0..g0+16` of this
                                 // tile's points lie in `m` (rows padded to `rp`, a multiple
                                 // of 32, checked above); the tile's `rows × cols` pixels of
                                 // channels `ob+g0 ..` (at most `rw`) lie in `y` and belong to
                                 // this task only; `residual` has the output's layout.
                                 unsafe {
-                                    let y = out.0.add(base + g0 * out_plane);
-                                    if ts == 4 {
-                                        avx512::output_tile16(
-                                            args.0, args.1, args.2, y, args.3, args.4, args.5, relu, accumulate,
-                                        )
-                                    } else {
-                                        avx512::output_tile16_f2(
-                                            args.0, args.1, args.2, y, args.3, args.4, args.5, relu, accumulate,
-                                        )
-                                    }
+                                    transform(
+                                        m[col * rp + g0..].as_ptr(),
+                                        nb * rp,
+                                        (rw - g0).min(16),
+                                        out.0.add(base + g0 * out_plane),
+                                        (out_plane, ow, rows, cols),
+                                        bias.map(|b| b[ob + g0..].as_ptr()),
+                                        residual.map(|r| r[base + g0 * out_plane..].as_ptr()),
+                                        relu,
+                                        accumulate,
+                                    )
                                 };
                             }
                             continue;
@@ -467,12 +464,13 @@ impl Winograd {
 /// `m[t·ms + j] = Σ_c v[c·nb + t] · u[c·PANEL + j]` for tiles `t < nb` and the panel's
 /// channels `j < PANEL`: one panel of one `M_ξ`. `u` is the panel (`[k, PANEL]`), `v` is
 /// `V_ξ` (`[k, nb]`). The AVX-512 micro-kernel takes up to [`ROWS`] tiles per call, the
-/// filters streaming once per call and the inputs broadcast; other ISAs call `gemm`.
-fn panel_product(k: usize, u: &[f32], v: &[f32], nb: usize, m: &mut [f32], ms: usize) {
+/// filters streaming once per call and the inputs broadcast (`wide`: AVX-512 is active);
+/// other ISAs call `gemm`.
+fn panel_product(wide: bool, k: usize, u: &[f32], v: &[f32], nb: usize, m: &mut [f32], ms: usize) {
     assert!(k >= 1 && nb >= 1 && ms >= PANEL, "non-empty product");
     assert!(u.len() >= k * PANEL && v.len() >= k * nb && m.len() >= (nb - 1) * ms + PANEL, "panel extents");
     #[cfg(target_arch = "x86_64")]
-    if kernels::active_isa() == kernels::Isa::Avx512 {
+    if wide {
         let groups = nb.div_ceil(ROWS);
         let (base, extra) = (nb / groups, nb % groups);
         let mut t = 0;
@@ -495,6 +493,8 @@ fn panel_product(k: usize, u: &[f32], v: &[f32], nb: usize, m: &mut [f32], ms: u
         }
         return;
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = wide;
     // SAFETY: dst `PANEL × nb` column-major with column stride `ms`, lhs `PANEL × k`
     // column-major (column stride PANEL), rhs `k × nb` row-major: all within the slices
     // (checked above).
