@@ -158,7 +158,7 @@ proptest! {
 
 /// Shapes for the direct kernels (AVX-512 CPUs): channel counts that span several
 /// 32-channel K chunks and partial 8- and 32-filter blocks, kernels up to 5×5 (some 1×k or
-/// k×1, some 1×1: the pointwise narrow-plane kernel on small planes, `gemm` on wide ones),
+/// k×1, some 1×1: the pointwise kernels, see [`pointwise_case`]),
 /// strides 1–3 per axis (the strided phase grid), dilation, asymmetric pads, planes narrower
 /// and wider than one 32/48-position strip and than the narrow-plane kernel's 14.
 fn direct_case() -> impl Strategy<Value = ConvCase> {
@@ -217,14 +217,52 @@ proptest! {
         let want = exec::run(&g, feeds.clone()).expect("reference runs");
         let plan = Plan::compile(&g, &PlanOptions { threads: c.threads, ..PlanOptions::default() }).expect("compiles");
         let kind = &plan.step_summaries()[0].kind;
-        // 1×1 convs have a direct kernel only at stride 1 without pads (the pointwise one).
+        // 1×1 convs have the pointwise kernels (padded ones run the im2col path with them).
         let pointwise = c.kernel == [1, 1];
-        let direct = !pointwise || (c.stride == [1, 1] && c.pads.iter().all(|&p| p == 0));
-        prop_assert_eq!(kind.ends_with("direct"), has_avx512() && direct, "{}", kind);
-        prop_assert_eq!(kind.ends_with("narrow-direct"), has_avx512() && pointwise && direct, "{}", kind);
+        prop_assert_eq!(kind.ends_with("direct"), has_avx512(), "{}", kind);
+        prop_assert_eq!(kind.ends_with("pointwise-direct"), has_avx512() && pointwise, "{}", kind);
         let got = plan.run(feeds).expect("plan runs");
         assert_close(&got, &want, 1e-5, &format!("{c:?}"));
     }
+
+    /// The 1×1 kernels (AVX-512: the wide-plane kernel at any stride, the narrow-plane one on
+    /// small planes at stride 1, the im2col path when padded) against the reference.
+    #[test]
+    fn pointwise_conv_matches_the_reference(c in pointwise_case()) {
+        let (g, feeds) = conv_graph(&c);
+        let want = exec::run(&g, feeds.clone()).expect("reference runs");
+        let plan = Plan::compile(&g, &PlanOptions { threads: c.threads, ..PlanOptions::default() }).expect("compiles");
+        let got = plan.run(feeds).expect("plan runs");
+        assert_close(&got, &want, 1e-5, &format!("{c:?}"));
+    }
+}
+
+/// 1×1 convs: channel counts across several 32-channel K chunks, filter counts with partial
+/// 8- and 32-filter blocks, planes from one position to several 48-position strips and
+/// several input panels (60×60 at 70 channels: 3 panels of ~1392 positions), strides 1–3
+/// per axis, and now and then pads.
+fn pointwise_case() -> impl Strategy<Value = ConvCase> {
+    (
+        (1usize..=2, 1usize..=70, 1usize..=40),
+        (1usize..=60, 1usize..=60, 1usize..=3, 1usize..=3, prop::bool::weighted(0.15)),
+        (any::<bool>(), any::<bool>(), any::<bool>(), 1usize..=3),
+    )
+        .prop_map(|((n, cin, m), (h, w, sh, sw, padded), (bias, residual, relu, threads))| ConvCase {
+            n,
+            c_per_group: cin,
+            m_per_group: m,
+            group: 1,
+            spatial: vec![h, w],
+            kernel: vec![1, 1],
+            stride: vec![sh, sw],
+            dilation: vec![1, 1],
+            pads: if padded { vec![1, 0, 0, 1] } else { vec![0; 4] },
+            bias,
+            const_weights: true,
+            residual,
+            relu,
+            threads,
+        })
 }
 
 #[test]

@@ -7,7 +7,9 @@
 //! im2col panel `[K, pn]` is unfolded into a per-thread scratch buffer, multiplied with the
 //! filters by `gemm` (single-threaded inside the tile), and the epilogue runs on the tile's
 //! rows while they are in cache. Pointwise convs (1×1, stride 1, no pads) use X's planes as
-//! the panel directly. Tiles run in parallel on the plan's rayon pool.
+//! the panel directly. Tiles run in parallel on the plan's rayon pool. On AVX-512 CPUs the
+//! constant-filter 2-D convs run the direct kernels instead ([`DirectConv`]; 1×1 convs its
+//! pointwise ones), and this path only takes the calls they do not apply to.
 
 use std::cell::RefCell;
 
@@ -47,8 +49,9 @@ pub struct ConvKernel {
     /// Bias `[M]` when constant.
     pub bias: Option<Vec<f32>>,
     pub relu: bool,
-    /// The direct kernel for stride-1 2-D convs wider than 1×1 on AVX-512 CPUs
-    /// ([`DirectConv`]); calls it does not apply to run the im2col path.
+    /// The direct kernel of an ungrouped 2-D conv with constant filters on AVX-512 CPUs
+    /// ([`DirectConv`]; for 1×1 convs the pointwise kernels); calls it does not apply to run
+    /// the im2col path.
     pub direct: Option<Box<DirectConv>>,
 }
 
@@ -61,18 +64,18 @@ unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
 impl ConvKernel {
-    /// Adds the direct kernel when the conv is 2-D, ungrouped, wider than 1×1 (1×1 convs are
-    /// plain GEMMs) and its filters are constant, on a CPU that runs it. Strided convs (the
-    /// 7×7/2 stem, 3×3/2 downsampling) run on the direct kernel's phase grid.
+    /// Adds the direct kernel when the conv is 2-D, ungrouped and its filters are constant, on
+    /// a CPU that runs it. Strided convs (the 7×7/2 stem, 3×3/2 downsampling) run on the
+    /// direct kernel's phase grid; 1×1 convs on the pointwise kernels (any stride).
     pub fn with_direct(mut self) -> ConvKernel {
         if let (Some(w), Some(s)) = (&self.weights, &self.w_shape) {
             if self.group == 1 && s.len() == 4 && s[2] * s[3] > 1 {
                 self.direct = DirectConv::new(w, s).map(Box::new);
-            } else if self.group == 1 && s.len() == 4 && s[2] * s[3] == 1 && pointwise(&self.window) {
-                self.direct = DirectConv::pointwise(s[0], s[1]).map(Box::new);
+            } else if self.group == 1 && s.len() == 4 && s[2] * s[3] == 1 {
+                self.direct = DirectConv::pointwise(w, s[0], s[1]).map(Box::new);
             }
         }
-        if self.direct.as_ref().is_some_and(|d| !d.is_pointwise()) {
+        if self.direct.is_some() {
             // One copy of the filters: the direct kernel's (ResNet-50: 45 MB less).
             self.weights = None;
         }
@@ -116,8 +119,12 @@ impl ConvKernel {
                 d.run(g, x, bias, residual, self.relu, false, y);
                 return;
             }
-            if let Some(w) = self.weights.as_deref().filter(|_| d.pointwise_applies(g)) {
-                d.run_pointwise(g, x, w, bias, residual, self.relu, y);
+            if d.pointwise_applies(g) {
+                d.run_pointwise(g, x, bias, residual, self.relu, y);
+                return;
+            }
+            if d.wide_applies(g) {
+                d.run_wide(g, x, bias, residual, self.relu, y);
                 return;
             }
         }
@@ -245,13 +252,6 @@ impl ConvKernel {
             kernels::conv_epilogue_row(row, b, residual.map(|res| &res[off..][..pw]), self.relu);
         }
     }
-}
-
-/// Whether a conv with a 1×1 kernel and this window has stride 1 and no explicit pads (the
-/// call's geometry is checked again at run time: [`DirectConv::pointwise_applies`]).
-fn pointwise(window: &Window) -> bool {
-    window.strides.as_ref().is_none_or(|v| v.iter().all(|&s| s == 1))
-        && window.pads.as_ref().is_none_or(|p| p.iter().all(|&v| v == 0))
 }
 
 /// Columns `p0..p0+pw` of the im2col matrix of `channels` input planes into `col`

@@ -32,6 +32,10 @@
 //! for 196 outputs at 14×14 and 64 for 49 at 7×7. One thread, single-layer models: 256 ch at
 //! 14×14 87–90 → 97–101 GFLOP/s, 512 ch at 7×7 77–78 → 86–100.
 //!
+//! 1×1 convs ([`DirectConv::pointwise`]) run a third micro-kernel on wide planes and at any
+//! stride ([`DirectConv::run_wide`], in `pointwise.rs`: inputs packed per 48-position strip,
+//! the epilogue applied in registers) and the narrow-plane kernel on small stride-1 planes.
+//!
 //! Only for x86-64 CPUs with AVX-512F (and [`kernels::active_isa`] at `Avx512`); elsewhere
 //! [`DirectConv::new`] declines and the im2col path runs.
 
@@ -43,6 +47,8 @@ use rayon::prelude::*;
 use crate::ops::conv::ConvGeometry;
 use crate::ops::padding::Axis;
 use crate::plan::kernels::{self, Isa};
+
+mod pointwise;
 
 /// Filters per micro-kernel block (rows of the packed filter panel).
 pub(crate) const MR: usize = 8;
@@ -71,9 +77,10 @@ pub struct DirectConv {
     c: usize,
     kh: usize,
     kw: usize,
-    /// A 1×1 stride-1 conv that runs here only at narrow planes
-    /// ([`DirectConv::pointwise_applies`]; `gemm` is faster on wide ones): `packed` is empty
-    /// and `by_channel` is packed from the caller's `[M, C]` filters.
+    /// A 1×1 conv ([`DirectConv::pointwise`]): it runs the wide-plane kernel
+    /// ([`DirectConv::run_wide`]) or, at stride 1 on narrow planes, the narrow-plane kernel
+    /// reading its input in place ([`DirectConv::pointwise_applies`]), never the position
+    /// kernel.
     pointwise: bool,
     /// `[K chunk][M.div_ceil(MR)][k in chunk][MR]`, K = C·kH·kW in (c, i, j) order, chunks of
     /// [`KC_CHANNELS`] channels: the tile loops read it front to back (one DRAM stream for
@@ -148,23 +155,18 @@ impl DirectConv {
         Some(d)
     }
 
-    /// The narrow-plane kernel of a 1×1 conv of `m` filters over `c` channels, whose filters
-    /// the caller keeps (`gemm` runs it at wide planes) and passes to
-    /// [`DirectConv::run_pointwise`]. `None` without AVX-512.
-    pub fn pointwise(m: usize, c: usize) -> Option<DirectConv> {
-        if kernels::active_isa() != Isa::Avx512 || m == 0 || c == 0 {
+    /// The kernels of a 1×1 conv (`w` is `[M, C]` row-major): the wide-plane one
+    /// ([`DirectConv::run_wide`], any stride) and, at stride 1, the narrow-plane one
+    /// ([`DirectConv::run_pointwise`]). `None` without AVX-512.
+    pub fn pointwise(w: &[f32], m: usize, c: usize) -> Option<DirectConv> {
+        if w.len() != m * c {
             return None;
         }
-        Some(DirectConv {
-            pointwise: true,
-            m,
-            c,
-            kh: 1,
-            kw: 1,
-            packed: Vec::new(),
-            by_channel: Some(OnceLock::new()),
-            unpacked: OnceLock::new(),
-        })
+        let mut d = DirectConv::with_shape(m, c, 1, 1)?;
+        d.pointwise = true;
+        d.by_channel = Some(OnceLock::new());
+        d.set_filters(w);
+        Some(d)
     }
 
     /// Whether this is a [`DirectConv::pointwise`] kernel.
@@ -259,9 +261,8 @@ impl DirectConv {
         }
     }
 
-    /// The filters in the narrow-plane kernel's layout, repacked once from `packed` (or, for
-    /// a pointwise kernel, from `w`, `[M, C]` row-major).
-    fn by_channel(&self, w: Option<&[f32]>) -> Option<&[f32]> {
+    /// The filters in the narrow-plane kernel's layout, repacked once from `packed`.
+    fn by_channel(&self) -> Option<&[f32]> {
         let cell = self.by_channel.as_ref()?;
         Some(cell.get_or_init(|| {
             let k = self.c * self.kh * self.kw;
@@ -271,11 +272,7 @@ impl DirectConv {
             for row in 0..self.m {
                 for q in 0..k {
                     let (k0, kn) = (q / kc * kc, kc.min(k - q / kc * kc));
-                    let v = match w {
-                        Some(w) if self.pointwise => w[row * k + q],
-                        _ => self.packed_at(row, q),
-                    };
-                    out[(k0 * rows + row / NC * kn + q - k0) * NC + row % NC] = v;
+                    out[(k0 * rows + row / NC * kn + q - k0) * NC + row % NC] = self.packed_at(row, q);
                 }
             }
             out
@@ -405,24 +402,21 @@ impl DirectConv {
     }
 
     /// `y = relu?(conv(x, w) + bias + residual)` for a call
-    /// [`DirectConv::pointwise_applies`] to; `w` is `[M, C]` (the same on every call).
-    #[allow(clippy::too_many_arguments)]
+    /// [`DirectConv::pointwise_applies`] to.
     pub(crate) fn run_pointwise(
         &self,
         g: &ConvGeometry,
         x: &[f32],
-        w: &[f32],
         bias: Option<&[f32]>,
         residual: Option<&[f32]>,
         relu: bool,
         y: &mut [f32],
     ) {
-        assert_eq!(w.len(), self.m * self.c, "filter length");
         let [_, ah, aw] = &g.axes;
         if g.n * ah.output * aw.output == 0 {
             return;
         }
-        self.by_channel(Some(w));
+        self.by_channel();
         self.run_rows(g, &PhaseGrid::new(ah, aw), x, bias, residual, relu, y);
     }
 
@@ -491,7 +485,7 @@ impl DirectConv {
         let k = self.c * self.kh * self.kw;
         let nb = blocks.end - blocks.start;
         // Packed before the parallel loop for pointwise kernels (`run_pointwise`).
-        let by_channel = self.by_channel(None).expect("rows_apply");
+        let by_channel = self.by_channel().expect("rows_apply");
         let x_img = &x[img * self.c * ah.input * aw.input..][..self.c * ah.input * aw.input];
         // Rows per micro-kernel call: two when they fit in ROW_SEGMENT positions (each
         // filter vector is loaded once per call, so wider calls reuse it more: a 7×7×512

@@ -465,7 +465,7 @@ impl Plan {
                     Kind::Conv(c) => {
                         let w = c.w_shape.as_ref().map_or("runtime W".to_string(), |w| format!("W{w:?}"));
                         let direct = match c.direct.as_deref() {
-                            Some(d) if d.is_pointwise() => " narrow-direct",
+                            Some(d) if d.is_pointwise() => " pointwise-direct",
                             Some(_) => " direct",
                             None => "",
                         };

@@ -1,0 +1,301 @@
+//! The wide-plane kernel of 1×1 convs (any stride, no pads): a GEMM `Y[M, P] = W[M, C] ·
+//! X[C, P]` over the output positions, with bias, residual and ReLU applied to the
+//! accumulators in registers.
+//!
+//! One *tile* is (image, panel of output positions, chunk of the filter blocks). It packs the
+//! panel's inputs as strips of [`STRIP`] positions, `[strip][C][STRIP]` (stride 1 copies rows
+//! of the input planes, a stride gathers the positions it reads), into a per-thread buffer
+//! that stays in L2; then for each block of [`MR`] filters (its `8·C` packed filters stay in
+//! L1) and each strip it runs an `8 × 48` micro-kernel over all of `C` — 24 zmm
+//! accumulators, 3 vector loads and 8 broadcasts per channel — and stores the strip's
+//! outputs with the epilogue straight from the accumulators. `gemm` wrote each output
+//! tile and a second pass read it back (with the residual) for the epilogue; the position
+//! kernel of [`DirectConv::run`] stores its accumulators per 32-channel chunk.
+
+use std::cell::RefCell;
+
+use super::{DirectConv, OutPtr, KC_CHANNELS, MR};
+use crate::ops::conv::ConvGeometry;
+use crate::ops::padding::Axis;
+use crate::plan::kernels::{self, Isa};
+
+/// Output positions per micro-kernel call: three 16-float vectors.
+pub(super) const STRIP: usize = 48;
+
+/// Budget of one tile's packed input panel, in floats (384 KiB, within a Zen 4 core's 1 MiB
+/// L2 beside the filters): 1536 positions of 64 channels, 192 of 512.
+const PANEL_FLOATS: usize = 96 * 1024;
+
+thread_local! {
+    /// Per-thread packed input panel; grows once (see [`DirectConv::wide_tile`]).
+    static PANEL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+impl DirectConv {
+    /// Whether the wide-plane kernel takes this call: a 1×1 2-D conv of this pointwise
+    /// kernel's shape, any stride, no pads, on AVX-512.
+    pub(crate) fn wide_applies(&self, g: &ConvGeometry) -> bool {
+        let [ad, ah, aw] = &g.axes;
+        self.pointwise
+            && *ad == Axis::UNIT
+            && g.group == 1
+            && g.m == self.m
+            && g.c == self.c
+            && [ah, aw].iter().all(|a| {
+                a.kernel == 1
+                    && a.stride >= 1
+                    && a.pad_begin + a.pad_end == 0
+                    && a.input >= 1
+                    && a.output == (a.input - 1) / a.stride + 1
+            })
+            && kernels::active_isa() == Isa::Avx512
+    }
+
+    /// `y = relu?(conv(x) + bias + residual)` for a call [`DirectConv::wide_applies`] to.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn run_wide(
+        &self,
+        g: &ConvGeometry,
+        x: &[f32],
+        bias: Option<&[f32]>,
+        residual: Option<&[f32]>,
+        relu: bool,
+        y: &mut [f32],
+    ) {
+        let [_, ah, aw] = &g.axes;
+        let plane = ah.output * aw.output;
+        assert_eq!(y.len(), g.n * self.m * plane, "output length");
+        assert_eq!(x.len(), g.n * self.c * ah.input * aw.input, "input length");
+        assert!(bias.is_none_or(|b| b.len() >= self.m), "bias length");
+        assert!(residual.is_none_or(|r| r.len() == y.len()), "residual length");
+        if plane * g.n == 0 {
+            return;
+        }
+        // Panel width: the budget in whole strips, evened out over the panels.
+        let budget = (PANEL_FLOATS / self.c.max(1) / STRIP).max(1) * STRIP;
+        let panels = plane.div_ceil(budget);
+        let pn = plane.div_ceil(panels).next_multiple_of(STRIP).min(plane);
+        let panels = plane.div_ceil(pn);
+        let blocks = self.m.div_ceil(MR);
+        let threads = rayon::current_num_threads();
+        let split = kernels::filter_split(g.n * panels, threads, blocks);
+        let chunk = blocks.div_ceil(split);
+        let split = blocks.div_ceil(chunk);
+        let out = OutPtr(y.as_mut_ptr());
+        kernels::for_each_task(g.n * panels * split, |t| {
+            let (mi, pi, img) = (t % split, t / split % panels, t / split / panels);
+            let b0 = mi * chunk;
+            let p0 = pi * pn;
+            self.wide_tile(
+                g,
+                img,
+                p0..(p0 + pn).min(plane),
+                b0..(b0 + chunk).min(blocks),
+                x,
+                bias,
+                residual,
+                relu,
+                out,
+            );
+        });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn wide_tile(
+        &self,
+        g: &ConvGeometry,
+        img: usize,
+        positions: std::ops::Range<usize>,
+        blocks: std::ops::Range<usize>,
+        x: &[f32],
+        bias: Option<&[f32]>,
+        residual: Option<&[f32]>,
+        relu: bool,
+        out: OutPtr,
+    ) {
+        let [_, ah, aw] = &g.axes;
+        let (c, m) = (self.c, self.m);
+        let plane = ah.output * aw.output;
+        let in_plane = ah.input * aw.input;
+        let x_img = &x[img * c * in_plane..][..c * in_plane];
+        let pw = positions.end - positions.start;
+        let strips = pw.div_ceil(STRIP);
+        PANEL.with(|panel| {
+            let mut panel = panel.borrow_mut();
+            if panel.len() < strips * c * STRIP {
+                // The budget at once (every conv of up to 2048 channels fits), so a worker
+                // that first meets a bigger panel late does not allocate in a steady-state run.
+                panel.resize((strips * c * STRIP).max(PANEL_FLOATS), 0.0);
+            }
+            for s in 0..strips {
+                let p0 = positions.start + s * STRIP;
+                let n = STRIP.min(positions.end - p0);
+                pack_strip(&mut panel[s * c * STRIP..][..c * STRIP], x_img, c, in_plane, ah, aw, p0, n);
+            }
+            let all = m.div_ceil(MR);
+            for b in blocks {
+                let rows = MR.min(m - b * MR);
+                for s in 0..strips {
+                    let p0 = positions.start + s * STRIP;
+                    let n = STRIP.min(positions.end - p0);
+                    let off = (img * m + b * MR) * plane + p0;
+                    // SAFETY: AVX-512F (`wide_applies`); `packed` holds `all` blocks of
+                    // `8·C` filters in K chunks; the strip holds `C·STRIP` floats; output
+                    // rows `b·MR .. b·MR + rows` of image `img`, positions `p0 .. p0 + n`
+                    // lie in `y` (and `residual`, checked the same length) and belong to
+                    // this tile only; `bias` holds at least M values.
+                    unsafe {
+                        micro_wide(
+                            n,
+                            c,
+                            self.packed.as_ptr(),
+                            all,
+                            b,
+                            panel[s * c * STRIP..].as_ptr(),
+                            out.0.add(off),
+                            residual.map(|r| r.as_ptr().add(off)),
+                            bias.map(|v| v.as_ptr().add(b * MR)),
+                            rows,
+                            plane,
+                            relu,
+                        );
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Packs output positions `p0 .. p0 + n` (`n ≤ STRIP`) of every channel as `dst[ch·STRIP +
+/// j]`, zeros past `n`: rows of the input plane at stride 1, the strided positions otherwise.
+#[allow(clippy::too_many_arguments)]
+fn pack_strip(dst: &mut [f32], x: &[f32], c: usize, in_plane: usize, ah: &Axis, aw: &Axis, p0: usize, n: usize) {
+    let ow = aw.output;
+    let mut idx = [0usize; STRIP];
+    for (j, v) in idx.iter_mut().enumerate().take(n) {
+        let (oh, owi) = ((p0 + j) / ow, (p0 + j) % ow);
+        *v = oh * ah.stride * aw.input + owi * aw.stride;
+    }
+    let contiguous = n == 0 || idx[n - 1] - idx[0] == n - 1;
+    for (ch, row) in dst.chunks_exact_mut(STRIP).take(c).enumerate() {
+        let src = &x[ch * in_plane..][..in_plane];
+        if contiguous {
+            row[..n].copy_from_slice(&src[idx[0]..idx[0] + n]);
+        } else {
+            for (d, &i) in row.iter_mut().zip(&idx[..n]) {
+                *d = src[i];
+            }
+        }
+        row[n..].fill(0.0);
+    }
+}
+
+/// The micro-kernel for `n ≤ STRIP` positions: dispatched on the vectors they take.
+///
+/// # Safety
+/// As [`avx512::micro_wide`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn micro_wide(
+    n: usize,
+    c: usize,
+    packed: *const f32,
+    blocks: usize,
+    b: usize,
+    strip: *const f32,
+    y: *mut f32,
+    res: Option<*const f32>,
+    bias: Option<*const f32>,
+    rows: usize,
+    plane: usize,
+    relu: bool,
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: the caller's contract.
+        unsafe {
+            match n.div_ceil(16) {
+                3 => avx512::micro_wide::<3>(n, c, packed, blocks, b, strip, y, res, bias, rows, plane, relu),
+                2 => avx512::micro_wide::<2>(n, c, packed, blocks, b, strip, y, res, bias, rows, plane, relu),
+                _ => avx512::micro_wide::<1>(n, c, packed, blocks, b, strip, y, res, bias, rows, plane, relu),
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (n, c, packed, blocks, b, strip, y, res, bias, rows, plane, relu);
+        unreachable!("DirectConv::pointwise declines without AVX-512");
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::{KC_CHANNELS, MR, STRIP};
+
+    /// `y[r·plane + j] = relu?(Σ_ch W[b·MR + r][ch] · strip[ch·STRIP + j] + bias[r] +
+    /// res[r·plane + j])` for `r < rows`, `j < n`, the filters read from `packed`'s K chunks
+    /// of [`KC_CHANNELS`] channels (block `b` of `blocks`).
+    ///
+    /// # Safety
+    /// AVX-512F available; `16·(NV−1) < n ≤ 16·NV`; `packed` holds `blocks·MR·c` floats;
+    /// `strip` holds `c·STRIP`; `y.add(r·plane) .. + n` (and the same of `res`) lie in their
+    /// buffers for `r < rows ≤ MR`, and `y`'s do not alias the inputs; `bias` holds `rows`.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn micro_wide<const NV: usize>(
+        n: usize,
+        c: usize,
+        packed: *const f32,
+        blocks: usize,
+        b: usize,
+        strip: *const f32,
+        y: *mut f32,
+        res: Option<*const f32>,
+        bias: Option<*const f32>,
+        rows: usize,
+        plane: usize,
+        relu: bool,
+    ) {
+        let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+        // SAFETY (whole body): pointers and extents as the caller guarantees.
+        unsafe {
+            let mut bp = strip;
+            for k0 in (0..c).step_by(KC_CHANNELS) {
+                let kn = KC_CHANNELS.min(c - k0);
+                let mut ap = packed.add((k0 * blocks + b * kn) * MR);
+                for _ in 0..kn {
+                    let mut bv = [_mm512_setzero_ps(); NV];
+                    for (j, v) in bv.iter_mut().enumerate() {
+                        *v = _mm512_loadu_ps(bp.add(16 * j));
+                    }
+                    for (r, row) in acc.iter_mut().enumerate() {
+                        let av = _mm512_set1_ps(*ap.add(r));
+                        for (v, bj) in row.iter_mut().zip(&bv) {
+                            *v = _mm512_fmadd_ps(av, *bj, *v);
+                        }
+                    }
+                    ap = ap.add(MR);
+                    bp = bp.add(STRIP);
+                }
+            }
+            let zero = _mm512_setzero_ps();
+            let last: __mmask16 = if n.is_multiple_of(16) { 0xffff } else { (1u16 << (n % 16)) - 1 };
+            for (r, row) in acc.iter().enumerate().take(rows) {
+                let bv = bias.map_or(zero, |p| _mm512_set1_ps(*p.add(r)));
+                for (j, v) in row.iter().enumerate() {
+                    let mask = if j + 1 == NV { last } else { 0xffff };
+                    let at = r * plane + 16 * j;
+                    let mut o = _mm512_add_ps(*v, bv);
+                    if let Some(res) = res {
+                        o = _mm512_add_ps(o, _mm512_maskz_loadu_ps(mask, res.add(at)));
+                    }
+                    if relu {
+                        o = _mm512_max_ps(o, zero);
+                    }
+                    _mm512_mask_storeu_ps(y.add(at), mask, o);
+                }
+            }
+        }
+    }
+}
