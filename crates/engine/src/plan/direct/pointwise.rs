@@ -260,6 +260,19 @@ mod avx512 {
         let mut acc = [[_mm512_setzero_ps(); NV]; MR];
         // SAFETY (whole body): pointers and extents as the caller guarantees.
         unsafe {
+            // The next strip's output (and residual) lines of these rows — the tile's next
+            // call — are fetched while this one computes: its rows lie a plane apart, which
+            // the hardware prefetcher does not follow. Hints only: past the end they do not
+            // fault (`wrapping_add`).
+            for r in 0..rows {
+                for j in 0..NV {
+                    let at = r * plane + STRIP + 16 * j;
+                    if let Some(res) = res {
+                        _mm_prefetch::<_MM_HINT_T0>(res.wrapping_add(at).cast());
+                    }
+                    _mm_prefetch::<_MM_HINT_ET0>(y.wrapping_add(at).cast());
+                }
+            }
             let mut bp = strip;
             for k0 in (0..c).step_by(KC_CHANNELS) {
                 let kn = KC_CHANNELS.min(c - k0);
