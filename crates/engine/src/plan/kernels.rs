@@ -51,6 +51,9 @@ pub(crate) fn filter_split(tiles: usize, threads: usize, max: usize) -> usize {
 /// is more than one task, else in order on this thread (no fork-join overhead).
 pub(crate) fn for_each_task(tasks: usize, f: impl Fn(usize) + Send + Sync) {
     if rayon::current_num_threads() > 1 && tasks > 1 {
+        if super::team::run_tasks(tasks, &f) {
+            return;
+        }
         (0..tasks).into_par_iter().for_each(f);
     } else {
         (0..tasks).for_each(f);

@@ -21,6 +21,7 @@
 pub mod conv;
 pub mod direct;
 pub mod kernels;
+mod team;
 pub mod winograd;
 
 use std::collections::HashSet;
@@ -492,7 +493,7 @@ impl Plan {
     /// graph's inputs; any batch size the graph's symbolic dims allow).
     pub fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
         check_inputs(&self.graph, &inputs)?;
-        self.pool.install(|| self.run_steps(inputs, None))
+        self.pool.install(|| team::with_team(|| self.run_steps(inputs, None)))
     }
 
     /// [`Plan::run`], also returning the wall time of each step in milliseconds (in the
@@ -500,7 +501,7 @@ impl Plan {
     pub fn run_profiled(&self, inputs: Vec<Tensor>) -> Result<(Vec<Tensor>, Vec<f64>)> {
         check_inputs(&self.graph, &inputs)?;
         let mut times = Vec::with_capacity(self.steps.len());
-        let out = self.pool.install(|| self.run_steps(inputs, Some(&mut times)))?;
+        let out = self.pool.install(|| team::with_team(|| self.run_steps(inputs, Some(&mut times))))?;
         Ok((out, times))
     }
 

@@ -57,11 +57,11 @@ pub const MODE_HELP: &str = "Arithmetic of the plan's convolutions.
          layers); those with up to 512×512 channels as F(2×2,3×3) (4 multiplications; the
          7×7 layers); everything else as in exact. Measured accuracy (Keras
          ResNet-50, all 200 sample images, batch 8, crates/resnet/tests/fast_mode.rs): top-1
-         unchanged on all 200, logits within 1.6e-6 of max|logit| of exact mode (bound
+         unchanged on all 200, logits within 1.9e-6 of max|logit| of exact mode (bound
          asserted: 1e-3); a single Winograd conv stays within 1e-4 of max|y| of the reference
          (measured ≤ 1.2e-5, crates/engine/tests/winograd.rs).
-  exact  direct fp32 products (on AVX-512 CPUs a direct convolution for stride-1 convs wider
-         than 1×1, im2col + GEMM otherwise), within 1e-4 of max|y| of the reference.
+  exact  direct fp32 products (on AVX-512 CPUs direct convolution kernels, 1×1 convs on their
+         own; im2col + GEMM otherwise), within 1e-4 of max|y| of the reference.
 Default: fast for classify, validate, bench and serve (it met the issue's bar for the default:
 top-1 unchanged and logits within 1e-3), exact for check (which compares with stored outputs at tight
 tolerances) and always exact with --engine reference (fast needs --engine plan).";
