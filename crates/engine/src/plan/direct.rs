@@ -684,13 +684,57 @@ impl DirectConv {
             // passes over every strip of the band (the band's chunk, 32 channels, in L1/L2),
             // and the filters are read front to back once per band. Measured against strip,
             // K chunk, filter block: equal at 56×56 and 28×28, 5–30 % faster at 14×14 and 7×7.
+            // The last K chunk writes the outputs itself when every vector spans at most two
+            // grid rows (training's accumulating calls keep the separate epilogue).
+            let fused = !accumulate && wp >= 16;
+            let last = (k - 1) / kc * kc;
             for k0 in (0..k).step_by(kc) {
                 let kn = kc.min(k - k0);
                 for bi in 0..nb {
+                    let b = blocks.start + bi;
                     for s in 0..strips {
-                        micro_at(acc, k0, kn, bi, s);
+                        if !(fused && k0 == last) {
+                            micro_at(acc, k0, kn, bi, s);
+                            continue;
+                        }
+                        let a = &self.packed[(k0 * self.m.div_ceil(MR) + b * kn) * MR..][..kn * MR];
+                        let src = &acc[(bi * strips + s) * MR * nr..][..MR * nr];
+                        let off = (img * self.m + b * MR) * plane + r0 * ow;
+                        let so = StripOut {
+                            // Offsets within the band's output rows of this image and block;
+                            // every valid position lies in `y` (and `residual`, the output's
+                            // layout) and belongs to this tile.
+                            y: out.0.wrapping_add(off),
+                            res: residual.map(|r| r.as_ptr().wrapping_add(off)),
+                            bias: bias.map(|v| v[b * MR..].as_ptr()),
+                            rows: MR.min(self.m - b * MR),
+                            plane,
+                            wp,
+                            ow,
+                            q0: s * nr,
+                            positions,
+                            relu,
+                        };
+                        // SAFETY: as `micro_at` for the packed filters and the band; `src`
+                        // holds this strip's earlier sums (read when `k0 > 0`); the valid
+                        // outputs of this strip (columns < OW of band rows < `rows`) of the
+                        // block's filters are this tile's, `wp ≥ 16`.
+                        unsafe {
+                            micro_store(
+                                t.nv,
+                                kn,
+                                a.as_ptr(),
+                                buf.as_ptr().add(s * nr),
+                                offs[k0..k0 + kn].as_ptr(),
+                                (k0 > 0).then_some((src.as_ptr(), nr)),
+                                &so,
+                            );
+                        }
                     }
                 }
+            }
+            if fused {
+                return;
             }
             for s in 0..strips {
                 self.epilogue(
@@ -1186,6 +1230,62 @@ pub(crate) unsafe fn micro(
     }
 }
 
+/// Where [`micro_store`] writes one strip of one filter block: output rows `y + r·plane`
+/// (`r < rows`) of a band whose grid rows are `wp` positions wide of which the first `ow`
+/// are outputs (row stride `ow`); the strip covers grid positions `q0 .. q0 + 16·nv` of the
+/// band's `positions`.
+pub(crate) struct StripOut {
+    y: *mut f32,
+    res: Option<*const f32>,
+    bias: Option<*const f32>,
+    rows: usize,
+    plane: usize,
+    wp: usize,
+    ow: usize,
+    q0: usize,
+    positions: usize,
+    relu: bool,
+}
+
+/// [`micro`] for the last K chunk of a strip: the accumulators (plus `acc`'s, the earlier
+/// chunks' sums, when given) go through bias, residual and ReLU straight into the output
+/// rows — masked stores of the valid columns, at most two grid rows per vector — instead of
+/// the accumulator tile and a second pass ([`DirectConv::epilogue`], which took ~20 % of
+/// the 7×7/2 stem's time).
+///
+/// # Safety
+/// As [`micro`] for `a`, `b`, `offs` (and `acc` when given, read only); `out.wp ≥ 16`; for
+/// every valid position `q0 ≤ q < min(q0 + 16·nv, positions)` with `q mod wp < ow` and
+/// `r < rows`, `y + r·plane + (q / wp)·ow + q mod wp` is writable (and the same offset of
+/// `res` readable) and aliases none of the inputs; `bias` holds `rows` values.
+pub(crate) unsafe fn micro_store(
+    nv: usize,
+    k: usize,
+    a: *const f32,
+    b: *const f32,
+    offs: *const isize,
+    acc: Option<(*const f32, usize)>,
+    out: &StripOut,
+) {
+    debug_assert!((1..=3).contains(&nv) && out.wp >= 16 && out.rows <= MR);
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            match nv {
+                3 => avx512::micro_store::<3>(k, a, b, offs, acc, out),
+                2 => avx512::micro_store::<2>(k, a, b, offs, acc, out),
+                _ => avx512::micro_store::<1>(k, a, b, offs, acc, out),
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (nv, k, a, b, offs, acc, out);
+        unreachable!("DirectConv::new declines without AVX-512");
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::*;
@@ -1284,24 +1384,23 @@ mod avx512 {
         }
     }
 
-    /// `acc[r·acc_rs + j] (+)= Σ_kk a[kk][r] · b[offs[kk] + j]` for `r < MR`, `j < 16·NV`.
+    /// `Σ_kk a[kk][r] · b[offs[kk] + j]` for `r < MR`, `j < 16·NV`, plus `acc[r·acc_rs + j]`
+    /// when `init`: the micro-kernel's accumulators.
     ///
     /// # Safety
     /// As [`super::micro`].
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn micro<const NV: usize>(
+    #[inline(always)]
+    unsafe fn products<const NV: usize>(
         k: usize,
         a: *const f32,
         b: *const f32,
         offs: *const isize,
-        acc: *mut f32,
-        acc_rs: usize,
-        accumulate: bool,
-    ) {
+        init: Option<(*const f32, usize)>,
+    ) -> [[__m512; NV]; MR] {
         let mut c = [[_mm512_setzero_ps(); NV]; MR];
         // SAFETY (whole body): pointers and extents as the caller guarantees.
         unsafe {
-            if accumulate {
+            if let Some((acc, acc_rs)) = init {
                 for (r, row) in c.iter_mut().enumerate() {
                     for (j, v) in row.iter_mut().enumerate() {
                         *v = _mm512_loadu_ps(acc.add(r * acc_rs + 16 * j));
@@ -1325,9 +1424,91 @@ mod avx512 {
                 }
                 ap = ap.add(MR);
             }
+        }
+        c
+    }
+
+    /// `acc[r·acc_rs + j] (+)= Σ_kk a[kk][r] · b[offs[kk] + j]` for `r < MR`, `j < 16·NV`.
+    ///
+    /// # Safety
+    /// As [`super::micro`].
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn micro<const NV: usize>(
+        k: usize,
+        a: *const f32,
+        b: *const f32,
+        offs: *const isize,
+        acc: *mut f32,
+        acc_rs: usize,
+        accumulate: bool,
+    ) {
+        // SAFETY (whole body): pointers and extents as the caller guarantees.
+        unsafe {
+            let c = products::<NV>(k, a, b, offs, accumulate.then_some((acc.cast_const(), acc_rs)));
             for (r, row) in c.iter().enumerate() {
                 for (j, v) in row.iter().enumerate() {
                     _mm512_storeu_ps(acc.add(r * acc_rs + 16 * j), *v);
+                }
+            }
+        }
+    }
+
+    /// [`micro`] for a band's last K chunk, storing `relu?(sum + bias + residual)` into the
+    /// output rows instead of the accumulator tile (see [`super::micro_store`]).
+    ///
+    /// # Safety
+    /// As [`super::micro_store`].
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn micro_store<const NV: usize>(
+        k: usize,
+        a: *const f32,
+        b: *const f32,
+        offs: *const isize,
+        acc: Option<(*const f32, usize)>,
+        out: &super::StripOut,
+    ) {
+        // SAFETY (whole body): pointers and extents as the caller guarantees; the masked
+        // stores and loads touch only the lanes of valid outputs.
+        unsafe {
+            let c = products::<NV>(k, a, b, offs, acc);
+            let zero = _mm512_setzero_ps();
+            let lanes = |lo: isize, hi: isize| -> __mmask16 {
+                let (lo, hi) = (lo.clamp(0, 16), hi.clamp(0, 16));
+                if hi <= lo {
+                    0
+                } else {
+                    ((((1u32 << (hi - lo)) - 1) << lo) & 0xffff) as __mmask16
+                }
+            };
+            let (wp, ow) = (out.wp as isize, out.ow as isize);
+            for j in 0..NV {
+                // Positions q0 + 16j + i: grid row `a`, columns c0 + i (i < wp − c0), then
+                // row a + 1, columns c0 + i − wp (wp ≥ 16: at most two rows per vector).
+                let q = (out.q0 + 16 * j) as isize;
+                let left = out.positions as isize - q;
+                let (row, c0) = (q / wp, q % wp);
+                let m1 = lanes(0, (ow - c0).min(wp - c0).min(left));
+                let m2 = lanes(wp - c0, (wp - c0 + ow).min(left));
+                let o1 = row * ow + c0;
+                let o2 = (row + 1) * ow + c0 - wp;
+                for (r, v) in c.iter().enumerate().take(out.rows) {
+                    let bias = out.bias.map_or(zero, |p| _mm512_set1_ps(*p.add(r)));
+                    let base = (r * out.plane) as isize;
+                    for (o, m) in [(o1, m1), (o2, m2)] {
+                        if m == 0 {
+                            continue;
+                        }
+                        let at = base + o;
+                        let mut x = _mm512_add_ps(v[j], bias);
+                        if let Some(res) = out.res {
+                            x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, res.wrapping_offset(at)));
+                        }
+                        if out.relu {
+                            x = _mm512_max_ps(x, zero);
+                        }
+                        _mm512_mask_storeu_ps(out.y.wrapping_offset(at), m, x);
+                    }
                 }
             }
         }
