@@ -1411,21 +1411,37 @@ mod avx512 {
             for kk in 0..k {
                 // A hint only: prefetching past the end of `a` does not fault.
                 _mm_prefetch::<_MM_HINT_T0>(ap.wrapping_add(PF_DIST).cast());
-                let bp = b.offset(*offs.add(kk));
-                let mut bv = [_mm512_setzero_ps(); NV];
-                for (j, v) in bv.iter_mut().enumerate() {
-                    *v = _mm512_loadu_ps(bp.add(16 * j));
-                }
-                for (r, row) in c.iter_mut().enumerate() {
-                    let av = _mm512_set1_ps(*ap.add(r));
-                    for (v, bj) in row.iter_mut().zip(&bv) {
-                        *v = _mm512_fmadd_ps(av, *bj, *v);
-                    }
-                }
+                rank1(&mut c, ap, b.offset(*offs.add(kk)));
                 ap = ap.add(MR);
             }
         }
         c
+    }
+
+    /// `c[r][j] += a[r] · b[16j ..]` for `r < MR`, `j < NV`: one tap of the 8 × 16·NV
+    /// micro-kernels (this module's and the pointwise one's).
+    ///
+    /// # Safety
+    /// AVX-512F available; `a` holds `MR` floats, `b` `16·NV`.
+    #[inline(always)]
+    pub(in crate::plan::direct) unsafe fn rank1<const NV: usize>(
+        c: &mut [[__m512; NV]; MR],
+        a: *const f32,
+        b: *const f32,
+    ) {
+        // SAFETY: the caller's contract.
+        unsafe {
+            let mut bv = [_mm512_setzero_ps(); NV];
+            for (j, v) in bv.iter_mut().enumerate() {
+                *v = _mm512_loadu_ps(b.add(16 * j));
+            }
+            for (r, row) in c.iter_mut().enumerate() {
+                let av = _mm512_set1_ps(*a.add(r));
+                for (v, bj) in row.iter_mut().zip(&bv) {
+                    *v = _mm512_fmadd_ps(av, *bj, *v);
+                }
+            }
+        }
     }
 
     /// `acc[r·acc_rs + j] (+)= Σ_kk a[kk][r] · b[offs[kk] + j]` for `r < MR`, `j < 16·NV`.

@@ -231,6 +231,7 @@ unsafe fn micro_wide(
 mod avx512 {
     use std::arch::x86_64::*;
 
+    use super::super::avx512::rank1;
     use super::{KC_CHANNELS, MR, STRIP};
 
     /// `y[r·plane + j] = relu?(Σ_ch W[b·MR + r][ch] · strip[ch·STRIP + j] + bias[r] +
@@ -278,16 +279,7 @@ mod avx512 {
                 let kn = KC_CHANNELS.min(c - k0);
                 let mut ap = packed.add((k0 * blocks + b * kn) * MR);
                 for _ in 0..kn {
-                    let mut bv = [_mm512_setzero_ps(); NV];
-                    for (j, v) in bv.iter_mut().enumerate() {
-                        *v = _mm512_loadu_ps(bp.add(16 * j));
-                    }
-                    for (r, row) in acc.iter_mut().enumerate() {
-                        let av = _mm512_set1_ps(*ap.add(r));
-                        for (v, bj) in row.iter_mut().zip(&bv) {
-                            *v = _mm512_fmadd_ps(av, *bj, *v);
-                        }
-                    }
+                    rank1(&mut acc, ap, bp);
                     ap = ap.add(MR);
                     bp = bp.add(STRIP);
                 }
