@@ -237,6 +237,41 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// A residual the plan computes, whose last reader is the conv's fused Add, is added in
+    /// the conv's output buffer (the direct and pointwise kernels on AVX-512): the same bits
+    /// as the residual given as a separate tensor, and one pooled buffer (the im2col path, a
+    /// padded 1×1 conv or a CPU without AVX-512, takes a second).
+    #[test]
+    fn residual_added_in_the_output_buffer_matches_a_separate_one(
+        c in prop_oneof![direct_case(), pointwise_case()]
+    ) {
+        let c = ConvCase { residual: true, ..c };
+        let (mut g, mut feeds) = conv_graph(&c);
+        let mut computed = g.clone();
+        let r = *g.inputs.last().expect("residual input");
+        build::route_through_double(&mut computed, r);
+        // The baseline keeps its residual (a graph output), so it never lends its buffer.
+        g.outputs.push(r);
+        let raw = feeds.clone();
+        let last = feeds.len() - 1;
+        feeds[last] = build::doubled(&feeds[last]);
+        let opts = PlanOptions { threads: c.threads, ..PlanOptions::default() };
+        let separate = Plan::compile(&g, &opts).expect("compiles");
+        let want = separate.run(feeds).expect("plan runs");
+        let plan = Plan::compile(&computed, &opts).expect("compiles");
+        let got = plan.run(raw).expect("plan runs");
+        let bits = |t: &Tensor| t.as_f32().expect("f32").iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        prop_assert!(bits(&got[0]) == bits(&want[0]), "{:?}: outputs differ", c);
+        let in_place = has_avx512() && !(c.kernel == [1, 1] && c.pads.iter().any(|&p| p > 0));
+        // `separate` pools exactly one buffer, of the output's length.
+        let one = separate.pooled_bytes();
+        prop_assert_eq!(plan.pooled_bytes(), if in_place { one } else { 2 * one }, "{:?}", c);
+    }
+}
+
 /// 1×1 convs: channel counts across several 32-channel K chunks, filter counts with partial
 /// 8- and 32-filter blocks, planes from one position to several 48-position strips and
 /// several input panels (60×60 at 70 channels: 3 panels of ~1392 positions), strides 1–3

@@ -141,6 +141,35 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// A residual the plan computes, whose last reader is the Winograd conv's fused Add, is
+    /// added in the conv's output buffer: the same bits as a separate residual tensor, and
+    /// one pooled buffer instead of two.
+    #[test]
+    fn winograd_adds_a_dead_residual_in_its_output_buffer(c in case(), tile in proptest::sample::select(vec![2usize, 4])) {
+        let c = Case { residual: true, ..c };
+        let (mut g, mut feeds) = conv_graph(&c, 1);
+        let mut computed = g.clone();
+        let r = *g.inputs.last().expect("residual input");
+        build::route_through_double(&mut computed, r);
+        // The baseline keeps its residual (a graph output), so it never lends its buffer.
+        g.outputs.push(r);
+        let raw = feeds.clone();
+        let last = feeds.len() - 1;
+        feeds[last] = build::doubled(&feeds[last]);
+        let separate = Plan::compile(&g, &fast(c.threads, tile)).expect("compiles");
+        let want = separate.run(feeds).expect("plan runs");
+        let plan = Plan::compile(&computed, &fast(c.threads, tile)).expect("compiles");
+        prop_assert!(plan.describe().iter().any(|d| d.contains("winograd")), "{:?}", plan.describe());
+        let got = plan.run(raw).expect("plan runs");
+        let bits = |t: &Tensor| t.as_f32().expect("f32").iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        prop_assert!(bits(&got[0]) == bits(&want[0]), "{:?} F({}×{}): outputs differ", c, tile, tile);
+        prop_assert_eq!(plan.pooled_bytes(), separate.pooled_bytes(), "{:?}", c);
+    }
+}
+
 /// Larger shapes than the property cases (several tile blocks, output-channel splits on two
 /// threads, rows not a multiple of 4); prints the worst error as the measured bound.
 #[test]

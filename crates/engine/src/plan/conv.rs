@@ -19,7 +19,7 @@ use crate::error::OpError;
 use crate::ops::conv::{conv_geometry, ConvGeometry};
 use crate::ops::padding::{Axis, Window};
 use crate::plan::direct::DirectConv;
-use crate::plan::kernels;
+use crate::plan::kernels::{self, Residual};
 
 /// Budget of one im2col panel, in floats: 128 Ki floats = 512 KiB, half of a Zen 4 core's
 /// 1 MiB L2, so the panel stays in L2 while `gemm` streams it (the ResNet-50 3×3 layers get
@@ -102,15 +102,23 @@ impl ConvKernel {
         conv_geometry(&self.window, self.group, xs, ws, bias_len)
     }
 
-    /// Computes `y = relu?(conv(x, w) + bias + residual)`; `y` has the output's length.
-    /// `w` and `bias` are the run-time inputs when the kernel holds no packed ones.
+    /// Whether [`ConvKernel::run`] takes this call with [`Residual::InOutput`]: one of the
+    /// direct kernels applies (the im2col path's `gemm` overwrites its output).
+    pub(crate) fn residual_in_output(&self, g: &ConvGeometry) -> bool {
+        self.direct.as_deref().is_some_and(|d| d.applies(g) || d.pointwise_applies(g) || d.wide_applies(g))
+    }
+
+    /// Computes `y = relu?(conv(x, w) + bias + residual)`; `y` has the output's length (and
+    /// holds the residual with [`Residual::InOutput`], for the calls
+    /// [`ConvKernel::residual_in_output`] admits). `w` and `bias` are the run-time inputs when
+    /// the kernel holds no packed ones.
     pub(crate) fn run(
         &self,
         g: &ConvGeometry,
         x: &[f32],
         w: &[f32],
         bias: Option<&[f32]>,
-        residual: Option<&[f32]>,
+        residual: Residual,
         y: &mut [f32],
     ) {
         let bias = self.bias.as_deref().or(bias);
@@ -128,6 +136,8 @@ impl ConvKernel {
                 return;
             }
         }
+        assert!(!matches!(residual, Residual::InOutput), "the im2col path takes no residual in its output");
+        let residual = residual.tensor();
         let w = match (&self.weights, &self.direct) {
             (Some(w), _) => w,
             (None, Some(d)) => d.unpacked(),

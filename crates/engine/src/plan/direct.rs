@@ -46,7 +46,7 @@ use rayon::prelude::*;
 
 use crate::ops::conv::ConvGeometry;
 use crate::ops::padding::Axis;
-use crate::plan::kernels::{self, Isa};
+use crate::plan::kernels::{self, Isa, Residual};
 
 mod pointwise;
 
@@ -340,16 +340,16 @@ impl DirectConv {
         t
     }
 
-    /// `y = relu?(conv(x) + bias + residual)` for a call [`DirectConv::applies`] to; with
-    /// `accumulate` (training's input gradients) `y += conv(x)` instead (no bias, residual or
-    /// ReLU then).
+    /// `y = relu?(conv(x) + bias + residual)` for a call [`DirectConv::applies`] to (the
+    /// residual may be `y`'s contents, [`Residual::InOutput`]); with `accumulate` (training's
+    /// input gradients) `y += conv(x)` instead (no bias, residual or ReLU then).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn run(
         &self,
         g: &ConvGeometry,
         x: &[f32],
         bias: Option<&[f32]>,
-        residual: Option<&[f32]>,
+        residual: Residual,
         relu: bool,
         accumulate: bool,
         y: &mut [f32],
@@ -408,7 +408,7 @@ impl DirectConv {
         g: &ConvGeometry,
         x: &[f32],
         bias: Option<&[f32]>,
-        residual: Option<&[f32]>,
+        residual: Residual,
         relu: bool,
         y: &mut [f32],
     ) {
@@ -443,7 +443,7 @@ impl DirectConv {
         q: &PhaseGrid,
         x: &[f32],
         bias: Option<&[f32]>,
-        residual: Option<&[f32]>,
+        residual: Residual,
         relu: bool,
         y: &mut [f32],
     ) {
@@ -472,7 +472,7 @@ impl DirectConv {
         blocks: std::ops::Range<usize>,
         x: &[f32],
         bias: Option<&[f32]>,
-        residual: Option<&[f32]>,
+        residual: Residual,
         relu: bool,
         out: OutPtr,
     ) {
@@ -584,15 +584,19 @@ impl DirectConv {
                     let off = (img * self.m + m) * plane;
                     // SAFETY: output plane of filter `m` of image `img`: this tile's only.
                     let dst = unsafe { std::slice::from_raw_parts_mut(out.0.add(off), plane) };
+                    let b = bias.map_or(0.0, |b| b[m]);
+                    if let Residual::InOutput = residual {
+                        // The sums in `conv_epilogue_row`'s order: (conv + bias) + residual.
+                        for (p, o) in dst.iter_mut().enumerate() {
+                            let v = acc[(bi * plane + p) * NC + f] + b + *o;
+                            *o = if relu { v.max(0.0) } else { v };
+                        }
+                        continue;
+                    }
                     for (p, o) in dst.iter_mut().enumerate() {
                         *o = acc[(bi * plane + p) * NC + f];
                     }
-                    kernels::conv_epilogue_row(
-                        dst,
-                        bias.map_or(0.0, |b| b[m]),
-                        residual.map(|r| &r[off..][..plane]),
-                        relu,
-                    );
+                    kernels::conv_epilogue_row(dst, b, residual.tensor().map(|r| &r[off..][..plane]), relu);
                 }
             }
         });
@@ -608,7 +612,7 @@ impl DirectConv {
         blocks: std::ops::Range<usize>,
         x: &[f32],
         bias: Option<&[f32]>,
-        residual: Option<&[f32]>,
+        residual: Residual,
         relu: bool,
         accumulate: bool,
         out: OutPtr,
@@ -703,9 +707,10 @@ impl DirectConv {
                         let so = StripOut {
                             // Offsets within the band's output rows of this image and block;
                             // every valid position lies in `y` (and `residual`, the output's
-                            // layout) and belongs to this tile.
+                            // layout, or `y` itself: each read before it is written) and
+                            // belongs to this tile.
                             y: out.0.wrapping_add(off),
-                            res: residual.map(|r| r.as_ptr().wrapping_add(off)),
+                            res: residual.base(out.0).map(|r| r.wrapping_add(off)),
                             bias: bias.map(|v| v[b * MR..].as_ptr()),
                             rows: MR.min(self.m - b * MR),
                             plane,
@@ -1069,7 +1074,7 @@ impl DirectConv {
         r0: usize,
         blocks: &std::ops::Range<usize>,
         bias: Option<&[f32]>,
-        residual: Option<&[f32]>,
+        residual: Residual,
         relu: bool,
         accumulate: bool,
         out: OutPtr,
@@ -1097,7 +1102,16 @@ impl DirectConv {
                         // `col..col+len` (< OW): this tile's filters and band only, disjoint
                         // from every other tile.
                         let dst = unsafe { std::slice::from_raw_parts_mut(out.0.add(off), len) };
-                        let res = residual.map(|res| &res[off..][..len]);
+                        // An addend in `y` is copied out first (a segment is at most a strip).
+                        let mut held = [0.0f32; pointwise::STRIP];
+                        let res = match residual {
+                            Residual::None => None,
+                            Residual::Tensor(res) => Some(&res[off..][..len]),
+                            Residual::InOutput => {
+                                held[..len].copy_from_slice(dst);
+                                Some(&held[..len])
+                            }
+                        };
                         store_segment(dst, &src[q - q0..][..len], bias, res, relu, accumulate);
                     }
                     q = row_end;

@@ -321,3 +321,53 @@ mod tests {
         }
     }
 }
+
+/// The 64-byte aligned part of `buf` (a cache line, a zmm vector): at most 15 floats shorter.
+/// Unaligned strips make every 64-byte load straddle two cache lines.
+pub(crate) fn align64(buf: &mut [f32]) -> &mut [f32] {
+    let skip = buf.as_ptr().align_offset(64).min(buf.len());
+    &mut buf[skip..]
+}
+
+/// The addend of a conv's fused residual Add.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) enum Residual<'a> {
+    /// No residual Add.
+    #[default]
+    None,
+    /// A tensor of the output's layout.
+    Tensor(&'a [f32]),
+    /// The output buffer holds the addend on entry. The plan hands a conv the buffer of a
+    /// residual whose last reader it is: no second buffer, and each output line is read once
+    /// (the addend) and written back, where a fresh buffer costs a read of the residual's
+    /// line and a read-for-ownership of the output's.
+    InOutput,
+}
+
+impl<'a> Residual<'a> {
+    pub(crate) fn of(r: Option<&'a [f32]>) -> Self {
+        r.map_or(Residual::None, Residual::Tensor)
+    }
+
+    /// The separate addend tensor, if any.
+    pub(crate) fn tensor(self) -> Option<&'a [f32]> {
+        match self {
+            Residual::Tensor(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn is_none(self) -> bool {
+        matches!(self, Residual::None)
+    }
+
+    /// Where the addend of the output element at `y + i` lies, at the same offset `i`: the
+    /// tensor's base, or `y` itself.
+    pub(crate) fn base(self, y: *const f32) -> Option<*const f32> {
+        match self {
+            Residual::None => None,
+            Residual::Tensor(r) => Some(r.as_ptr()),
+            Residual::InOutput => Some(y),
+        }
+    }
+}

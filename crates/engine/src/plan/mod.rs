@@ -39,6 +39,7 @@ use crate::ops::global_pool::PoolKind;
 use crate::ops::padding::{lift_to_3d, Window};
 use crate::ops::shape::i64_list;
 use crate::ops::Op;
+use crate::plan::kernels::Residual;
 use crate::tensor::{numel, DType, Tensor};
 
 use conv::ConvKernel;
@@ -667,50 +668,64 @@ impl Plan {
                 op.def().eval(&args)
             }
             Kind::Conv(k) | Kind::Winograd(k, _) => {
-                let x = slot_input(step, slots, 0).ok_or(OpError::MissingInput(0))?;
-                let xs = f32_of(x, 0)?;
-                let w_rt = slot_input(step, slots, 1);
-                let ws = match (&k.w_shape, w_rt) {
-                    (Some(s), _) => s.clone(),
-                    (None, Some(w)) => f32_of(w, 1)?,
-                    (None, None) => return Err(OpError::MissingInput(1)),
+                let wg = match &step.kind {
+                    Kind::Winograd(_, wg) => Some(wg),
+                    _ => None,
                 };
-                let b_rt = slot_input(step, slots, 2);
-                if let Some(b) = b_rt {
-                    f32_of(b, 2)?;
-                    if b.rank() != 1 {
-                        return Err(OpError::shape(format!("B has shape {:?}, expected [M]", b.shape())));
+                let (geo, winograd, in_place) = {
+                    let x = slot_input(step, slots, 0).ok_or(OpError::MissingInput(0))?;
+                    let xs = f32_of(x, 0)?;
+                    let w_rt = slot_input(step, slots, 1);
+                    let ws = match (&k.w_shape, w_rt) {
+                        (Some(s), _) => s.clone(),
+                        (None, Some(w)) => f32_of(w, 1)?,
+                        (None, None) => return Err(OpError::MissingInput(1)),
+                    };
+                    let b_rt = slot_input(step, slots, 2);
+                    if let Some(b) = b_rt {
+                        f32_of(b, 2)?;
+                        if b.rank() != 1 {
+                            return Err(OpError::shape(format!("B has shape {:?}, expected [M]", b.shape())));
+                        }
                     }
-                }
-                let bias_len = k.bias.as_ref().map(Vec::len).or(b_rt.map(Tensor::len));
-                let geo = k.geometry(&xs, &ws, bias_len)?;
-                let res = slot_input(step, slots, 3);
-                if let Some(r) = res {
-                    if r.shape() != geo.out_shape.as_slice() || r.as_f32().is_none() {
-                        return Err(OpError::shape(format!(
-                            "fused residual Add: {:?} does not match the conv output {:?}",
-                            r.shape(),
-                            geo.out_shape
-                        )));
+                    let bias_len = k.bias.as_ref().map(Vec::len).or(b_rt.map(Tensor::len));
+                    let geo = k.geometry(&xs, &ws, bias_len)?;
+                    let res = slot_input(step, slots, 3);
+                    if let Some(r) = res {
+                        if r.shape() != geo.out_shape.as_slice() || r.as_f32().is_none() {
+                            return Err(OpError::shape(format!(
+                                "fused residual Add: {:?} does not match the conv output {:?}",
+                                r.shape(),
+                                geo.out_shape
+                            )));
+                        }
                     }
+                    let winograd = wg.filter(|wg| wg.applies(&geo));
+                    let in_place = res.is_some() && (winograd.is_some() || k.residual_in_output(&geo));
+                    (geo, winograd, in_place)
+                };
+                // When this conv is the residual's last reader, its buffer becomes the output.
+                let held = if in_place { self.take_if_dead(si, step, 3, slots) } else { None };
+                let x = slot_input(step, slots, 0).and_then(Tensor::as_f32).expect("checked");
+                let b_rt = slot_input(step, slots, 2).and_then(Tensor::as_f32);
+                let (mut y, residual) = match held.and_then(Tensor::into_f32) {
+                    Some(y) => (y, Residual::InOutput),
+                    None => (
+                        self.take_buffer(numel(&geo.out_shape)),
+                        Residual::of(slot_input(step, slots, 3).and_then(Tensor::as_f32)),
+                    ),
+                };
+                if let Some(wg) = winograd {
+                    // Its accumulating form adds `y`'s contents after bias and residual.
+                    let (res, acc) = match residual {
+                        Residual::InOutput => (None, true),
+                        r => (r.tensor(), false),
+                    };
+                    wg.run(&geo, x, k.bias.as_deref().or(b_rt), res, k.relu, acc, &mut y);
+                    return Ok(vec![Tensor::from_f32(geo.out_shape, y)]);
                 }
-                let mut y = self.take_buffer(numel(&geo.out_shape));
-                if let Kind::Winograd(_, wg) = &step.kind {
-                    if wg.applies(&geo) {
-                        let bias = k.bias.as_deref().or(b_rt.and_then(Tensor::as_f32));
-                        let res = res.and_then(Tensor::as_f32);
-                        wg.run(&geo, x.as_f32().expect("checked"), bias, res, k.relu, false, &mut y);
-                        return Ok(vec![Tensor::from_f32(geo.out_shape, y)]);
-                    }
-                }
-                k.run(
-                    &geo,
-                    x.as_f32().expect("checked"),
-                    w_rt.and_then(Tensor::as_f32).unwrap_or_default(),
-                    b_rt.and_then(Tensor::as_f32),
-                    res.and_then(Tensor::as_f32),
-                    &mut y,
-                );
+                let w_rt = slot_input(step, slots, 1).and_then(Tensor::as_f32);
+                k.run(&geo, x, w_rt.unwrap_or_default(), b_rt, residual, &mut y);
                 Ok(vec![Tensor::from_f32(geo.out_shape, y)])
             }
             Kind::Fc { b, k, n, c, alpha } => {

@@ -25,6 +25,7 @@ use rayon::prelude::*;
 use crate::ops::conv::ConvGeometry;
 use crate::ops::padding::Axis;
 use crate::plan::direct::{self, DirectConv, FilterGradScratch};
+use crate::plan::kernels::Residual;
 use crate::plan::winograd::{self, Winograd};
 use crate::train::real::{matmul, matmul_parallel, MatRef, Real};
 
@@ -433,7 +434,7 @@ impl DirectTrain {
     pub(crate) fn forward(&mut self, g: &ConvGeometry, x: &[f32], w: &[f32], b: Option<&[f32]>, y: &mut [f32]) {
         debug_assert!(direct_applies(g) && self.fits(g));
         self.forward.set_filters(w);
-        self.forward.run(g, x, b, None, false, false, y);
+        self.forward.run(g, x, b, Residual::None, false, false, y);
     }
 
     /// `dw += ∂loss/∂w` from the forward input `x` and `dy` ([`direct::filter_grad`]).
@@ -451,7 +452,7 @@ impl DirectTrain {
         let k = self.input_grad.as_mut().expect("has_input_grad");
         rotate_transpose(w, g.m, g.c, &mut self.w_t);
         k.set_filters(&self.w_t[..w.len()]);
-        k.run(&transposed_geometry(g), dy, None, None, false, !fresh, dx);
+        k.run(&transposed_geometry(g), dy, None, Residual::None, false, !fresh, dx);
     }
 }
 

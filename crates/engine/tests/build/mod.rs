@@ -27,3 +27,33 @@ pub fn node(g: &mut Graph, name: &str, op: Op, inputs: &[usize], out_name: &str)
     });
     out
 }
+
+/// Routes graph input `r` through `Add(r, r)` placed first in the graph, so its readers read
+/// a value the plan computes into a pooled buffer of its own (a Relu or a one-sided Add would
+/// reuse the graph input's buffer): then a conv whose fused Add is that value's last reader
+/// gets its buffer as the output. The graph computes what the original does on the feed
+/// `doubled(r)` (doubling is exact).
+#[allow(dead_code)] // not every test binary that includes this module uses it
+pub fn route_through_double(g: &mut Graph, r: usize) {
+    let sum = g.add_value("r_doubled", Fact::unknown());
+    for n in &mut g.nodes {
+        for i in n.inputs.iter_mut().flatten() {
+            if *i == r {
+                *i = sum;
+            }
+        }
+    }
+    let add = Op::Binary(resnet_engine::ops::binary::Binary { kind: resnet_engine::ops::binary::BinaryKind::Add });
+    g.nodes.insert(
+        0,
+        Node { name: "r_doubled".into(), op: add, inputs: vec![Some(r), Some(r)], outputs: vec![Some(sum)] },
+    );
+    g.infer_facts().expect("graph infers");
+}
+
+/// `2·t` elementwise.
+#[allow(dead_code)] // not every test binary that includes this module uses it
+pub fn doubled(t: &Tensor) -> Tensor {
+    let v = t.as_f32().expect("f32 tensor");
+    Tensor::from_f32(t.shape().to_vec(), v.iter().map(|x| 2.0 * x).collect())
+}

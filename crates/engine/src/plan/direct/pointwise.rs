@@ -17,7 +17,7 @@ use std::cell::RefCell;
 use super::{DirectConv, OutPtr, KC_CHANNELS, MR};
 use crate::ops::conv::ConvGeometry;
 use crate::ops::padding::Axis;
-use crate::plan::kernels::{self, Isa};
+use crate::plan::kernels::{self, Isa, Residual};
 
 /// Output positions per micro-kernel call: three 16-float vectors.
 pub(super) const STRIP: usize = 48;
@@ -58,7 +58,7 @@ impl DirectConv {
         g: &ConvGeometry,
         x: &[f32],
         bias: Option<&[f32]>,
-        residual: Option<&[f32]>,
+        residual: Residual,
         relu: bool,
         y: &mut [f32],
     ) {
@@ -67,7 +67,7 @@ impl DirectConv {
         assert_eq!(y.len(), g.n * self.m * plane, "output length");
         assert_eq!(x.len(), g.n * self.c * ah.input * aw.input, "input length");
         assert!(bias.is_none_or(|b| b.len() >= self.m), "bias length");
-        assert!(residual.is_none_or(|r| r.len() == y.len()), "residual length");
+        assert!(residual.tensor().is_none_or(|r| r.len() == y.len()), "residual length");
         if plane * g.n == 0 {
             return;
         }
@@ -109,7 +109,7 @@ impl DirectConv {
         blocks: std::ops::Range<usize>,
         x: &[f32],
         bias: Option<&[f32]>,
-        residual: Option<&[f32]>,
+        residual: Residual,
         relu: bool,
         out: OutPtr,
     ) {
@@ -122,11 +122,12 @@ impl DirectConv {
         let strips = pw.div_ceil(STRIP);
         PANEL.with(|panel| {
             let mut panel = panel.borrow_mut();
-            if panel.len() < strips * c * STRIP {
+            if panel.len() < strips * c * STRIP + 16 {
                 // The budget at once (every conv of up to 2048 channels fits), so a worker
                 // that first meets a bigger panel late does not allocate in a steady-state run.
-                panel.resize((strips * c * STRIP).max(PANEL_FLOATS), 0.0);
+                panel.resize((strips * c * STRIP).max(PANEL_FLOATS) + 16, 0.0);
             }
+            let panel = kernels::align64(&mut panel[..]);
             for s in 0..strips {
                 let p0 = positions.start + s * STRIP;
                 let n = STRIP.min(positions.end - p0);
@@ -142,8 +143,9 @@ impl DirectConv {
                     // SAFETY: AVX-512F (`wide_applies`); `packed` holds `all` blocks of
                     // `8·C` filters in K chunks; the strip holds `C·STRIP` floats; output
                     // rows `b·MR .. b·MR + rows` of image `img`, positions `p0 .. p0 + n`
-                    // lie in `y` (and `residual`, checked the same length) and belong to
-                    // this tile only; `bias` holds at least M values.
+                    // lie in `y` (and `residual`, checked the same length, or `y` itself,
+                    // each element read before it is written) and belong to this tile
+                    // only; `bias` holds at least M values.
                     unsafe {
                         micro_wide(
                             n,
@@ -153,7 +155,7 @@ impl DirectConv {
                             b,
                             panel[s * c * STRIP..].as_ptr(),
                             out.0.add(off),
-                            residual.map(|r| r.as_ptr().add(off)),
+                            residual.base(out.0).map(|r| r.add(off)),
                             bias.map(|v| v.as_ptr().add(b * MR)),
                             rows,
                             plane,
@@ -241,7 +243,8 @@ mod avx512 {
     /// # Safety
     /// AVX-512F available; `16·(NV−1) < n ≤ 16·NV`; `packed` holds `blocks·MR·c` floats;
     /// `strip` holds `c·STRIP`; `y.add(r·plane) .. + n` (and the same of `res`) lie in their
-    /// buffers for `r < rows ≤ MR`, and `y`'s do not alias the inputs; `bias` holds `rows`.
+    /// buffers for `r < rows ≤ MR`, and `y`'s alias none of the inputs but `res` (which may be
+    /// `y` itself: each element is read before it is written); `bias` holds `rows`.
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn micro_wide<const NV: usize>(
