@@ -725,7 +725,14 @@ impl Plan {
                     return Ok(vec![Tensor::from_f32(geo.out_shape, y)]);
                 }
                 let w_rt = slot_input(step, slots, 1).and_then(Tensor::as_f32);
-                k.run(&geo, x, w_rt.unwrap_or_default(), b_rt, residual, &mut y);
+                if let Some(sub) = k.subsampled(&geo) {
+                    let mut xs = self.take_buffer(sub.n * sub.c * sub.input_plane());
+                    conv::subsample(x, &geo, &mut xs);
+                    k.run(&sub, &xs, w_rt.unwrap_or_default(), b_rt, residual, &mut y);
+                    self.give_back(Tensor::from_f32(vec![xs.len()], xs));
+                } else {
+                    k.run(&geo, x, w_rt.unwrap_or_default(), b_rt, residual, &mut y);
+                }
                 Ok(vec![Tensor::from_f32(geo.out_shape, y)])
             }
             Kind::Fc { b, k, n, c, alpha } => {
