@@ -102,13 +102,14 @@ impl ConvKernel {
         conv_geometry(&self.window, self.group, xs, ws, bias_len)
     }
 
-    /// For a strided unpadded 1×1 conv whose output plane the narrow-plane kernel takes at
-    /// stride 1 (7×7 and, with at least as many channels as filters, 14×14): the geometry of
-    /// the same conv on its input subsampled to the output grid ([`subsample`]). The wide
-    /// kernel's strips fit such planes badly — 49 outputs are a 48-position strip and a
-    /// 1-position one. Single-layer models, one thread, minima of 5 alternated rounds: 2048 ←
-    /// 1024 /2 from 14×14 3.10 ms, at stride 1 on 7×7 2.35; 256 ← 512 /2 from 28×28 0.69,
-    /// 0.53 at stride 1 on 14×14.
+    /// For a strided unpadded 1×1 conv the direct kernels take: the geometry of the same conv
+    /// on its input subsampled to the output grid ([`subsample`]), which runs the stride-1
+    /// kernels: the narrow-plane one on small planes, where the wide kernel's strips fit
+    /// badly (49 outputs are a 48-position strip and a 1-position one), and the wide one
+    /// with its plain channel-by-channel packing elsewhere, where the wide kernel gathered
+    /// the strided positions element by element for every tile (and again for each filter
+    /// chunk of a split tile). Single-layer models, one thread, minima of 5 alternated
+    /// rounds: 2048 ← 1024 /2 from 14×14 3.10 ms, at stride 1 on 7×7 2.35.
     pub(crate) fn subsampled(&self, g: &ConvGeometry) -> Option<ConvGeometry> {
         let d = self.direct.as_deref()?;
         let [_, ah, aw] = &g.axes;
@@ -119,7 +120,7 @@ impl ConvKernel {
         for a in &mut s.axes[1..] {
             *a = Axis { input: a.output, output: a.output, ..Axis::UNIT };
         }
-        d.pointwise_applies(&s).then_some(s)
+        Some(s)
     }
 
     /// Whether [`ConvKernel::run`] takes this call with [`Residual::InOutput`]: one of the
@@ -341,16 +342,31 @@ fn fill_segment(dst: &mut [f32], src: &[f32], a: &Axis, kw: usize, ow0: usize) {
 }
 
 /// `dst[(i·OH + oh)·OW + ow] = x[(i·H + oh·sH)·W + ow·sW]` for every plane `i` of `x`: the
-/// input of a strided 1×1 conv ([`ConvKernel::subsampled`]) on its output grid.
+/// input of a strided 1×1 conv ([`ConvKernel::subsampled`]) on its output grid. Planes in
+/// chunks over the plan's threads.
 pub(crate) fn subsample(x: &[f32], g: &ConvGeometry, dst: &mut [f32]) {
     let [_, ah, aw] = &g.axes;
     let (in_plane, out_plane) = (ah.input * aw.input, ah.output * aw.output);
-    for (src, out) in x.chunks_exact(in_plane).zip(dst.chunks_exact_mut(out_plane)) {
-        for (oh, row) in out.chunks_exact_mut(aw.output).enumerate() {
-            let line = &src[oh * ah.stride * aw.input..];
-            for (ow, o) in row.iter_mut().enumerate() {
-                *o = line[ow * aw.stride];
+    let planes = x.len() / in_plane.max(1);
+    assert_eq!(dst.len(), planes * out_plane, "subsampled length");
+    if out_plane == 0 {
+        return;
+    }
+    let chunk = 32;
+    let out = OutPtr(dst.as_mut_ptr());
+    kernels::for_each_task(planes.div_ceil(chunk), |t| {
+        let out = out; // the whole wrapper (Sync), not its raw field
+        let (p0, p1) = (t * chunk, (t * chunk + chunk).min(planes));
+        // SAFETY: planes `p0..p1` of `dst` (checked length): this task's only.
+        let part = unsafe { std::slice::from_raw_parts_mut(out.0.add(p0 * out_plane), (p1 - p0) * out_plane) };
+        for (src, plane) in x[p0 * in_plane..p1 * in_plane].chunks_exact(in_plane).zip(part.chunks_exact_mut(out_plane))
+        {
+            for (oh, row) in plane.chunks_exact_mut(aw.output).enumerate() {
+                let line = &src[oh * ah.stride * aw.input..];
+                for (ow, o) in row.iter_mut().enumerate() {
+                    *o = line[ow * aw.stride];
+                }
             }
         }
-    }
+    });
 }
