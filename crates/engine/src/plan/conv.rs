@@ -63,6 +63,14 @@ struct OutPtr(*mut f32);
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
+impl OutPtr {
+    /// The pointer `off` elements on. A method, so closures capture the (`Sync`) wrapper
+    /// rather than its raw field.
+    fn at(self, off: usize) -> *mut f32 {
+        self.0.wrapping_add(off)
+    }
+}
+
 impl ConvKernel {
     /// Adds the direct kernel when the conv is 2-D, ungrouped and its filters are constant, on
     /// a CPU that runs it. Strided convs (the 7×7/2 stem, 3×3/2 downsampling) run on the
@@ -355,10 +363,9 @@ pub(crate) fn subsample(x: &[f32], g: &ConvGeometry, dst: &mut [f32]) {
     let chunk = 32;
     let out = OutPtr(dst.as_mut_ptr());
     kernels::for_each_task(planes.div_ceil(chunk), |t| {
-        let out = out; // the whole wrapper (Sync), not its raw field
         let (p0, p1) = (t * chunk, (t * chunk + chunk).min(planes));
         // SAFETY: planes `p0..p1` of `dst` (checked length): this task's only.
-        let part = unsafe { std::slice::from_raw_parts_mut(out.0.add(p0 * out_plane), (p1 - p0) * out_plane) };
+        let part = unsafe { std::slice::from_raw_parts_mut(out.at(p0 * out_plane), (p1 - p0) * out_plane) };
         for (src, plane) in x[p0 * in_plane..p1 * in_plane].chunks_exact(in_plane).zip(part.chunks_exact_mut(out_plane))
         {
             for (oh, row) in plane.chunks_exact_mut(aw.output).enumerate() {
