@@ -88,6 +88,13 @@ const PANEL: usize = 32;
 /// vectors fill the 32 vector registers.
 const ROWS: usize = 14;
 
+/// F(4×4) planes of fewer tiles per row than this transform their input by gathers across
+/// tile rows (`avx512::gathered_tiles16`) instead of row loads, which fill `tw` of 16 lanes.
+/// Single-layer models, fast mode, one thread, 5 alternated rounds (median / min): 256
+/// channels at 14×14 (4 tiles per row) 0.76 / 0.78 of the row loads' time, but 128 at 28×28
+/// (7 per row) 1.15 / 1.10.
+const GATHER_BELOW: usize = 5;
+
 /// Budget of one round's GEMM output `M` (`[36][tiles][channels]`), in bytes: a task runs
 /// its output channels in rounds so that `M` is still in L2 when the output transform reads it.
 const ROUND_BYTES: usize = 1 << 18;
@@ -332,8 +339,37 @@ impl Winograd {
             let (strip, rest) = rest.split_at_mut(strip_len);
             let tmp = &mut rest[..40 * rc];
 
-            // Input transform: V[ξ][c][col] for every tile of the block.
-            for seg in segments(t0, nb, th, tw) {
+            // Input transform: V[ξ][c][col] for every tile of the block. F(4×4) tile rows
+            // narrower than GATHER_BELOW tiles fill whole vectors by gathering across rows.
+            let gathered =
+                cfg!(target_arch = "x86_64") && wide && ts == 4 && tw < GATHER_BELOW && x.len() <= i32::MAX as usize;
+            #[cfg(target_arch = "x86_64")]
+            if gathered {
+                for g0 in (0..nb).step_by(16) {
+                    let nt = (nb - g0).min(16);
+                    let (mut base, mut iy, mut ix) = ([0i32; 16], [0i32; 16], [0i32; 16]);
+                    for l in 0..nt {
+                        let t = t0 + g0 + l;
+                        let (img, rem) = (t / (th * tw), t % (th * tw));
+                        base[l] = (img * ic * plane) as i32;
+                        iy[l] = (ts * (rem / tw)) as i32 - ah.pad_begin as i32;
+                        ix[l] = (ts * (rem % tw)) as i32 - aw.pad_begin as i32;
+                    }
+                    assert!(v.len() >= (points - 1) * ic * nb + (ic - 1) * nb + g0 + nt, "V extent");
+                    for c in 0..ic {
+                        // SAFETY: AVX-512F is active; each lane's tile corner (with the plane
+                        // of channel `c` of its image) lies in `x` (offsets within `x.len()` ≤
+                        // i32::MAX); points of tiles `g0..g0+nt` of channel `c` at
+                        // `v[ξ·ic·nb + c·nb + g0 + k]`, inside `v` (checked above).
+                        unsafe {
+                            let x = x.as_ptr().add(c * plane);
+                            let vk = v[c * nb + g0..].as_mut_ptr();
+                            avx512::gathered_tiles16(x, (&base, &iy, &ix), (h, w), nt, vk, ic * nb);
+                        }
+                    }
+                }
+            }
+            for seg in segments(t0, nb, th, tw).filter(|_| !gathered) {
                 let iy0 = (ts * seg.ty) as isize - ah.pad_begin as isize;
                 let ix0 = (ts * seg.tx0) as isize - aw.pad_begin as isize;
                 for c in 0..ic {
@@ -672,6 +708,18 @@ mod avx512 {
             dr[4] = split(s0, s1, s2, s3, idx[0]);
             dr[5] = split(s0, s1, s2, s3, idx[1]);
         }
+        // SAFETY: the caller's contract.
+        unsafe { store_points6(d, nt, v, vstride) };
+    }
+
+    /// `V[i·6 + j] = (Bᵀ d B)[i][j]` of the tiles in `d`'s first `nt` lanes (`d[r][s]`: column
+    /// `s` of the tiles' row `r`), stored at `v + (i·6 + j)·vstride`.
+    ///
+    /// # Safety
+    /// AVX-512F available; `1 ≤ nt ≤ 16`; `v + ξ·vstride + k` writable for `ξ < 36`, `k < nt`.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn store_points6(d: [[__m512; 6]; 6], nt: usize, v: *mut f32, vstride: usize) {
         // t[s][i] = (Bᵀ d)[i][s], then V[i·6 + j] = (t B)[i][j].
         let t: [[__m512; 6]; 6] = std::array::from_fn(|s| bt(std::array::from_fn(|r| d[r][s])));
         let rows: [[__m512; 6]; 6] = std::array::from_fn(|i| std::array::from_fn(|s| t[s][i]));
@@ -682,6 +730,62 @@ mod avx512 {
                 // SAFETY: point i·6 + j of tiles 0..nt, writable by the caller's contract.
                 unsafe { _mm512_mask_storeu_ps(v.add((i * 6 + j) * vstride), lanes, vv) };
             }
+        }
+    }
+
+    /// The 16 tiles' input pixels `d[r][s]` (lane `k`: pixel `(r, s)` of tile `k`, whose top
+    /// left corner is at plane offset `base[k]`, row `iy[k]`, column `ix[k]` of a `[h, w]`
+    /// plane; zeros outside it, the padding, and in lanes past `nt`), by masked gathers:
+    /// the tiles of a block on narrow planes span several tile rows (14×14: 4 of 16 lanes
+    /// per row for the row loads of [`input_tiles16`]).
+    ///
+    /// # Safety
+    /// AVX-512F available; `1 ≤ nt ≤ 16`; `x + base[k] + r·w + c` readable for every lane
+    /// `k < nt` and in-plane `(r, c)`; all offsets fit in `i32`.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn gather_tiles<const A: usize>(
+        x: *const f32,
+        (base, iy, ix): (__m512i, __m512i, __m512i),
+        h: usize,
+        w: usize,
+        nt: usize,
+    ) -> [[__m512; A]; A] {
+        let lanes = ((1u32 << nt) - 1) as u16;
+        let (hv, wv, zero) = (_mm512_set1_epi32(h as i32), _mm512_set1_epi32(w as i32), _mm512_setzero_si512());
+        std::array::from_fn(|r| {
+            let row = _mm512_add_epi32(iy, _mm512_set1_epi32(r as i32));
+            let inside = _mm512_mask_cmpge_epi32_mask(lanes, row, zero) & _mm512_cmplt_epi32_mask(row, hv);
+            let start = _mm512_add_epi32(base, _mm512_mullo_epi32(row, wv));
+            std::array::from_fn(|s| {
+                let col = _mm512_add_epi32(ix, _mm512_set1_epi32(s as i32));
+                let m = _mm512_mask_cmpge_epi32_mask(inside, col, zero) & _mm512_cmplt_epi32_mask(col, wv);
+                // SAFETY: masked-off lanes are not read; the others are in-plane pixels.
+                unsafe { _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), m, _mm512_add_epi32(start, col), x.cast()) }
+            })
+        })
+    }
+
+    /// [`input_tiles16`] for 16 tiles anywhere in the input, gathered by [`gather_tiles`]:
+    /// the same points, bit for bit. (F(2×2)'s 4×4 tiles measured slower gathered than
+    /// row-loaded, 4 of 16 lanes and all, at 7×7.)
+    ///
+    /// # Safety
+    /// As [`gather_tiles`] and [`store_points6`].
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn gathered_tiles16(
+        x: *const f32,
+        (base, iy, ix): (&[i32; 16], &[i32; 16], &[i32; 16]),
+        (h, w): (usize, usize),
+        nt: usize,
+        v: *mut f32,
+        vstride: usize,
+    ) {
+        // SAFETY (whole body): the caller's contract; the arrays hold 64 bytes each.
+        unsafe {
+            let load = |a: &[i32; 16]| _mm512_loadu_si512(a.as_ptr().cast());
+            let d = gather_tiles::<6>(x, (load(base), load(iy), load(ix)), h, w, nt);
+            store_points6(d, nt, v, vstride);
         }
     }
 
@@ -819,6 +923,17 @@ mod avx512 {
                 _mm512_permutex2var_ps(s0, idx[1], s1),
             ];
         }
+        // SAFETY: the caller's contract.
+        unsafe { store_points4(d, nt, v, vstride) };
+    }
+
+    /// [`store_points6`] for F(2×2, 3×3): `V[i·4 + j] = (Bᵀ d B)[i][j]`.
+    ///
+    /// # Safety
+    /// AVX-512F available; `1 ≤ nt ≤ 16`; `v + ξ·vstride + k` writable for `ξ < 16`, `k < nt`.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn store_points4(d: [[__m512; 4]; 4], nt: usize, v: *mut f32, vstride: usize) {
         let bt2 = |[a0, a1, a2, a3]: [__m512; 4]| {
             [_mm512_sub_ps(a0, a2), _mm512_add_ps(a1, a2), _mm512_sub_ps(a2, a1), _mm512_sub_ps(a1, a3)]
         };
@@ -1271,6 +1386,42 @@ unsafe fn store_tile(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The gathered input transform gives the row-loaded one's bits, tile for tile, at the
+    /// plane's padded borders too.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn gathered_input_tiles_equal_row_loaded_ones() {
+        if !std::arch::is_x86_feature_detected!("avx512f") {
+            return;
+        }
+        let (h, w) = (13usize, 11usize);
+        let x: Vec<f32> = (0..h * w).map(|i| ((i * 7919) % 211) as f32 / 37.0 - 2.5).collect();
+        for (iy0, ix0, nt) in [(-1isize, -1isize, 3usize), (3, -1, 3), (7, 3, 2), (11, -2, 4), (-3, 5, 1)] {
+            let (mut rows, mut gathered) = (vec![0.0f32; 36 * 16], vec![0.0f32; 36 * 16]);
+            let mut corners = ([0i32; 16], [0i32; 16], [0i32; 16]);
+            for k in 0..nt {
+                corners.1[k] = iy0 as i32;
+                corners.2[k] = (ix0 + 4 * k as isize) as i32;
+            }
+            // SAFETY: AVX-512F checked; 36 points × 16 lanes of room; corners inside `x`'s
+            // reach (reads outside the plane are masked).
+            unsafe {
+                avx512::input_tiles16(&x, h, w, iy0, ix0, nt, rows.as_mut_ptr(), 16);
+                avx512::gathered_tiles16(
+                    x.as_ptr(),
+                    (&corners.0, &corners.1, &corners.2),
+                    (h, w),
+                    nt,
+                    gathered.as_mut_ptr(),
+                    16,
+                );
+            }
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&rows), bits(&gathered), "tiles at ({iy0}, {ix0}), {nt} of them");
+            assert!(rows.iter().any(|&v| v != 0.0), "non-trivial points");
+        }
+    }
 
     #[test]
     fn segments_cut_blocks_at_tile_rows_and_images() {
