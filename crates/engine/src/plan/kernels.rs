@@ -245,6 +245,39 @@ multiversion! {
     }
 }
 
+/// Longest padded input row [`max_pool_3_2`] takes (on the stack).
+const WIDE_ROW: usize = 1024;
+
+multiversion! {
+    /// [`max_pool_plane`] for 2-D windows 3 wide at stride 2 (ResNet's 3×3/2 stem pool): per
+    /// output row, the max over the window's rows first (contiguous vectors), into a copy of
+    /// the row shifted by the left pad between `-inf`s, then the three taps along it — one
+    /// strided pass instead of one per tap (9 for 3×3; 0.54–0.76 ms of a ResNet-50 run
+    /// against ONNX Runtime's 0.22–0.30). Same results: `max` with NaN never winning, in any
+    /// order, and `-inf` for a window of only padding.
+    fn max_pool_3_2(x: &[f32], y: &mut [f32], ah: &Axis, aw: &Axis) {
+        let (iw, pb) = (aw.input, aw.pad_begin);
+        let mut row = [f32::NEG_INFINITY; WIDE_ROW];
+        // row[j] = max over the window's rows of input column j − pb (when inside the row).
+        let lo = pb.min(WIDE_ROW);
+        let hi = (pb + iw).min(WIDE_ROW).min(2 * aw.output + 2).max(lo);
+        for (oh, out) in y.chunks_exact_mut(aw.output.max(1)).take(ah.output).enumerate() {
+            row[..hi].fill(f32::NEG_INFINITY);
+            for kh in 0..ah.kernel {
+                let Some(ih) = ah.input_index(oh, kh) else { continue };
+                let line = &x[ih * iw..][..hi - lo];
+                for (r, &v) in row[lo..hi].iter_mut().zip(line) {
+                    *r = r.max(v);
+                }
+            }
+            for (ow, o) in out.iter_mut().enumerate() {
+                let w = &row[2 * ow..2 * ow + 3];
+                *o = w[0].max(w[1]).max(w[2]);
+            }
+        }
+    }
+}
+
 multiversion! {
     /// MaxPool over one `[D,H,W]` plane (axes lifted to 3-D); padding never wins, a window
     /// of only padding gives -inf, NaN never wins (as the reference kernel). Loop order: per
@@ -252,6 +285,10 @@ multiversion! {
     /// strided max that vectorizes (the per-output tap loop took 6.8 ms on ResNet-50's 3×3/2 pool).
     pub fn max_pool_plane(x: &[f32], y: &mut [f32], axes: &[Axis; 3]) {
         let [ad, ah, aw] = axes;
+        if *ad == Axis::UNIT && aw.kernel == 3 && aw.stride == 2 && aw.dilation == 1 && 2 * aw.output + 2 <= WIDE_ROW {
+            max_pool_3_2(x, y, ah, aw);
+            return;
+        }
         let mut rows = y.chunks_exact_mut(aw.output.max(1));
         for od in 0..ad.output {
             for oh in 0..ah.output {
