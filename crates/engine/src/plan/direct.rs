@@ -35,6 +35,9 @@
 //! 1×1 convs ([`DirectConv::pointwise`]) run a third micro-kernel on wide planes and at any
 //! stride ([`DirectConv::run_wide`], in `pointwise.rs`: inputs packed per 48-position strip,
 //! the epilogue applied in registers) and the narrow-plane kernel on small stride-1 planes.
+//! The plan runs strided ones at stride 1 on an input subsampled to the output grid
+//! (`ConvKernel::subsampled`), and hands a conv whose fused Add is its residual's last
+//! reader that buffer as the output (`kernels::Residual::InOutput`).
 //!
 //! Only for x86-64 CPUs with AVX-512F (and [`kernels::active_isa`] at `Avx512`); elsewhere
 //! [`DirectConv::new`] declines and the im2col path runs.
