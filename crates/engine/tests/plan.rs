@@ -249,22 +249,14 @@ proptest! {
         c in prop_oneof![direct_case(), pointwise_case()]
     ) {
         let c = ConvCase { residual: true, ..c };
-        let (mut g, mut feeds) = conv_graph(&c);
-        let mut computed = g.clone();
-        let r = *g.inputs.last().expect("residual input");
-        build::route_through_double(&mut computed, r);
-        // The baseline keeps its residual (a graph output), so it never lends its buffer.
-        g.outputs.push(r);
-        let raw = feeds.clone();
-        let last = feeds.len() - 1;
-        feeds[last] = build::doubled(&feeds[last]);
+        let (g, feeds) = conv_graph(&c);
+        let ((g, feeds), (computed, raw)) = build::residual_pair(&g, &feeds);
         let opts = PlanOptions { threads: c.threads, ..PlanOptions::default() };
         let separate = Plan::compile(&g, &opts).expect("compiles");
         let want = separate.run(feeds).expect("plan runs");
         let plan = Plan::compile(&computed, &opts).expect("compiles");
         let got = plan.run(raw).expect("plan runs");
-        let bits = |t: &Tensor| t.as_f32().expect("f32").iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-        prop_assert!(bits(&got[0]) == bits(&want[0]), "{:?}: outputs differ", c);
+        prop_assert!(build::bits(&got[0]) == build::bits(&want[0]), "{:?}: outputs differ", c);
         let in_place = has_avx512() && !(c.kernel == [1, 1] && c.pads.iter().any(|&p| p > 0));
         // `separate` pools exactly one buffer, of the output's length.
         let one = separate.pooled_bytes();

@@ -150,22 +150,14 @@ proptest! {
     #[test]
     fn winograd_adds_a_dead_residual_in_its_output_buffer(c in case(), tile in proptest::sample::select(vec![2usize, 4])) {
         let c = Case { residual: true, ..c };
-        let (mut g, mut feeds) = conv_graph(&c, 1);
-        let mut computed = g.clone();
-        let r = *g.inputs.last().expect("residual input");
-        build::route_through_double(&mut computed, r);
-        // The baseline keeps its residual (a graph output), so it never lends its buffer.
-        g.outputs.push(r);
-        let raw = feeds.clone();
-        let last = feeds.len() - 1;
-        feeds[last] = build::doubled(&feeds[last]);
+        let (g, feeds) = conv_graph(&c, 1);
+        let ((g, feeds), (computed, raw)) = build::residual_pair(&g, &feeds);
         let separate = Plan::compile(&g, &fast(c.threads, tile)).expect("compiles");
         let want = separate.run(feeds).expect("plan runs");
         let plan = Plan::compile(&computed, &fast(c.threads, tile)).expect("compiles");
         prop_assert!(plan.describe().iter().any(|d| d.contains("winograd")), "{:?}", plan.describe());
         let got = plan.run(raw).expect("plan runs");
-        let bits = |t: &Tensor| t.as_f32().expect("f32").iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-        prop_assert!(bits(&got[0]) == bits(&want[0]), "{:?} F({}×{}): outputs differ", c, tile, tile);
+        prop_assert!(build::bits(&got[0]) == build::bits(&want[0]), "{:?} F({}×{}): outputs differ", c, tile, tile);
         prop_assert_eq!(plan.pooled_bytes(), separate.pooled_bytes(), "{:?}", c);
     }
 }

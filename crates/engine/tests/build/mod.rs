@@ -57,3 +57,27 @@ pub fn doubled(t: &Tensor) -> Tensor {
     let v = t.as_f32().expect("f32 tensor");
     Tensor::from_f32(t.shape().to_vec(), v.iter().map(|x| 2.0 * x).collect())
 }
+
+/// The two graphs of an in-place residual test, from a graph whose last input is a conv's
+/// residual (fed last): `separate`, that graph keeping the residual (also a graph output, so
+/// the plan never lends its buffer) with the feeds' residual doubled; and `computed`, the
+/// residual routed through [`route_through_double`] (the plan's own buffer, dead after the
+/// conv) with the original feeds. Both compute the same.
+#[allow(dead_code)] // not every test binary that includes this module uses it
+pub fn residual_pair(g: &Graph, feeds: &[Tensor]) -> ((Graph, Vec<Tensor>), (Graph, Vec<Tensor>)) {
+    let r = *g.inputs.last().expect("residual input");
+    let mut computed = g.clone();
+    route_through_double(&mut computed, r);
+    let mut separate = g.clone();
+    separate.outputs.push(r);
+    let mut doubled_feeds = feeds.to_vec();
+    let last = doubled_feeds.len() - 1;
+    doubled_feeds[last] = doubled(&feeds[last]);
+    ((separate, doubled_feeds), (computed, feeds.to_vec()))
+}
+
+/// The bit patterns of an f32 tensor, for exact comparisons.
+#[allow(dead_code)] // not every test binary that includes this module uses it
+pub fn bits(t: &Tensor) -> Vec<u32> {
+    t.as_f32().expect("f32 tensor").iter().map(|v| v.to_bits()).collect()
+}
