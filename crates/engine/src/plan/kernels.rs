@@ -367,10 +367,9 @@ pub(crate) fn align64(buf: &mut [f32]) -> &mut [f32] {
 }
 
 /// The addend of a conv's fused residual Add.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) enum Residual<'a> {
     /// No residual Add.
-    #[default]
     None,
     /// A tensor of the output's layout.
     Tensor(&'a [f32]),

@@ -708,8 +708,8 @@ impl Plan {
                 let held = if in_place { self.take_if_dead(si, step, 3, slots) } else { None };
                 let x = slot_input(step, slots, 0).and_then(Tensor::as_f32).expect("checked");
                 let b_rt = slot_input(step, slots, 2).and_then(Tensor::as_f32);
-                let (mut y, residual) = match held.and_then(Tensor::into_f32) {
-                    Some(y) => (y, Residual::InOutput),
+                let (mut y, residual) = match held {
+                    Some(t) => (t.into_f32().expect("take_if_dead returns f32 tensors"), Residual::InOutput),
                     None => (
                         self.take_buffer(numel(&geo.out_shape)),
                         Residual::of(slot_input(step, slots, 3).and_then(Tensor::as_f32)),

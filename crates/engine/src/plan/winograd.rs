@@ -744,13 +744,13 @@ mod avx512 {
     /// `k < nt` and in-plane `(r, c)`; all offsets fit in `i32`.
     #[target_feature(enable = "avx512f")]
     #[inline]
-    unsafe fn gather_tiles<const A: usize>(
+    unsafe fn gather_tiles(
         x: *const f32,
         (base, iy, ix): (__m512i, __m512i, __m512i),
         h: usize,
         w: usize,
         nt: usize,
-    ) -> [[__m512; A]; A] {
+    ) -> [[__m512; 6]; 6] {
         let lanes = ((1u32 << nt) - 1) as u16;
         let (hv, wv, zero) = (_mm512_set1_epi32(h as i32), _mm512_set1_epi32(w as i32), _mm512_setzero_si512());
         std::array::from_fn(|r| {
@@ -784,7 +784,7 @@ mod avx512 {
         // SAFETY (whole body): the caller's contract; the arrays hold 64 bytes each.
         unsafe {
             let load = |a: &[i32; 16]| _mm512_loadu_si512(a.as_ptr().cast());
-            let d = gather_tiles::<6>(x, (load(base), load(iy), load(ix)), h, w, nt);
+            let d = gather_tiles(x, (load(base), load(iy), load(ix)), h, w, nt);
             store_points6(d, nt, v, vstride);
         }
     }
@@ -923,17 +923,6 @@ mod avx512 {
                 _mm512_permutex2var_ps(s0, idx[1], s1),
             ];
         }
-        // SAFETY: the caller's contract.
-        unsafe { store_points4(d, nt, v, vstride) };
-    }
-
-    /// [`store_points6`] for F(2×2, 3×3): `V[i·4 + j] = (Bᵀ d B)[i][j]`.
-    ///
-    /// # Safety
-    /// AVX-512F available; `1 ≤ nt ≤ 16`; `v + ξ·vstride + k` writable for `ξ < 16`, `k < nt`.
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    unsafe fn store_points4(d: [[__m512; 4]; 4], nt: usize, v: *mut f32, vstride: usize) {
         let bt2 = |[a0, a1, a2, a3]: [__m512; 4]| {
             [_mm512_sub_ps(a0, a2), _mm512_add_ps(a1, a2), _mm512_sub_ps(a2, a1), _mm512_sub_ps(a1, a3)]
         };
