@@ -404,14 +404,23 @@ impl Winograd {
                 let rp = rw.next_multiple_of(PANEL);
                 let p0 = (o0 + r0) / PANEL;
                 // M_ξ [nb × rp] = V_ξᵀ [nb × IC] · U_ξ [IC × rp], one panel of channels at a time.
+                let np = rp / PANEL;
+                let panel_at = |xi: usize, p: usize| ((xi * panels + p0 + p) * ic) * PANEL;
                 for xi in 0..points {
                     let vx = &v[xi * ic * nb..][..ic * nb];
-                    for p in 0..rp / PANEL {
-                        let up = &self.u[((xi * panels + p0 + p) * ic) * PANEL..][..ic * PANEL];
+                    for p in 0..np {
+                        let up = &self.u[panel_at(xi, p)..][..ic * PANEL];
+                        // The panel this round multiplies next, fetched into L2 meanwhile.
+                        let next = if p + 1 < np {
+                            Some(panel_at(xi, p + 1))
+                        } else {
+                            (xi + 1 < points).then(|| panel_at(xi + 1, 0))
+                        };
                         panel_product(
                             wide,
                             ic,
                             up,
+                            next.map(|at| &self.u[at..][..ic * PANEL]),
                             vx,
                             nb,
                             &mut m[xi * nb * rp + p * PANEL..][..(nb - 1) * rp + PANEL],
@@ -501,24 +510,39 @@ impl Winograd {
 /// channels `j < PANEL`: one panel of one `M_ξ`. `u` is the panel (`[k, PANEL]`), `v` is
 /// `V_ξ` (`[k, nb]`). The AVX-512 micro-kernel takes up to [`ROWS`] tiles per call, the
 /// filters streaming once per call and the inputs broadcast (`wide`: AVX-512 is active);
-/// other ISAs call `gemm`.
-fn panel_product(wide: bool, k: usize, u: &[f32], v: &[f32], nb: usize, m: &mut [f32], ms: usize) {
+/// other ISAs call `gemm`. `next` (the panel the caller multiplies next) is prefetched into
+/// L2 over the calls, so that memory keeps streaming `U` while the later calls run from
+/// cache (with 16 tiles, two calls per panel, the second used to leave memory idle).
+#[allow(clippy::too_many_arguments)]
+fn panel_product(
+    wide: bool,
+    k: usize,
+    u: &[f32],
+    next: Option<&[f32]>,
+    v: &[f32],
+    nb: usize,
+    m: &mut [f32],
+    ms: usize,
+) {
     assert!(k >= 1 && nb >= 1 && ms >= PANEL, "non-empty product");
     assert!(u.len() >= k * PANEL && v.len() >= k * nb && m.len() >= (nb - 1) * ms + PANEL, "panel extents");
     #[cfg(target_arch = "x86_64")]
     if wide {
         let groups = nb.div_ceil(ROWS);
         let (base, extra) = (nb / groups, nb % groups);
+        // Cache lines of `next` (2 per channel) spread over the calls' channel steps.
+        let per_step = if groups == 1 { 2 } else { 1 };
         let mut t = 0;
         for gi in 0..groups {
             let rows = base + usize::from(gi < extra);
+            let pf = next.map(|n| (n.as_ptr(), gi * k * per_step, per_step));
             macro_rules! dispatch {
                 ($($r:literal),*) => {
                     match rows {
                         // SAFETY: AVX-512F is active; `u` holds k panels rows, `v` rows `t..t+rows`
                         // of k rows of stride nb, `m` rows `t..t+rows` of stride ms (checked above).
                         $($r => unsafe {
-                            avx512::panel_rows::<$r>(k, u.as_ptr(), v.as_ptr().add(t), nb, m.as_mut_ptr().add(t * ms), ms)
+                            avx512::panel_rows::<$r>(k, u.as_ptr(), pf, v.as_ptr().add(t), nb, m.as_mut_ptr().add(t * ms), ms)
                         },)*
                         _ => unreachable!("1 to ROWS rows"),
                     }
@@ -530,7 +554,7 @@ fn panel_product(wide: bool, k: usize, u: &[f32], v: &[f32], nb: usize, m: &mut 
         return;
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = wide;
+    let _ = (wide, next);
     // SAFETY: dst `PANEL × nb` column-major with column stride `ms`, lhs `PANEL × k`
     // column-major (column stride PANEL), rhs `k × nb` row-major: all within the slices
     // (checked above).
@@ -1003,6 +1027,9 @@ mod avx512 {
 
     /// [`super::panel_product`] for `R` tiles: `m[r·ms + j] = Σ_c v[c·vs + r] · u[c·PANEL + j]`.
     ///
+    /// With `pf = Some((next, line, per))`, channel step `s` also prefetches into L2 the
+    /// `per` cache lines `line + per·s ..` of the `k·PANEL` floats at `next` (those within it).
+    ///
     /// # Safety
     /// AVX-512F available; `u` holds `k·PANEL` floats, `v + c·vs + r` is readable and
     /// `m + r·ms + j` writable for `c < k`, `r < R`, `j < PANEL`.
@@ -1010,12 +1037,18 @@ mod avx512 {
     pub(super) unsafe fn panel_rows<const R: usize>(
         k: usize,
         u: *const f32,
+        pf: Option<(*const f32, usize, usize)>,
         v: *const f32,
         vs: usize,
         m: *mut f32,
         ms: usize,
     ) {
         let mut acc = [[_mm512_setzero_ps(); 2]; R];
+        // Prefetched lines of `next`: the pointer, lines left, and the lines per step.
+        let (mut np, mut left, per) = match pf {
+            Some((next, line, per)) => ((next as usize + 64 * line) as *const f32, (2 * k).saturating_sub(line), per),
+            None => (std::ptr::null(), 0, 0),
+        };
         // SAFETY (whole body): pointers and extents as the caller guarantees; prefetches
         // may point past the end (`wrapping_add`, no access).
         unsafe {
@@ -1023,6 +1056,14 @@ mod avx512 {
             for _ in 0..k {
                 _mm_prefetch::<_MM_HINT_T0>(up.wrapping_add(PF_DIST).cast());
                 _mm_prefetch::<_MM_HINT_T0>(up.wrapping_add(PF_DIST + 16).cast());
+                if left > 0 {
+                    _mm_prefetch::<_MM_HINT_T1>(np.cast());
+                    if per > 1 && left > 1 {
+                        _mm_prefetch::<_MM_HINT_T1>(np.wrapping_add(16).cast());
+                    }
+                    np = np.wrapping_add(16 * per);
+                    left = left.saturating_sub(per);
+                }
                 let w0 = _mm512_loadu_ps(up);
                 let w1 = _mm512_loadu_ps(up.add(16));
                 for (r, a) in acc.iter_mut().enumerate() {
