@@ -529,10 +529,25 @@ impl DirectConv {
             let runs = plane.div_ceil(ROW_SEGMENT);
             let kc = self.rows_chunk();
             let all = self.m.div_ceil(NC);
+            let chunk_at = |k0: usize, b: usize| (k0 * all + b * kc.min(k - k0)) * NC;
             for k0 in (0..k).step_by(kc) {
                 let kn = kc.min(k - k0);
                 for bi in 0..nb {
-                    let a = &by_channel[(k0 * all + (blocks.start + bi) * kn) * NC..][..kn * NC];
+                    let a = &by_channel[chunk_at(k0, blocks.start + bi)..][..kn * NC];
+                    // The filters this tile multiplies next, fetched into L2 over the calls
+                    // that reuse `a` (the first call streams `a` from memory; the others ran
+                    // from cache with memory idle): call `i` prefetches lines `i·kn ..`.
+                    // (Its start and taps; NC floats, two cache lines, per tap.)
+                    let next = if bi + 1 < nb {
+                        Some((chunk_at(k0, blocks.start + bi + 1), kn))
+                    } else {
+                        (k0 + kc < k).then(|| (chunk_at(k0 + kc, blocks.start), kc.min(k - k0 - kc)))
+                    };
+                    let pf = |call: usize| {
+                        let (at, taps) = next?;
+                        let lines = (2 * taps).saturating_sub(call * kn).min(kn);
+                        (lines > 0).then(|| (by_channel.as_ptr().wrapping_add(at + call * kn * 16), lines))
+                    };
                     if self.pointwise {
                         for run in 0..runs {
                             let (p0, p1) = (plane * run / runs, plane * (run + 1) / runs);
@@ -546,6 +561,7 @@ impl DirectConv {
                                     p1 - p0,
                                     kn,
                                     a.as_ptr(),
+                                    pf(run),
                                     src.add(p0),
                                     offs[k0..k0 + kn].as_ptr(),
                                     dst.as_mut_ptr(),
@@ -569,6 +585,7 @@ impl DirectConv {
                                 q.width,
                                 kn,
                                 a.as_ptr(),
+                                pf(r / step),
                                 src.add(r * q.width),
                                 offs[k0..k0 + kn].as_ptr(),
                                 dst.as_mut_ptr(),
@@ -1132,7 +1149,8 @@ impl DirectConv {
 /// # Safety
 /// AVX-512F available; `a` holds `k·NC` floats; `b.offset(offs[i] + pos(p))` is readable
 /// for every `i < k` and position `p`; `acc .. + rows·width·NC` is writable (and readable
-/// when `accumulate`) and aliases none of the inputs.
+/// when `accumulate`) and aliases none of the inputs. `pf = Some((p, n))`: step `i < n`
+/// also prefetches the cache line at `p + 16·i` into L2 (a hint: any address).
 #[allow(clippy::too_many_arguments)]
 unsafe fn micro_rows(
     width: usize,
@@ -1140,6 +1158,7 @@ unsafe fn micro_rows(
     wq: usize,
     k: usize,
     a: *const f32,
+    pf: Option<(*const f32, usize)>,
     b: *const f32,
     offs: *const isize,
     acc: *mut f32,
@@ -1152,7 +1171,7 @@ unsafe fn micro_rows(
             ($(($w:literal, $r:literal)),*) => {
                 match (width, rows) {
                     // SAFETY: forwarded from the caller.
-                    $(($w, $r) => unsafe { avx512::micro_rows::<{ $w * $r }, $w>(k, a, b, gap, offs, acc, accumulate) },)*
+                    $(($w, $r) => unsafe { avx512::micro_rows::<{ $w * $r }, $w>(k, a, pf, b, gap, offs, acc, accumulate) },)*
                     _ => unreachable!("rows of 1 to ROW_SEGMENT positions, two only up to half that"),
                 }
             };
@@ -1183,7 +1202,7 @@ unsafe fn micro_rows(
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (width, rows, wq, k, a, b, offs, acc, accumulate);
+        let _ = (width, rows, wq, k, a, pf, b, offs, acc, accumulate);
         unreachable!("DirectConv::new declines without AVX-512");
     }
 }
@@ -1321,9 +1340,11 @@ mod avx512 {
     /// # Safety
     /// As [`super::micro_rows`].
     #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn micro_rows<const MP: usize, const SPLIT: usize>(
         k: usize,
         a: *const f32,
+        pf: Option<(*const f32, usize)>,
         b: *const f32,
         gap: usize,
         offs: *const isize,
@@ -1331,6 +1352,7 @@ mod avx512 {
         accumulate: bool,
     ) {
         let mut c = [[_mm512_setzero_ps(); 2]; MP];
+        let (mut np, mut left) = pf.unwrap_or((std::ptr::null(), 0));
         // SAFETY (whole body): pointers and extents as the caller guarantees.
         unsafe {
             if accumulate {
@@ -1343,6 +1365,11 @@ mod avx512 {
             let mut ap = a;
             for kk in 0..k {
                 _mm_prefetch::<_MM_HINT_T0>(ap.wrapping_add(4 * PF_DIST).cast());
+                if left > 0 {
+                    _mm_prefetch::<_MM_HINT_T1>(np.cast());
+                    np = np.wrapping_add(16);
+                    left -= 1;
+                }
                 let w0 = _mm512_loadu_ps(ap);
                 let w1 = _mm512_loadu_ps(ap.add(16));
                 let bp = b.offset(*offs.add(kk));
