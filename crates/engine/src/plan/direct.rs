@@ -513,7 +513,7 @@ impl DirectConv {
                     buf.resize((self.c * cs).max(BAND_BUDGET + 8 * 1024), 0.0);
                 }
                 if q.phases == 1 {
-                    fill_band(buf, x_img, self.c, cs, cs, 0, band_rows, ah, aw);
+                    fill_band(buf, x_img, self.c, cs, cs, 0, band_rows, q.width, ah, aw);
                 } else {
                     fill_phase_band(buf, x_img, self.c, ps, 0, band_rows, q, ah, aw);
                 }
@@ -670,7 +670,7 @@ impl DirectConv {
                 acc.resize((mrows * strips * nr).max(ACC_RESERVE), 0.0);
             }
             if q.phases == 1 {
-                fill_band(buf, x_img, self.c, cs, cs, r0, band_rows, ah, aw);
+                fill_band(buf, x_img, self.c, cs, cs, r0, band_rows, q.width, ah, aw);
             } else {
                 fill_phase_band(buf, x_img, self.c, ps, r0, band_rows, &q, ah, aw);
             }
@@ -796,12 +796,22 @@ struct PhaseGrid {
 impl PhaseGrid {
     fn new(ah: &Axis, aw: &Axis) -> PhaseGrid {
         let (sh, sw) = (ah.stride.max(1), aw.stride.max(1));
+        // At stride 1 neighbouring rows share their zero columns (`fill_band`): a grid row
+        // of `W + max(pads)` positions instead of `W + pads`, so at 56×56 with pads 1 one
+        // computed-and-dropped column per row instead of two (28×28: 1 of 29 instead of 2
+        // of 30) — as long as a row of outputs still fits.
+        let shared = aw.input + aw.pad_begin.max(aw.pad_end);
+        let width = if sh == 1 && sw == 1 && shared >= aw.output {
+            shared
+        } else {
+            (aw.input + aw.pad_begin + aw.pad_end).div_ceil(sw)
+        };
         PhaseGrid {
             sh,
             sw,
             dh: ah.dilation,
             dw: aw.dilation,
-            width: (aw.input + aw.pad_begin + aw.pad_end).div_ceil(sw),
+            width,
             halo: (ah.kernel - 1) * ah.dilation / sh,
             overrun: (aw.kernel - 1) * aw.dilation / sw,
             phases: sh * sw,
@@ -884,8 +894,10 @@ fn fill_phase_band(
 }
 
 /// The padded band of one image: channel `ch` at `buf[ch·stride..][..len]`, `band_rows`
-/// rows of `Wp` (padded row `r0 + i` is input row `r0 + i − pad_begin`), then zeros up to
-/// `len`.
+/// rows of `wq` (padded row `r0 + i` is input row `r0 + i − pad_begin`, its first input
+/// column at `i·wq + pad_begin`), zeros elsewhere up to `len`. With `wq` the padded width
+/// each row carries its own padding; with `wq = W + max(pads)` ([`PhaseGrid::new`]) a row's
+/// right padding is the next row's left padding.
 #[allow(clippy::too_many_arguments)]
 fn fill_band(
     buf: &mut [f32],
@@ -895,26 +907,28 @@ fn fill_band(
     len: usize,
     r0: usize,
     band_rows: usize,
+    wq: usize,
     ah: &Axis,
     aw: &Axis,
 ) {
-    let (ih, iw) = (ah.input, aw.input);
-    let wp = iw + aw.pad_begin + aw.pad_end;
+    let (ih, iw, pb) = (ah.input, aw.input, aw.pad_begin);
+    assert!(wq >= iw + pb.max(aw.pad_end) && len + wq >= band_rows * wq + pb + iw, "band layout");
     for ch in 0..c {
         let dst = &mut buf[ch * stride..][..len];
         let xc = &x_img[ch * ih * iw..][..ih * iw];
-        let (rows_part, tail) = dst.split_at_mut(band_rows * wp);
-        for (i, row) in rows_part.chunks_exact_mut(wp).enumerate() {
-            match (r0 + i).checked_sub(ah.pad_begin).filter(|&r| r < ih) {
-                Some(r) => {
-                    row[..aw.pad_begin].fill(0.0);
-                    row[aw.pad_begin..aw.pad_begin + iw].copy_from_slice(&xc[r * iw..][..iw]);
-                    row[aw.pad_begin + iw..].fill(0.0);
-                }
-                None => row.fill(0.0),
+        // Zeros from the end of the last copied row to the start of the next one: the
+        // padding (shared between neighbouring rows when `wq` is narrower than the padded
+        // width) and rows outside the image.
+        let mut end = 0;
+        for i in 0..band_rows {
+            if let Some(r) = (r0 + i).checked_sub(ah.pad_begin).filter(|&r| r < ih) {
+                let start = i * wq + pb;
+                dst[end..start].fill(0.0);
+                dst[start..start + iw].copy_from_slice(&xc[r * iw..][..iw]);
+                end = start + iw;
             }
         }
-        tail.fill(0.0);
+        dst[end..].fill(0.0);
     }
 }
 
@@ -1026,7 +1040,7 @@ fn grad_tile(
         for i in 0..count {
             let x_img = &x[(img + i) * in_img..][..in_img];
             // Channel ch of image i at buf[ch·cs + i·ps..][..ps].
-            fill_band(&mut buf[i * ps..], x_img, c, cs, ps, r0, band_rows, ah, aw);
+            fill_band(&mut buf[i * ps..], x_img, c, cs, ps, r0, band_rows, wp, ah, aw);
             let dy_img = &dy[(img + i) * m * oh * ow..][..m * oh * ow];
             // dY on the padded grid: band row r at r·Wp, zeros in the wrap-around columns and
             // past the band's rows.
