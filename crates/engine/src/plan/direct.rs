@@ -6,8 +6,9 @@
 //! for a fixed tap, consecutive `q` read consecutive inputs. So the conv is a GEMM
 //! `Y'[M, q] = W[M, K] · B[K, q]` whose row `k = (c, i, j)` of B is the padded input shifted
 //! by a per-row offset — read in place, never unfolded. The `Wp − OW` columns per row that
-//! wrap around the padding are computed and dropped by the epilogue (2 of 58 at 56×56, 2 of
-//! 9 at 7×7, which is why 7×7 planes use narrower strips).
+//! wrap around the padding are computed and dropped by the epilogue; at stride 1 a row's
+//! right padding doubles as the next row's left padding, so the grid rows are `W +
+//! max(pads)` wide (1 dropped column of 57 at 56×56, of 29 at 28×28; `PhaseGrid::new`).
 //!
 //! One *tile* is (image, band of `R` output rows, chunk of the filters). It pads the
 //! `R + (kH−1)·dH` input rows it needs into a per-thread buffer, then for each strip of
@@ -20,20 +21,20 @@
 //! im2col + `gemm` path (see BENCHMARKS.md).
 //!
 //! Strided convs (the 7×7/2 stem, 3×3/2 downsampling) first split the padded band into
-//! `sH·sW` phase planes ([`PhaseGrid`]), on which the same holds: consecutive outputs read
+//! `sH·sW` phase planes (`PhaseGrid`), on which the same holds: consecutive outputs read
 //! consecutive inputs for each tap. Measured (one thread, AMD EPYC, `resnet bench --mode
 //! exact --profile`): against the im2col path, the stem 49–60 → 60–69 GFLOP/s and the 3×3/2
 //! layers of ResNet-18 62–75 → 70–84 in the first alternated runs, 77–86 and 85–97 in later
 //! profiles on a quieter machine (BENCHMARKS.md).
 //!
 //! Narrow planes (output rows of at most 14, ResNet's 14×14 and 7×7 layers at 224×224) run
-//! a second micro-kernel with the vectors along the filters instead ([`DirectConv::run_rows`]):
+//! a second micro-kernel with the vectors along the filters instead (`DirectConv::run_rows`):
 //! the position kernel computes whole 32/48-position strips of the padded grid, 224 positions
 //! for 196 outputs at 14×14 and 64 for 49 at 7×7. One thread, single-layer models: 256 ch at
 //! 14×14 87–90 → 97–101 GFLOP/s, 512 ch at 7×7 77–78 → 86–100.
 //!
 //! 1×1 convs ([`DirectConv::pointwise`]) run a third micro-kernel on wide planes and at any
-//! stride ([`DirectConv::run_wide`], in `pointwise.rs`: inputs packed per 48-position strip,
+//! stride (`DirectConv::run_wide`, in `pointwise.rs`: inputs packed per 48-position strip,
 //! the epilogue applied in registers) and the narrow-plane kernel on small stride-1 planes.
 //! The plan runs strided ones at stride 1 on an input subsampled to the output grid
 //! (`ConvKernel::subsampled`), and hands a conv whose fused Add is its residual's last
@@ -159,8 +160,8 @@ impl DirectConv {
     }
 
     /// The kernels of a 1×1 conv (`w` is `[M, C]` row-major): the wide-plane one
-    /// ([`DirectConv::run_wide`], any stride) and, at stride 1, the narrow-plane one
-    /// ([`DirectConv::run_pointwise`]). `None` without AVX-512.
+    /// (`DirectConv::run_wide`, any stride) and, at stride 1, the narrow-plane one
+    /// (`DirectConv::run_pointwise`). `None` without AVX-512.
     pub fn pointwise(w: &[f32], m: usize, c: usize) -> Option<DirectConv> {
         if w.len() != m * c {
             return None;
@@ -784,7 +785,8 @@ impl DirectConv {
 /// `oh + ⌊i·dH / sH⌋`, column `ow + ⌊j·dW / sW⌋`. So on a grid of width `Wq = ⌈Wp / sW⌉`
 /// consecutive outputs read consecutive inputs for a fixed tap, as at stride 1, and the
 /// micro-kernel runs every real tap (no zero taps, unlike a space-to-depth rewrite). With
-/// stride 1 there is one phase: the padded input itself.
+/// stride 1 there is one phase: the padded input itself, on rows of `W + max(pads)` whose
+/// zeros neighbouring rows share ([`fill_band`]).
 #[derive(Debug, Clone, Copy)]
 struct PhaseGrid {
     sh: usize,

@@ -1,4 +1,4 @@
-//! The dynamic batcher: worker threads that take batches from a model's [`JobQueue`], decode
+//! The dynamic batcher: worker threads that take batches from a model's [`JobQueue`](super::queue::JobQueue), decode
 //! the batch's images in parallel on the decode pool, run them as one `Model::run` on the
 //! engine's own thread pool, and answer each request.
 //!

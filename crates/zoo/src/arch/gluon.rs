@@ -6,7 +6,7 @@
 //! * Gluon names every layer `<scope><type><k>` with a counter per scope and type, assigned
 //!   when the layer is **constructed** (a block's body layers, then its downsample layers);
 //!   operators made in `hybrid_forward` (`activation<k>`, `_plus<k>`) are counted per scope
-//!   in **forward** order. Hence [`Builder::layer`] (construction) vs [`Builder::call`]
+//!   in **forward** order. Hence the layer constructors ([`Builder::conv`], [`Builder::batchnorm`], …) vs [`Builder::call`]
 //!   (forward).
 //! * The MXNet exporter walks the symbol graph depth-first from the output, inputs in order,
 //!   emitting variables and operators in post-order; an operator's position in that list is
