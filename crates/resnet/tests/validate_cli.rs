@@ -1,6 +1,7 @@
 //! `resnet validate` refuses bad input with one readable line (exit code 2) before loading
-//! any model: unknown class folders, a flat folder without ground truth, a bad ground-truth
-//! line, a bad --shard or --crops, reports that are not reports.
+//! any model: unknown class folders, class folders without images, a flat folder without
+//! ground truth, a bad ground-truth line, a bad --shard or --crops, reports that are not
+//! reports.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -27,6 +28,15 @@ fn a_folder_that_is_not_a_wnid_is_named_in_the_error() {
     std::fs::create_dir_all(tmp.path().join("cats")).unwrap();
     let err = error_line(&resnet(&["validate", "--model", "m.onnx", "--data", p(tmp.path())]));
     assert!(err.contains("folder 'cats' is neither a WordNet id nor a line of the labels"), "{err}");
+}
+
+#[test]
+fn class_folders_without_images_are_an_error_not_a_zero_score() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("n01440764")).unwrap();
+    std::fs::write(tmp.path().join("n01440764").join("notes.txt"), b"not an image").unwrap();
+    let err = error_line(&resnet(&["validate", "--model", "m.onnx", "--data", p(tmp.path())]));
+    assert!(err.contains("no images to score: its 1 class folder(s) hold no .jpg, .jpeg or .png files"), "{err}");
 }
 
 #[test]

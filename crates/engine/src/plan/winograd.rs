@@ -1046,7 +1046,7 @@ mod avx512 {
         let mut acc = [[_mm512_setzero_ps(); 2]; R];
         // Prefetched lines of `next`: the pointer, lines left, and the lines per step.
         let (mut np, mut left, per) = match pf {
-            Some((next, line, per)) => ((next as usize + 64 * line) as *const f32, (2 * k).saturating_sub(line), per),
+            Some((next, line, per)) => (next.wrapping_add(16 * line), (2 * k).saturating_sub(line), per),
             None => (std::ptr::null(), 0, 0),
         };
         // SAFETY (whole body): pointers and extents as the caller guarantees; prefetches

@@ -108,6 +108,7 @@ impl Dataset {
             return Err(Error::NoClassFolders { dir: dir.to_path_buf(), flat_images });
         }
         let mut items = Vec::new();
+        let folders = classes.len();
         for (name, label) in classes {
             let folder = root.join(&name);
             for file in image_files(&folder)? {
@@ -115,6 +116,12 @@ impl Dataset {
             }
         }
         items.sort_by(|a, b| a.file.cmp(&b.file));
+        if items.is_empty() {
+            return Err(Error::NoImages {
+                dir: root,
+                detail: format!("its {folders} class folder(s) hold no .jpg, .jpeg or .png files"),
+            });
+        }
         Ok(Dataset { root, layout: Layout::ClassFolders, items, unlabeled: Vec::new() })
     }
 
@@ -209,11 +216,13 @@ fn check_no_others(dir: &Path, others: &[String]) -> Result<(), Error> {
     }
 }
 
-/// Names of the image files directly in `dir`, sorted.
+/// Names of the image files directly in `dir`, sorted: regular files (or links to them) and
+/// dangling links, which the caller then reports as unreadable instead of dropping silently
+/// (a folder of broken links used to score "0 images, 0 failed").
 pub fn image_files(dir: &Path) -> Result<Vec<String>, Error> {
     Ok(read_dir_sorted(dir)?
         .into_iter()
-        .filter(|(name, path)| is_image_name(name) && path.is_file())
+        .filter(|(name, path)| is_image_name(name) && (path.is_file() || (path.is_symlink() && !path.exists())))
         .map(|(name, _)| name)
         .collect())
 }
