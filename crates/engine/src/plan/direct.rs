@@ -50,7 +50,7 @@ use rayon::prelude::*;
 
 use crate::ops::conv::ConvGeometry;
 use crate::ops::padding::Axis;
-use crate::plan::kernels::{self, Isa, Residual};
+use crate::plan::kernels::{self, Isa, LineFetch, Residual};
 
 mod pointwise;
 
@@ -552,9 +552,9 @@ impl DirectConv {
                         (k0 + kc < k).then(|| (chunk_at(k0 + kc, blocks.start), kc.min(k - k0 - kc)))
                     };
                     let pf = |call: usize| {
-                        let (at, taps) = next?;
-                        let lines = (2 * taps).saturating_sub(call * kn).min(kn);
-                        (lines > 0).then(|| (by_channel.as_ptr().wrapping_add(at + call * kn * 16), lines))
+                        next.map_or(LineFetch::NONE, |(at, taps)| {
+                            LineFetch::share(by_channel.as_ptr().wrapping_add(at), 2 * taps, call, kn, 1)
+                        })
                     };
                     if self.pointwise {
                         for run in 0..runs {
@@ -1195,8 +1195,8 @@ impl DirectConv {
 /// # Safety
 /// AVX-512F available; `a` holds `k·NC` floats; `b.offset(offs[i] + pos(p))` is readable
 /// for every `i < k` and position `p`; `acc .. + rows·width·NC` is writable (and readable
-/// when `accumulate`) and aliases none of the inputs. `pf = Some((p, n))`: step `i < n`
-/// also prefetches the cache line at `p + 16·i` into L2 (a hint: any address).
+/// when `accumulate`) and aliases none of the inputs. Each step also takes a
+/// `LineFetch::step` of `pf` (a hint: any address).
 #[allow(clippy::too_many_arguments)]
 unsafe fn micro_rows(
     width: usize,
@@ -1204,7 +1204,7 @@ unsafe fn micro_rows(
     wq: usize,
     k: usize,
     a: *const f32,
-    pf: Option<(*const f32, usize)>,
+    pf: LineFetch,
     b: *const f32,
     offs: *const isize,
     acc: *mut f32,
@@ -1372,7 +1372,7 @@ pub(crate) unsafe fn micro_store(
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{MR, NC};
+    use super::{LineFetch, MR, NC};
 
     /// Software prefetch distance along the packed filters, in floats (2 KiB): the late
     /// layers' filters (9.4 MB at 7×7×512) come from L3 once per run, faster than the
@@ -1390,7 +1390,7 @@ mod avx512 {
     pub(super) unsafe fn micro_rows<const MP: usize, const SPLIT: usize>(
         k: usize,
         a: *const f32,
-        pf: Option<(*const f32, usize)>,
+        mut pf: LineFetch,
         b: *const f32,
         gap: usize,
         offs: *const isize,
@@ -1398,7 +1398,6 @@ mod avx512 {
         accumulate: bool,
     ) {
         let mut c = [[_mm512_setzero_ps(); 2]; MP];
-        let (mut np, mut left) = pf.unwrap_or((std::ptr::null(), 0));
         // SAFETY (whole body): pointers and extents as the caller guarantees.
         unsafe {
             if accumulate {
@@ -1411,11 +1410,7 @@ mod avx512 {
             let mut ap = a;
             for kk in 0..k {
                 _mm_prefetch::<_MM_HINT_T0>(ap.wrapping_add(4 * PF_DIST).cast());
-                if left > 0 {
-                    _mm_prefetch::<_MM_HINT_T1>(np.cast());
-                    np = np.wrapping_add(16);
-                    left -= 1;
-                }
+                pf.step();
                 let w0 = _mm512_loadu_ps(ap);
                 let w1 = _mm512_loadu_ps(ap.add(16));
                 let bp = b.offset(*offs.add(kk));

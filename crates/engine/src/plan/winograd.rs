@@ -530,12 +530,15 @@ fn panel_product(
     if wide {
         let groups = nb.div_ceil(ROWS);
         let (base, extra) = (nb / groups, nb % groups);
-        // Cache lines of `next` (2 per channel) spread over the calls' channel steps.
+        // Cache lines of `next` (2 per channel) spread over the calls' channel steps: one
+        // per step over the first two calls, two per step when there is one call.
         let per_step = if groups == 1 { 2 } else { 1 };
         let mut t = 0;
         for gi in 0..groups {
             let rows = base + usize::from(gi < extra);
-            let pf = next.map(|n| (n.as_ptr(), gi * k * per_step, per_step));
+            let pf = next.map_or(kernels::LineFetch::NONE, |n| {
+                kernels::LineFetch::share(n.as_ptr(), 2 * k, gi, k * per_step, per_step)
+            });
             macro_rules! dispatch {
                 ($($r:literal),*) => {
                     match rows {
@@ -588,6 +591,7 @@ mod avx512 {
     use std::arch::x86_64::*;
 
     use super::PANEL;
+    use crate::plan::kernels::LineFetch;
 
     /// Floats ahead of the current filter row that the micro-kernel prefetches (16 rows).
     const PF_DIST: usize = 16 * PANEL;
@@ -1027,8 +1031,7 @@ mod avx512 {
 
     /// [`super::panel_product`] for `R` tiles: `m[r·ms + j] = Σ_c v[c·vs + r] · u[c·PANEL + j]`.
     ///
-    /// With `pf = Some((next, line, per))`, channel step `s` also prefetches into L2 the
-    /// `per` cache lines `line + per·s ..` of the `k·PANEL` floats at `next` (those within it).
+    /// Each channel step also takes a [`LineFetch::step`] of `pf`.
     ///
     /// # Safety
     /// AVX-512F available; `u` holds `k·PANEL` floats, `v + c·vs + r` is readable and
@@ -1037,18 +1040,13 @@ mod avx512 {
     pub(super) unsafe fn panel_rows<const R: usize>(
         k: usize,
         u: *const f32,
-        pf: Option<(*const f32, usize, usize)>,
+        mut pf: LineFetch,
         v: *const f32,
         vs: usize,
         m: *mut f32,
         ms: usize,
     ) {
         let mut acc = [[_mm512_setzero_ps(); 2]; R];
-        // Prefetched lines of `next`: the pointer, lines left, and the lines per step.
-        let (mut np, mut left, per) = match pf {
-            Some((next, line, per)) => (next.wrapping_add(16 * line), (2 * k).saturating_sub(line), per),
-            None => (std::ptr::null(), 0, 0),
-        };
         // SAFETY (whole body): pointers and extents as the caller guarantees; prefetches
         // may point past the end (`wrapping_add`, no access).
         unsafe {
@@ -1056,14 +1054,7 @@ mod avx512 {
             for _ in 0..k {
                 _mm_prefetch::<_MM_HINT_T0>(up.wrapping_add(PF_DIST).cast());
                 _mm_prefetch::<_MM_HINT_T0>(up.wrapping_add(PF_DIST + 16).cast());
-                if left > 0 {
-                    _mm_prefetch::<_MM_HINT_T1>(np.cast());
-                    if per > 1 && left > 1 {
-                        _mm_prefetch::<_MM_HINT_T1>(np.wrapping_add(16).cast());
-                    }
-                    np = np.wrapping_add(16 * per);
-                    left = left.saturating_sub(per);
-                }
+                pf.step();
                 let w0 = _mm512_loadu_ps(up);
                 let w1 = _mm512_loadu_ps(up.add(16));
                 for (r, a) in acc.iter_mut().enumerate() {
