@@ -35,7 +35,8 @@
 //!
 //! 1×1 convs ([`DirectConv::pointwise`]) run a third micro-kernel on wide planes and at any
 //! stride (`DirectConv::run_wide`, in `pointwise.rs`: inputs packed per 48-position strip,
-//! the epilogue applied in registers) and the narrow-plane kernel on small stride-1 planes.
+//! the epilogue applied in registers) and the narrow-plane kernel on stride-1 planes of up
+//! to 49 positions ([`POINTWISE_SMALL_PLANE`]).
 //! The plan runs strided ones at stride 1 on an input subsampled to the output grid
 //! (`ConvKernel::subsampled`), and hands a conv whose fused Add is its residual's last
 //! reader that buffer as the output (`kernels::Residual::InOutput`).
@@ -101,15 +102,6 @@ pub struct DirectConv {
     unpacked: OnceLock<Vec<f32>>,
 }
 
-/// Output planes on which a 1×1 stride-1 conv runs the narrow-plane kernel instead of `gemm`:
-/// up to [`POINTWISE_SMALL_PLANE`] positions always, up to this many when it has at least as
-/// many input channels as filters (each output then sums enough products to pay for the
-/// accumulator transpose). Single-layer models, one thread, `resnet bench --mode exact
-/// --profile --runs 200`, alternated twice (GFLOP/s, `gemm` → narrow-plane): 7×7 512→2048
-/// 80–83 → 91–96, 7×7 2048→512 84–85 → 101–102, 14×14 1024→256 98–100 → 105–106, but
-/// 14×14 256→1024 99–103 → 83–93.
-pub const POINTWISE_MAX_PLANE: usize = 196;
-
 /// Largest padded plane (all channels and phases, in floats) the narrow-plane kernel copies
 /// per tile: 2 MiB. Only one K chunk's rows (32 channels) need to stay in L1/L2 while the
 /// filter blocks pass over them, so the whole band may exceed L2; the position kernel's
@@ -117,7 +109,14 @@ pub const POINTWISE_MAX_PLANE: usize = 196;
 /// computed positions for 7 outputs (24 GFLOP/s).
 const ROWS_BAND_BUDGET: usize = 512 * 1024;
 
-/// See [`POINTWISE_MAX_PLANE`].
+/// Largest output plane on which a 1×1 stride-1 conv runs the narrow-plane kernel (reading
+/// its input in place) instead of the wide one ([`DirectConv::run_wide`]), where 49 outputs
+/// would be a 48-position strip and a 1-position one. The narrow-plane kernel once also took
+/// 14×14 planes with at least as many input channels as filters (ResNet-50's 256 ← 1024,
+/// measured against `gemm` before the wide kernel existed); against the wide kernel, on an
+/// Intel Xeon (Emerald Rapids), Keras ResNet-50, `resnet bench --profile`, alternated three
+/// times: equal on one thread (3.63–3.71 vs 3.68–3.90 ms for the five convs), 2.47–2.52 →
+/// 2.13–2.18 ms on two threads and 17.6–17.7 → 16.0–16.1 ms at batch 8 on two.
 pub const POINTWISE_SMALL_PLANE: usize = 49;
 
 /// Output channels per block of the narrow-plane kernel: two 16-float vectors.
@@ -398,7 +397,7 @@ impl DirectConv {
     }
 
     /// Whether this pointwise kernel takes the call: a 1×1 stride-1 unpadded 2-D conv of its
-    /// shape on a plane [`POINTWISE_MAX_PLANE`] admits, on AVX-512.
+    /// shape on a plane of at most [`POINTWISE_SMALL_PLANE`] positions, on AVX-512.
     pub(crate) fn pointwise_applies(&self, g: &ConvGeometry) -> bool {
         let [ad, ah, aw] = &g.axes;
         self.pointwise
@@ -407,8 +406,7 @@ impl DirectConv {
             && g.m == self.m
             && g.c == self.c
             && [ah, aw].iter().all(|a| a.kernel == 1 && a.stride == 1 && a.pad_begin + a.pad_end == 0)
-            && (ah.output * aw.output <= POINTWISE_SMALL_PLANE
-                || (ah.output * aw.output <= POINTWISE_MAX_PLANE && self.c >= self.m))
+            && ah.output * aw.output <= POINTWISE_SMALL_PLANE
             && kernels::active_isa() == Isa::Avx512
     }
 
