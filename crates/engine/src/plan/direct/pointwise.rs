@@ -71,25 +71,21 @@ impl DirectConv {
         if plane * g.n == 0 {
             return;
         }
-        // Panel width: the budget in whole strips, evened out over the panels.
-        let budget = (PANEL_FLOATS / self.c.max(1) / STRIP).max(1) * STRIP;
-        let panels = plane.div_ceil(budget);
-        let pn = plane.div_ceil(panels).next_multiple_of(STRIP).min(plane);
-        let panels = plane.div_ceil(pn);
+        let strips = plane.div_ceil(STRIP);
         let blocks = self.m.div_ceil(MR);
         let threads = rayon::current_num_threads();
-        let split = kernels::filter_split(g.n * panels, threads, blocks);
-        let chunk = blocks.div_ceil(split);
+        let (panels, chunk) = wide_tiling(g.n, strips, self.c, blocks, threads);
         let split = blocks.div_ceil(chunk);
         let out = OutPtr(y.as_mut_ptr());
         kernels::for_each_task(g.n * panels * split, |t| {
             let (mi, pi, img) = (t % split, t / split % panels, t / split / panels);
             let b0 = mi * chunk;
-            let p0 = pi * pn;
+            // Panel `pi`: strips `S·pi/panels ..`, so panels differ by one strip at most.
+            let (s0, s1) = (strips * pi / panels, strips * (pi + 1) / panels);
             self.wide_tile(
                 g,
                 img,
-                p0..(p0 + pn).min(plane),
+                s0 * STRIP..(s1 * STRIP).min(plane),
                 b0..(b0 + chunk).min(blocks),
                 x,
                 bias,
@@ -170,6 +166,49 @@ impl DirectConv {
             }
         });
     }
+}
+
+/// Packing one strip, in units of one filter block's products over it (`48·C` copies
+/// against `8·48·C` multiply-adds): each task packs its own panel, so splitting a panel's
+/// filters between two tasks packs it twice.
+const PACK_COST: f64 = 0.5;
+
+/// How [`DirectConv::run_wide`] cuts `n` images of `strips` strips of `c` channels and
+/// `blocks` filter blocks into tasks for `threads` workers: `(panels per image, filter blocks
+/// per task)`. As few panels as the [`PANEL_FLOATS`] budget allows, unless the tasks are too
+/// few to share evenly: then the panel count and filter split whose busiest worker (tasks
+/// claimed in order by whichever worker is free, as the team does) carries the least. The
+/// rule it replaces (panels of the budget, filters split only under 4 tasks per worker) cut
+/// the strided 1024 ← 512 conv (at stride 1 on its 14×14 output: 5 strips, 4 per panel) into
+/// panels of 144 and 52 positions, and 64 ← 256 at 56×56 into 9 tasks on 2 workers.
+fn wide_tiling(n: usize, strips: usize, c: usize, blocks: usize, threads: usize) -> (usize, usize) {
+    const MAX_WORKERS: usize = 64;
+    let budget = (PANEL_FLOATS / c.max(1) / STRIP).max(1);
+    let fewest = strips.div_ceil(budget).max(1);
+    if threads <= 1 || threads > MAX_WORKERS || n * fewest >= 8 * threads {
+        return (fewest, blocks);
+    }
+    let mut best = (f64::INFINITY, fewest, blocks);
+    for panels in fewest..=(fewest + 2 * threads).min(strips) {
+        for split in 1..=threads.min(blocks) {
+            let chunk = blocks.div_ceil(split);
+            let split = blocks.div_ceil(chunk);
+            let mut load = [0.0f64; MAX_WORKERS];
+            let load = &mut load[..threads];
+            for t in 0..n * panels * split {
+                let (mi, pi) = (t % split, t / split % panels);
+                let width = (strips * (pi + 1) / panels - strips * pi / panels) as f64;
+                let rows = (chunk.min(blocks - mi * chunk)) as f64;
+                let free = load.iter_mut().min_by(|x, y| x.total_cmp(y)).expect("threads ≥ 1");
+                *free += width * (rows + PACK_COST);
+            }
+            let busiest = load.iter().copied().fold(0.0, f64::max);
+            if busiest < best.0 {
+                best = (busiest, panels, chunk);
+            }
+        }
+    }
+    (best.1, best.2)
 }
 
 /// Packs `positions` of every channel at stride 1 (input and output positions coincide) as
@@ -330,6 +369,35 @@ mod avx512 {
                     _mm512_mask_storeu_ps(y.add(at), mask, o);
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{wide_tiling, PANEL_FLOATS, STRIP};
+
+    #[test]
+    fn wide_tiling_keeps_the_budget_and_balances_few_tasks() {
+        // One thread, or enough tasks: the fewest panels the budget allows, filters whole.
+        assert_eq!(wide_tiling(1, 66, 256, 8, 1), (9, 8));
+        assert_eq!(wide_tiling(8, 66, 256, 8, 2), (9, 8));
+        // 1024 ← 512 on a 14×14 plane: 5 strips, 4 per panel; two panels of 3 and 2 strips
+        // left one worker 60 % of the work. Now each panel's filters are split in two
+        // (4 tasks: 3, 3, 2, 2 strip-halves), or the panels are evened out otherwise.
+        let (panels, chunk) = wide_tiling(1, 5, 512, 128, 2);
+        assert!(panels >= 2 && chunk < 128, "{panels} panels of {chunk} blocks");
+        // 64 ← 256 at 56×56: 66 strips, 8 per panel: 9 panels on 2 workers became an even
+        // number of panels (or a filter split).
+        let (panels, chunk) = wide_tiling(1, 66, 256, 8, 2);
+        assert!(panels >= 9 && (panels % 2 == 0 || chunk < 8), "{panels} panels of {chunk} blocks");
+        // Never a panel over the budget, whatever the search picks.
+        for (n, strips, c, blocks, threads) in
+            [(1, 5, 512, 128, 2), (1, 66, 256, 8, 2), (2, 17, 64, 32, 3), (1, 1, 2048, 256, 2)]
+        {
+            let (panels, chunk) = wide_tiling(n, strips, c, blocks, threads);
+            assert!((1..=strips).contains(&panels) && (1..=blocks).contains(&chunk));
+            assert!(strips.div_ceil(panels) * STRIP * c <= PANEL_FLOATS.max(STRIP * c), "{n} {strips} {c}");
         }
     }
 }
