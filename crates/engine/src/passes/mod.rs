@@ -17,7 +17,8 @@
 //! but a folded conv would have to treat as `shift/scale` (ECOSYSTEM §A.8). There is no
 //! standard-op rewrite that is exact and cheaper, so that BN (like v2's post-Add BN+ReLU,
 //! whose un-normalized input must also survive for the next shortcut) is left to the compiled
-//! plan, which can run it as a per-channel affine fused with the following ReLU.
+//! plan, which runs it as a per-channel affine fused with the following ReLU — the post-Add
+//! ones in the step of the conv that makes the sum, as its second output.
 //! [`fold_batchnorm_into_conv`] therefore only folds a BN into the conv that *produces* its
 //! input.
 //!

@@ -110,7 +110,7 @@ pub struct DirectConv {
 const ROWS_BAND_BUDGET: usize = 512 * 1024;
 
 /// Largest output plane on which a 1×1 stride-1 conv runs the narrow-plane kernel (reading
-/// its input in place) instead of the wide one ([`DirectConv::run_wide`]), where 49 outputs
+/// its input in place) instead of the wide one (`DirectConv::run_wide`), where 49 outputs
 /// would be a 48-position strip and a 1-position one. The narrow-plane kernel once also took
 /// 14×14 planes with at least as many input channels as filters (ResNet-50's 256 ← 1024,
 /// measured against `gemm` before the wide kernel existed); against the wide kernel, on an

@@ -2,7 +2,9 @@
 //! ([`crate::exec`]). [`Plan::compile`] walks a graph once (after whatever passes the caller
 //! ran) and emits `Step`s: convolutions with packed filters and a fused bias / residual Add
 //! / ReLU epilogue ([`conv`]), the FC Gemm on `gemm`, BatchNorm as a per-channel affine with
-//! an optional fused ReLU, ReLU, Add, MaxPool and GlobalAveragePool as vectorized loops
+//! an optional fused ReLU (computed by the conv step that makes its input, as a second
+//! output, when it reads a conv's result: ResNet v2's post-Add BN+ReLU;
+//! `kernels::PostAffine`), ReLU, Add, MaxPool and GlobalAveragePool as vectorized loops
 //! ([`kernels`]); every other node runs its reference kernel, so every graph the reference
 //! runs, the plan runs.
 //!
@@ -127,6 +129,33 @@ struct Step {
     kind: Kind,
     inputs: Vec<Option<ValueId>>,
     outputs: Vec<Option<ValueId>>,
+    /// A conv step's second output: the BatchNorm (+ ReLU) that reads its result, computed
+    /// in the same step (see [`kernels::PostAffine`]); `outputs[1]` is its value.
+    post: Option<Post>,
+}
+
+/// A per-channel affine and optional ReLU applied to a conv step's output into a second
+/// output.
+#[derive(Debug)]
+struct Post {
+    scale: Vec<f32>,
+    shift: Vec<f32>,
+    relu: bool,
+}
+
+/// Inference BatchNorm as `x · scale + shift` per channel, when its statistics are constants
+/// of `c` values each.
+fn batchnorm_affine(graph: &Graph, node: &crate::graph::Node, epsilon: f32, c: usize) -> Option<(Vec<f32>, Vec<f32>)> {
+    if node.inputs.len() != 5 || node.outputs.len() != 1 {
+        return None;
+    }
+    let st: Vec<Vec<f32>> = (1..5).map(|s| const_f32(graph, node.inputs[s])).collect::<Option<_>>()?;
+    if !st.iter().all(|v| v.len() == c) {
+        return None;
+    }
+    let scale: Vec<f32> = (0..c).map(|i| st[0][i] / (st[3][i] + epsilon).sqrt()).collect();
+    let shift: Vec<f32> = (0..c).map(|i| st[1][i] - st[2][i] * scale[i]).collect();
+    Some((scale, shift))
 }
 
 /// One step of a compiled plan, for profiles and `describe`.
@@ -269,6 +298,7 @@ impl Plan {
                 (v, false)
             };
             let mut fused = vec![node.op.onnx_type()];
+            let mut post = None;
             let step = match (&node.op, out0) {
                 (Op::Conv(c), Some(out))
                     if node.inputs.len() >= 2
@@ -311,6 +341,26 @@ impl Plan {
                         }
                     }
                     let (cur, relu) = fuse_relu(cur, &mut skip, &mut fused);
+                    // ResNet v2: the sum's BatchNorm (+ ReLU) in the same step, as a second
+                    // output (the sum itself still feeds the next shortcut).
+                    let channels = graph.values[cur].fact.shape.as_ref().and_then(|s| s.get(1)).and_then(Dim::known);
+                    let bn = consumers[cur].iter().copied().find_map(|j| match (&graph.nodes[j].op, channels) {
+                        (Op::BatchNormalization(b), Some(c))
+                            if !skip[j] && graph.nodes[j].inputs.first() == Some(&Some(cur)) =>
+                        {
+                            let out = graph.nodes[j].outputs.first().copied().flatten()?;
+                            batchnorm_affine(graph, &graph.nodes[j], b.epsilon, c).map(|st| (j, out, st))
+                        }
+                        _ => None,
+                    });
+                    let mut outs = vec![Some(cur)];
+                    if let Some((j, out, (scale, shift))) = bn {
+                        skip[j] = true;
+                        fused.push("BatchNormalization");
+                        let (z, relu) = fuse_relu(out, &mut skip, &mut fused);
+                        outs.push(Some(z));
+                        post = Some(Post { scale, shift, relu });
+                    }
                     let kernel = ConvKernel {
                         window: c.window.clone(),
                         group: c.group,
@@ -325,7 +375,7 @@ impl Plan {
                         Some(wg) => Kind::Winograd(kernel, Box::new(wg)),
                         None => Kind::Conv(kernel),
                     };
-                    (kind, inputs, vec![Some(cur)])
+                    (kind, inputs, outs)
                 }
                 (Op::Gemm(gm), Some(out))
                     if !gm.trans_a
@@ -365,12 +415,9 @@ impl Plan {
                     }
                 }
                 (Op::BatchNormalization(bn), Some(out)) if node.inputs.len() == 5 && node.outputs.len() == 1 => {
-                    let stats: Option<Vec<Vec<f32>>> = (1..5).map(|s| const_f32(graph, node.inputs[s])).collect();
                     let c = fact(0).and_then(|f| f.shape.as_ref()).and_then(|s| s.get(1)).and_then(Dim::known);
-                    match (stats, c) {
-                        (Some(st), Some(c)) if st.iter().all(|v| v.len() == c) && fact(0).is_some_and(is_f32) => {
-                            let scale: Vec<f32> = (0..c).map(|i| st[0][i] / (st[3][i] + bn.epsilon).sqrt()).collect();
-                            let shift: Vec<f32> = (0..c).map(|i| st[1][i] - st[2][i] * scale[i]).collect();
+                    match c.and_then(|c| batchnorm_affine(graph, node, bn.epsilon, c)) {
+                        Some((scale, shift)) if fact(0).is_some_and(is_f32) => {
                             let (cur, relu) = fuse_relu(out, &mut skip, &mut fused);
                             (Kind::Affine { scale, shift, relu }, vec![node.inputs[0]], vec![Some(cur)])
                         }
@@ -412,6 +459,7 @@ impl Plan {
                 kind,
                 inputs,
                 outputs: outs,
+                post,
             });
         }
 
@@ -715,25 +763,59 @@ impl Plan {
                         Residual::of(slot_input(step, slots, 3).and_then(Tensor::as_f32)),
                     ),
                 };
-                if let Some(wg) = winograd {
+                let channels = geo.out_shape.get(1).copied().unwrap_or(0);
+                let mut z = match &step.post {
+                    Some(p) if p.scale.len() != channels => {
+                        return Err(OpError::shape(format!(
+                            "fused BatchNormalization: {} channels, the conv output {:?}",
+                            p.scale.len(),
+                            geo.out_shape
+                        )))
+                    }
+                    Some(_) => Some(self.take_buffer(y.len())),
+                    None => None,
+                };
+                let mut post = step.post.as_ref().zip(z.as_deref_mut()).map(|(p, z)| kernels::PostAffine {
+                    scale: &p.scale,
+                    shift: &p.shift,
+                    relu: p.relu,
+                    z,
+                });
+                let applied = if let Some(wg) = winograd {
                     // Its accumulating form adds `y`'s contents after bias and residual.
                     let (res, acc) = match residual {
                         Residual::InOutput => (None, true),
                         r => (r.tensor(), false),
                     };
                     wg.run(&geo, x, k.bias.as_deref().or(b_rt), res, k.relu, acc, &mut y);
-                    return Ok(vec![Tensor::from_f32(geo.out_shape, y)]);
-                }
-                let w_rt = slot_input(step, slots, 1).and_then(Tensor::as_f32);
-                if let Some(sub) = k.subsampled(&geo) {
-                    let mut xs = self.take_buffer(sub.n * sub.c * sub.input_plane());
-                    conv::subsample(x, &geo, &mut xs);
-                    k.run(&sub, &xs, w_rt.unwrap_or_default(), b_rt, residual, &mut y);
-                    self.give_back(Tensor::from_f32(vec![xs.len()], xs));
+                    false
                 } else {
-                    k.run(&geo, x, w_rt.unwrap_or_default(), b_rt, residual, &mut y);
+                    let w_rt = slot_input(step, slots, 1).and_then(Tensor::as_f32);
+                    if let Some(sub) = k.subsampled(&geo) {
+                        let mut xs = self.take_buffer(sub.n * sub.c * sub.input_plane());
+                        conv::subsample(x, &geo, &mut xs);
+                        let applied = k.run(&sub, &xs, w_rt.unwrap_or_default(), b_rt, residual, &mut y, post.as_mut());
+                        self.give_back(Tensor::from_f32(vec![xs.len()], xs));
+                        applied
+                    } else {
+                        k.run(&geo, x, w_rt.unwrap_or_default(), b_rt, residual, &mut y, post.as_mut())
+                    }
+                };
+                let mut outs = Vec::with_capacity(2);
+                if let Some(p) = post {
+                    if !applied {
+                        let plane: usize = geo.out_shape[2..].iter().product();
+                        self.par_channels(&y, p.z, channels, plane, |cs, yc, zc| {
+                            kernels::affine_into(yc, zc, &p.scale[cs.clone()], &p.shift[cs], plane, p.relu)
+                        });
+                    }
                 }
-                Ok(vec![Tensor::from_f32(geo.out_shape, y)])
+                let shape = geo.out_shape;
+                outs.push(Tensor::from_f32(shape.clone(), y));
+                if let Some(z) = z {
+                    outs.push(Tensor::from_f32(shape, z));
+                }
+                Ok(outs)
             }
             Kind::Fc { b, k, n, c, alpha } => {
                 let a = slot_input(step, slots, 0).ok_or(OpError::MissingInput(0))?;

@@ -17,7 +17,7 @@ use std::cell::RefCell;
 use super::{DirectConv, OutPtr, KC_CHANNELS, MR};
 use crate::ops::conv::ConvGeometry;
 use crate::ops::padding::Axis;
-use crate::plan::kernels::{self, Isa, Residual};
+use crate::plan::kernels::{self, Isa, PostAffine, Residual};
 
 /// Output positions per micro-kernel call: three 16-float vectors.
 pub(super) const STRIP: usize = 48;
@@ -51,7 +51,8 @@ impl DirectConv {
             && kernels::active_isa() == Isa::Avx512
     }
 
-    /// `y = relu?(conv(x) + bias + residual)` for a call [`DirectConv::wide_applies`] to.
+    /// `y = relu?(conv(x) + bias + residual)` for a call [`DirectConv::wide_applies`] to;
+    /// with `post`, also `post.z = relu?(y · scale + shift)` per output channel.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn run_wide(
         &self,
@@ -61,6 +62,7 @@ impl DirectConv {
         residual: Residual,
         relu: bool,
         y: &mut [f32],
+        post: Option<&mut PostAffine>,
     ) {
         let [_, ah, aw] = &g.axes;
         let plane = ah.output * aw.output;
@@ -68,6 +70,10 @@ impl DirectConv {
         assert_eq!(x.len(), g.n * self.c * ah.input * aw.input, "input length");
         assert!(bias.is_none_or(|b| b.len() >= self.m), "bias length");
         assert!(residual.tensor().is_none_or(|r| r.len() == y.len()), "residual length");
+        assert!(
+            post.as_ref().is_none_or(|p| p.z.len() == y.len() && p.scale.len() >= self.m && p.shift.len() >= self.m),
+            "post-affine lengths"
+        );
         if plane * g.n == 0 {
             return;
         }
@@ -77,6 +83,8 @@ impl DirectConv {
         let (panels, chunk) = wide_tiling(g.n, strips, self.c, blocks, threads);
         let split = blocks.div_ceil(chunk);
         let out = OutPtr(y.as_mut_ptr());
+        let post =
+            post.map(|p| (p.scale.as_ptr() as usize, p.shift.as_ptr() as usize, p.relu, OutPtr(p.z.as_mut_ptr())));
         kernels::for_each_task(g.n * panels * split, |t| {
             let (mi, pi, img) = (t % split, t / split % panels, t / split / panels);
             let b0 = mi * chunk;
@@ -92,6 +100,7 @@ impl DirectConv {
                 residual,
                 relu,
                 out,
+                post,
             );
         });
     }
@@ -108,6 +117,7 @@ impl DirectConv {
         residual: Residual,
         relu: bool,
         out: OutPtr,
+        post: Option<(usize, usize, bool, OutPtr)>,
     ) {
         let [_, ah, aw] = &g.axes;
         let (c, m) = (self.c, self.m);
@@ -144,23 +154,22 @@ impl DirectConv {
                     // `8·C` filters in K chunks; the strip holds `C·STRIP` floats; output
                     // rows `b·MR .. b·MR + rows` of image `img`, positions `p0 .. p0 + n`
                     // lie in `y` (and `residual`, checked the same length, or `y` itself,
-                    // each element read before it is written) and belong to this tile
-                    // only; `bias` holds at least M values.
+                    // each element read before it is written, and `z`, checked the same
+                    // length) and belong to this tile only; `bias`, `scale` and `shift`
+                    // hold at least M values.
                     unsafe {
-                        micro_wide(
-                            n,
-                            c,
-                            self.packed.as_ptr(),
-                            all,
-                            b,
-                            panel[s * c * STRIP..].as_ptr(),
-                            out.0.add(off),
-                            residual.base(out.0).map(|r| r.add(off)),
-                            bias.map(|v| v.as_ptr().add(b * MR)),
+                        let st = Store {
+                            y: out.0.add(off),
+                            res: residual.base(out.0).map(|r| r.add(off)),
+                            bias: bias.map(|v| v.as_ptr().add(b * MR)),
                             rows,
                             plane,
                             relu,
-                        );
+                            post: post.map(|(sc, sh, r, z)| {
+                                ((sc as *const f32).add(b * MR), (sh as *const f32).add(b * MR), r, z.0.add(off))
+                            }),
+                        };
+                        micro_wide(n, c, self.packed.as_ptr(), all, b, panel[s * c * STRIP..].as_ptr(), &st);
                     }
                 }
             }
@@ -257,39 +266,41 @@ fn pack_strip(dst: &mut [f32], x: &[f32], c: usize, in_plane: usize, ah: &Axis, 
     }
 }
 
-/// The micro-kernel for `n ≤ STRIP` positions: dispatched on the vectors they take.
-///
-/// # Safety
-/// As [`avx512::micro_wide`].
-#[allow(clippy::too_many_arguments)]
-unsafe fn micro_wide(
-    n: usize,
-    c: usize,
-    packed: *const f32,
-    blocks: usize,
-    b: usize,
-    strip: *const f32,
+/// Where and how one micro-kernel call stores its `rows × n` outputs: `y[r·plane + j] =
+/// relu?(sum + bias[r] + res[r·plane + j])`, and with `post = (scale, shift, relu', z)` also
+/// `z[r·plane + j] = relu'?(y[r·plane + j] · scale[r] + shift[r])`.
+struct Store {
     y: *mut f32,
     res: Option<*const f32>,
     bias: Option<*const f32>,
     rows: usize,
     plane: usize,
     relu: bool,
-) {
+    post: Option<(*const f32, *const f32, bool, *mut f32)>,
+}
+
+/// The micro-kernel for `n ≤ STRIP` positions: dispatched on the vectors they take.
+///
+/// # Safety
+/// As [`avx512::micro_wide`].
+unsafe fn micro_wide(n: usize, c: usize, packed: *const f32, blocks: usize, b: usize, strip: *const f32, st: &Store) {
     #[cfg(target_arch = "x86_64")]
     {
         // SAFETY: the caller's contract.
         unsafe {
-            match n.div_ceil(16) {
-                3 => avx512::micro_wide::<3>(n, c, packed, blocks, b, strip, y, res, bias, rows, plane, relu),
-                2 => avx512::micro_wide::<2>(n, c, packed, blocks, b, strip, y, res, bias, rows, plane, relu),
-                _ => avx512::micro_wide::<1>(n, c, packed, blocks, b, strip, y, res, bias, rows, plane, relu),
+            match (n.div_ceil(16), st.post.is_some()) {
+                (3, false) => avx512::micro_wide::<3, false>(n, c, packed, blocks, b, strip, st),
+                (2, false) => avx512::micro_wide::<2, false>(n, c, packed, blocks, b, strip, st),
+                (_, false) => avx512::micro_wide::<1, false>(n, c, packed, blocks, b, strip, st),
+                (3, true) => avx512::micro_wide::<3, true>(n, c, packed, blocks, b, strip, st),
+                (2, true) => avx512::micro_wide::<2, true>(n, c, packed, blocks, b, strip, st),
+                (_, true) => avx512::micro_wide::<1, true>(n, c, packed, blocks, b, strip, st),
             }
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (n, c, packed, blocks, b, strip, y, res, bias, rows, plane, relu);
+        let _ = (n, c, packed, blocks, b, strip, st);
         unreachable!("DirectConv::pointwise declines without AVX-512");
     }
 }
@@ -299,34 +310,29 @@ mod avx512 {
     use std::arch::x86_64::*;
 
     use super::super::avx512::rank1;
-    use super::{KC_CHANNELS, MR, STRIP};
+    use super::{Store, KC_CHANNELS, MR, STRIP};
 
     /// `y[r·plane + j] = relu?(Σ_ch W[b·MR + r][ch] · strip[ch·STRIP + j] + bias[r] +
     /// res[r·plane + j])` for `r < rows`, `j < n`, the filters read from `packed`'s K chunks
-    /// of [`KC_CHANNELS`] channels (block `b` of `blocks`).
+    /// of [`KC_CHANNELS`] channels (block `b` of `blocks`), stored as `st` says.
     ///
     /// # Safety
     /// AVX-512F available; `16·(NV−1) < n ≤ 16·NV`; `packed` holds `blocks·MR·c` floats;
-    /// `strip` holds `c·STRIP`; `y.add(r·plane) .. + n` (and the same of `res`) lie in their
-    /// buffers for `r < rows ≤ MR`, and `y`'s alias none of the inputs but `res` (which may be
-    /// `y` itself: each element is read before it is written); `bias` holds `rows`.
-    #[allow(clippy::too_many_arguments)]
+    /// `strip` holds `c·STRIP`; `y.add(r·plane) .. + n` (and the same of `res` and `z`) lie
+    /// in their buffers for `r < rows ≤ MR`, and `y`'s and `z`'s alias none of the inputs or
+    /// each other but `res` (which may be `y` itself: each element is read before it is
+    /// written); `bias`, `scale` and `shift` hold `rows`.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn micro_wide<const NV: usize>(
+    pub(super) unsafe fn micro_wide<const NV: usize, const POST: bool>(
         n: usize,
         c: usize,
         packed: *const f32,
         blocks: usize,
         b: usize,
         strip: *const f32,
-        y: *mut f32,
-        res: Option<*const f32>,
-        bias: Option<*const f32>,
-        rows: usize,
-        plane: usize,
-        relu: bool,
+        st: &Store,
     ) {
-        let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+        let Store { y, res, rows, plane, post, .. } = *st;
         // SAFETY (whole body): pointers and extents as the caller guarantees.
         unsafe {
             // The next strip's output (and residual) lines of these rows — the tile's next
@@ -340,8 +346,35 @@ mod avx512 {
                         _mm_prefetch::<_MM_HINT_T0>(res.wrapping_add(at).cast());
                     }
                     _mm_prefetch::<_MM_HINT_ET0>(y.wrapping_add(at).cast());
+                    if let (true, Some((_, _, _, z))) = (POST, post) {
+                        _mm_prefetch::<_MM_HINT_ET0>(z.wrapping_add(at).cast());
+                    }
                 }
             }
+            let acc = products::<NV>(c, packed, blocks, b, strip);
+            if POST {
+                store_post::<NV>(&acc, n, st);
+            } else {
+                store::<NV, false>(&acc, n, st);
+            }
+        }
+    }
+
+    /// The sums of [`micro_wide`].
+    ///
+    /// # Safety
+    /// As [`micro_wide`].
+    #[inline(always)]
+    unsafe fn products<const NV: usize>(
+        c: usize,
+        packed: *const f32,
+        blocks: usize,
+        b: usize,
+        strip: *const f32,
+    ) -> [[__m512; NV]; MR] {
+        let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+        // SAFETY (whole body): pointers and extents as the caller guarantees.
+        unsafe {
             let mut bp = strip;
             for k0 in (0..c).step_by(KC_CHANNELS) {
                 let kn = KC_CHANNELS.min(c - k0);
@@ -352,10 +385,38 @@ mod avx512 {
                     bp = bp.add(STRIP);
                 }
             }
+        }
+        acc
+    }
+
+    /// [`store`] with the fused BatchNorm, out of line: inlined, its registers made the K
+    /// loop keep half its accumulators on the stack (2.7× slower).
+    ///
+    /// # Safety
+    /// As [`micro_wide`].
+    #[inline(never)]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn store_post<const NV: usize>(acc: &[[__m512; NV]; MR], n: usize, st: &Store) {
+        // SAFETY: the caller's contract.
+        unsafe { store::<NV, true>(acc, n, st) }
+    }
+
+    /// The epilogue of [`micro_wide`]: the accumulators stored as `st` says (`st.post` only
+    /// with `POST`).
+    ///
+    /// # Safety
+    /// As [`micro_wide`].
+    #[inline(always)]
+    unsafe fn store<const NV: usize, const POST: bool>(acc: &[[__m512; NV]; MR], n: usize, st: &Store) {
+        let Store { y, res, bias, rows, plane, relu, post } = *st;
+        let post = if POST { post } else { None };
+        // SAFETY (whole body): pointers and extents as the caller guarantees.
+        unsafe {
             let zero = _mm512_setzero_ps();
             let last: __mmask16 = if n.is_multiple_of(16) { 0xffff } else { (1u16 << (n % 16)) - 1 };
             for (r, row) in acc.iter().enumerate().take(rows) {
                 let bv = bias.map_or(zero, |p| _mm512_set1_ps(*p.add(r)));
+                let affine = post.map(|(sc, sh, _, _)| (_mm512_set1_ps(*sc.add(r)), _mm512_set1_ps(*sh.add(r))));
                 for (j, v) in row.iter().enumerate() {
                     let mask = if j + 1 == NV { last } else { 0xffff };
                     let at = r * plane + 16 * j;
@@ -367,6 +428,14 @@ mod avx512 {
                         o = _mm512_max_ps(o, zero);
                     }
                     _mm512_mask_storeu_ps(y.add(at), mask, o);
+                    if let (Some((scale, shift)), Some((_, _, zrelu, z))) = (affine, post) {
+                        // The product rounded before the sum, as the separate pass.
+                        let mut v = _mm512_add_ps(_mm512_mul_ps(o, scale), shift);
+                        if zrelu {
+                            v = _mm512_max_ps(v, zero);
+                        }
+                        _mm512_mask_storeu_ps(z.add(at), mask, v);
+                    }
                 }
             }
         }
