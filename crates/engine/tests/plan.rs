@@ -389,6 +389,53 @@ fn v2_post_add_batchnorm_relu_fuses_into_the_conv_and_keeps_the_sum() {
     }
 }
 
+/// `Plan::compile_owned` frees each constant filter once its conv has packed it (the plan
+/// keeps one copy), keeps a filter something else reads too, and leaves a graph the caller
+/// still holds (`compile(&g)`) untouched; all three plans compute what the reference does.
+#[test]
+fn compile_owned_frees_packed_filters_and_keeps_shared_ones() {
+    let c = 8;
+    let build = || {
+        let mut g = Graph { opset: 7, ..Graph::default() };
+        let x = g.add_value(
+            "x",
+            Fact::new(
+                resnet_engine::DType::F32,
+                vec![Dim::Sym("N".into()), Dim::Known(c), Dim::Known(6), Dim::Known(6)],
+            ),
+        );
+        g.inputs.push(x);
+        let window = Window { kernel_shape: Some(vec![3, 3]), pads: Some(vec![1, 1, 1, 1]), ..Window::default() };
+        let w1 = g.add_initializer("w1", tensor(&[c, c, 3, 3], 31));
+        let w2 = g.add_initializer("w2", tensor(&[c, c, 3, 3], 32));
+        let y1 = node(&mut g, "conv1", Op::Conv(Conv { window: window.clone(), group: 1 }), &[x, w1], "y1");
+        let y2 = node(&mut g, "conv2", Op::Conv(Conv { window, group: 1 }), &[y1, w2], "y2");
+        // w2 is also read by a ReLU whose result is an output: not only a conv's filter.
+        let r = node(&mut g, "relu_w2", Op::Relu(Relu {}), &[w2], "r");
+        g.outputs = vec![y2, r];
+        g.infer_facts().unwrap();
+        (g, w1, w2)
+    };
+    let feeds = vec![tensor(&[2, c, 6, 6], 33)];
+    let (g, w1, w2) = build();
+    let want = exec::run(&g, feeds.clone()).unwrap();
+    let weak = |g: &Graph, v: usize| Arc::downgrade(g.values[v].initializer.as_ref().unwrap());
+
+    // Borrowed: the caller's graph keeps both filters.
+    let plan = Plan::compile(&g, &PlanOptions::default()).unwrap();
+    assert!(g.values[w1].initializer.is_some() && g.values[w2].initializer.is_some());
+    assert_close(&plan.run(feeds.clone()).unwrap(), &want, 1e-5, "compile(&g)");
+
+    // Owned: w1 is freed once packed, w2 (read by the ReLU too) stays.
+    let (w1_weak, w2_weak) = (weak(&g, w1), weak(&g, w2));
+    drop(plan);
+    let plan = Plan::compile_owned(g, &PlanOptions::default()).unwrap();
+    assert!(w1_weak.upgrade().is_none(), "w1 is packed: the graph's tensor must be gone");
+    assert!(w2_weak.upgrade().is_some(), "w2 is read by the ReLU too");
+    assert_close(&plan.run(feeds.clone()).unwrap(), &want, 1e-5, "compile_owned");
+    assert_close(&plan.run(feeds).unwrap(), &want, 1e-5, "compile_owned, second run");
+}
+
 // ---- ONNX node tests ------------------------------------------------------------------
 
 const MANIFEST: &str = include_str!("node_tests.txt");

@@ -95,8 +95,8 @@ impl Model {
             return Ok(plan.clone());
         }
         let optimized = passes::optimize(self.graph.clone(), &PassOptions::default())?;
-        let plan = Arc::new(Plan::compile(
-            &optimized,
+        let plan = Arc::new(Plan::compile_owned(
+            optimized,
             &PlanOptions { threads: self.threads, mode: self.mode, ..PlanOptions::default() },
         )?);
         *slot = Some(plan.clone());

@@ -26,7 +26,7 @@ pub mod kernels;
 mod team;
 pub mod winograd;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use gemm::Parallelism;
@@ -239,6 +239,51 @@ fn same_shape(a: &Fact, b: &Fact) -> bool {
 impl Plan {
     /// Compiles `graph` (nodes topologically sorted, facts inferred — as the importer leaves it).
     pub fn compile(graph: &Graph, opts: &PlanOptions) -> Result<Plan> {
+        Plan::compile_owned(graph.clone(), opts)
+    }
+
+    /// [`Plan::compile`] taking the graph: each constant filter tensor leaves it as its conv
+    /// is packed and is freed there unless the caller still shares it (a model's own graph
+    /// shares the filters the passes left alone, not the ones BatchNorm folding made). So
+    /// compiling does not hold every filter in both forms at its peak, and the plan keeps
+    /// only the packed ones (ResNet-50: ~100 MB).
+    pub fn compile_owned(mut graph: Graph, opts: &PlanOptions) -> Result<Plan> {
+        // Values read only as some convs' W (not outputs): taken out of the graph, with the
+        // number of convs still to pack them; what is left after the walk (a conv that runs
+        // its reference kernel, say) goes back.
+        let mut filters: HashMap<ValueId, (Arc<Tensor>, usize)> = HashMap::new();
+        {
+            let mut readers = vec![(0usize, 0usize); graph.values.len()];
+            for n in &graph.nodes {
+                for (slot, v) in n.inputs.iter().enumerate() {
+                    if let Some(v) = *v {
+                        readers[v].0 += 1;
+                        readers[v].1 += usize::from(slot == 1 && matches!(n.op, Op::Conv(_)));
+                    }
+                }
+            }
+            for (v, &(all, as_w)) in readers.iter().enumerate() {
+                if all > 0 && all == as_w && !graph.outputs.contains(&v) {
+                    let value = &mut graph.values[v];
+                    if let Some(t) = value.initializer.take() {
+                        value.fact.value = None;
+                        filters.insert(v, (t, as_w));
+                    }
+                }
+            }
+        }
+        let mut plan = Plan::compile_walk(&graph, opts, &mut filters)?;
+        for (v, (t, _)) in filters {
+            plan.graph.values[v].initializer = Some(t);
+        }
+        Ok(plan)
+    }
+
+    fn compile_walk(
+        graph: &Graph,
+        opts: &PlanOptions,
+        filters: &mut HashMap<ValueId, (Arc<Tensor>, usize)>,
+    ) -> Result<Plan> {
         let threads =
             if opts.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { opts.threads };
         let pool = rayon::ThreadPoolBuilder::new()
@@ -308,13 +353,17 @@ impl Plan {
                 {
                     let w_id = node.inputs[1].expect("checked");
                     let b_id = node.inputs.get(2).copied().flatten();
-                    let packed =
-                        constant(graph, w_id).and_then(|t| t.as_f32().map(|d| (t.shape().to_vec(), d.to_vec())));
+                    let packed = filters
+                        .get(&w_id)
+                        .map(|(t, _)| t)
+                        .or_else(|| constant(graph, w_id))
+                        .and_then(|t| t.as_f32().map(|d| (t.shape().to_vec(), d.to_vec())));
                     let bias = const_f32(graph, b_id);
                     let (w_shape, weights) = match packed {
                         Some((s, d)) => (Some(s), Some(d)),
                         None => (None, None),
                     };
+                    let holds_filters = weights.is_some();
                     let mut inputs = vec![node.inputs[0], weights.is_none().then_some(w_id), None, None];
                     if bias.is_none() {
                         inputs[2] = b_id;
@@ -375,6 +424,14 @@ impl Plan {
                         Some(wg) => Kind::Winograd(kernel, Box::new(wg)),
                         None => Kind::Conv(kernel),
                     };
+                    // The kernel holds the filters now (packed, or as its `weights`): the
+                    // graph's tensor goes once the last conv reading it has them.
+                    if let Some((_, left)) = filters.get_mut(&w_id).filter(|_| holds_filters) {
+                        *left -= 1;
+                        if *left == 0 {
+                            filters.remove(&w_id);
+                        }
+                    }
                     (kind, inputs, outs)
                 }
                 (Op::Gemm(gm), Some(out))
