@@ -838,20 +838,17 @@ impl PhaseGrid {
 /// rayon's work stealing roughly does). With many tiles, or more workers than this tracks,
 /// the even share.
 fn busiest(a: f64, big: usize, b: f64, small: usize, threads: usize, blocks: usize) -> f64 {
-    const MAX_WORKERS: usize = 64;
     let tiles = big + small;
     let total = a * big as f64 + b * small as f64;
-    if threads <= 1 || tiles >= 4 * threads || threads > MAX_WORKERS {
+    if threads <= 1 || tiles >= 4 * threads || threads > kernels::MAX_WORKERS {
         return total / threads.max(1) as f64;
     }
     let split = kernels::filter_split(tiles, threads, blocks);
-    let mut load = [0.0f64; MAX_WORKERS];
-    let load = &mut load[..threads];
-    for cost in std::iter::repeat_n(a, big * split).chain(std::iter::repeat_n(b, small * split)) {
-        let min = load.iter_mut().min_by(|x, y| x.total_cmp(y)).expect("threads ≥ 1");
-        *min += cost / split as f64;
-    }
-    load.iter().copied().fold(0.0, f64::max)
+    let part = |cost: f64| cost / split as f64;
+    kernels::busiest_load(
+        threads,
+        std::iter::repeat_n(part(a), big * split).chain(std::iter::repeat_n(part(b), small * split)),
+    )
 }
 
 /// The band of one image on a strided [`PhaseGrid`]: phase `(r, c)` of channel `ch` at

@@ -47,6 +47,22 @@ pub(crate) fn filter_split(tiles: usize, threads: usize, max: usize) -> usize {
     (threads / gcd(tiles, threads)).min(max).max(1)
 }
 
+/// Most workers [`busiest_load`] tracks.
+pub(crate) const MAX_WORKERS: usize = 64;
+
+/// The load of the busiest of `threads` workers (1 ..= [`MAX_WORKERS`]) when tasks of the
+/// given costs are claimed in order, each by whichever worker is least loaded then (as the
+/// team and rayon roughly hand them out).
+pub(crate) fn busiest_load(threads: usize, costs: impl IntoIterator<Item = f64>) -> f64 {
+    assert!((1..=MAX_WORKERS).contains(&threads), "1 to {MAX_WORKERS} workers");
+    let mut load = [0.0f64; MAX_WORKERS];
+    let load = &mut load[..threads];
+    for cost in costs {
+        *load.iter_mut().min_by(|x, y| x.total_cmp(y)).expect("threads ≥ 1") += cost;
+    }
+    load.iter().copied().fold(0.0, f64::max)
+}
+
 /// Runs `f(0..tasks)`: on the current rayon pool when it has more than one thread and there
 /// is more than one task, else in order on this thread (no fork-join overhead).
 pub(crate) fn for_each_task(tasks: usize, f: impl Fn(usize) + Send + Sync) {

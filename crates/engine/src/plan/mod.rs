@@ -97,11 +97,7 @@ enum Kind {
     },
     /// Per-channel affine (inference BatchNorm), optional ReLU; always a new buffer (in v2
     /// the un-normalized input is still needed by the next shortcut).
-    Affine {
-        scale: Vec<f32>,
-        shift: Vec<f32>,
-        relu: bool,
-    },
+    Affine(Affine),
     Relu,
     /// Same-shape Add (broadcasting ones run the reference kernel), optional ReLU.
     Add {
@@ -131,13 +127,13 @@ struct Step {
     outputs: Vec<Option<ValueId>>,
     /// A conv step's second output: the BatchNorm (+ ReLU) that reads its result, computed
     /// in the same step (see [`kernels::PostAffine`]); `outputs[1]` is its value.
-    post: Option<Post>,
+    post: Option<Affine>,
 }
 
-/// A per-channel affine and optional ReLU applied to a conv step's output into a second
-/// output.
+/// Inference BatchNorm as a per-channel `x · scale + shift`, optionally followed by ReLU: a
+/// step of its own ([`Kind::Affine`]) or a conv step's second output ([`Step::post`]).
 #[derive(Debug)]
-struct Post {
+struct Affine {
     scale: Vec<f32>,
     shift: Vec<f32>,
     relu: bool,
@@ -408,7 +404,7 @@ impl Plan {
                         fused.push("BatchNormalization");
                         let (z, relu) = fuse_relu(out, &mut skip, &mut fused);
                         outs.push(Some(z));
-                        post = Some(Post { scale, shift, relu });
+                        post = Some(Affine { scale, shift, relu });
                     }
                     let kernel = ConvKernel {
                         window: c.window.clone(),
@@ -476,7 +472,7 @@ impl Plan {
                     match c.and_then(|c| batchnorm_affine(graph, node, bn.epsilon, c)) {
                         Some((scale, shift)) if fact(0).is_some_and(is_f32) => {
                             let (cur, relu) = fuse_relu(out, &mut skip, &mut fused);
-                            (Kind::Affine { scale, shift, relu }, vec![node.inputs[0]], vec![Some(cur)])
+                            (Kind::Affine(Affine { scale, shift, relu }), vec![node.inputs[0]], vec![Some(cur)])
                         }
                         _ => reference(node),
                     }
@@ -583,7 +579,7 @@ impl Plan {
                         format!("winograd{f2} W{:?}", c.w_shape.as_deref().unwrap_or_default())
                     }
                     Kind::Fc { k, n, .. } => format!("fc {k}->{n}"),
-                    Kind::Affine { .. } => "affine".into(),
+                    Kind::Affine(_) => "affine".into(),
                     Kind::Relu => "relu".into(),
                     Kind::Add { .. } => "add".into(),
                     Kind::MaxPool { .. } => "maxpool".into(),
@@ -859,12 +855,9 @@ impl Plan {
                     }
                 };
                 let mut outs = Vec::with_capacity(2);
-                if let Some(p) = post {
+                if let (Some(a), Some(p)) = (&step.post, post) {
                     if !applied {
-                        let plane: usize = geo.out_shape[2..].iter().product();
-                        self.par_channels(&y, p.z, channels, plane, |cs, yc, zc| {
-                            kernels::affine_into(yc, zc, &p.scale[cs.clone()], &p.shift[cs], plane, p.relu)
-                        });
+                        self.affine_into(a, &y, p.z, &geo.out_shape);
                     }
                 }
                 let shape = geo.out_shape;
@@ -918,18 +911,14 @@ impl Plan {
                 }
                 Ok(vec![Tensor::from_f32(vec![m, *n], y)])
             }
-            Kind::Affine { scale, shift, relu } => {
+            Kind::Affine(a) => {
                 let x = slot_input(step, slots, 0).ok_or(OpError::MissingInput(0))?;
                 let s = f32_of(x, 0)?;
-                if s.len() < 2 || s[1] != scale.len() {
-                    return Err(OpError::shape(format!("X has shape {s:?}, expected [N, {}, ...]", scale.len())));
+                if s.len() < 2 || s[1] != a.scale.len() {
+                    return Err(OpError::shape(format!("X has shape {s:?}, expected [N, {}, ...]", a.scale.len())));
                 }
-                let plane: usize = s[2..].iter().product();
                 let mut y = self.take_buffer(x.len());
-                let xd = x.as_f32().expect("checked");
-                self.par_channels(xd, &mut y, s[1], plane, |cs, xc, yc| {
-                    kernels::affine_into(xc, yc, &scale[cs.clone()], &shift[cs], plane, *relu)
-                });
+                self.affine_into(a, x.as_f32().expect("checked"), &mut y, &s);
                 Ok(vec![Tensor::from_f32(s, y)])
             }
             Kind::Relu => {
@@ -1016,6 +1005,15 @@ impl Plan {
     /// Runs `f(channels c0..c1, x part, y part)` over every image of `x` and `y` (`[N,
     /// channels, plane]`), each image cut into one channel range per thread when the plan has
     /// several (batch 1 too: ResNet v2's 17 BatchNorm+ReLU passes ran on one thread there).
+    /// `y = relu?(x · scale + shift)` per channel of `x`, `shape` `[N, C, ...]` with `C` the
+    /// affine's channels (checked by the callers).
+    fn affine_into(&self, a: &Affine, x: &[f32], y: &mut [f32], shape: &[usize]) {
+        let plane: usize = shape[2..].iter().product();
+        self.par_channels(x, y, shape[1], plane, |cs, xc, yc| {
+            kernels::affine_into(xc, yc, &a.scale[cs.clone()], &a.shift[cs], plane, a.relu)
+        });
+    }
+
     fn par_channels(
         &self,
         x: &[f32],

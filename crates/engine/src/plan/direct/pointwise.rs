@@ -191,10 +191,9 @@ const PACK_COST: f64 = 0.5;
 /// the strided 1024 ← 512 conv (at stride 1 on its 14×14 output: 5 strips, 4 per panel) into
 /// panels of 144 and 52 positions, and 64 ← 256 at 56×56 into 9 tasks on 2 workers.
 fn wide_tiling(n: usize, strips: usize, c: usize, blocks: usize, threads: usize) -> (usize, usize) {
-    const MAX_WORKERS: usize = 64;
     let budget = (PANEL_FLOATS / c.max(1) / STRIP).max(1);
     let fewest = strips.div_ceil(budget).max(1);
-    if threads <= 1 || threads > MAX_WORKERS || n * fewest >= 8 * threads {
+    if threads <= 1 || threads > kernels::MAX_WORKERS || n * fewest >= 8 * threads {
         return (fewest, blocks);
     }
     let mut best = (f64::INFINITY, fewest, blocks);
@@ -202,16 +201,13 @@ fn wide_tiling(n: usize, strips: usize, c: usize, blocks: usize, threads: usize)
         for split in 1..=threads.min(blocks) {
             let chunk = blocks.div_ceil(split);
             let split = blocks.div_ceil(chunk);
-            let mut load = [0.0f64; MAX_WORKERS];
-            let load = &mut load[..threads];
-            for t in 0..n * panels * split {
+            // Task `t` as `run_wide` numbers them: filter chunk `t % split` of panel `t / split`.
+            let cost = |t: usize| {
                 let (mi, pi) = (t % split, t / split % panels);
                 let width = (strips * (pi + 1) / panels - strips * pi / panels) as f64;
-                let rows = (chunk.min(blocks - mi * chunk)) as f64;
-                let free = load.iter_mut().min_by(|x, y| x.total_cmp(y)).expect("threads ≥ 1");
-                *free += width * (rows + PACK_COST);
-            }
-            let busiest = load.iter().copied().fold(0.0, f64::max);
+                width * (chunk.min(blocks - mi * chunk) as f64 + PACK_COST)
+            };
+            let busiest = kernels::busiest_load(threads, (0..n * panels * split).map(cost));
             if busiest < best.0 {
                 best = (busiest, panels, chunk);
             }
