@@ -59,8 +59,7 @@ pub struct PlanOptions {
     /// Smaller calls run exact.
     pub winograd_min_tiles: Option<usize>,
     /// [`Mode::Fast`]: the Winograd variant of every conv that runs as Winograd, 4 for
-    /// F(4×4, 3×3) or 2 for F(2×2, 3×3) (tests, experiments); `None`: F(4×4) up to
-    /// [`winograd::MAX_CHANNEL_PRODUCT`], F(2×2) above.
+    /// F(4×4, 3×3) or 2 for F(2×2, 3×3) (tests, experiments); `None`: F(4×4).
     pub winograd_tile: Option<usize>,
 }
 
@@ -74,8 +73,7 @@ pub enum Mode {
     /// channels (and at most [`winograd::MAX_CHANNEL_PRODUCT`] of both multiplied) run as
     /// Winograd F(4×4,3×3) ([`winograd`]) when a call has at least [`winograd::MIN_TILES`]
     /// 4×4 output tiles: 2.25 instead of 9 multiplications per output and tap, with a larger
-    /// rounding error; up to [`winograd::MAX_F2_CHANNEL_PRODUCT`] as F(2×2,3×3) (4
-    /// multiplications); everything else as `Exact`.
+    /// rounding error; everything else as `Exact`.
     Fast,
 }
 
@@ -1069,9 +1067,8 @@ fn slot_input<'s>(step: &Step, slots: &'s [Slot], i: usize) -> Option<&'s Tensor
 
 /// The Winograd filters of a conv [`Mode::Fast`] runs as Winograd: constant `[M, C, 3, 3]`
 /// filters, group 1, stride and dilation 1, both channel counts at least
-/// [`winograd::MIN_CHANNELS`] and their product at most [`winograd::MAX_F2_CHANNEL_PRODUCT`]
-/// (F(4×4) up to [`winograd::MAX_CHANNEL_PRODUCT`], F(2×2) above, unless
-/// [`PlanOptions::winograd_tile`] says).
+/// [`winograd::MIN_CHANNELS`] and their product at most [`winograd::MAX_CHANNEL_PRODUCT`]
+/// (F(4×4) unless [`PlanOptions::winograd_tile`] says).
 /// (Whether a call runs as Winograd is decided per call:
 /// enough output tiles.)
 fn winograd_filters(k: &ConvKernel, opts: &PlanOptions) -> Option<Winograd> {
@@ -1084,18 +1081,14 @@ fn winograd_filters(k: &ConvKernel, opts: &PlanOptions) -> Option<Winograd> {
         && s[3] == 3
         && s[0] >= winograd::MIN_CHANNELS
         && s[1] >= winograd::MIN_CHANNELS
-        && s[0] * s[1] <= winograd::MAX_F2_CHANNEL_PRODUCT
+        && s[0] * s[1] <= winograd::MAX_CHANNEL_PRODUCT
         && ones(&k.window.strides)
         && ones(&k.window.dilations);
     if !applies {
         // Checked first: `filters()` unpacks a direct kernel's filters into a new buffer.
         return None;
     }
-    let tile = match opts.winograd_tile {
-        Some(t) => t,
-        None if s[0] * s[1] <= winograd::MAX_CHANNEL_PRODUCT => 4,
-        None => 2,
-    };
+    let tile = opts.winograd_tile.unwrap_or(4);
     let w = k.filters()?;
     Some(Winograd::with_tile(&w, s[0], s[1], opts.winograd_min_tiles.unwrap_or(winograd::MIN_TILES), tile))
 }

@@ -1,9 +1,8 @@
 //! Winograd F(4×4, 3×3) convolution for [`super::Mode::Fast`]: stride-1, dilation-1,
 //! group-1 3×3 convolutions with any padding, 2.25 multiplications per output and filter tap
-//! instead of 9. Convs with more channels than [`MAX_CHANNEL_PRODUCT`] (ResNet's 512×512
-//! ones at 7×7) use F(2×2, 3×3) instead (4 multiplications, a 4×4 transform, `U` 16/9 of
-//! the direct filters' size, 16 tiles on a 7×7 plane); everything below is written for
-//! F(4×4) and holds for F(2×2) with 16 points and 2×2 tiles.
+//! instead of 9. F(2×2, 3×3) (4 multiplications, a 4×4 transform, `U` 16/9 of the direct
+//! filters' size) is there on request ([`super::PlanOptions::winograd_tile`]); everything
+//! below is written for F(4×4) and holds for F(2×2) with 16 points and 2×2 tiles.
 //!
 //! With the 6×6 transforms Bᵀ (input), G (filter) and Aᵀ (output) of Lavin & Gray (2015),
 //! one 4×4 output tile of output channel `o` is `Aᵀ [Σ_c (G g_{o,c} Gᵀ) ⊙ (Bᵀ d_c B)] A` where
@@ -55,18 +54,17 @@ use crate::plan::kernels::{self, multiversion};
 /// this the transforms cost more than the multiplications they save.
 pub const MIN_CHANNELS: usize = 16;
 
-/// Most input × output channels for which [`super::Mode::Fast`] uses Winograd. `U` is 4×
-/// the size of the direct filters, which are kept too (calls with few tiles run exact): for
-/// ResNet-50's three 512×512 convs that would be 113 MB more, above ONNX Runtime's peak RSS.
-/// Measured with the panel micro-kernel (`winograd_profile_resnet50`, min of 8 interleaved
-/// runs, 1 thread, limit raised): 7×7×512 at batch 1 (4 tiles, `U` 38 MB streamed from
-/// memory) 0.9× the exact speed, at batch 4 (16 tiles) 1.8–2.1×.
-pub const MAX_CHANNEL_PRODUCT: usize = 256 * 256;
-
-/// Most input × output channels for which [`super::Mode::Fast`] uses Winograd F(2×2, 3×3)
-/// (above [`MAX_CHANNEL_PRODUCT`]): its `U` is 16/9 the size of the direct filters, and at
-/// batch 1 a 7×7 plane is 16 of its tiles (4 of F(4×4)'s).
-pub const MAX_F2_CHANNEL_PRODUCT: usize = 512 * 512;
+/// Most input × output channels for which [`super::Mode::Fast`] uses Winograd (ResNet's
+/// 512×512 convs at 7×7 included). `U` is 4× the size of the direct filters, which are kept
+/// too (calls with fewer than [`MIN_TILES`] tiles run exact: a 7×7 plane is 4 tiles, so the
+/// 512×512 convs run as Winograd from batch 4 on): 113 MB for ResNet-50's three 512×512
+/// convs, which keeps peak RSS below ONNX Runtime's since the plan frees the filters it
+/// packs. Those convs used F(2×2) before (`U` 16.8 MB, 16 tiles at batch 1): single-layer
+/// models, one thread, `resnet bench` medians, 7×7×512: batch 1 F(2×2) 1.10–1.16 ms, exact
+/// 1.36–1.49, F(4×4) 1.61–1.72 (4 tiles; in a whole ResNet-50 run F(2×2) and exact took
+/// the same time, its `U` streaming from memory); batch 4 F(2×2) 4.24–4.41, F(4×4) 2.44–2.61,
+/// exact 5.41–5.58; batch 8 F(2×2) 11.05–11.43, F(4×4) 4.98–5.34, exact 10.9–11.3.
+pub const MAX_CHANNEL_PRODUCT: usize = 512 * 512;
 
 /// Fewest output tiles (all images together) for which a call runs as Winograd. `U` is 4×
 /// the size of the direct filters and streams from memory once per block, so with few

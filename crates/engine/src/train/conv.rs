@@ -340,6 +340,9 @@ const TRAIN_MIN_CHANNELS: usize = 64;
 /// Smallest output side for Winograd in training: on mnist-v1's 7×7 (64 channels, tiles
 /// 77 % used) and 4×4 (128 channels) layers it measured 3.3 → 3.6 and 4.4 → 4.8 ms.
 const TRAIN_MIN_SIDE: usize = 14;
+/// Most input × output channels for which training runs a conv as Winograd: 256 × 256
+/// (ResNet's 512×512 convs have 7×7 outputs, below [`TRAIN_MIN_SIDE`] anyway).
+const TRAIN_MAX_CHANNEL_PRODUCT: usize = 256 * 256;
 
 /// Whether a conv trains through the plan's direct kernels ([`DirectTrain`]; f32 programs on
 /// AVX-512 CPUs): 2-D, stride 1, ungrouped, wider than 1×1, output planes of at least
@@ -357,8 +360,8 @@ pub(crate) fn direct_applies(g: &ConvGeometry) -> bool {
 
 /// Whether an f32 call with this geometry runs its forward and input gradient as Winograd:
 /// group 1, 3×3 with stride and dilation 1 and pads of at most 2 over a 2-D plane, at
-/// least [`TRAIN_MIN_CHANNELS`] channels, at most the inference plan's
-/// [`winograd::MAX_CHANNEL_PRODUCT`], an output of at least [`TRAIN_MIN_SIDE`] a side and
+/// least [`TRAIN_MIN_CHANNELS`] channels, at most [`TRAIN_MAX_CHANNEL_PRODUCT`], an
+/// output of at least [`TRAIN_MIN_SIDE`] a side and
 /// at least [`winograd::MIN_TILES`] output tiles.
 pub(crate) fn winograd_applies(g: &ConvGeometry) -> bool {
     let [ad, ah, aw] = &g.axes;
@@ -366,7 +369,7 @@ pub(crate) fn winograd_applies(g: &ConvGeometry) -> bool {
     g.group == 1
         && g.c.min(g.m) >= TRAIN_MIN_CHANNELS.max(winograd::MIN_CHANNELS)
         && ah.output.min(aw.output) >= TRAIN_MIN_SIDE
-        && g.c * g.m <= winograd::MAX_CHANNEL_PRODUCT
+        && g.c * g.m <= TRAIN_MAX_CHANNEL_PRODUCT
         && *ad == Axis::UNIT
         && [ah, aw]
             .iter()
