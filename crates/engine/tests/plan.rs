@@ -46,6 +46,13 @@ struct ConvCase {
     residual: bool,
     relu: bool,
     threads: usize,
+    /// `PlanOptions::whole_batches`: every step over all threads even when the batch could
+    /// run as one part per thread.
+    whole_batches: bool,
+}
+
+fn plan_options(c: &ConvCase) -> PlanOptions {
+    PlanOptions { threads: c.threads, whole_batches: c.whole_batches, ..PlanOptions::default() }
 }
 
 fn conv_case() -> impl Strategy<Value = ConvCase> {
@@ -53,38 +60,41 @@ fn conv_case() -> impl Strategy<Value = ConvCase> {
         (
             (1usize..=3, 1usize..=4, 1usize..=5, 1usize..=3),
             proptest::collection::vec((1usize..=9, 1usize..=3, 1usize..=3, 1usize..=2, 0usize..=2, 0usize..=2), rank),
-            (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>(), 1usize..=3),
+            (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>(), 1usize..=3, any::<bool>()),
         )
-            .prop_map(|((n, cg, mg, group), axes, (bias, const_weights, residual, relu, threads))| {
-                // Keep the kernel's dilated extent within the padded input.
-                let mut c = ConvCase {
-                    n,
-                    c_per_group: cg,
-                    m_per_group: mg,
-                    group,
-                    spatial: vec![],
-                    kernel: vec![],
-                    stride: vec![],
-                    dilation: vec![],
-                    pads: vec![0; 2 * axes.len()],
-                    bias,
-                    const_weights,
-                    residual,
-                    relu,
-                    threads,
-                };
-                let r = axes.len();
-                for (i, &(len, k, s, d, pb, pe)) in axes.iter().enumerate() {
-                    let k = if (k - 1) * d + 1 > len + pb + pe { 1 } else { k };
-                    c.spatial.push(len);
-                    c.kernel.push(k);
-                    c.stride.push(s);
-                    c.dilation.push(d);
-                    c.pads[i] = pb;
-                    c.pads[r + i] = pe;
-                }
-                c
-            })
+            .prop_map(
+                |((n, cg, mg, group), axes, (bias, const_weights, residual, relu, threads, whole_batches))| {
+                    // Keep the kernel's dilated extent within the padded input.
+                    let mut c = ConvCase {
+                        n,
+                        c_per_group: cg,
+                        m_per_group: mg,
+                        group,
+                        spatial: vec![],
+                        kernel: vec![],
+                        stride: vec![],
+                        dilation: vec![],
+                        pads: vec![0; 2 * axes.len()],
+                        bias,
+                        const_weights,
+                        residual,
+                        relu,
+                        threads,
+                        whole_batches,
+                    };
+                    let r = axes.len();
+                    for (i, &(len, k, s, d, pb, pe)) in axes.iter().enumerate() {
+                        let k = if (k - 1) * d + 1 > len + pb + pe { 1 } else { k };
+                        c.spatial.push(len);
+                        c.kernel.push(k);
+                        c.stride.push(s);
+                        c.dilation.push(d);
+                        c.pads[i] = pb;
+                        c.pads[r + i] = pe;
+                    }
+                    c
+                },
+            )
     })
 }
 
@@ -146,7 +156,7 @@ proptest! {
     fn fused_conv_step_matches_the_reference(c in conv_case()) {
         let (g, feeds) = conv_graph(&c);
         let want = exec::run(&g, feeds.clone()).expect("reference runs");
-        let plan = Plan::compile(&g, &PlanOptions { threads: c.threads, ..PlanOptions::default() }).expect("compiles");
+        let plan = Plan::compile(&g, &plan_options(&c)).expect("compiles");
         prop_assert!(plan.describe()[0].contains("conv"), "{:?}", plan.describe());
         if c.residual || c.relu {
             prop_assert_eq!(plan.describe().len(), 1, "fused into one step: {:?}", plan.describe());
@@ -168,9 +178,9 @@ fn direct_case() -> impl Strategy<Value = ConvCase> {
             (1usize..=20, 1usize..=5, 1usize..=2, 0usize..=3, 0usize..=3),
             (1usize..=20, 1usize..=5, 1usize..=2, 0usize..=3, 0usize..=3),
         ),
-        (any::<bool>(), any::<bool>(), any::<bool>(), 1usize..=3, (1usize..=3, 1usize..=3)),
+        (any::<bool>(), any::<bool>(), any::<bool>(), 1usize..=3, (1usize..=3, 1usize..=3), any::<bool>()),
     )
-        .prop_map(|((n, cin, m), (ah, aw), (bias, residual, relu, threads, (sh, sw)))| {
+        .prop_map(|((n, cin, m), (ah, aw), (bias, residual, relu, threads, (sh, sw), whole_batches))| {
             let fit = |(len, k, d, pb, pe): (usize, usize, usize, usize, usize)| {
                 let k = if (k - 1) * d + 1 > len + pb + pe { 1 } else { k };
                 (len, k, d, pb, pe)
@@ -191,6 +201,7 @@ fn direct_case() -> impl Strategy<Value = ConvCase> {
                 residual,
                 relu,
                 threads,
+                whole_batches,
             }
         })
 }
@@ -215,7 +226,7 @@ proptest! {
     fn direct_conv_matches_the_reference(c in direct_case()) {
         let (g, feeds) = conv_graph(&c);
         let want = exec::run(&g, feeds.clone()).expect("reference runs");
-        let plan = Plan::compile(&g, &PlanOptions { threads: c.threads, ..PlanOptions::default() }).expect("compiles");
+        let plan = Plan::compile(&g, &plan_options(&c)).expect("compiles");
         let kind = &plan.step_summaries()[0].kind;
         // 1×1 convs have the pointwise kernels (padded ones run the im2col path with them).
         let pointwise = c.kernel == [1, 1];
@@ -231,7 +242,7 @@ proptest! {
     fn pointwise_conv_matches_the_reference(c in pointwise_case()) {
         let (g, feeds) = conv_graph(&c);
         let want = exec::run(&g, feeds.clone()).expect("reference runs");
-        let plan = Plan::compile(&g, &PlanOptions { threads: c.threads, ..PlanOptions::default() }).expect("compiles");
+        let plan = Plan::compile(&g, &plan_options(&c)).expect("compiles");
         let got = plan.run(feeds).expect("plan runs");
         assert_close(&got, &want, 1e-5, &format!("{c:?}"));
     }
@@ -248,10 +259,11 @@ proptest! {
     fn residual_added_in_the_output_buffer_matches_a_separate_one(
         c in prop_oneof![direct_case(), pointwise_case()]
     ) {
-        let c = ConvCase { residual: true, ..c };
+        // Whole batches: parts on several threads would pool a buffer set each.
+        let c = ConvCase { residual: true, whole_batches: true, ..c };
         let (g, feeds) = conv_graph(&c);
         let ((g, feeds), (computed, raw)) = build::residual_pair(&g, &feeds);
-        let opts = PlanOptions { threads: c.threads, ..PlanOptions::default() };
+        let opts = plan_options(&c);
         let separate = Plan::compile(&g, &opts).expect("compiles");
         let want = separate.run(feeds).expect("plan runs");
         let plan = Plan::compile(&computed, &opts).expect("compiles");
@@ -272,23 +284,26 @@ fn pointwise_case() -> impl Strategy<Value = ConvCase> {
     (
         (1usize..=2, 1usize..=70, 1usize..=40),
         (1usize..=60, 1usize..=60, 1usize..=3, 1usize..=3, prop::bool::weighted(0.15)),
-        (any::<bool>(), any::<bool>(), any::<bool>(), 1usize..=3),
+        (any::<bool>(), any::<bool>(), any::<bool>(), 1usize..=3, any::<bool>()),
     )
-        .prop_map(|((n, cin, m), (h, w, sh, sw, padded), (bias, residual, relu, threads))| ConvCase {
-            n,
-            c_per_group: cin,
-            m_per_group: m,
-            group: 1,
-            spatial: vec![h, w],
-            kernel: vec![1, 1],
-            stride: vec![sh, sw],
-            dilation: vec![1, 1],
-            pads: if padded { vec![1, 0, 0, 1] } else { vec![0; 4] },
-            bias,
-            const_weights: true,
-            residual,
-            relu,
-            threads,
+        .prop_map(|((n, cin, m), (h, w, sh, sw, padded), (bias, residual, relu, threads, whole_batches))| {
+            ConvCase {
+                n,
+                c_per_group: cin,
+                m_per_group: m,
+                group: 1,
+                spatial: vec![h, w],
+                kernel: vec![1, 1],
+                stride: vec![sh, sw],
+                dilation: vec![1, 1],
+                pads: if padded { vec![1, 0, 0, 1] } else { vec![0; 4] },
+                bias,
+                const_weights: true,
+                residual,
+                relu,
+                threads,
+                whole_batches,
+            }
         })
 }
 
@@ -312,10 +327,12 @@ fn wide_conv_splits_into_panels_and_matches_the_reference() {
             residual: stride == 1,
             relu: true,
             threads,
+            // Both images through every step's tiles on both threads.
+            whole_batches: true,
         };
         let (g, feeds) = conv_graph(&c);
         let want = exec::run(&g, feeds.clone()).unwrap();
-        let got = Plan::compile(&g, &PlanOptions { threads, ..PlanOptions::default() }).unwrap().run(feeds).unwrap();
+        let got = Plan::compile(&g, &plan_options(&c)).unwrap().run(feeds).unwrap();
         assert_close(&got, &want, 1e-5, &format!("stride {stride} threads {threads}"));
     }
 }
@@ -519,6 +536,7 @@ fn resnet50_keras_through_the_plan_matches_the_data_sets_and_the_reference() {
     }
     for threads in [1, 2] {
         let plan = Plan::compile(&graph, &PlanOptions { threads, ..PlanOptions::default() }).unwrap();
+        assert_eq!(plan.splits_batches(), threads > 1, "ResNet-50 works image by image");
         // Batch 1: each data set against its output_0.pb and the reference.
         for (img, want) in images.iter().zip(&expected) {
             let got = plan.run(vec![img.clone()]).unwrap();
@@ -527,12 +545,81 @@ fn resnet50_keras_through_the_plan_matches_the_data_sets_and_the_reference() {
             let reference = exec::run(&graph, vec![img.clone()]).unwrap();
             assert_close(&got, &reference, 1e-4, &format!("threads {threads}, batch 1"));
         }
-        // Batch 3: the images stacked (the first one twice).
+        // Batch 3: the images stacked (the first one twice); on 2 threads one image per
+        // thread, then the third on both.
         let batch = stack(&[images[0].clone(), images[images.len() - 1].clone(), images[0].clone()]);
         let got = plan.run(vec![batch.clone()]).unwrap();
         let reference = exec::run(&graph, vec![batch]).unwrap();
         assert_eq!(got[0].shape()[0], 3);
         assert_close(&got, &reference, 1e-4, &format!("threads {threads}, batch 3"));
+    }
+}
+
+/// The conv graph of `conv_graph` (3×3 on 6×6, bias, residual graph input, ReLU) for `n`
+/// images, then `tail(graph, conv output)` as the graph's output.
+fn split_case(n: usize, const_weights: bool, tail: impl Fn(&mut Graph, usize) -> usize) -> (Graph, Vec<Tensor>) {
+    let c = ConvCase {
+        n,
+        c_per_group: 3,
+        m_per_group: 4,
+        group: 1,
+        spatial: vec![6, 6],
+        kernel: vec![3, 3],
+        stride: vec![1, 1],
+        dilation: vec![1, 1],
+        pads: vec![1; 4],
+        bias: true,
+        const_weights,
+        residual: true,
+        relu: true,
+        threads: 1,
+        whole_batches: false,
+    };
+    let (mut g, feeds) = conv_graph(&c);
+    let conv_out = g.outputs[0];
+    let out = tail(&mut g, conv_out);
+    g.outputs = vec![out];
+    g.infer_facts().expect("graph infers");
+    (g, feeds)
+}
+
+#[test]
+fn a_batch_runs_one_part_per_thread_when_every_step_works_image_by_image() {
+    use resnet_engine::ops::flatten::Flatten;
+    let flatten = |axis| move |g: &mut Graph, v| node(g, "flatten", Op::Flatten(Flatten { axis }), &[v], "flat");
+    let opts = |threads| PlanOptions { threads, ..PlanOptions::default() };
+    for n in [1, 2, 3, 5, 7] {
+        let (g, feeds) = split_case(n, true, flatten(1));
+        let want = exec::run(&g, feeds.clone()).unwrap();
+        let one = Plan::compile(&g, &opts(1)).unwrap();
+        assert!(!one.splits_batches(), "one thread: nothing to split");
+        let single = one.run(feeds.clone()).unwrap();
+        for threads in [2, 3] {
+            let plan = Plan::compile(&g, &opts(threads)).unwrap();
+            assert!(plan.splits_batches(), "conv + residual + relu + flatten work image by image");
+            let got = plan.run(feeds.clone()).unwrap();
+            assert_eq!(got[0].shape(), want[0].shape());
+            // Parts joined in the wrong order, or an image computed twice, are far off.
+            assert_close(&got, &single, 1e-6, &format!("batch {n}, {threads} threads vs one thread"));
+            assert_close(&got, &want, 1e-5, &format!("batch {n}, {threads} threads vs the reference"));
+        }
+    }
+    // Not image by image: run-time filters (a graph input, not cut per image), Flatten of
+    // axis 0 (mixes the images), an Add of a constant holding a batch of its own.
+    let batch_constant = |g: &mut Graph, v| {
+        let k = g.add_initializer("k", tensor(&[3, 4, 6, 6], 11));
+        let add = Op::Binary(Binary { kind: BinaryKind::Add });
+        node(g, "add_k", add, &[v, k], "plus_k")
+    };
+    let cases: [(&str, (Graph, Vec<Tensor>)); 3] = [
+        ("run-time filters", split_case(3, false, |_, v| v)),
+        ("flatten axis 0", split_case(3, true, flatten(0))),
+        ("constant batch", split_case(3, true, batch_constant)),
+    ];
+    for (what, (g, feeds)) in cases {
+        let plan = Plan::compile(&g, &opts(2)).unwrap();
+        assert!(!plan.splits_batches(), "{what}: the batch runs whole");
+        assert_close(&plan.run(feeds.clone()).unwrap(), &exec::run(&g, feeds).unwrap(), 1e-5, what);
     }
 }
 

@@ -79,7 +79,13 @@ fn winograd_convs_give_the_same_results_on_every_isa() {
         let what = format!("winograd F({tile}×{tile}) c {c} m {m} side {side} threads {threads}");
         let (g, feeds) = conv(c, m, side, 3, 1);
         let want = exec::run(&g, feeds.clone()).expect("reference runs");
-        let opts = PlanOptions { threads, mode: Mode::Fast, winograd_tile: Some(tile), winograd_min_tiles: Some(1) };
+        let opts = PlanOptions {
+            threads,
+            mode: Mode::Fast,
+            winograd_tile: Some(tile),
+            winograd_min_tiles: Some(1),
+            ..PlanOptions::default()
+        };
         let plan = Plan::compile(&g, &opts).expect("compiles");
         assert!(plan.describe()[0].contains("winograd"), "{what}: {:?}", plan.describe());
         let full = plan.run(feeds.clone()).expect("runs");

@@ -121,7 +121,13 @@ fn conv_graph(c: &Case, stride: usize) -> (Graph, Vec<Tensor>) {
 
 /// Fast mode with every call as Winograd, F(`tile`×`tile`, 3×3).
 fn fast(threads: usize, tile: usize) -> PlanOptions {
-    PlanOptions { threads, mode: Mode::Fast, winograd_min_tiles: Some(1), winograd_tile: Some(tile) }
+    PlanOptions {
+        threads,
+        mode: Mode::Fast,
+        winograd_min_tiles: Some(1),
+        winograd_tile: Some(tile),
+        ..PlanOptions::default()
+    }
 }
 
 proptest! {
@@ -290,7 +296,13 @@ fn winograd_profile_resnet50() {
     let tile = std::env::var("PLAN_TILE").ok().and_then(|s| s.parse().ok());
     let fast = Plan::compile(
         &optimized,
-        &PlanOptions { threads, mode: Mode::Fast, winograd_min_tiles: min_tiles, winograd_tile: tile },
+        &PlanOptions {
+            threads,
+            mode: Mode::Fast,
+            winograd_min_tiles: min_tiles,
+            winograd_tile: tile,
+            ..PlanOptions::default()
+        },
     )
     .unwrap();
     let x = tensor(&[batch, 3, 224, 224], 7);

@@ -191,7 +191,7 @@ impl ConvKernel {
         let panels = p.div_ceil(pn);
         let pn = p.div_ceil(panels).next_multiple_of(8).min(p);
         let panels = p.div_ceil(pn);
-        let threads = rayon::current_num_threads();
+        let threads = kernels::threads();
         let base = g.n * self.group * panels;
         // Too few tiles to share evenly (late layers at batch 1): split the filters too.
         let msplit = kernels::filter_split(base, threads, mg.div_ceil(16));

@@ -370,7 +370,7 @@ impl DirectConv {
         if g.n * oh * ow == 0 {
             return;
         }
-        let threads = rayon::current_num_threads();
+        let threads = kernels::threads();
         let q = PhaseGrid::new(ah, aw);
         if !accumulate && self.rows_apply(g, &q) {
             self.run_rows(g, &q, x, bias, residual, relu, y);
@@ -459,7 +459,7 @@ impl DirectConv {
         let [_, ah, aw] = &g.axes;
         let (oh, ow) = (ah.output, aw.output);
         let blocks = self.m.div_ceil(NC);
-        let threads = rayon::current_num_threads();
+        let threads = kernels::threads();
         let split = kernels::filter_split(g.n, threads, blocks);
         let chunk = blocks.div_ceil(split);
         let split = blocks.div_ceil(chunk);

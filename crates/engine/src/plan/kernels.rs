@@ -7,6 +7,7 @@
 //! Layout everywhere is NCHW row-major; "plane" means one `[H·W]` (or `[D·H·W]`) channel
 //! plane of one image.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use rayon::prelude::*;
@@ -63,10 +64,40 @@ pub(crate) fn busiest_load(threads: usize, costs: impl IntoIterator<Item = f64>)
     load.iter().copied().fold(0.0, f64::max)
 }
 
+thread_local! {
+    /// Set while this thread runs one part of a batch split over the plan's threads
+    /// ([`alone`]): the kernels then take no other thread.
+    static ALONE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The threads a kernel spreads one step over: the current rayon pool's, or 1 inside
+/// [`alone`].
+pub(crate) fn threads() -> usize {
+    if ALONE.with(Cell::get) {
+        1
+    } else {
+        rayon::current_num_threads()
+    }
+}
+
+/// Runs `body` with the kernels on this thread only ([`threads`] is 1 and [`for_each_task`]
+/// runs in order): one part of a batch the plan splits over its threads.
+pub(crate) fn alone<R>(body: impl FnOnce() -> R) -> R {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            ALONE.with(|a| a.set(self.0));
+        }
+    }
+    let _reset = Reset(ALONE.with(|a| a.replace(true)));
+    body()
+}
+
 /// Runs `f(0..tasks)`: on the current rayon pool when it has more than one thread and there
-/// is more than one task, else in order on this thread (no fork-join overhead).
+/// is more than one task, else (or inside [`alone`]) in order on this thread (no fork-join
+/// overhead).
 pub(crate) fn for_each_task(tasks: usize, f: impl Fn(usize) + Send + Sync) {
-    if rayon::current_num_threads() > 1 && tasks > 1 {
+    if threads() > 1 && tasks > 1 {
         if super::team::run_tasks(tasks, &f) {
             return;
         }

@@ -268,7 +268,7 @@ impl Winograd {
         }
         let (th, tw) = (oh.div_ceil(self.tile), ow.div_ceil(self.tile));
         let total = g.n * th * tw;
-        let threads = rayon::current_num_threads();
+        let threads = kernels::threads();
         // Blocks: within the cache budget, a multiple of the threads (one round of equal
         // tasks), but no smaller than 16 tiles.
         let mut blocks = total.div_ceil(block_tiles(self.points(), self.ic, self.oc));

@@ -83,6 +83,9 @@ struct Report {
     mode: String,
     batch: usize,
     threads: usize,
+    /// The plan ran each batch as one part per thread (`Plan::splits_batches`, batch ≥
+    /// threads), not every step split over the threads.
+    batch_per_thread: bool,
     runs: u32,
     warmup: u32,
     input_shape: Vec<usize>,
@@ -210,6 +213,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         mode: format!("{mode:?}").to_lowercase(),
         batch,
         threads,
+        batch_per_thread: matches!(&engine, Engine::Plan(p) if p.splits_batches() && batch >= p.threads()),
         runs: a.runs,
         warmup: a.warmup,
         input_shape,
@@ -238,7 +242,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
 fn print_report(r: &Report) {
     let or_na = |v: Option<String>| v.unwrap_or_else(|| "n/a".into());
     println!("{}", r.model);
-    println!("  engine      {} ({}), {} threads", r.engine, r.mode, r.threads);
+    let parts = if r.batch_per_thread { ", one part of the batch per thread" } else { "" };
+    println!("  engine      {} ({}), {} threads{parts}", r.engine, r.mode, r.threads);
     println!("  input       {:?}, {} runs after {} warm-up", r.input_shape, r.runs, r.warmup);
     println!("  load        {:.1} ms (parse + import)", r.load_ms);
     println!("  compile     {:.1} ms", r.compile_ms);
@@ -254,6 +259,9 @@ fn print_report(r: &Report) {
     println!("  peak RSS    {}", or_na(r.peak_rss_mb.map(|m| format!("{m:.1} MB"))));
     if let Some(rows) = &r.profile {
         println!("  profile     median per step over {} runs, summed per kernel shape:", r.runs);
+        if r.batch_per_thread {
+            println!("              (profiled runs take the whole batch through each step on all threads)");
+        }
         println!("  {:>9} {:>6} {:>5} {:>8} {:>8}  kernel [fused]", "ms", "share", "steps", "GMACs", "GFLOP/s");
         for row in rows {
             println!(

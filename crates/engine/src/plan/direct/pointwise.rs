@@ -79,7 +79,7 @@ impl DirectConv {
         }
         let strips = plane.div_ceil(STRIP);
         let blocks = self.m.div_ceil(MR);
-        let threads = rayon::current_num_threads();
+        let threads = kernels::threads();
         let (panels, chunk) = wide_tiling(g.n, strips, self.c, blocks, threads);
         let split = blocks.div_ceil(chunk);
         let out = OutPtr(y.as_mut_ptr());
