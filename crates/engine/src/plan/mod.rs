@@ -426,7 +426,7 @@ impl Plan {
                         direct: None,
                     }
                     .with_direct();
-                    let kind = match winograd_filters(&kernel, opts) {
+                    let kind = match winograd_filters(&kernel, opts, graph.values[out].fact.shape.as_deref()) {
                         Some(wg) => Kind::Winograd(kernel, Box::new(wg)),
                         None => Kind::Conv(kernel),
                     };
@@ -951,6 +951,7 @@ impl Plan {
                         Residual::InOutput => (None, true),
                         r => (r.tensor(), false),
                     };
+                    wg.prepare(|| k.filters().expect("a Winograd step's filters are packed").into_owned());
                     wg.run(&geo, x, k.bias.as_deref().or(b_rt), res, k.relu, acc, &mut y);
                     false
                 } else {
@@ -1182,10 +1183,10 @@ fn slot_input<'s>(step: &Step, slots: &'s [Slot], i: usize) -> Option<&'s Tensor
 /// The Winograd filters of a conv [`Mode::Fast`] runs as Winograd: constant `[M, C, 3, 3]`
 /// filters, group 1, stride and dilation 1, both channel counts at least
 /// [`winograd::MIN_CHANNELS`] and their product at most [`winograd::MAX_CHANNEL_PRODUCT`]
-/// (F(4×4) unless [`PlanOptions::winograd_tile`] says).
-/// (Whether a call runs as Winograd is decided per call:
-/// enough output tiles.)
-fn winograd_filters(k: &ConvKernel, opts: &PlanOptions) -> Option<Winograd> {
+/// (F(4×4) unless [`PlanOptions::winograd_tile`] says). Whether a call runs as Winograd
+/// is decided per call (enough output tiles); a conv whose declared output (`out_shape`)
+/// has too few tiles per image gets a [`Winograd::deferred`] kernel.
+fn winograd_filters(k: &ConvKernel, opts: &PlanOptions, out_shape: Option<&[Dim]>) -> Option<Winograd> {
     let ones = |v: &Option<Vec<usize>>| v.as_ref().is_none_or(|v| v.iter().all(|&s| s == 1));
     let s = k.w_shape.as_ref()?;
     let applies = opts.mode == Mode::Fast
@@ -1202,9 +1203,19 @@ fn winograd_filters(k: &ConvKernel, opts: &PlanOptions) -> Option<Winograd> {
         // Checked first: `filters()` unpacks a direct kernel's filters into a new buffer.
         return None;
     }
-    let tile = opts.winograd_tile.unwrap_or(4);
-    let w = k.filters()?;
-    Some(Winograd::with_tile(&w, s[0], s[1], opts.winograd_min_tiles.unwrap_or(winograd::MIN_TILES), tile))
+    let (tile, min_tiles) = (opts.winograd_tile.unwrap_or(4), opts.winograd_min_tiles.unwrap_or(winograd::MIN_TILES));
+    // Tiles of one image at the graph's declared size: fewer than `min_tiles` (ResNet-50's
+    // 7×7 layers at 224×224) and only larger batches run as Winograd, so `U` waits for one.
+    let tiles = match out_shape {
+        Some([_, _, h, w]) => h.known().zip(w.known()).map(|(h, w)| h.div_ceil(tile) * w.div_ceil(tile)),
+        _ => None,
+    };
+    Some(match tiles {
+        Some(t) if t < min_tiles && (k.weights.is_some() || k.direct.is_some()) => {
+            Winograd::deferred(s[0], s[1], min_tiles, tile)
+        }
+        _ => Winograd::with_tile(&k.filters()?, s[0], s[1], min_tiles, tile),
+    })
 }
 
 /// Whether every step computes each image (index along axis 0) from that image alone, so

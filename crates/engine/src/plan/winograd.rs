@@ -10,7 +10,8 @@
 //! is how any padding is handled). The sum over `c` at each of the 36 positions ξ is a matrix
 //! product, so a block of tiles costs 36 GEMMs `M_ξ [OC × tiles] = U_ξ [OC × IC] · V_ξ [IC × tiles]`.
 //!
-//! - `U` (the filter transform, computed once at compile time in f64) is packed in panels
+//! - `U` (the filter transform, computed once in f64: at compile time, or for a kernel made
+//!   with [`Winograd::deferred`] at the first call that runs as Winograd) is packed in panels
 //!   of 32 output channels, `[36][OC/32][IC][32]`: each GEMM panel streams contiguously.
 //! - The output tiles of all images are numbered image by image in row-major order and cut
 //!   into blocks (`block_tiles`: the block's transformed input `V`, `[36][IC][tiles]`,
@@ -43,6 +44,7 @@
 //! within 1.9e-6 of max|logit| of exact mode (`crates/resnet/tests/fast_mode.rs`).
 
 use std::cell::RefCell;
+use std::sync::OnceLock;
 
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -125,8 +127,9 @@ pub struct Winograd {
     /// Calls with fewer output tiles run the exact kernel.
     min_tiles: usize,
     /// `U[ξ][c][o] = (G g_{o,c} Gᵀ)[ξ]` in panels of [`PANEL`] output channels: row-major
-    /// `[points, panels, IC, PANEL]`, the last panel's missing channels zero.
-    u: Vec<f32>,
+    /// `[points, panels, IC, PANEL]`, the last panel's missing channels zero. Unset in a
+    /// [`Winograd::deferred`] kernel until [`Winograd::prepare`].
+    u: OnceLock<Vec<f32>>,
 }
 
 impl std::fmt::Debug for Winograd {
@@ -186,10 +189,55 @@ impl Winograd {
         wg
     }
 
+    /// Like [`Self::with_tile`] without `U` yet: [`Self::prepare`] makes it, given the
+    /// filters, before the first call that runs as Winograd. For kernels that only some
+    /// calls use (ResNet-50's 7×7 layers: from batch 4 on), so that a plan never run with
+    /// such calls never holds their `U` (16/9 × 4 of the filters' size for F(4×4)).
+    pub fn deferred(oc: usize, ic: usize, min_tiles: usize, tile: usize) -> Winograd {
+        assert!(tile == 2 || tile == 4, "F(2×2) or F(4×4)");
+        Winograd { ic, oc, tile, min_tiles, u: OnceLock::new() }
+    }
+
+    /// Makes `U` from `filters()` (`[OC, IC, 3, 3]` row-major) unless it is made: once, on
+    /// the calling thread (it may be a task of the plan's pool); a concurrent call waits.
+    pub fn prepare(&self, filters: impl FnOnce() -> Vec<f32>) {
+        self.u.get_or_init(|| {
+            let w = filters();
+            assert_eq!(w.len(), self.oc * self.ic * 9, "filters are [OC, IC, 3, 3]");
+            let mut u = vec![0.0; self.u_len()];
+            transform_filters(&mut u, self.g(), self.ic, self.oc, &w, false);
+            u
+        });
+    }
+
     /// A kernel with `U` zero.
     fn empty(ic: usize, oc: usize, tile: usize, min_tiles: usize) -> Winograd {
-        let points = (tile + 2) * (tile + 2);
-        Winograd { ic, oc, tile, min_tiles, u: vec![0.0; points * oc.next_multiple_of(PANEL) * ic] }
+        let wg = Winograd { ic, oc, tile, min_tiles, u: OnceLock::new() };
+        wg.u.set(vec![0.0; wg.u_len()]).expect("new");
+        wg
+    }
+
+    /// Floats in `U`.
+    fn u_len(&self) -> usize {
+        self.points() * self.oc.next_multiple_of(PANEL) * self.ic
+    }
+
+    fn u(&self) -> &[f32] {
+        self.u.get().expect("a deferred Winograd kernel runs after prepare()")
+    }
+
+    /// Whether `U` is made (a [`Self::deferred`] kernel before [`Self::prepare`]: no).
+    pub fn transformed(&self) -> bool {
+        self.u.get().is_some()
+    }
+
+    /// The filter transform's `G` for this tile.
+    fn g(&self) -> &'static [[f64; 3]] {
+        if self.tile == 2 {
+            &G2
+        } else {
+            &G
+        }
     }
 
     /// Output tile side (4: F(4×4, 3×3), 2: F(2×2, 3×3)).
@@ -213,8 +261,12 @@ impl Winograd {
     pub(crate) fn set_filters(&mut self, w: &[f32]) {
         let (ic, oc) = (self.ic, self.oc);
         assert_eq!(w.len(), oc * ic * 9, "filters are [OC, IC, 3, 3]");
-        let g: &[[f64; 3]] = if self.tile == 2 { &G2 } else { &G };
-        transform_filters(&mut self.u, g, ic, oc, w);
+        let (len, g) = (self.u_len(), self.g());
+        if self.u.get().is_none() {
+            self.u.set(vec![0.0; len]).expect("unset");
+        }
+        let u = self.u.get_mut().expect("set");
+        transform_filters(u, g, ic, oc, w, true);
     }
 
     pub fn input_channels(&self) -> usize {
@@ -284,6 +336,7 @@ impl Winograd {
         let osplit = self.oc.div_ceil(ochunk);
         let tasks = blocks * osplit;
         let out = OutPtr(y.as_mut_ptr());
+        assert!(self.transformed(), "a deferred Winograd kernel runs after prepare()");
         let task = |t: usize| {
             let (b, oi) = (t / osplit, t % osplit);
             let t0 = b * bt;
@@ -317,6 +370,7 @@ impl Winograd {
         let [_, ah, aw] = &g.axes;
         let (ic, oc, ts, points) = (self.ic, self.oc, self.tile, self.points());
         let panels = oc.div_ceil(PANEL);
+        let u = self.u();
         let (h, w, oh, ow) = (ah.input, aw.input, ah.output, aw.output);
         let plane = h * w;
         let strip_len = 48 * (nb.min(tw) + 1);
@@ -407,7 +461,7 @@ impl Winograd {
                 for xi in 0..points {
                     let vx = &v[xi * ic * nb..][..ic * nb];
                     for p in 0..np {
-                        let up = &self.u[panel_at(xi, p)..][..ic * PANEL];
+                        let up = &u[panel_at(xi, p)..][..ic * PANEL];
                         // The panel this round multiplies next, fetched into L2 meanwhile.
                         let next = if p + 1 < np {
                             Some(panel_at(xi, p + 1))
@@ -418,7 +472,7 @@ impl Winograd {
                             wide,
                             ic,
                             up,
-                            next.map(|at| &self.u[at..][..ic * PANEL]),
+                            next.map(|at| &u[at..][..ic * PANEL]),
                             vx,
                             nb,
                             &mut m[xi * nb * rp + p * PANEL..][..(nb - 1) * rp + PANEL],
@@ -1074,13 +1128,16 @@ mod avx512 {
 /// `U[ξ][c][o] = (G g Gᵀ)[ξ]` with `g` the 3×3 filter `(o, c)` of `w` (`[OC, IC, 3, 3]`), in
 /// f64, into `u` (`[a², panels, IC, PANEL]` for the `a×3` transform `G`, see
 /// [`Winograd::u`]). One task per row `i` of the a×a transform (its `a` `U_ξ`, contiguous).
-fn transform_filters(u: &mut [f32], gm: &[[f64; 3]], ic: usize, oc: usize, w: &[f32]) {
+fn transform_filters(u: &mut [f32], gm: &[[f64; 3]], ic: usize, oc: usize, w: &[f32], parallel: bool) {
     let panels = oc.div_ceil(PANEL);
     assert_eq!(u.len(), gm.len() * gm.len() * panels * ic * PANEL, "U extent");
     assert_eq!(w.len(), oc * ic * 9, "filters are [OC, IC, 3, 3]");
-    u.par_chunks_mut(gm.len() * panels * ic * PANEL)
-        .zip(gm.par_iter())
-        .for_each(|(ui, gi)| transform_row(ui, gi, gm, w, ic, oc));
+    let row = gm.len() * panels * ic * PANEL;
+    if parallel {
+        u.par_chunks_mut(row).zip(gm.par_iter()).for_each(|(ui, gi)| transform_row(ui, gi, gm, w, ic, oc));
+    } else {
+        u.chunks_mut(row).zip(gm).for_each(|(ui, gi)| transform_row(ui, gi, gm, w, ic, oc));
+    }
 }
 
 multiversion! {
@@ -1450,6 +1507,22 @@ mod tests {
     }
 
     #[test]
+    fn a_deferred_kernel_makes_the_same_u_once_when_prepared() {
+        let (oc, ic) = (40, 24);
+        let w: Vec<f32> = (0..oc * ic * 9).map(|i| ((i * 7919) % 23) as f32 / 23.0 - 0.5).collect();
+        for tile in [2, 4] {
+            let eager = Winograd::with_tile(&w, oc, ic, 16, tile);
+            let deferred = Winograd::deferred(oc, ic, 16, tile);
+            assert!(eager.transformed() && !deferred.transformed());
+            deferred.prepare(|| w.clone());
+            assert!(deferred.transformed());
+            deferred.prepare(|| panic!("U is made once"));
+            let bits = |u: &[f32]| u.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(deferred.u()), bits(eager.u()), "F({tile}×{tile}): serial and parallel transforms agree");
+        }
+    }
+
+    #[test]
     fn filter_transform_of_a_delta_is_g_column() {
         // g = δ at (0,0): U = G[:,0] G[:,0]ᵀ.
         let mut w = vec![0.0f32; 9];
@@ -1458,7 +1531,7 @@ mod tests {
         for (i, gi) in G.iter().enumerate() {
             for (j, gj) in G.iter().enumerate() {
                 let want = (gi[0] * gj[0]) as f32;
-                let got = wg.u[(i * 6 + j) * PANEL];
+                let got = wg.u()[(i * 6 + j) * PANEL];
                 assert!((got - want).abs() < 1e-7, "({i},{j}): {got} vs {want}");
             }
         }
