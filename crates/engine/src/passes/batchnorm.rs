@@ -87,7 +87,10 @@ fn plan_fold(graph: &Graph, bn: usize) -> Option<Fold> {
     let scale: Vec<f64> = (0..m).map(|c| gamma[c] as f64 / (var[c] as f64 + eps).sqrt()).collect();
     let w_data = w.as_f32()?;
     let per_filter = w_data.len() / m.max(1);
-    let weight: Vec<f32> = w_data.iter().enumerate().map(|(k, &v)| (v as f64 * scale[k / per_filter]) as f32).collect();
+    let mut weight = Vec::with_capacity(w_data.len());
+    for (filter, &s) in w_data.chunks(per_filter.max(1)).zip(&scale) {
+        weight.extend(filter.iter().map(|&v| (v as f64 * s) as f32));
+    }
     let bias: Vec<f32> = (0..m)
         .map(|c| {
             let b = conv_bias.map_or(0.0, |b| b[c] as f64);

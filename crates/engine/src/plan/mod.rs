@@ -363,14 +363,11 @@ impl Plan {
                         .get(&w_id)
                         .map(|(t, _)| t)
                         .or_else(|| constant(graph, w_id))
-                        .and_then(|t| t.as_f32().map(|d| (t.shape().to_vec(), d.to_vec())));
+                        .filter(|t| t.as_f32().is_some())
+                        .cloned();
                     let bias = const_f32(graph, b_id);
-                    let (w_shape, weights) = match packed {
-                        Some((s, d)) => (Some(s), Some(d)),
-                        None => (None, None),
-                    };
-                    let holds_filters = weights.is_some();
-                    let mut inputs = vec![node.inputs[0], weights.is_none().then_some(w_id), None, None];
+                    let holds_filters = packed.is_some();
+                    let mut inputs = vec![node.inputs[0], (!holds_filters).then_some(w_id), None, None];
                     if bias.is_none() {
                         inputs[2] = b_id;
                     }
@@ -419,13 +416,16 @@ impl Plan {
                     let kernel = ConvKernel {
                         window: c.window.clone(),
                         group: c.group,
-                        weights,
-                        w_shape,
+                        weights: None,
+                        w_shape: None,
                         bias,
                         relu,
                         direct: None,
-                    }
-                    .with_direct();
+                    };
+                    let kernel = match &packed {
+                        Some(t) => kernel.with_filters(t.as_f32().expect("f32"), t.shape()),
+                        None => kernel,
+                    };
                     let kind = match winograd_filters(&kernel, opts, graph.values[out].fact.shape.as_deref()) {
                         Some(wg) => Kind::Winograd(kernel, Box::new(wg)),
                         None => Kind::Conv(kernel),
