@@ -57,14 +57,15 @@ pub const MODE_HELP: &str = "Arithmetic of the plan's convolutions.
          layers; from batch 4 on its 7×7 ones too); everything else as in exact. Measured
          accuracy (Keras ResNet-50, all 200 sample images, batch 8,
          crates/resnet/tests/fast_mode.rs): top-1 unchanged on all 200, logits within
-         1.9e-6 of max|logit| of exact mode (bound
-         asserted: 1e-3); a single Winograd conv stays within 1e-4 of max|y| of the reference
-         (measured ≤ 1.2e-5, crates/engine/tests/winograd.rs).
+         1.9e-6 of max|logit| of exact mode (bound asserted: 1e-3); a single Winograd conv
+         stays within 1e-4 of max|y| of the reference (measured ≤ 1.2e-5,
+         crates/engine/tests/winograd.rs).
   exact  direct fp32 products (on AVX-512 CPUs direct convolution kernels, 1×1 convs on their
          own; im2col + GEMM otherwise), within 1e-4 of max|y| of the reference.
-Default: fast for classify, validate, bench and serve (it met the issue's bar for the default:
-top-1 unchanged and logits within 1e-3), exact for check (which compares with stored outputs at tight
-tolerances) and always exact with --engine reference (fast needs --engine plan).";
+Default: fast for classify, validate, bench and serve (it met the issue's bar for the
+default: top-1 unchanged and logits within 1e-3), exact for check (which compares with stored
+outputs at tight tolerances) and always exact with --engine reference (fast needs --engine
+plan).";
 
 /// `--mode`.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
