@@ -212,9 +212,12 @@ fn only_3x3_stride1_convs_with_enough_channels_become_winograd() {
     assert!(!describe(&base, 2, Mode::Fast).contains("winograd"), "stride 2 stays exact");
     assert!(!describe(&Case { c: 8, ..base.clone() }, 1, Mode::Fast).contains("winograd"), "too few input channels");
     assert!(!describe(&Case { m: 8, ..base.clone() }, 1, Mode::Fast).contains("winograd"), "too few output channels");
-    let big_case = Case { c: 512, m: 512, h: 4, w: 4, ..base.clone() };
+    let big_case = Case { c: 512, m: 512, h: 16, w: 16, ..base.clone() };
     let big = describe(&big_case, 1, Mode::Fast);
-    assert!(big.contains("winograd") && !big.contains("F(2×2)"), "512×512 filters: F(4×4): {big}");
+    assert!(big.contains("winograd") && !big.contains("F(2×2)"), "512×512 filters, 16 tiles per image: F(4×4): {big}");
+    // A 7×7 plane: 4 tiles of 4×4 per image, 16 of 2×2: F(2×2) for small batches as well.
+    let small = describe(&Case { h: 7, w: 7, ..big_case.clone() }, 1, Mode::Fast);
+    assert!(small.contains("winograd F(4×4)+F(2×2)"), "7×7 plane: {small}");
     assert!(!describe(&Case { m: 513, ..big_case }, 1, Mode::Fast).contains("winograd"), "above 512×512: exact");
 }
 
@@ -230,23 +233,35 @@ fn an_unknown_winograd_variant_is_a_typed_error() {
 
 #[test]
 fn small_calls_run_exact_and_large_ones_winograd() {
-    // 8×8 output: 4 tiles per image; the default threshold is 16 tiles per call.
-    let c = Case { n: 1, c: 32, m: 32, h: 8, w: 8, pads: [1; 4], bias: true, residual: false, relu: true, threads: 1 };
+    // 6×6 output: 4 tiles of 4×4 and 9 of 2×2 per image; the default threshold is 16 tiles
+    // of the variant per call. F(2×2) as well, since one image has fewer than 16 4×4 tiles.
+    let c = Case { n: 1, c: 32, m: 32, h: 6, w: 6, pads: [1; 4], bias: true, residual: false, relu: true, threads: 1 };
     let (g, _) = conv_graph(&c, 1);
-    let exact = Plan::compile(&g, &PlanOptions { threads: 1, ..PlanOptions::default() }).unwrap();
-    let fast = Plan::compile(&g, &PlanOptions { threads: 1, mode: Mode::Fast, ..PlanOptions::default() }).unwrap();
-    const { assert!(resnet_engine::plan::winograd::MIN_TILES > 12 && resnet_engine::plan::winograd::MIN_TILES <= 16) };
-    let three = tensor(&[3, 32, 8, 8], 9);
-    assert_eq!(
-        rel_error(&fast.run(vec![three.clone()]).unwrap(), &exact.run(vec![three]).unwrap()),
-        0.0,
-        "batch 3 (12 tiles): exact"
+    let opts = |mode, tile| PlanOptions { threads: 1, mode, winograd_tile: tile, ..PlanOptions::default() };
+    let exact = Plan::compile(&g, &opts(Mode::Exact, None)).unwrap();
+    let fast = Plan::compile(&g, &opts(Mode::Fast, None)).unwrap();
+    let (f2, f4) = (
+        Plan::compile(&g, &opts(Mode::Fast, Some(2))).unwrap(),
+        Plan::compile(&g, &opts(Mode::Fast, Some(4))).unwrap(),
     );
-    let four = tensor(&[4, 32, 8, 8], 9);
-    let (f, e) = (fast.run(vec![four.clone()]).unwrap(), exact.run(vec![four.clone()]).unwrap());
-    let err = rel_error(&f, &e);
-    assert!(err > 0.0 && err <= CONV_BOUND, "batch 4 (16 tiles) runs as Winograd: relative error {err:e}");
-    assert!(rel_error(&f, &exec::run(&g, vec![four]).unwrap()) <= CONV_BOUND);
+    const { assert!(resnet_engine::plan::winograd::MIN_TILES > 9 && resnet_engine::plan::winograd::MIN_TILES <= 16) };
+    let bits = |t: &[Tensor]| t[0].as_f32().unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    let run = |p: &Plan, x: &Tensor| p.run(vec![x.clone()]).unwrap();
+    let one = tensor(&[1, 32, 6, 6], 9);
+    assert_eq!(bits(&run(&fast, &one)), bits(&run(&exact, &one)), "batch 1 (9 2×2 tiles): exact");
+    for n in [2, 3] {
+        let x = tensor(&[n, 32, 6, 6], 9);
+        let got = run(&fast, &x);
+        assert_eq!(bits(&got), bits(&run(&f2, &x)), "batch {n} ({} 2×2 tiles, {} 4×4): F(2×2)", 9 * n, 4 * n);
+        let err = rel_error(&got, &run(&exact, &x));
+        assert!(err > 0.0 && err <= CONV_BOUND, "batch {n}: relative error {err:e}");
+    }
+    let four = tensor(&[4, 32, 6, 6], 9);
+    let got = run(&fast, &four);
+    assert_eq!(bits(&got), bits(&run(&f4, &four)), "batch 4 (16 4×4 tiles): F(4×4)");
+    let err = rel_error(&got, &run(&exact, &four));
+    assert!(err > 0.0 && err <= CONV_BOUND, "batch 4: relative error {err:e}");
+    assert!(rel_error(&got, &exec::run(&g, vec![four]).unwrap()) <= CONV_BOUND);
 }
 
 #[test]

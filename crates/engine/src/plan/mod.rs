@@ -89,9 +89,10 @@ pub enum Mode {
 enum Kind {
     /// inputs: `[X, W (run-time only), B (run-time only), residual]`.
     Conv(ConvKernel),
-    /// A Conv in [`Mode::Fast`] with its Winograd filters; calls the Winograd kernel does
-    /// not cover run the exact kernel. Inputs as `Conv`.
-    Winograd(ConvKernel, Box<Winograd>),
+    /// A Conv in [`Mode::Fast`] with its Winograd filters, one kernel per variant in order of
+    /// preference (F(4×4), then F(2×2) for small planes): a call runs on the first that
+    /// [`Winograd::applies`], or on the exact kernel when none does. Inputs as `Conv`.
+    Winograd(ConvKernel, Vec<Winograd>),
     /// `Y = alpha·A·op(B) + beta·C` with op(B) packed `[K, N]` and `beta·C` a row `[N]` or a scalar.
     Fc {
         b: Vec<f32>,
@@ -427,7 +428,7 @@ impl Plan {
                         None => kernel,
                     };
                     let kind = match winograd_filters(&kernel, opts, graph.values[out].fact.shape.as_deref()) {
-                        Some(wg) => Kind::Winograd(kernel, Box::new(wg)),
+                        Some(wgs) => Kind::Winograd(kernel, wgs),
                         None => Kind::Conv(kernel),
                     };
                     // The kernel holds the filters now (packed, or as its `weights`): the
@@ -592,8 +593,12 @@ impl Plan {
                         };
                         format!("conv {w} group {}{direct}", c.group)
                     }
-                    Kind::Winograd(c, wg) => {
-                        let f2 = if wg.tile() == 2 { " F(2×2)" } else { "" };
+                    Kind::Winograd(c, wgs) => {
+                        let f2 = match wgs.iter().map(Winograd::tile).collect::<Vec<_>>()[..] {
+                            [2] => " F(2×2)",
+                            [4, 2] => " F(4×4)+F(2×2)",
+                            _ => "",
+                        };
                         format!("winograd{f2} W{:?}", c.w_shape.as_deref().unwrap_or_default())
                     }
                     Kind::Fc { k, n, .. } => format!("fc {k}->{n}"),
@@ -880,9 +885,9 @@ impl Plan {
                 op.def().eval(&args)
             }
             Kind::Conv(k) | Kind::Winograd(k, _) => {
-                let wg = match &step.kind {
-                    Kind::Winograd(_, wg) => Some(wg),
-                    _ => None,
+                let wgs = match &step.kind {
+                    Kind::Winograd(_, wgs) => &wgs[..],
+                    _ => &[],
                 };
                 let (geo, winograd, in_place) = {
                     let x = slot_input(step, slots, 0).ok_or(OpError::MissingInput(0))?;
@@ -912,7 +917,7 @@ impl Plan {
                             )));
                         }
                     }
-                    let winograd = wg.filter(|wg| wg.applies(&geo));
+                    let winograd = wgs.iter().find(|wg| wg.applies(&geo));
                     let in_place = res.is_some() && (winograd.is_some() || k.residual_in_output(&geo));
                     (geo, winograd, in_place)
                 };
@@ -1180,13 +1185,25 @@ fn slot_input<'s>(step: &Step, slots: &'s [Slot], i: usize) -> Option<&'s Tensor
     step.inputs.get(i).copied().flatten().map(|id| slots[id].tensor().expect("inputs are computed first"))
 }
 
-/// The Winograd filters of a conv [`Mode::Fast`] runs as Winograd: constant `[M, C, 3, 3]`
+/// The Winograd kernels of a conv [`Mode::Fast`] runs as Winograd: constant `[M, C, 3, 3]`
 /// filters, group 1, stride and dilation 1, both channel counts at least
-/// [`winograd::MIN_CHANNELS`] and their product at most [`winograd::MAX_CHANNEL_PRODUCT`]
-/// (F(4×4) unless [`PlanOptions::winograd_tile`] says). Whether a call runs as Winograd
-/// is decided per call (enough output tiles); a conv whose declared output (`out_shape`)
-/// has too few tiles per image gets a [`Winograd::deferred`] kernel.
-fn winograd_filters(k: &ConvKernel, opts: &PlanOptions, out_shape: Option<&[Dim]>) -> Option<Winograd> {
+/// [`winograd::MIN_CHANNELS`] and their product at most [`winograd::MAX_CHANNEL_PRODUCT`].
+/// Whether a call runs as Winograd is decided per call (enough output tiles of the
+/// variant). The variants: F(4×4); and when the conv's declared output (`out_shape`) has
+/// fewer than `min_tiles` 4×4 tiles per image (ResNet's 7×7 layers at 224×224: 4), F(2×2)
+/// too, for the calls with too few 4×4 tiles but enough 2×2 ones (those layers at batches
+/// 1–3: 16 per image). F(4×4) is made at compile when one image of the declared size has
+/// enough tiles; otherwise, and F(2×2) beside it always, the variant is
+/// [`Winograd::deferred`] and its `U` made at its first call — so a plan run only at batch 8
+/// never holds the F(2×2) filters, nor one run only at batch 1 the F(4×4) ones (ResNet-50:
+/// 50 and 113 MB). [`PlanOptions::winograd_tile`] asks for one variant only.
+///
+/// F(2×2) on those layers, measured on an AMD EPYC (Zen 4; `scripts/ab_bench.py --rounds 5`,
+/// fast mode, batch 1, one thread): ResNet-18 23.35 → 21.33 ms, Keras ResNet-50 58.1–58.5 →
+/// 56.2–57.2 ms (two threads: equal). On an Intel Xeon with two FMA ports, where the
+/// direct kernels run near 175 GFLOP/s, F(2×2) on ResNet-50's 7×7 layers at batch 1 had
+/// been 2 % slower than exact (44.81 → 43.74 ms when it was dropped, 7bf12a3).
+fn winograd_filters(k: &ConvKernel, opts: &PlanOptions, out_shape: Option<&[Dim]>) -> Option<Vec<Winograd>> {
     let ones = |v: &Option<Vec<usize>>| v.as_ref().is_none_or(|v| v.iter().all(|&s| s == 1));
     let s = k.w_shape.as_ref()?;
     let applies = opts.mode == Mode::Fast
@@ -1198,24 +1215,39 @@ fn winograd_filters(k: &ConvKernel, opts: &PlanOptions, out_shape: Option<&[Dim]
         && s[1] >= winograd::MIN_CHANNELS
         && s[0] * s[1] <= winograd::MAX_CHANNEL_PRODUCT
         && ones(&k.window.strides)
-        && ones(&k.window.dilations);
+        && ones(&k.window.dilations)
+        && (k.weights.is_some() || k.direct.is_some());
     if !applies {
         // Checked first: `filters()` unpacks a direct kernel's filters into a new buffer.
         return None;
     }
-    let (tile, min_tiles) = (opts.winograd_tile.unwrap_or(4), opts.winograd_min_tiles.unwrap_or(winograd::MIN_TILES));
-    // Tiles of one image at the graph's declared size: fewer than `min_tiles` (ResNet-50's
-    // 7×7 layers at 224×224) and only larger batches run as Winograd, so `U` waits for one.
-    let tiles = match out_shape {
+    let min_tiles = opts.winograd_min_tiles.unwrap_or(winograd::MIN_TILES);
+    // Tiles of `tile`×`tile` in one image at the graph's declared size (`None`: not known).
+    let tiles = |tile: usize| match out_shape {
         Some([_, _, h, w]) => h.known().zip(w.known()).map(|(h, w)| h.div_ceil(tile) * w.div_ceil(tile)),
         _ => None,
     };
-    Some(match tiles {
-        Some(t) if t < min_tiles && (k.weights.is_some() || k.direct.is_some()) => {
-            Winograd::deferred(s[0], s[1], min_tiles, tile)
-        }
-        _ => Winograd::with_tile(&k.filters()?, s[0], s[1], min_tiles, tile),
-    })
+    let small = |tile: usize| tiles(tile).is_some_and(|t| t < min_tiles);
+    let tiles_wanted: &[usize] = match opts.winograd_tile {
+        Some(2) => &[2],
+        Some(_) => &[4],
+        None if small(4) => &[4, 2],
+        None => &[4],
+    };
+    let mut filters = None;
+    let wgs = tiles_wanted
+        .iter()
+        .map(|&tile| {
+            // F(2×2) beside F(4×4) is for calls of 1–3 small images only: made at the first.
+            if small(tile) || (tile == 2 && tiles_wanted.len() > 1) {
+                Winograd::deferred(s[0], s[1], min_tiles, tile)
+            } else {
+                let w = filters.get_or_insert_with(|| k.filters().expect("checked: packed filters"));
+                Winograd::with_tile(w, s[0], s[1], min_tiles, tile)
+            }
+        })
+        .collect();
+    Some(wgs)
 }
 
 /// Whether every step computes each image (index along axis 0) from that image alone, so

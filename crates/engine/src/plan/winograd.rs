@@ -41,7 +41,8 @@
 //! Accuracy: the transforms multiply by up to 8 and the filter transform by fractions, so the
 //! rounding error grows over exact fp32: a conv stays within 1e-4 of max|y| of the reference
 //! (measured ≤ 1.2e-5, `tests/winograd.rs`); Keras ResNet-50's logits on the 200 sample images
-//! within 1.9e-6 of max|logit| of exact mode (`crates/resnet/tests/fast_mode.rs`).
+//! within 2.6e-6 of max|logit| of exact mode (`crates/resnet/tests/fast_mode.rs`, batches of 8
+//! and of 2).
 
 use std::cell::RefCell;
 use std::sync::OnceLock;
@@ -57,15 +58,16 @@ use crate::plan::kernels::{self, multiversion};
 pub const MIN_CHANNELS: usize = 16;
 
 /// Most input × output channels for which [`super::Mode::Fast`] uses Winograd (ResNet's
-/// 512×512 convs at 7×7 included). `U` is 4× the size of the direct filters, which are kept
-/// too (calls with fewer than [`MIN_TILES`] tiles run exact: a 7×7 plane is 4 tiles, so the
-/// 512×512 convs run as Winograd from batch 4 on): 113 MB for ResNet-50's three 512×512
-/// convs, which keeps peak RSS below ONNX Runtime's since the plan frees the filters it
-/// packs. Those convs used F(2×2) before (`U` 16.8 MB, 16 tiles at batch 1): single-layer
-/// models, one thread, `resnet bench` medians, 7×7×512: batch 1 F(2×2) 1.10–1.16 ms, exact
-/// 1.36–1.49, F(4×4) 1.61–1.72 (4 tiles; in a whole ResNet-50 run F(2×2) and exact took
-/// the same time, its `U` streaming from memory); batch 4 F(2×2) 4.24–4.41, F(4×4) 2.44–2.61,
-/// exact 5.41–5.58; batch 8 F(2×2) 11.05–11.43, F(4×4) 4.98–5.34, exact 10.9–11.3.
+/// 512×512 convs at 7×7 included). `U` is 4× the size of the direct filters (16/9× for
+/// F(2×2)), which are kept too: 113 MB of F(4×4) and 50 MB of F(2×2) for ResNet-50's three
+/// 512×512 convs, each made only when a call needs it (the plan's `winograd_filters`: at
+/// 224×224 a 7×7 plane is 4 tiles of 4×4 and 16 of 2×2, so F(2×2) runs at batches 1–3 and
+/// F(4×4) from batch 4 on). Single-layer models, one thread, `resnet bench` medians,
+/// 7×7×512, on an Intel Xeon: batch 1 F(2×2) 1.10–1.16 ms, exact 1.36–1.49, F(4×4)
+/// 1.61–1.72 (in a whole ResNet-50 run there F(2×2) and exact took the same time, its `U`
+/// streaming from memory); batch 4 F(2×2) 4.24–4.41, F(4×4) 2.44–2.61, exact 5.41–5.58;
+/// batch 8 F(2×2) 11.05–11.43, F(4×4) 4.98–5.34, exact 10.9–11.3. On an AMD EPYC (Zen 4),
+/// batch 1: F(2×2) 1.69–1.75 ms, exact 2.37–2.58, F(4×4) 2.41–2.48.
 pub const MAX_CHANNEL_PRODUCT: usize = 512 * 512;
 
 /// Fewest output tiles (all images together) for which a call runs as Winograd. `U` is 4×
@@ -191,8 +193,8 @@ impl Winograd {
 
     /// Like [`Self::with_tile`] without `U` yet: [`Self::prepare`] makes it, given the
     /// filters, before the first call that runs as Winograd. For kernels that only some
-    /// calls use (ResNet-50's 7×7 layers: from batch 4 on), so that a plan never run with
-    /// such calls never holds their `U` (16/9 × 4 of the filters' size for F(4×4)).
+    /// calls use (ResNet's 7×7 layers: F(4×4) from batch 4 on), so that a plan never run
+    /// with such calls never holds their `U` (4× the filters' size for F(4×4)).
     pub fn deferred(oc: usize, ic: usize, min_tiles: usize, tile: usize) -> Winograd {
         assert!(tile == 2 || tile == 4, "F(2×2) or F(4×4)");
         Winograd { ic, oc, tile, min_tiles, u: OnceLock::new() }
