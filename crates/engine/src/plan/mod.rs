@@ -635,22 +635,23 @@ impl Plan {
     /// per thread: more than one thread, not [`PlanOptions::whole_batches`], and every step
     /// works image by image (convolutions with constant filters, the FC Gemm, BatchNorm,
     /// ReLU, Add, the poolings, Flatten and Softmax from axis 1 on, Reshape to a constant
-    /// `[0, …]`, Identity) on computed
-    /// values only (a constant could hold a batch of its own), with every graph output
-    /// computed.
+    /// `[0, …]`, Identity) on computed values only (a constant could hold a batch of its
+    /// own), with every graph output computed.
     pub fn splits_batches(&self) -> bool {
         self.split
     }
 
+    /// Whether [`Plan::run`] runs a batch of `n` images (f32 inputs) as one part per thread.
+    pub fn splits_batch_of(&self, n: usize) -> bool {
+        self.split && n >= self.threads
+    }
+
     /// Images per part when [`Plan::run`] splits this call's batch: all inputs f32 with the
-    /// same batch `N ≥ threads`.
+    /// same batch `N` ([`Plan::splits_batch_of`]).
     fn part_images(&self, inputs: &[Tensor]) -> Option<usize> {
-        if !self.split {
-            return None;
-        }
         let n = *inputs.first()?.shape().first()?;
         let same = inputs.iter().all(|t| t.as_f32().is_some() && t.shape().first() == Some(&n));
-        (same && n >= self.threads).then_some(n / self.threads)
+        (same && self.splits_batch_of(n)).then_some(n / self.threads)
     }
 
     /// [`Plan::run`] of `threads` parts of `per` images, each on one thread, then the images

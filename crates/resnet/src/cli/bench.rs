@@ -213,7 +213,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         mode: format!("{mode:?}").to_lowercase(),
         batch,
         threads,
-        batch_per_thread: matches!(&engine, Engine::Plan(p) if p.splits_batches() && batch >= p.threads()),
+        batch_per_thread: matches!(&engine, Engine::Plan(p) if p.splits_batch_of(batch)),
         runs: a.runs,
         warmup: a.warmup,
         input_shape,
