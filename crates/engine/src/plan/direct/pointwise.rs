@@ -2,15 +2,23 @@
 //! X[C, P]` over the output positions, with bias, residual and ReLU applied to the
 //! accumulators in registers.
 //!
-//! One *tile* is (image, panel of output positions, chunk of the filter blocks). It packs the
-//! panel's inputs as strips of [`STRIP`] positions, `[strip][C][STRIP]` (stride 1 copies rows
-//! of the input planes, a stride gathers the positions it reads), into a per-thread buffer
-//! that stays in L2; then for each block of [`MR`] filters (its `8·C` packed filters stay in
-//! L1) and each strip it runs an `8 × 48` micro-kernel over all of `C` — 24 zmm
-//! accumulators, 3 vector loads and 8 broadcasts per channel — and stores the strip's
-//! outputs with the epilogue straight from the accumulators. `gemm` wrote each output
-//! tile and a second pass read it back (with the residual) for the epilogue; the position
-//! kernel of [`DirectConv::run`] stores its accumulators per 32-channel chunk.
+//! One *tile* is (image, panel of output positions, chunk of the filter blocks). Its inputs
+//! are strips of [`STRIP`] positions × C channels: at stride 1 a full strip is read in place
+//! (channel `ch`'s row is 48 consecutive floats of input plane `ch`), while the panel's
+//! calls fetch the next panel's rows into L2 a line per channel step; a last partial strip,
+//! and every strip of a strided call, is packed as `[C][STRIP]` (zeros past the end, strided
+//! positions gathered) into a per-thread buffer. For each block of [`MR`] filters (its `8·C`
+//! packed filters stay in L1) and each strip it runs an `8 × 48` micro-kernel over all of
+//! `C` — 24 zmm accumulators, 3 vector loads and 8 broadcasts per channel — and stores the
+//! strip's outputs with the epilogue straight from the accumulators. `gemm` wrote each
+//! output tile and a second pass read it back (with the residual) for the epilogue; the
+//! position kernel of [`DirectConv::run`] stores its accumulators per 32-channel chunk.
+//!
+//! Packing every stride-1 strip (the kernel's first form) copied the whole input once per
+//! tile while the FMA units waited: 9 % of a 64 ← 256 conv at 56×56 under `perf`. Read in
+//! place with the next panel prefetched, Keras ResNet-50 at batch 4 on one thread
+//! (`resnet bench --profile`, twice each): 64 ← 256 at 56×56 85–88 → 102–105 GFLOP/s,
+//! 128 ← 512 at 28×28 98–101 → 108–109, the other shapes within noise.
 
 use std::cell::RefCell;
 
@@ -22,12 +30,14 @@ use crate::plan::kernels::{self, Isa, PostAffine, Residual};
 /// Output positions per micro-kernel call: three 16-float vectors.
 pub(super) const STRIP: usize = 48;
 
-/// Budget of one tile's packed input panel, in floats (384 KiB, within a Zen 4 core's 1 MiB
-/// L2 beside the filters): 1536 positions of 64 channels, 192 of 512.
+/// Budget of one tile's input panel, in floats (384 KiB, within a Zen 4 core's 1 MiB L2
+/// beside the filters): 1536 positions of 64 channels, 192 of 512. Read in place or packed,
+/// the panel's rows stay in L2 while every filter block passes over them.
 const PANEL_FLOATS: usize = 96 * 1024;
 
 thread_local! {
-    /// Per-thread packed input panel; grows once (see [`DirectConv::wide_tile`]).
+    /// Per-thread packed strips (strided calls, partial strips); grows once (see
+    /// [`DirectConv::wide_tile`]).
     static PANEL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -134,24 +144,42 @@ impl DirectConv {
                 panel.resize((strips * c * STRIP).max(PANEL_FLOATS) + 16, 0.0);
             }
             let panel = kernels::align64(&mut panel[..]);
-            if ah.stride == 1 && aw.stride == 1 {
-                pack_plain(panel, x_img, c, in_plane, positions.clone());
-            } else {
-                for s in 0..strips {
-                    let p0 = positions.start + s * STRIP;
-                    let n = STRIP.min(positions.end - p0);
+            // Stride 1: full strips are read in place (row `ch` of a strip is `x_img[ch·plane +
+            // p0 ..]`), a last partial one is packed (zeros past the plane's end). Strided:
+            // every strip is gathered into the panel.
+            let in_place = ah.stride == 1 && aw.stride == 1;
+            for s in 0..strips {
+                let p0 = positions.start + s * STRIP;
+                let n = STRIP.min(positions.end - p0);
+                if !in_place || n < STRIP {
                     pack_strip(&mut panel[s * c * STRIP..][..c * STRIP], x_img, c, in_plane, ah, aw, p0, n);
                 }
             }
             let all = m.div_ceil(MR);
+            // The next panel of this image (the task this thread most likely runs next), read
+            // in place too: fetched into L2 a line per channel step while this one computes,
+            // spread evenly over the tile's calls.
+            let calls = (blocks.end - blocks.start) * strips;
+            let next = (in_place && positions.end < plane).then(|| {
+                let width = pw.min(plane - positions.end);
+                let lpr = width.div_ceil(16) + 1;
+                (x_img[positions.end..].as_ptr(), lpr, (c * lpr).div_ceil(calls.max(1)).min(c))
+            });
+            let mut call = 0;
             for b in blocks {
                 let rows = MR.min(m - b * MR);
                 for s in 0..strips {
+                    let pf = next.map_or(RowFetch::NONE, |(at, lpr, per_call)| {
+                        RowFetch::share(at, lpr, in_plane, c, call * per_call, per_call)
+                    });
+                    call += 1;
                     let p0 = positions.start + s * STRIP;
                     let n = STRIP.min(positions.end - p0);
                     let off = (img * m + b * MR) * plane + p0;
                     // SAFETY: AVX-512F (`wide_applies`); `packed` holds `all` blocks of
-                    // `8·C` filters in K chunks; the strip holds `C·STRIP` floats; output
+                    // `8·C` filters in K chunks; the strip has C rows of `n` readable floats
+                    // `bs` apart (packed: `C·STRIP` floats in the panel; in place: full
+                    // strips, `p0 + STRIP ≤ plane = in_plane` at stride 1, in `x_img`); output
                     // rows `b·MR .. b·MR + rows` of image `img`, positions `p0 .. p0 + n`
                     // lie in `y` (and `residual`, checked the same length, or `y` itself,
                     // each element read before it is written, and `z`, checked the same
@@ -169,7 +197,12 @@ impl DirectConv {
                                 ((sc as *const f32).add(b * MR), (sh as *const f32).add(b * MR), r, z.0.add(off))
                             }),
                         };
-                        micro_wide(n, c, self.packed.as_ptr(), all, b, panel[s * c * STRIP..].as_ptr(), &st);
+                        let (bp, bs) = if in_place && n == STRIP {
+                            (x_img.as_ptr().add(p0), in_plane)
+                        } else {
+                            (panel[s * c * STRIP..].as_ptr(), STRIP)
+                        };
+                        micro_wide(n, c, self.packed.as_ptr(), all, b, bp, bs, &st, pf);
                     }
                 }
             }
@@ -177,9 +210,9 @@ impl DirectConv {
     }
 }
 
-/// Packing one strip, in units of one filter block's products over it (`48·C` copies
-/// against `8·48·C` multiply-adds): each task packs its own panel, so splitting a panel's
-/// filters between two tasks packs it twice.
+/// Bringing one strip into cache (packed, or fetched in place), in units of one filter
+/// block's products over it (`48·C` floats against `8·48·C` multiply-adds): each task reads
+/// its own panel, so splitting a panel's filters between two tasks reads it twice.
 const PACK_COST: f64 = 0.5;
 
 /// How [`DirectConv::run_wide`] cuts `n` images of `strips` strips of `c` channels and
@@ -216,28 +249,6 @@ fn wide_tiling(n: usize, strips: usize, c: usize, blocks: usize, threads: usize)
     (best.1, best.2)
 }
 
-/// Packs `positions` of every channel at stride 1 (input and output positions coincide) as
-/// strips `dst[(s·C + ch)·STRIP + j]`, zeros past the last position. Channel by channel, so
-/// the input is read front to back (strip by strip it was C interleaved streams, one per
-/// plane, and `memmove` calls of 48 floats: 18 % of a 56×56 256 ← 64 conv under `perf`).
-fn pack_plain(dst: &mut [f32], x: &[f32], c: usize, in_plane: usize, positions: std::ops::Range<usize>) {
-    let pw = positions.end - positions.start;
-    let full = pw / STRIP;
-    for ch in 0..c {
-        let src = &x[ch * in_plane + positions.start..][..pw];
-        for (s, chunk) in src.chunks_exact(STRIP).enumerate() {
-            let d: &mut [f32; STRIP] = (&mut dst[(s * c + ch) * STRIP..][..STRIP]).try_into().expect("a strip");
-            *d = chunk.try_into().expect("a strip");
-        }
-        let rest = pw - full * STRIP;
-        if rest > 0 {
-            let row = &mut dst[(full * c + ch) * STRIP..][..STRIP];
-            row[..rest].copy_from_slice(&src[full * STRIP..]);
-            row[rest..].fill(0.0);
-        }
-    }
-}
-
 /// Packs output positions `p0 .. p0 + n` (`n ≤ STRIP`) of every channel as `dst[ch·STRIP +
 /// j]`, zeros past `n`: rows of the input plane at stride 1, the strided positions otherwise.
 #[allow(clippy::too_many_arguments)]
@@ -262,6 +273,54 @@ fn pack_strip(dst: &mut [f32], x: &[f32], c: usize, in_plane: usize, ah: &Axis, 
     }
 }
 
+/// Cache lines of a panel's input rows a micro-kernel call prefetches (T1), one per channel
+/// step: its share of the `rows × lpr` lines of `rows` rows `stride` floats apart.
+#[derive(Debug, Clone, Copy)]
+struct RowFetch {
+    at: *const f32,
+    within: usize,
+    lpr: usize,
+    stride: usize,
+    left: usize,
+}
+
+impl RowFetch {
+    const NONE: RowFetch = RowFetch { at: std::ptr::null(), within: 0, lpr: 1, stride: 0, left: 0 };
+
+    /// Lines `first .. first + count` (row by row) of the rows at `base`.
+    fn share(base: *const f32, lpr: usize, stride: usize, rows: usize, first: usize, count: usize) -> Self {
+        if first >= rows * lpr {
+            return RowFetch::NONE;
+        }
+        let (row, within) = (first / lpr, first % lpr);
+        RowFetch {
+            at: base.wrapping_add(row * stride + 16 * within),
+            within,
+            lpr,
+            stride,
+            left: count.min(rows * lpr - first),
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn step(&mut self) {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
+        if self.left > 0 {
+            // SAFETY: a prefetch is a hint; it never faults, whatever the address.
+            unsafe { _mm_prefetch::<_MM_HINT_T1>(self.at.cast()) };
+            self.left -= 1;
+            self.within += 1;
+            if self.within == self.lpr {
+                self.within = 0;
+                self.at = self.at.wrapping_add(self.stride).wrapping_sub(16 * (self.lpr - 1));
+            } else {
+                self.at = self.at.wrapping_add(16);
+            }
+        }
+    }
+}
+
 /// Where and how one micro-kernel call stores its `rows × n` outputs: `y[r·plane + j] =
 /// relu?(sum + bias[r] + res[r·plane + j])`, and with `post = (scale, shift, relu', z)` also
 /// `z[r·plane + j] = relu'?(y[r·plane + j] · scale[r] + shift[r])`.
@@ -279,24 +338,35 @@ struct Store {
 ///
 /// # Safety
 /// As [`avx512::micro_wide`].
-unsafe fn micro_wide(n: usize, c: usize, packed: *const f32, blocks: usize, b: usize, strip: *const f32, st: &Store) {
+#[allow(clippy::too_many_arguments)]
+unsafe fn micro_wide(
+    n: usize,
+    c: usize,
+    packed: *const f32,
+    blocks: usize,
+    b: usize,
+    strip: *const f32,
+    bs: usize,
+    st: &Store,
+    pf: RowFetch,
+) {
     #[cfg(target_arch = "x86_64")]
     {
         // SAFETY: the caller's contract.
         unsafe {
             match (n.div_ceil(16), st.post.is_some()) {
-                (3, false) => avx512::micro_wide::<3, false>(n, c, packed, blocks, b, strip, st),
-                (2, false) => avx512::micro_wide::<2, false>(n, c, packed, blocks, b, strip, st),
-                (_, false) => avx512::micro_wide::<1, false>(n, c, packed, blocks, b, strip, st),
-                (3, true) => avx512::micro_wide::<3, true>(n, c, packed, blocks, b, strip, st),
-                (2, true) => avx512::micro_wide::<2, true>(n, c, packed, blocks, b, strip, st),
-                (_, true) => avx512::micro_wide::<1, true>(n, c, packed, blocks, b, strip, st),
+                (3, false) => avx512::micro_wide::<3, false>(n, c, packed, blocks, b, strip, bs, st, pf),
+                (2, false) => avx512::micro_wide::<2, false>(n, c, packed, blocks, b, strip, bs, st, pf),
+                (_, false) => avx512::micro_wide::<1, false>(n, c, packed, blocks, b, strip, bs, st, pf),
+                (3, true) => avx512::micro_wide::<3, true>(n, c, packed, blocks, b, strip, bs, st, pf),
+                (2, true) => avx512::micro_wide::<2, true>(n, c, packed, blocks, b, strip, bs, st, pf),
+                (_, true) => avx512::micro_wide::<1, true>(n, c, packed, blocks, b, strip, bs, st, pf),
             }
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (n, c, packed, blocks, b, strip, st);
+        let _ = (n, c, packed, blocks, b, strip, bs, st, pf);
         unreachable!("DirectConv::pointwise declines without AVX-512");
     }
 }
@@ -306,19 +376,20 @@ mod avx512 {
     use std::arch::x86_64::*;
 
     use super::super::avx512::rank1;
-    use super::{Store, KC_CHANNELS, MR, STRIP};
+    use super::{RowFetch, Store, KC_CHANNELS, MR, STRIP};
 
-    /// `y[r·plane + j] = relu?(Σ_ch W[b·MR + r][ch] · strip[ch·STRIP + j] + bias[r] +
+    /// `y[r·plane + j] = relu?(Σ_ch W[b·MR + r][ch] · strip[ch·bs + j] + bias[r] +
     /// res[r·plane + j])` for `r < rows`, `j < n`, the filters read from `packed`'s K chunks
     /// of [`KC_CHANNELS`] channels (block `b` of `blocks`), stored as `st` says.
     ///
     /// # Safety
     /// AVX-512F available; `16·(NV−1) < n ≤ 16·NV`; `packed` holds `blocks·MR·c` floats;
-    /// `strip` holds `c·STRIP`; `y.add(r·plane) .. + n` (and the same of `res` and `z`) lie
+    /// `strip.add(ch·bs) .. + 16·NV` is readable for `ch < c`; `y.add(r·plane) .. + n` (and the same of `res` and `z`) lie
     /// in their buffers for `r < rows ≤ MR`, and `y`'s and `z`'s alias none of the inputs or
     /// each other but `res` (which may be `y` itself: each element is read before it is
     /// written); `bias`, `scale` and `shift` hold `rows`.
     #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn micro_wide<const NV: usize, const POST: bool>(
         n: usize,
         c: usize,
@@ -326,7 +397,9 @@ mod avx512 {
         blocks: usize,
         b: usize,
         strip: *const f32,
+        bs: usize,
         st: &Store,
+        pf: RowFetch,
     ) {
         let Store { y, res, rows, plane, post, .. } = *st;
         // SAFETY (whole body): pointers and extents as the caller guarantees.
@@ -347,7 +420,7 @@ mod avx512 {
                     }
                 }
             }
-            let acc = products::<NV>(c, packed, blocks, b, strip);
+            let acc = products::<NV>(c, packed, blocks, b, strip, bs, pf);
             if POST {
                 store_post::<NV>(&acc, n, st);
             } else {
@@ -367,6 +440,8 @@ mod avx512 {
         blocks: usize,
         b: usize,
         strip: *const f32,
+        bs: usize,
+        mut pf: RowFetch,
     ) -> [[__m512; NV]; MR] {
         let mut acc = [[_mm512_setzero_ps(); NV]; MR];
         // SAFETY (whole body): pointers and extents as the caller guarantees.
@@ -376,9 +451,10 @@ mod avx512 {
                 let kn = KC_CHANNELS.min(c - k0);
                 let mut ap = packed.add((k0 * blocks + b * kn) * MR);
                 for _ in 0..kn {
+                    pf.step();
                     rank1(&mut acc, ap, bp);
                     ap = ap.add(MR);
-                    bp = bp.add(STRIP);
+                    bp = bp.add(bs);
                 }
             }
         }
