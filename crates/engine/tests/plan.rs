@@ -307,6 +307,39 @@ fn pointwise_case() -> impl Strategy<Value = ConvCase> {
         })
 }
 
+/// A 1×1 conv whose plane ends in a strip of a few positions (14×14: 196 = 4·48 + 4; 10×10:
+/// 100 = 2·48 + 4; 7 positions after 48 on 5×11) runs that strip with the filter-vector
+/// kernel on AVX-512: groups of 4 filter blocks and a single one (40 filters), with a
+/// residual, at stride 1 and 2 (the plan subsamples the input first), on one and two threads.
+#[test]
+fn pointwise_conv_with_a_few_positions_left_matches_the_reference() {
+    for (hw, stride, threads) in
+        [([14, 14], 1, 1), ([14, 14], 1, 2), ([20, 20], 2, 2), ([5, 11], 1, 1), ([28, 28], 2, 1)]
+    {
+        let c = ConvCase {
+            n: 2,
+            c_per_group: 70,
+            m_per_group: 40,
+            group: 1,
+            spatial: hw.to_vec(),
+            kernel: vec![1, 1],
+            stride: vec![stride, stride],
+            dilation: vec![1, 1],
+            pads: vec![0; 4],
+            bias: true,
+            const_weights: true,
+            residual: true,
+            relu: true,
+            threads,
+            whole_batches: threads == 1,
+        };
+        let (g, feeds) = conv_graph(&c);
+        let want = exec::run(&g, feeds.clone()).unwrap();
+        let got = Plan::compile(&g, &plan_options(&c)).unwrap().run(feeds).unwrap();
+        assert_close(&got, &want, 1e-5, &format!("{hw:?} stride {stride} threads {threads}"));
+    }
+}
+
 #[test]
 fn wide_conv_splits_into_panels_and_matches_the_reference() {
     // 3×3 pad 1 over 40×40 with 80 input channels: K = 720, so several column panels; also

@@ -148,10 +148,14 @@ impl DirectConv {
             // p0 ..]`), a last partial one is packed (zeros past the plane's end). Strided:
             // every strip is gathered into the panel.
             let in_place = ah.stride == 1 && aw.stride == 1;
+            // A last strip of at most NARROW positions (14×14 planes: 196 = 4·48 + 4) runs
+            // the filter-vector kernel (`micro_narrow`), read in place at stride 1 too.
+            let last = pw - (strips - 1) * STRIP;
+            let wide_strips = if last <= NARROW { strips - 1 } else { strips };
             for s in 0..strips {
                 let p0 = positions.start + s * STRIP;
                 let n = STRIP.min(positions.end - p0);
-                if !in_place || n < STRIP {
+                if !in_place || (n < STRIP && s < wide_strips) {
                     pack_strip(&mut panel[s * c * STRIP..][..c * STRIP], x_img, c, in_plane, ah, aw, p0, n);
                 }
             }
@@ -159,16 +163,16 @@ impl DirectConv {
             // The next panel of this image (the task this thread most likely runs next), read
             // in place too: fetched into L2 a line per channel step while this one computes,
             // spread evenly over the tile's calls.
-            let calls = (blocks.end - blocks.start) * strips;
+            let calls = (blocks.end - blocks.start) * wide_strips;
             let next = (in_place && positions.end < plane).then(|| {
                 let width = pw.min(plane - positions.end);
                 let lpr = width.div_ceil(16) + 1;
                 (x_img[positions.end..].as_ptr(), lpr, (c * lpr).div_ceil(calls.max(1)).min(c))
             });
             let mut call = 0;
-            for b in blocks {
+            for b in blocks.clone() {
                 let rows = MR.min(m - b * MR);
-                for s in 0..strips {
+                for s in 0..wide_strips {
                     let pf = next.map_or(RowFetch::NONE, |(at, lpr, per_call)| {
                         RowFetch::share(at, lpr, in_plane, c, call * per_call, per_call)
                     });
@@ -206,7 +210,120 @@ impl DirectConv {
                     }
                 }
             }
+            if wide_strips == strips {
+                return;
+            }
+            let s = strips - 1;
+            let p0 = positions.start + s * STRIP;
+            let (bp, bs) =
+                if in_place { (x_img[p0..].as_ptr(), in_plane) } else { (panel[s * c * STRIP..].as_ptr(), STRIP) };
+            let res = residual.base(out.0);
+            let mut b = blocks.start;
+            while b < blocks.end {
+                let group = if blocks.end - b >= NARROW_GROUP { NARROW_GROUP } else { 1 };
+                let mut tile = [[0f32; NARROW_GROUP * MR]; NARROW];
+                // SAFETY: AVX-512F (`wide_applies`); `packed` holds `all ≥ b + group` blocks
+                // of `8·C` filters in K chunks; the strip has C rows of `last ≤ NARROW`
+                // readable floats `bs` apart (in place: positions `p0 .. p0 + last ≤ plane =
+                // in_plane` of each plane of `x_img`; else the packed strip).
+                unsafe { micro_narrow(last, group, c, self.packed.as_ptr(), all, b, bp, bs, &mut tile) };
+                for f in 0..group * MR {
+                    let row = b * MR + f;
+                    if row >= m {
+                        break;
+                    }
+                    let off = (img * m + row) * plane + p0;
+                    // The micro-kernels' epilogue (`avx512::store`), value by value: the same
+                    // operations in the same order, so the same bits.
+                    let bias = bias.map_or(0.0, |v| v[row]);
+                    for (p, t) in tile.iter().take(last).enumerate() {
+                        // SAFETY: output row `row` of image `img`, positions `p0 + p < p0 +
+                        // last ≤ plane`: in `y` (and in `res` and `z`, checked the same
+                        // length) and this tile's only; each residual element is read before
+                        // its output is written (they may be the same).
+                        unsafe {
+                            let mut o = t[f] + bias;
+                            if let Some(r) = res {
+                                o += *r.add(off + p);
+                            }
+                            if relu {
+                                o = if o > 0.0 { o } else { 0.0 };
+                            }
+                            *out.0.add(off + p) = o;
+                            if let Some((sc, sh, zrelu, z)) = post {
+                                let mut v = o * *(sc as *const f32).add(row) + *(sh as *const f32).add(row);
+                                if zrelu {
+                                    v = if v > 0.0 { v } else { 0.0 };
+                                }
+                                *z.0.add(off + p) = v;
+                            }
+                        }
+                    }
+                }
+                b += group;
+            }
         });
+    }
+}
+
+/// Most positions a strip may have to run the filter-vector kernel (`micro_narrow`): at up
+/// to 7 the 8 × 48 kernel wastes most of its one vector (4 of 16 lanes used at 14×14), while
+/// 4 blocks × 7 positions are 28 of the 32 vector registers.
+const NARROW: usize = 7;
+
+/// Filter blocks per `micro_narrow` call: 32 filters, four 8-float vectors.
+const NARROW_GROUP: usize = 4;
+
+/// `tile[p][f] = Σ_ch W[b·MR + f][ch] · strip[ch·bs + p]` for `p < n ≤ NARROW`, `f <
+/// group·MR`: the filter-vector kernel of a strip of a few positions (see [`NARROW`]),
+/// dispatched on `n` and `group` (1 or [`NARROW_GROUP`]).
+///
+/// # Safety
+/// As [`avx512::micro_narrow`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn micro_narrow(
+    n: usize,
+    group: usize,
+    c: usize,
+    packed: *const f32,
+    blocks: usize,
+    b: usize,
+    strip: *const f32,
+    bs: usize,
+    tile: &mut [[f32; NARROW_GROUP * MR]; NARROW],
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        macro_rules! dispatch {
+            ($(($p:literal, $g:literal)),*) => {
+                match (n, group) {
+                    // SAFETY: forwarded from the caller.
+                    $(($p, $g) => unsafe { avx512::micro_narrow::<$p, $g>(c, packed, blocks, b, strip, bs, tile) },)*
+                    _ => unreachable!("1 to NARROW positions, groups of 1 or NARROW_GROUP blocks"),
+                }
+            };
+        }
+        dispatch!(
+            (1, 1),
+            (2, 1),
+            (3, 1),
+            (4, 1),
+            (5, 1),
+            (6, 1),
+            (7, 1),
+            (1, 4),
+            (2, 4),
+            (3, 4),
+            (4, 4),
+            (5, 4),
+            (6, 4),
+            (7, 4)
+        );
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (n, group, c, packed, blocks, b, strip, bs, tile);
+        unreachable!("DirectConv::pointwise declines without AVX-512");
     }
 }
 
@@ -376,7 +493,7 @@ mod avx512 {
     use std::arch::x86_64::*;
 
     use super::super::avx512::rank1;
-    use super::{RowFetch, Store, KC_CHANNELS, MR, STRIP};
+    use super::{RowFetch, Store, KC_CHANNELS, MR, NARROW, NARROW_GROUP, STRIP};
 
     /// `y[r·plane + j] = relu?(Σ_ch W[b·MR + r][ch] · strip[ch·bs + j] + bias[r] +
     /// res[r·plane + j])` for `r < rows`, `j < n`, the filters read from `packed`'s K chunks
@@ -425,6 +542,54 @@ mod avx512 {
                 store_post::<NV>(&acc, n, st);
             } else {
                 store::<NV, false>(&acc, n, st);
+            }
+        }
+    }
+
+    /// `tile[p][g·MR + i] = Σ_ch W[(b + g)·MR + i][ch] · strip[ch·bs + p]` for `p < P`, `g <
+    /// G`, `i < MR`: vectors along 8 filters (256-bit: Zen 4 runs two per cycle, as many
+    /// multiply-adds as one 512-bit), one broadcast per position and channel. The channels
+    /// in the order of [`products`], so each sum is the same as the 8 × 48 kernel's.
+    ///
+    /// # Safety
+    /// AVX-512F available; `packed` holds `blocks ≥ b + G` blocks of `MR·c` filters in K
+    /// chunks of [`KC_CHANNELS`]; `strip.add(ch·bs) .. + P` is readable for `ch < c`.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(super) unsafe fn micro_narrow<const P: usize, const G: usize>(
+        c: usize,
+        packed: *const f32,
+        blocks: usize,
+        b: usize,
+        strip: *const f32,
+        bs: usize,
+        tile: &mut [[f32; NARROW_GROUP * MR]; NARROW],
+    ) {
+        let mut acc = [[_mm256_setzero_ps(); G]; P];
+        // SAFETY (whole body): pointers and extents as the caller guarantees.
+        unsafe {
+            let mut bp = strip;
+            for k0 in (0..c).step_by(KC_CHANNELS) {
+                let kn = KC_CHANNELS.min(c - k0);
+                let mut ap = packed.add((k0 * blocks + b * kn) * MR);
+                for _ in 0..kn {
+                    let mut w = [_mm256_setzero_ps(); G];
+                    for (g, v) in w.iter_mut().enumerate() {
+                        *v = _mm256_loadu_ps(ap.add(g * kn * MR));
+                    }
+                    for (p, row) in acc.iter_mut().enumerate() {
+                        let xv = _mm256_set1_ps(*bp.add(p));
+                        for (v, wg) in row.iter_mut().zip(&w) {
+                            *v = _mm256_fmadd_ps(xv, *wg, *v);
+                        }
+                    }
+                    ap = ap.add(MR);
+                    bp = bp.add(bs);
+                }
+            }
+            for (row, t) in acc.iter().zip(tile.iter_mut()) {
+                for (g, v) in row.iter().enumerate() {
+                    _mm256_storeu_ps(t.as_mut_ptr().add(g * MR), *v);
+                }
             }
         }
     }
