@@ -439,6 +439,45 @@ fn v2_post_add_batchnorm_relu_fuses_into_the_conv_and_keeps_the_sum() {
     }
 }
 
+/// Two strided 1×1 convs of one input (ResNet v1's main branch and projection shortcut)
+/// subsample it once per run and share it; a third with other strides does its own. Against
+/// the reference at batch sizes that change between runs of one plan (the shared buffer's
+/// size with them), whole and split batches, and the pool flat from run to run.
+#[test]
+fn strided_pointwise_convs_share_their_subsampled_input() {
+    let c = 8;
+    let mut g = Graph { opset: 7, ..Graph::default() };
+    let x = g.add_value(
+        "x",
+        Fact::new(resnet_engine::DType::F32, vec![Dim::Sym("N".into()), Dim::Known(c), Dim::Known(13), Dim::Known(12)]),
+    );
+    g.inputs.push(x);
+    let conv = |g: &mut Graph, name: &str, m: usize, stride: usize, seed: u64| {
+        let w = g.add_initializer(format!("{name}_w"), tensor(&[m, c, 1, 1], seed));
+        let window =
+            Window { kernel_shape: Some(vec![1, 1]), strides: Some(vec![stride, stride]), ..Window::default() };
+        node(g, name, Op::Conv(Conv { window, group: 1 }), &[x, w], &format!("{name}_y"))
+    };
+    let a = conv(&mut g, "main", 16, 2, 30);
+    let b = conv(&mut g, "shortcut", 16, 2, 31);
+    let other = conv(&mut g, "other", 4, 3, 32);
+    let sum = node(&mut g, "add", Op::Binary(Binary { kind: BinaryKind::Add }), &[a, b], "sum");
+    g.outputs = vec![sum, other];
+    g.infer_facts().unwrap();
+    for threads in [1, 2] {
+        let plan = Plan::compile(&g, &PlanOptions { threads, ..PlanOptions::default() }).unwrap();
+        let mut pooled = Vec::new();
+        for n in [1, 3, 2, 3, 3] {
+            let feeds = vec![tensor(&[n, c, 13, 12], 40 + n as u64)];
+            let want = exec::run(&g, feeds.clone()).unwrap();
+            let got = plan.run(feeds).unwrap();
+            assert_close(&got, &want, 1e-5, &format!("batch {n}, {threads} threads"));
+            pooled.push(plan.pooled_bytes());
+        }
+        assert_eq!(pooled[3], pooled[4], "{threads} threads: the pool grows run after run: {pooled:?}");
+    }
+}
+
 /// `Plan::compile_owned` frees each constant filter once its conv has packed it (the plan
 /// keeps one copy), keeps a filter something else reads too, and leaves a graph the caller
 /// still holds (`compile(&g)`) untouched; all three plans compute what the reference does.

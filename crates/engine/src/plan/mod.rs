@@ -134,6 +134,11 @@ struct Step {
     /// A conv step's second output: the BatchNorm (+ ReLU) that reads its result, computed
     /// in the same step (see [`kernels::PostAffine`]); `outputs[1]` is its value.
     post: Option<Affine>,
+    /// A strided unpadded 1×1 conv whose input another such conv subsamples the same way
+    /// (ResNet v1's first block of a stage: the main branch and the projection shortcut):
+    /// `(share, users)`: the subsampled input is made once per run in cache slot `share` and
+    /// kept for the `users` steps that read it ([`Plan::run_steps`]).
+    subsample_share: Option<(usize, usize)>,
 }
 
 /// Inference BatchNorm as a per-channel `x · scale + shift`, optionally followed by ReLU: a
@@ -143,6 +148,47 @@ struct Affine {
     scale: Vec<f32>,
     shift: Vec<f32>,
     relu: bool,
+}
+
+/// One run's subsampled inputs of shared strided 1×1 convs ([`Step::subsample_share`]):
+/// per share, the buffer and how many of its steps have yet to read it.
+struct SubsampleCache {
+    buffers: Vec<Option<(Vec<f32>, usize)>>,
+}
+
+/// Marks the conv steps that subsample the same input the same way (1×1 filters of the
+/// direct kernels, equal strides above 1, no pads) as sharing it, and returns the number of
+/// shares. Whether a call subsamples is decided at run time (`ConvKernel::subsampled`);
+/// a step of a share that does not leaves the buffer to the others, and a buffer nobody
+/// takes up goes back to the pool at the end of the run.
+fn share_subsamples(steps: &mut [Step]) -> usize {
+    let key = |step: &Step| -> Option<(ValueId, Vec<usize>)> {
+        let k = match &step.kind {
+            Kind::Conv(k) => k,
+            _ => return None,
+        };
+        let w = k.w_shape.as_deref()?;
+        let strides = k.window.strides.clone()?;
+        let unpadded = k.window.pads.as_ref().is_none_or(|p| p.iter().all(|&v| v == 0))
+            && k.window.auto_pad == crate::ops::padding::AutoPad::NotSet;
+        let pointwise = w.len() == 4 && w[2] == 1 && w[3] == 1;
+        (k.direct.is_some() && k.group == 1 && pointwise && unpadded && strides.iter().any(|&v| v > 1))
+            .then_some((step.inputs.first().copied().flatten()?, strides))
+    };
+    let mut groups: HashMap<(ValueId, Vec<usize>), Vec<usize>> = HashMap::new();
+    for (si, step) in steps.iter().enumerate() {
+        if let Some(k) = key(step) {
+            groups.entry(k).or_default().push(si);
+        }
+    }
+    let mut shared: Vec<Vec<usize>> = groups.into_values().filter(|g| g.len() > 1).collect();
+    shared.sort();
+    for (i, group) in shared.iter().enumerate() {
+        for &si in group {
+            steps[si].subsample_share = Some((i, group.len()));
+        }
+    }
+    shared.len()
 }
 
 /// Inference BatchNorm as `x · scale + shift` per channel, when its statistics are constants
@@ -185,6 +231,8 @@ pub struct Plan {
     /// Whether [`Plan::run`] splits a batch of at least `threads` images into one part per
     /// thread ([`images_independent`], more than one thread).
     split: bool,
+    /// Subsampled inputs shared by strided 1×1 convs ([`Step::subsample_share`]).
+    shares: usize,
 }
 
 /// Activation buffers between runs. The pool takes back only buffers it lent (by address):
@@ -571,8 +619,10 @@ impl Plan {
                 inputs,
                 outputs: outs,
                 post,
+                subsample_share: None,
             });
         }
+        let shares = share_subsamples(&mut steps);
 
         let mut last_use: Vec<Option<usize>> = vec![None; nv];
         for (si, s) in steps.iter().enumerate() {
@@ -602,6 +652,7 @@ impl Plan {
             threads,
             buffers: (0..threads).map(|_| Mutex::default()).collect(),
             split: false,
+            shares,
         })
     }
 
@@ -782,10 +833,15 @@ impl Plan {
         for (&id, t) in g.inputs.iter().zip(inputs) {
             slots[id] = Slot::Owned(t);
         }
+        let mut subsampled = SubsampleCache { buffers: (0..self.shares).map(|_| None).collect() };
         for (si, step) in self.steps.iter().enumerate() {
             let wrap = |source| Error::Node { node: step.name.clone(), op: step.op_type.to_string(), source };
             let start = times.is_some().then(std::time::Instant::now);
-            let results = self.run_step(part, si, step, &mut slots).map_err(wrap)?;
+            let results = self.run_step(part, si, step, &mut slots, &mut subsampled);
+            if results.is_err() {
+                self.return_subsampled(part, &mut subsampled);
+            }
+            let results = results.map_err(wrap)?;
             if let (Some(times), Some(start)) = (times.as_deref_mut(), start) {
                 times.push(start.elapsed().as_secs_f64() * 1e3);
             }
@@ -826,6 +882,8 @@ impl Plan {
             };
             outs.push(t);
         }
+        // A shared subsampled input whose later users declined it (other shapes) goes back.
+        self.return_subsampled(part, &mut subsampled);
         // Intermediates still held (graph inputs never read, say) go back to the pool.
         for s in slots {
             if let Slot::Owned(t) = s {
@@ -884,12 +942,19 @@ impl Plan {
         }
     }
 
+    fn return_subsampled(&self, part: usize, cache: &mut SubsampleCache) {
+        for (xs, _) in cache.buffers.iter_mut().filter_map(Option::take) {
+            self.give_back(part, Tensor::from_f32(vec![xs.len()], xs));
+        }
+    }
+
     fn run_step(
         &self,
         part: usize,
         si: usize,
         step: &Step,
         slots: &mut [Slot],
+        subsampled: &mut SubsampleCache,
     ) -> std::result::Result<Vec<Tensor>, OpError> {
         let f32_of = |t: &Tensor, i: usize| -> std::result::Result<Vec<usize>, OpError> {
             match t.as_f32() {
@@ -986,10 +1051,25 @@ impl Plan {
                 } else {
                     let w_rt = slot_input(step, slots, 1).and_then(Tensor::as_f32);
                     if let Some(sub) = k.subsampled(&geo) {
-                        let mut xs = self.take_buffer(part, sub.n * sub.c * sub.input_plane());
-                        conv::subsample(x, &geo, &mut xs);
+                        let len = sub.n * sub.c * sub.input_plane();
+                        let (xs, left) = match step.subsample_share.and_then(|(i, _)| subsampled.buffers[i].take()) {
+                            // Made by an earlier step of the share from the same input and
+                            // strides, so the same shape: used as it is.
+                            Some((xs, left)) if xs.len() == len => (xs, left),
+                            stale => {
+                                if let Some((xs, _)) = stale {
+                                    self.give_back(part, Tensor::from_f32(vec![xs.len()], xs));
+                                }
+                                let mut xs = self.take_buffer(part, len);
+                                conv::subsample(x, &geo, &mut xs);
+                                (xs, step.subsample_share.map_or(1, |(_, users)| users))
+                            }
+                        };
                         let applied = k.run(&sub, &xs, w_rt.unwrap_or_default(), b_rt, residual, &mut y, post.as_mut());
-                        self.give_back(part, Tensor::from_f32(vec![xs.len()], xs));
+                        match step.subsample_share {
+                            Some((i, _)) if left > 1 => subsampled.buffers[i] = Some((xs, left - 1)),
+                            _ => self.give_back(part, Tensor::from_f32(vec![xs.len()], xs)),
+                        }
                         applied
                     } else {
                         k.run(&geo, x, w_rt.unwrap_or_default(), b_rt, residual, &mut y, post.as_mut())
