@@ -270,6 +270,87 @@ multiversion! {
     }
 }
 
+/// Most rows (images) for which [`fc_small`] runs a fully connected layer instead of `gemm`.
+pub(crate) const FC_SMALL_ROWS: usize = 8;
+
+/// `y[r·n + j] = alpha · Σ_kk a[r·k + kk] · b[kk·n + j] + y[r·n + j]` (the last term only
+/// with `accumulate`) for `r < m ≤ FC_SMALL_ROWS`: a fully connected layer at small
+/// batches, where it streams `b` (ResNet's 2048 × 1000 filters, 8 MB) from memory once,
+/// row by row. One task per thread, each with a contiguous share of the columns.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn fc_small(
+    a: &[f32],
+    m: usize,
+    k: usize,
+    b: &[f32],
+    n: usize,
+    alpha: f32,
+    accumulate: bool,
+    y: &mut [f32],
+) {
+    assert!(m <= FC_SMALL_ROWS, "fc_small takes at most {FC_SMALL_ROWS} rows");
+    assert!(a.len() == m * k && b.len() == k * n && y.len() == m * n, "fc_small shapes");
+    let tasks = threads().min(n.div_ceil(16)).max(1);
+    let width = n.div_ceil(tasks).next_multiple_of(16);
+    let out = SharedOut(y.as_mut_ptr());
+    for_each_task(n.div_ceil(width), |t| {
+        let (j0, j1) = (t * width, (t * width + width).min(n));
+        let w = j1 - j0;
+        SUMS.with(|sums| {
+            let mut sums = sums.borrow_mut();
+            if sums.len() < m * w {
+                sums.resize(m * w, 0.0);
+            }
+            let sums = &mut sums[..m * w];
+            sums.fill(0.0);
+            fc_columns(a, m, k, &b[j0..], n, w, sums);
+            for r in 0..m {
+                // SAFETY: row `r`, columns `j0..j1` of `y` (checked `m·n` long): this
+                // task's only.
+                let row = unsafe { std::slice::from_raw_parts_mut(out.at(r * n + j0), w) };
+                for (o, &s) in row.iter_mut().zip(&sums[r * w..(r + 1) * w]) {
+                    *o = if accumulate { alpha * s + *o } else { alpha * s };
+                }
+            }
+        });
+    });
+}
+
+thread_local! {
+    /// [`fc_small`]'s per-thread sums; grows to the largest layer once.
+    static SUMS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `y`'s pointer, shared by [`fc_small`]'s tasks (each writes its own columns).
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+// SAFETY: tasks write disjoint elements of a buffer that outlives the loop.
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// The pointer `off` elements on (a method, so closures capture the `Sync` wrapper).
+    fn at(self, off: usize) -> *mut f32 {
+        self.0.wrapping_add(off)
+    }
+}
+
+multiversion! {
+    /// `sums[r·w + j] += Σ_kk a[r·k + kk] · b[kk·n + j]` for `r < m`, `j < w`, `kk` in order:
+    /// [`fc_small`]'s columns.
+    fn fc_columns(a: &[f32], m: usize, k: usize, b: &[f32], n: usize, w: usize, sums: &mut [f32]) {
+        for kk in 0..k {
+            let row = &b[kk * n..kk * n + w];
+            for (r, s) in sums.chunks_exact_mut(w).enumerate().take(m) {
+                let x = a[r * k + kk];
+                for (o, &v) in s.iter_mut().zip(row) {
+                    *o += x * v;
+                }
+            }
+        }
+    }
+}
+
 multiversion! {
     /// Mean of each plane: `x` is `[planes, plane]`, `y` is `[planes]`.
     pub fn global_average(x: &[f32], y: &mut [f32], plane: usize) {
@@ -380,7 +461,31 @@ multiversion! {
 
 #[cfg(test)]
 mod tests {
-    use super::{filter_split, LineFetch};
+    use super::{fc_small, filter_split, LineFetch};
+
+    #[test]
+    fn fc_small_matches_a_plain_product() {
+        let value = |i: usize| ((i * 7919) % 23) as f32 / 8.0 - 1.5;
+        for (m, k, n, alpha, accumulate) in
+            [(1, 2048, 1000, 1.0, true), (3, 5, 17, 0.5, false), (8, 40, 33, -2.0, true), (2, 0, 9, 1.0, true)]
+        {
+            let a: Vec<f32> = (0..m * k).map(value).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| value(i + 3)).collect();
+            let c: Vec<f32> = (0..m * n).map(|i| value(i + 11)).collect();
+            let mut y = c.clone();
+            fc_small(&a, m, k, &b, n, alpha, accumulate, &mut y);
+            for r in 0..m {
+                for j in 0..n {
+                    let mut s = 0f32;
+                    for kk in 0..k {
+                        s += a[r * k + kk] * b[kk * n + j];
+                    }
+                    let want = if accumulate { alpha * s + c[r * n + j] } else { alpha * s };
+                    assert_eq!(y[r * n + j].to_bits(), want.to_bits(), "m {m} k {k} n {n}: [{r}, {j}]");
+                }
+            }
+        }
+    }
 
     #[test]
     fn line_fetch_shares_cover_every_line_once() {

@@ -1101,7 +1101,10 @@ impl Plan {
                         row.copy_from_slice(c);
                     }
                 }
-                if m > 0 && *n > 0 && *k > 0 {
+                if m > 0 && m <= kernels::FC_SMALL_ROWS && *n > 0 {
+                    let a = a.as_f32().expect("checked");
+                    kernels::fc_small(a, m, *k, b, *n, *alpha, c.is_some(), &mut y);
+                } else if m > 0 && *n > 0 && *k > 0 {
                     let threads = kernels::threads();
                     let par = if threads > 1 { Parallelism::Rayon(threads) } else { Parallelism::None };
                     // SAFETY: y is [m, n], A is [m, k], b is [k, n], all row-major and in bounds.
