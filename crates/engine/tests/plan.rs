@@ -478,6 +478,34 @@ fn strided_pointwise_convs_share_their_subsampled_input() {
     }
 }
 
+/// A fully connected layer (Gemm with constant B and C) through the plan: its filters in
+/// column panels of 512, run by the small-batch kernel up to 8 rows and `gemm` above, with
+/// `transB`, alpha and beta, on one and two threads, against the reference.
+#[test]
+fn fully_connected_layers_match_the_reference() {
+    use resnet_engine::ops::gemm::Gemm;
+    for (m, k, n, trans_b) in [(1, 64, 1000, true), (3, 33, 700, false), (8, 17, 512, true), (11, 40, 1030, true)] {
+        let mut g = Graph { opset: 7, ..Graph::default() };
+        let x = g.add_value("x", Fact::new(resnet_engine::DType::F32, vec![Dim::Known(m), Dim::Known(k)]));
+        g.inputs.push(x);
+        let b_shape = if trans_b { [n, k] } else { [k, n] };
+        let b = g.add_initializer("b", tensor(&b_shape, 50));
+        let c = g.add_initializer("c", tensor(&[n], 51));
+        let gm = Gemm { alpha: 0.5, beta: 2.0, trans_a: false, trans_b, c_required: true };
+        let y = node(&mut g, "fc", Op::Gemm(gm), &[x, b, c], "y");
+        g.outputs = vec![y];
+        g.infer_facts().unwrap();
+        for threads in [1, 2] {
+            let plan = Plan::compile(&g, &PlanOptions { threads, ..PlanOptions::default() }).unwrap();
+            assert!(plan.describe().iter().any(|s| s.contains(&format!("fc {k}->{n}"))), "{:?}", plan.describe());
+            let feeds = vec![tensor(&[m, k], 52)];
+            let want = exec::run(&g, feeds.clone()).unwrap();
+            let got = plan.run(feeds).unwrap();
+            assert_close(&got, &want, 1e-5, &format!("{m}×{k} · {k}×{n}, {threads} threads"));
+        }
+    }
+}
+
 /// `Plan::compile_owned` frees each constant filter once its conv has packed it (the plan
 /// keeps one copy), keeps a filter something else reads too, and leaves a graph the caller
 /// still holds (`compile(&g)`) untouched; all three plans compute what the reference does.

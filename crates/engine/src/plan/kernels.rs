@@ -273,10 +273,30 @@ multiversion! {
 /// Most rows (images) for which [`fc_small`] runs a fully connected layer instead of `gemm`.
 pub(crate) const FC_SMALL_ROWS: usize = 8;
 
-/// `y[r·n + j] = alpha · Σ_kk a[r·k + kk] · b[kk·n + j] + y[r·n + j]` (the last term only
-/// with `accumulate`) for `r < m ≤ FC_SMALL_ROWS`: a fully connected layer at small
-/// batches, where it streams `b` (ResNet's 2048 × 1000 filters, 8 MB) from memory once,
-/// row by row. One task per thread, each with a contiguous share of the columns.
+/// Columns per panel of a fully connected layer's packed filters ([`fc_panels`]).
+pub(crate) const FC_PANEL: usize = 512;
+
+/// `b` (`[k, n]` row-major) as column panels of [`FC_PANEL`] (the last narrower), each
+/// `[k, w]` row-major and contiguous: panel `p` starts at `k · p · FC_PANEL`. One thread
+/// streams a panel front to back; two threads reading halves of each `[k, n]` row (2 KB runs
+/// at a 4 KB stride) were no faster than one.
+pub(crate) fn fc_panels(b: &[f32], k: usize, n: usize) -> Vec<f32> {
+    assert_eq!(b.len(), k * n, "fc_panels shape");
+    let mut out = Vec::with_capacity(b.len());
+    for j0 in (0..n).step_by(FC_PANEL) {
+        let w = FC_PANEL.min(n - j0);
+        for row in b.chunks_exact(n) {
+            out.extend_from_slice(&row[j0..j0 + w]);
+        }
+    }
+    out
+}
+
+/// `y[r·n + j] = alpha · Σ_kk a[r·k + kk] · b[kk][j] + y[r·n + j]` (the last term only with
+/// `accumulate`) for `r < m ≤ FC_SMALL_ROWS`, `b` packed by [`fc_panels`]: a fully connected
+/// layer at small batches, where it streams `b` (ResNet's 2048 × 1000 filters, 8 MB) from
+/// memory once. One task per panel, row by row; each column's sum in the order of `kk`,
+/// each product then sum as written (no FMA), so any thread count gives the same bits.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn fc_small(
     a: &[f32],
@@ -290,11 +310,9 @@ pub(crate) fn fc_small(
 ) {
     assert!(m <= FC_SMALL_ROWS, "fc_small takes at most {FC_SMALL_ROWS} rows");
     assert!(a.len() == m * k && b.len() == k * n && y.len() == m * n, "fc_small shapes");
-    let tasks = threads().min(n.div_ceil(16)).max(1);
-    let width = n.div_ceil(tasks).next_multiple_of(16);
     let out = SharedOut(y.as_mut_ptr());
-    for_each_task(n.div_ceil(width), |t| {
-        let (j0, j1) = (t * width, (t * width + width).min(n));
+    for_each_task(n.div_ceil(FC_PANEL), |t| {
+        let (j0, j1) = (t * FC_PANEL, (t * FC_PANEL + FC_PANEL).min(n));
         let w = j1 - j0;
         SUMS.with(|sums| {
             let mut sums = sums.borrow_mut();
@@ -303,7 +321,7 @@ pub(crate) fn fc_small(
             }
             let sums = &mut sums[..m * w];
             sums.fill(0.0);
-            fc_columns(a, m, k, &b[j0..], n, w, sums);
+            fc_columns(a, m, k, &b[k * j0..k * j1], w, sums);
             for r in 0..m {
                 // SAFETY: row `r`, columns `j0..j1` of `y` (checked `m·n` long): this
                 // task's only.
@@ -336,11 +354,10 @@ impl SharedOut {
 }
 
 multiversion! {
-    /// `sums[r·w + j] += Σ_kk a[r·k + kk] · b[kk·n + j]` for `r < m`, `j < w`, `kk` in order:
-    /// [`fc_small`]'s columns.
-    fn fc_columns(a: &[f32], m: usize, k: usize, b: &[f32], n: usize, w: usize, sums: &mut [f32]) {
-        for kk in 0..k {
-            let row = &b[kk * n..kk * n + w];
+    /// `sums[r·w + j] += Σ_kk a[r·k + kk] · panel[kk·w + j]` for `r < m`, `j < w`, `kk` in
+    /// order: one panel of [`fc_small`].
+    fn fc_columns(a: &[f32], m: usize, k: usize, panel: &[f32], w: usize, sums: &mut [f32]) {
+        for (kk, row) in panel.chunks_exact(w).enumerate().take(k) {
             for (r, s) in sums.chunks_exact_mut(w).enumerate().take(m) {
                 let x = a[r * k + kk];
                 for (o, &v) in s.iter_mut().zip(row) {
@@ -461,7 +478,7 @@ multiversion! {
 
 #[cfg(test)]
 mod tests {
-    use super::{fc_small, filter_split, LineFetch};
+    use super::{fc_panels, fc_small, filter_split, LineFetch};
 
     #[test]
     fn fc_small_matches_a_plain_product() {
@@ -473,7 +490,7 @@ mod tests {
             let b: Vec<f32> = (0..k * n).map(|i| value(i + 3)).collect();
             let c: Vec<f32> = (0..m * n).map(|i| value(i + 11)).collect();
             let mut y = c.clone();
-            fc_small(&a, m, k, &b, n, alpha, accumulate, &mut y);
+            fc_small(&a, m, k, &fc_panels(&b, k, n), n, alpha, accumulate, &mut y);
             for r in 0..m {
                 for j in 0..n {
                     let mut s = 0f32;

@@ -93,7 +93,8 @@ enum Kind {
     /// preference (F(4×4), then F(2×2) for small planes): a call runs on the first that
     /// [`Winograd::applies`], or on the exact kernel when none does. Inputs as `Conv`.
     Winograd(ConvKernel, Vec<Winograd>),
-    /// `Y = alpha·A·op(B) + beta·C` with op(B) packed `[K, N]` and `beta·C` a row `[N]` or a scalar.
+    /// `Y = alpha·A·op(B) + beta·C` with op(B) `[K, N]` packed in column panels
+    /// ([`kernels::fc_panels`]) and `beta·C` a row `[N]` or a scalar.
     Fc {
         b: Vec<f32>,
         k: usize,
@@ -563,7 +564,7 @@ impl Plan {
                             };
                             match row {
                                 Some(c) => (
-                                    Kind::Fc { b: packed, k, n, c, alpha: gm.alpha },
+                                    Kind::Fc { b: kernels::fc_panels(&packed, k, n), k, n, c, alpha: gm.alpha },
                                     vec![node.inputs[0]],
                                     vec![Some(out)],
                                 ),
@@ -1107,29 +1108,35 @@ impl Plan {
                 } else if m > 0 && *n > 0 && *k > 0 {
                     let threads = kernels::threads();
                     let par = if threads > 1 { Parallelism::Rayon(threads) } else { Parallelism::None };
-                    // SAFETY: y is [m, n], A is [m, k], b is [k, n], all row-major and in bounds.
-                    unsafe {
-                        gemm::gemm(
-                            m,
-                            *n,
-                            *k,
-                            y.as_mut_ptr(),
-                            1,
-                            *n as isize,
-                            c.is_some(),
-                            a.as_f32().expect("checked").as_ptr(),
-                            1,
-                            *k as isize,
-                            b.as_ptr(),
-                            1,
-                            *n as isize,
-                            1.0,
-                            *alpha,
-                            false,
-                            false,
-                            false,
-                            par,
-                        );
+                    let a = a.as_f32().expect("checked");
+                    for j0 in (0..*n).step_by(kernels::FC_PANEL) {
+                        let w = kernels::FC_PANEL.min(*n - j0);
+                        let panel = &b[*k * j0..*k * (j0 + w)];
+                        // SAFETY: y is [m, n] and its columns `j0..j0 + w` are written (row
+                        // stride n); A is [m, k]; the panel is [k, w]; all row-major, in bounds.
+                        unsafe {
+                            gemm::gemm(
+                                m,
+                                w,
+                                *k,
+                                y.as_mut_ptr().add(j0),
+                                1,
+                                *n as isize,
+                                c.is_some(),
+                                a.as_ptr(),
+                                1,
+                                *k as isize,
+                                panel.as_ptr(),
+                                1,
+                                w as isize,
+                                1.0,
+                                *alpha,
+                                false,
+                                false,
+                                false,
+                                par,
+                            );
+                        }
                     }
                 } else if c.is_none() {
                     y.fill(0.0);
