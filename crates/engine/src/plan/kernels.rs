@@ -273,27 +273,26 @@ multiversion! {
 /// Most rows (images) for which [`fc_small`] runs a fully connected layer instead of `gemm`.
 pub(crate) const FC_SMALL_ROWS: usize = 8;
 
-/// Columns per panel of a fully connected layer's packed filters ([`fc_panels`]).
+/// Columns per panel of a fully connected layer's packed filters ([`fc_panels_with`]).
 pub(crate) const FC_PANEL: usize = 512;
 
-/// `b` (`[k, n]` row-major) as column panels of [`FC_PANEL`] (the last narrower), each
-/// `[k, w]` row-major and contiguous: panel `p` starts at `k · p · FC_PANEL`. One thread
-/// streams a panel front to back; two threads reading halves of each `[k, n]` row (2 KB runs
-/// at a 4 KB stride) were no faster than one.
-pub(crate) fn fc_panels(b: &[f32], k: usize, n: usize) -> Vec<f32> {
-    assert_eq!(b.len(), k * n, "fc_panels shape");
-    let mut out = Vec::with_capacity(b.len());
+/// A `[k, n]` matrix (element `(kk, j)` = `at(kk, j)`) as column panels of [`FC_PANEL`] (the
+/// last narrower), each `[k, w]` row-major and contiguous: panel `p` starts at `k · p ·
+/// FC_PANEL`. One thread streams a panel front to back; two threads reading halves of each
+/// `[k, n]` row (2 KB runs at a 4 KB stride) were no faster than one.
+pub(crate) fn fc_panels_with(k: usize, n: usize, at: impl Fn(usize, usize) -> f32) -> Vec<f32> {
+    let mut out = Vec::with_capacity(k * n);
     for j0 in (0..n).step_by(FC_PANEL) {
         let w = FC_PANEL.min(n - j0);
-        for row in b.chunks_exact(n) {
-            out.extend_from_slice(&row[j0..j0 + w]);
+        for kk in 0..k {
+            out.extend((j0..j0 + w).map(|j| at(kk, j)));
         }
     }
     out
 }
 
 /// `y[r·n + j] = alpha · Σ_kk a[r·k + kk] · b[kk][j] + y[r·n + j]` (the last term only with
-/// `accumulate`) for `r < m ≤ FC_SMALL_ROWS`, `b` packed by [`fc_panels`]: a fully connected
+/// `accumulate`) for `r < m ≤ FC_SMALL_ROWS`, `b` packed by [`fc_panels_with`]: a fully connected
 /// layer at small batches, where it streams `b` (ResNet's 2048 × 1000 filters, 8 MB) from
 /// memory once. One task per panel, row by row; each column's sum in the order of `kk`,
 /// each product then sum as written (no FMA), so any thread count gives the same bits.
@@ -478,7 +477,7 @@ multiversion! {
 
 #[cfg(test)]
 mod tests {
-    use super::{fc_panels, fc_small, filter_split, LineFetch};
+    use super::{fc_panels_with, fc_small, filter_split, LineFetch};
 
     #[test]
     fn fc_small_matches_a_plain_product() {
@@ -490,7 +489,7 @@ mod tests {
             let b: Vec<f32> = (0..k * n).map(|i| value(i + 3)).collect();
             let c: Vec<f32> = (0..m * n).map(|i| value(i + 11)).collect();
             let mut y = c.clone();
-            fc_small(&a, m, k, &fc_panels(&b, k, n), n, alpha, accumulate, &mut y);
+            fc_small(&a, m, k, &fc_panels_with(k, n, |kk, j| b[kk * n + j]), n, alpha, accumulate, &mut y);
             for r in 0..m {
                 for j in 0..n {
                     let mut s = 0f32;
