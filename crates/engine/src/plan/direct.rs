@@ -34,7 +34,8 @@
 //! 14×14 87–90 → 97–101 GFLOP/s, 512 ch at 7×7 77–78 → 86–100.
 //!
 //! 1×1 convs ([`DirectConv::pointwise`]) run a third micro-kernel on wide planes and at any
-//! stride (`DirectConv::run_wide`, in `pointwise.rs`: inputs packed per 48-position strip,
+//! stride (`DirectConv::run_wide`, in `pointwise.rs`: 48-position strips read in place at
+//! stride 1 and packed otherwise, a last strip of a few positions on 256-bit filter vectors,
 //! the epilogue applied in registers) and the narrow-plane kernel on stride-1 planes of up
 //! to 49 positions ([`POINTWISE_SMALL_PLANE`]).
 //! The plan runs strided ones at stride 1 on an input subsampled to the output grid
