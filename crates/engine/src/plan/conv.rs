@@ -19,7 +19,7 @@ use crate::error::OpError;
 use crate::ops::conv::{conv_geometry, ConvGeometry};
 use crate::ops::padding::{Axis, Window};
 use crate::plan::direct::DirectConv;
-use crate::plan::kernels::{self, PostAffine, Residual};
+use crate::plan::kernels::{self, OutPtr, PostAffine, Residual};
 
 /// Budget of one im2col panel, in floats: 128 Ki floats = 512 KiB, half of a Zen 4 core's
 /// 1 MiB L2, so the panel stays in L2 while `gemm` streams it (the ResNet-50 3×3 layers get
@@ -53,22 +53,6 @@ pub struct ConvKernel {
     /// ([`DirectConv`]; for 1×1 convs the pointwise kernels); calls it does not apply to run
     /// the im2col path.
     pub direct: Option<Box<DirectConv>>,
-}
-
-/// Raw output pointer shared by the tiles; each tile writes a disjoint set of rows segments.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: tiles write disjoint elements (distinct (row, column-range) pairs) of one buffer
-// that outlives the parallel loop.
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
-
-impl OutPtr {
-    /// The pointer `off` elements on. A method, so closures capture the (`Sync`) wrapper
-    /// rather than its raw field.
-    fn at(self, off: usize) -> *mut f32 {
-        self.0.wrapping_add(off)
-    }
 }
 
 impl ConvKernel {

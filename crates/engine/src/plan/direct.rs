@@ -52,7 +52,7 @@ use rayon::prelude::*;
 
 use crate::ops::conv::ConvGeometry;
 use crate::ops::padding::Axis;
-use crate::plan::kernels::{self, Isa, LineFetch, Residual};
+use crate::plan::kernels::{self, Isa, LineFetch, OutPtr, Residual};
 
 mod pointwise;
 
@@ -126,13 +126,6 @@ const NC: usize = 32;
 /// Widest output row the narrow-plane kernel takes, and most positions per micro-kernel
 /// call (14 × 2 accumulators): rows of at most half this width go two to a call.
 const ROW_SEGMENT: usize = 14;
-
-/// Raw output pointer shared by the tiles; each writes disjoint (row, column) ranges.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: tiles write disjoint elements of one buffer that outlives the parallel loop.
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
 
 /// How one call is cut into tiles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

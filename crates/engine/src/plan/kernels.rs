@@ -309,7 +309,7 @@ pub(crate) fn fc_small(
 ) {
     assert!(m <= FC_SMALL_ROWS, "fc_small takes at most {FC_SMALL_ROWS} rows");
     assert!(a.len() == m * k && b.len() == k * n && y.len() == m * n, "fc_small shapes");
-    let out = SharedOut(y.as_mut_ptr());
+    let out = OutPtr(y.as_mut_ptr());
     for_each_task(n.div_ceil(FC_PANEL), |t| {
         let (j0, j1) = (t * FC_PANEL, (t * FC_PANEL + FC_PANEL).min(n));
         let w = j1 - j0;
@@ -338,16 +338,18 @@ thread_local! {
     static SUMS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// `y`'s pointer, shared by [`fc_small`]'s tasks (each writes its own columns).
+/// A kernel's raw output pointer, shared by its tasks: each writes a disjoint set of the
+/// elements of one buffer that outlives the parallel loop (the callers say which).
 #[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
-// SAFETY: tasks write disjoint elements of a buffer that outlives the loop.
-unsafe impl Send for SharedOut {}
-unsafe impl Sync for SharedOut {}
+pub(crate) struct OutPtr(pub(crate) *mut f32);
+// SAFETY: the tasks write disjoint elements of one buffer that outlives the parallel loop.
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
 
-impl SharedOut {
-    /// The pointer `off` elements on (a method, so closures capture the `Sync` wrapper).
-    fn at(self, off: usize) -> *mut f32 {
+impl OutPtr {
+    /// The pointer `off` elements on. A method, so closures capture the (`Sync`) wrapper
+    /// rather than its raw field.
+    pub(crate) fn at(self, off: usize) -> *mut f32 {
         self.0.wrapping_add(off)
     }
 }

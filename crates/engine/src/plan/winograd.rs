@@ -51,7 +51,7 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 
 use crate::ops::conv::ConvGeometry;
-use crate::plan::kernels::{self, multiversion};
+use crate::plan::kernels::{self, multiversion, OutPtr};
 
 /// Fewest input and output channels for which [`super::Mode::Fast`] uses Winograd: below
 /// this the transforms cost more than the multiplications they save.
@@ -139,14 +139,6 @@ impl std::fmt::Debug for Winograd {
         f.debug_struct("Winograd").field("ic", &self.ic).field("oc", &self.oc).field("tile", &self.tile).finish()
     }
 }
-
-/// Raw output pointer shared by the tasks; each writes a disjoint set of elements.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: tasks write disjoint (output channel, tile) elements of one buffer that outlives
-// the parallel loop.
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
 
 /// A run of consecutive tiles of one tile row: image, tile row, first tile column, count,
 /// and its first column in the block.

@@ -22,10 +22,10 @@
 
 use std::cell::RefCell;
 
-use super::{DirectConv, OutPtr, KC_CHANNELS, MR};
+use super::{DirectConv, KC_CHANNELS, MR};
 use crate::ops::conv::ConvGeometry;
 use crate::ops::padding::Axis;
-use crate::plan::kernels::{self, Isa, PostAffine, Residual};
+use crate::plan::kernels::{self, Isa, OutPtr, PostAffine, Residual};
 
 /// Output positions per micro-kernel call: three 16-float vectors.
 pub(super) const STRIP: usize = 48;
