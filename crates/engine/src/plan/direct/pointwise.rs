@@ -136,6 +136,10 @@ impl DirectConv {
         let x_img = &x[img * c * in_plane..][..c * in_plane];
         let pw = positions.end - positions.start;
         let strips = pw.div_ceil(STRIP);
+        if strips == 0 {
+            // `run_wide` gives every tile at least one strip; an empty one has nothing to do.
+            return;
+        }
         PANEL.with(|panel| {
             let mut panel = panel.borrow_mut();
             if panel.len() < strips * c * STRIP + 16 {
