@@ -110,6 +110,7 @@ fn inference_api_classifies_raw_and_multipart_images_and_describes_itself() {
     assert!(metric(m, "resnet_request_duration_seconds_bucket{model=\"r50\",le=\"+Inf\"}").unwrap() >= 7.0);
     assert!(metric(m, "resnet_inference_duration_seconds_count{model=\"r50\"}").unwrap() >= 1.0);
     assert_eq!(metric(m, "resnet_queue_depth{model=\"r50\"}"), Some(0.0));
+    assert_eq!(metric(m, "resnet_requests_in_flight"), Some(0.0), "every request answered: {m}");
     assert!(metric(m, "resnet_model_load_seconds{model=\"r50\"}").unwrap() > 0.0);
     assert_eq!(get(&format!("{}/metrics", s.management)).status, 200);
 }

@@ -89,6 +89,7 @@ where
     F: Future<Output = Result<Response, ApiError>>,
 {
     let started = Instant::now();
+    let _in_flight = app.metrics.enter();
     let timeout = app.limits.request_timeout;
     let mut response = match tokio::time::timeout(timeout, work).await {
         Ok(Ok(r)) => r,

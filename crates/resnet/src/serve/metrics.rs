@@ -8,10 +8,13 @@
 //! * `resnet_batch_size{model}`: images per model run (histogram).
 //! * `resnet_inference_duration_seconds{model}`: one batched model run (histogram).
 //! * `resnet_queue_depth{model}`: admitted requests waiting for a worker (gauge).
+//! * `resnet_requests_in_flight`: inference requests whose handler has started and not yet
+//!   answered, all models (gauge): what a graceful shutdown still answers.
 //! * `resnet_model_load_seconds{model}`: load + compile time of the loaded model (gauge).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -64,6 +67,17 @@ struct Inner {
 #[derive(Default)]
 pub struct Metrics {
     inner: Mutex<Inner>,
+    in_flight: AtomicUsize,
+}
+
+/// One inference request in flight ([`Metrics::enter`]); counted until dropped, so a handler
+/// cancelled by a client that went away is uncounted too.
+pub struct InFlight<'a>(&'a Metrics);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A label value with `\`, `"` and newlines escaped as the text format requires.
@@ -74,6 +88,12 @@ fn escape(v: &str) -> String {
 impl Metrics {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// An inference request's handler starts: in flight until the guard is dropped.
+    pub fn enter(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self)
     }
 
     /// One answered inference request.
@@ -130,6 +150,9 @@ impl Metrics {
         for (model, depth) in queues {
             let _ = writeln!(out, "resnet_queue_depth{{model=\"{}\"}} {depth}", escape(model));
         }
+        out.push_str("# HELP resnet_requests_in_flight Inference requests being handled, all models.\n");
+        out.push_str("# TYPE resnet_requests_in_flight gauge\n");
+        let _ = writeln!(out, "resnet_requests_in_flight {}", self.in_flight.load(Ordering::Relaxed));
         out.push_str("# HELP resnet_model_load_seconds Time to load and compile the model.\n");
         out.push_str("# TYPE resnet_model_load_seconds gauge\n");
         for (model, s) in &m.load_seconds {
