@@ -97,7 +97,9 @@ fn count_macs(model: &Model) -> Option<(u64, Vec<usize>)> {
 pub type NodeMacs = Vec<(String, u64)>;
 
 /// Multiply-adds of each node (by node name, in graph order; 0 for nodes that are not Conv,
-/// Gemm or MatMul) for one image at the shape `summarize` uses, and that input shape.
+/// Gemm or MatMul) for one image at the shape `summarize` uses, and that input shape. A model
+/// that declares a fixed batch `B` is counted at it and each count divided by `B` (they were
+/// `B` images' worth, so `resnet bench` on such a model reported `B`× its GFLOP/s).
 pub fn node_macs(model: &Model) -> Option<(NodeMacs, Vec<usize>)> {
     let mut m = model.clone();
     for i in 0..m.graph().inputs.len() {
@@ -146,5 +148,35 @@ pub fn node_macs(model: &Model) -> Option<(NodeMacs, Vec<usize>)> {
         };
         per_node.push((node.name.clone(), macs as u64));
     }
+    // Every node's output has the batch as its first axis, so each count is a multiple of it.
+    let batch = input.first().copied().unwrap_or(1).max(1) as u64;
+    for (_, m) in &mut per_node {
+        *m /= batch;
+    }
     Some((per_node, input))
+}
+
+#[cfg(test)]
+mod tests {
+    use resnet_zoo::arch::{self, ArchSpec, Init};
+
+    use super::*;
+
+    #[test]
+    fn a_declared_fixed_batch_still_counts_multiply_adds_per_image() {
+        let mut spec = ArchSpec::from_name("resnet18-v1").unwrap();
+        spec.input_size = 64;
+        spec.classes = 10;
+        let symbolic = Model::from_graph(arch::build(&spec, Init::Zeros).unwrap());
+        let (per_image, input) = node_macs(&symbolic).unwrap();
+        assert_eq!(input, [1, 3, 64, 64]);
+        let mut fixed = symbolic.clone();
+        fixed.set_input_shape(0, [4, 3, 64, 64].map(Dim::Known).to_vec()).unwrap();
+        let (fixed_macs, fixed_input) = node_macs(&fixed).unwrap();
+        assert_eq!(fixed_input, [4, 3, 64, 64]);
+        assert_eq!(fixed_macs, per_image, "per node, per image");
+        let total: u64 = per_image.iter().map(|(_, m)| m).sum();
+        assert!(total > 100_000_000, "ResNet-18 at 64×64 is ~0.15 GMACs: {total}");
+        assert_eq!(summarize(&fixed).unwrap().macs, Some(total));
+    }
 }
