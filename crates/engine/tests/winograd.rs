@@ -352,3 +352,35 @@ fn winograd_profile_resnet50() {
     println!("  all steps: exact {:.2} ms, fast {:.2} ms", all(&mut te), all(&mut tf));
     println!("  whole run: exact {:.2} ms, fast {:.2} ms", median(&mut total_e), median(&mut total_f));
 }
+
+/// Calls with fewer tile blocks than threads split their output channels, and the threads
+/// share each block's input transform (a share of the input channels each): the same
+/// arithmetic per element as one thread, so the same bits, however the channels divide.
+#[test]
+fn split_output_channels_share_the_input_transform_and_keep_the_bits() {
+    for (n, c, m, h, w, tile) in [
+        (1, 256, 256, 14, 14, 4),
+        (1, 256, 256, 14, 14, 2),
+        (3, 512, 64, 7, 7, 4),
+        (1, 40, 96, 9, 9, 4),
+        (2, 37, 70, 6, 11, 2),
+    ] {
+        let case = Case { n, c, m, h, w, pads: [1; 4], bias: true, residual: true, relu: true, threads: 1 };
+        let (g, feeds) = conv_graph(&case, 1);
+        let one = Plan::compile(&g, &fast(1, tile)).unwrap().run(feeds.clone()).unwrap();
+        let want = exec::run(&g, feeds.clone()).unwrap();
+        assert!(rel_error(&one, &want) <= CONV_BOUND, "{case:?} F({tile}×{tile})");
+        for threads in [2, 3, 4] {
+            let plan = Plan::compile(&g, &fast(threads, tile)).unwrap();
+            assert!(plan.describe()[0].contains("winograd"));
+            for _ in 0..2 {
+                let got = plan.run(feeds.clone()).unwrap();
+                assert_eq!(
+                    got[0].as_f32().unwrap(),
+                    one[0].as_f32().unwrap(),
+                    "{case:?} F({tile}×{tile}), {threads} threads"
+                );
+            }
+        }
+    }
+}

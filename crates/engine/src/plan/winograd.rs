@@ -26,7 +26,9 @@
 //!   tiles a block has (16 at 14×14, batch 1). Other ISAs call `gemm` per panel.
 //! - Tasks are (block × output-channel chunk) and run on the plan's rayon pool, one round
 //!   of equal blocks per thread; when the blocks are fewer than the threads the output
-//!   channels are split as well, in whole panels.
+//!   channels are split as well, in whole panels (F(4×4) on AVX-512: the threads first
+//!   transform each block's input together, a share of its input channels each, into one
+//!   `V` that every channel chunk reads).
 //! - On AVX-512 both transforms are vector code with one lane per tile (input: each input
 //!   row under up to 16 tiles loaded as masked vectors — the padding is the mask — and split
 //!   into the tiles' 6 columns by two-source permutes) or per output channel (output: each
@@ -117,6 +119,9 @@ const G: [[f64; 3]; 6] = [
 thread_local! {
     /// Per-thread scratch (V, M, strips); grows once to the largest block and is reused.
     static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// The `V` of a call whose threads share its blocks (see [`Winograd::run`]), held by
+    /// the calling thread; grows once.
+    static SHARED_V: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// A 3×3 convolution's filters in the Winograd domain.
@@ -324,22 +329,203 @@ impl Winograd {
         let bt = total.div_ceil(blocks);
         let blocks = total.div_ceil(bt);
         // Fewer blocks than threads (late layers at batch 1): split the output channels too,
-        // in whole panels (each chunk repeats the block's input transform).
+        // in whole panels (F(4×4) on AVX-512: the input transform shared, see below; else
+        // each chunk repeats it).
         let osplit = if blocks < threads { threads.div_ceil(blocks).min(self.oc.div_ceil(PANEL)).max(1) } else { 1 };
         let ochunk = self.oc.div_ceil(osplit).next_multiple_of(PANEL);
         let osplit = self.oc.div_ceil(ochunk);
         let tasks = blocks * osplit;
         let out = OutPtr(y.as_mut_ptr());
         assert!(self.transformed(), "a deferred Winograd kernel runs after prepare()");
-        let task = |t: usize| {
+        let task = |t: usize, shared: Option<OutPtr>| {
             let (b, oi) = (t / osplit, t % osplit);
             let t0 = b * bt;
             let nb = bt.min(total - t0);
             let o0 = oi * ochunk;
             let ow_ = ochunk.min(self.oc - o0);
-            self.task(g, (th, tw), t0, nb, o0, ow_, x, bias, residual, (relu, accumulate), out);
+            let v = shared.map(|v| v.at(b * self.points() * self.ic * bt) as *const f32);
+            self.task(g, (th, tw), t0, nb, o0, ow_, x, bias, residual, (relu, accumulate), out, v);
         };
-        kernels::for_each_task(tasks, task);
+        // The output channels are split: rather than each chunk transforming its block's
+        // input again, the threads transform it once, a share of the input channels each,
+        // into one `V` per block that every chunk then reads. Keras ResNet-50's 256 × 256
+        // layers at 14×14 (16 tiles: one block), batch 1, two threads, `resnet bench
+        // --profile`, six alternated pairs on the quiet host: 3.29–3.57 → 3.01–3.29 ms for
+        // the six (whole model: minima 0.99×, medians within the host's noise). F(2×2) (ResNet's 7×7 layers at batches 1–3) keeps its own
+        // transforms: its small transform is not what those layers wait for (they stream
+        // `U`), and reading a `V` another core wrote measured 0–12 % slower there.
+        #[cfg(target_arch = "x86_64")]
+        if osplit > 1 && self.tile == 4 && kernels::active_isa() == kernels::Isa::Avx512 && x.len() <= i32::MAX as usize
+        {
+            self.run_shared(g, (th, tw), (blocks, bt), x, &task, tasks);
+            return;
+        }
+        kernels::for_each_task(tasks, |t| task(t, None));
+    }
+
+    /// [`Self::run`]'s tasks over blocks whose input transform all threads share: first
+    /// the transforms (block × share of the input channels) into one `V` per block, then
+    /// `tasks` × `task(t, V)`.
+    #[cfg(target_arch = "x86_64")]
+    fn run_shared(
+        &self,
+        g: &ConvGeometry,
+        (th, tw): (usize, usize),
+        (blocks, bt): (usize, usize),
+        x: &[f32],
+        task: &(impl Fn(usize, Option<OutPtr>) + Sync),
+        tasks: usize,
+    ) {
+        let total = g.n * th * tw;
+        let block_v = |b: usize| self.points() * self.ic * bt.min(total - b * bt);
+        let threads = kernels::threads();
+        SHARED_V.with(|cell| {
+            // Held by an enclosing call on this thread (another plan's run stolen while this
+            // one waited): that call's buffer stays put, this one uses its own.
+            let mut own = Vec::new();
+            let mut held = cell.try_borrow_mut();
+            let buf = match held.as_mut() {
+                Ok(b) => &mut **b,
+                Err(_) => &mut own,
+            };
+            let len = (0..blocks).map(block_v).sum::<usize>();
+            if buf.len() < len {
+                buf.resize(len, 0.0);
+            }
+            let v = OutPtr(buf.as_mut_ptr());
+            let parts = threads.min(self.ic.div_ceil(8));
+            kernels::for_each_task(blocks * parts, |t| {
+                let (b, pi) = (t / parts, t % parts);
+                let (c0, c1) = (self.ic * pi / parts, self.ic * (pi + 1) / parts);
+                let t0 = b * bt;
+                // SAFETY: AVX-512F is active and `x` within i32 offsets (checked above);
+                // block `b`'s `V` is `block_v(b)` floats from `b·points·ic·bt` in `buf`
+                // (`len` covers every block), and this task writes only its channels
+                // `c0..c1` of it.
+                unsafe {
+                    self.transform_wide(
+                        g,
+                        (th, tw),
+                        t0,
+                        bt.min(total - t0),
+                        x,
+                        v.at(b * self.points() * self.ic * bt),
+                        c0..c1,
+                    )
+                };
+            });
+            kernels::for_each_task(tasks, |t| task(t, Some(v)));
+        });
+    }
+
+    /// The input transform of the block of `nb` tiles from `t0`, input channels `chans`, on
+    /// AVX-512: `v[ξ·ic·nb + c·nb + k]` for tile `t0 + k`. F(4×4) tile rows narrower than
+    /// [`GATHER_BELOW`] tiles fill whole vectors by gathering across rows.
+    ///
+    /// # Safety
+    /// AVX-512F is active; `x.len() ≤ i32::MAX`; `v` points to `points·ic·nb` writable
+    /// floats of which no other thread touches channels `chans` meanwhile.
+    #[cfg(target_arch = "x86_64")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn transform_wide(
+        &self,
+        g: &ConvGeometry,
+        (th, tw): (usize, usize),
+        t0: usize,
+        nb: usize,
+        x: &[f32],
+        v: *mut f32,
+        chans: std::ops::Range<usize>,
+    ) {
+        let [_, ah, aw] = &g.axes;
+        let (ic, ts) = (self.ic, self.tile);
+        let (h, w) = (ah.input, aw.input);
+        let plane = h * w;
+        assert!(chans.end <= ic && x.len() >= g.n * ic * plane, "channels and input extent");
+        if ts == 4 && tw < GATHER_BELOW {
+            for g0 in (0..nb).step_by(16) {
+                let nt = (nb - g0).min(16);
+                let (mut base, mut iy, mut ix) = ([0i32; 16], [0i32; 16], [0i32; 16]);
+                for l in 0..nt {
+                    let t = t0 + g0 + l;
+                    let (img, rem) = (t / (th * tw), t % (th * tw));
+                    base[l] = (img * ic * plane) as i32;
+                    iy[l] = (ts * (rem / tw)) as i32 - ah.pad_begin as i32;
+                    ix[l] = (ts * (rem % tw)) as i32 - aw.pad_begin as i32;
+                }
+                for c in chans.clone() {
+                    // SAFETY: AVX-512F is active; each lane's tile corner (with the plane of
+                    // channel `c` of its image) lies in `x` (offsets within `x.len()` ≤
+                    // i32::MAX); points of tiles `g0..g0+nt` of channel `c` at `v[ξ·ic·nb +
+                    // c·nb + g0 + k]`, inside `v`'s `points·ic·nb` (the caller's contract).
+                    unsafe {
+                        let xc = x.as_ptr().add(c * plane);
+                        avx512::gathered_tiles16(xc, (&base, &iy, &ix), (h, w), nt, v.add(c * nb + g0), ic * nb);
+                    }
+                }
+            }
+            return;
+        }
+        let transform = if ts == 4 { avx512::input_tiles16 } else { avx512::input_tiles16_f2 };
+        for seg in segments(t0, nb, th, tw) {
+            let iy0 = (ts * seg.ty) as isize - ah.pad_begin as isize;
+            let ix0 = (ts * seg.tx0) as isize - aw.pad_begin as isize;
+            for c in chans.clone() {
+                let xc = &x[(seg.img * ic + c) * plane..][..plane];
+                for k0 in (0..seg.len).step_by(16) {
+                    let nt = (seg.len - k0).min(16);
+                    // SAFETY: AVX-512F is active; tiles `k0..k0+nt` of the segment have their
+                    // points at `v[ξ·ic·nb + c·nb + seg.col + k0 + k]` (`seg.col + k0 + nt ≤
+                    // nb`), inside `v`'s `points·ic·nb` (the caller's contract).
+                    unsafe {
+                        transform(xc, h, w, iy0, ix0 + (ts * k0) as isize, nt, v.add(c * nb + seg.col + k0), ic * nb)
+                    };
+                }
+            }
+        }
+    }
+
+    /// The input transform of the block of `nb` tiles from `t0`, all input channels:
+    /// `v[ξ·ic·nb + c·nb + k]` for tile `t0 + k` ([`Self::transform_wide`] on AVX-512; other
+    /// ISAs split each row by column phase in `strip`).
+    #[allow(clippy::too_many_arguments)]
+    fn transform_input(
+        &self,
+        g: &ConvGeometry,
+        (th, tw): (usize, usize),
+        t0: usize,
+        nb: usize,
+        x: &[f32],
+        v: &mut [f32],
+        strip: &mut [f32],
+        wide: bool,
+    ) {
+        let (ic, ts) = (self.ic, self.tile);
+        assert!(v.len() >= self.points() * ic * nb, "V extent");
+        #[cfg(target_arch = "x86_64")]
+        if wide && x.len() <= i32::MAX as usize {
+            // SAFETY: AVX-512F is active (`wide`), `x` within i32 offsets, `v` holds the
+            // block's `points·ic·nb` floats (checked above) and is this thread's alone.
+            unsafe { self.transform_wide(g, (th, tw), t0, nb, x, v.as_mut_ptr(), 0..ic) };
+            return;
+        }
+        let _ = wide;
+        let [_, ah, aw] = &g.axes;
+        let (h, w) = (ah.input, aw.input);
+        let plane = h * w;
+        for seg in segments(t0, nb, th, tw) {
+            let iy0 = (ts * seg.ty) as isize - ah.pad_begin as isize;
+            let ix0 = (ts * seg.tx0) as isize - aw.pad_begin as isize;
+            for c in 0..ic {
+                let xc = &x[(seg.img * ic + c) * plane..][..plane];
+                let vc = &mut v[c * nb + seg.col..];
+                if ts == 4 {
+                    input_tiles(xc, h, w, iy0, ix0, seg.len, strip, vc, ic * nb);
+                } else {
+                    input_tiles_f2(xc, h, w, iy0, ix0, seg.len, vc, ic * nb);
+                }
+            }
+        }
     }
 
     /// One block of `nb` tiles from tile `t0`, output channels `o0..o0+ocw` (`o0` at a panel
@@ -359,18 +545,20 @@ impl Winograd {
         residual: Option<&[f32]>,
         (relu, accumulate): (bool, bool),
         out: OutPtr,
+        shared: Option<*const f32>,
     ) {
         debug_assert_eq!(o0 % PANEL, 0);
         let [_, ah, aw] = &g.axes;
         let (ic, oc, ts, points) = (self.ic, self.oc, self.tile, self.points());
         let panels = oc.div_ceil(PANEL);
         let u = self.u();
-        let (h, w, oh, ow) = (ah.input, aw.input, ah.output, aw.output);
-        let plane = h * w;
+        let (oh, ow) = (ah.output, aw.output);
         let strip_len = 48 * (nb.min(tw) + 1);
         let rc = round_channels(points, nb).min(ocw.next_multiple_of(PANEL));
         let (v_len, m_len) = (points * ic * nb, points * rc * nb);
-        let need = v_len + m_len + strip_len + 40 * rc;
+        // With a shared `V` (transformed by all threads, see `run`) none of its own.
+        let own_v = if shared.is_some() { 0 } else { v_len };
+        let need = own_v + m_len + strip_len + 40 * rc;
         #[cfg(target_arch = "x86_64")]
         let wide = kernels::active_isa() == kernels::Isa::Avx512;
         #[cfg(not(target_arch = "x86_64"))]
@@ -380,68 +568,20 @@ impl Winograd {
             if s.len() < need {
                 s.resize(need, 0.0);
             }
-            let (v, rest) = s.split_at_mut(v_len);
+            let (v, rest) = s.split_at_mut(own_v);
             let (m, rest) = rest.split_at_mut(m_len);
             let (strip, rest) = rest.split_at_mut(strip_len);
             let tmp = &mut rest[..40 * rc];
-
-            // Input transform: V[ξ][c][col] for every tile of the block. F(4×4) tile rows
-            // narrower than GATHER_BELOW tiles fill whole vectors by gathering across rows.
-            let gathered =
-                cfg!(target_arch = "x86_64") && wide && ts == 4 && tw < GATHER_BELOW && x.len() <= i32::MAX as usize;
-            #[cfg(target_arch = "x86_64")]
-            if gathered {
-                for g0 in (0..nb).step_by(16) {
-                    let nt = (nb - g0).min(16);
-                    let (mut base, mut iy, mut ix) = ([0i32; 16], [0i32; 16], [0i32; 16]);
-                    for l in 0..nt {
-                        let t = t0 + g0 + l;
-                        let (img, rem) = (t / (th * tw), t % (th * tw));
-                        base[l] = (img * ic * plane) as i32;
-                        iy[l] = (ts * (rem / tw)) as i32 - ah.pad_begin as i32;
-                        ix[l] = (ts * (rem % tw)) as i32 - aw.pad_begin as i32;
-                    }
-                    assert!(v.len() >= (points - 1) * ic * nb + (ic - 1) * nb + g0 + nt, "V extent");
-                    for c in 0..ic {
-                        // SAFETY: AVX-512F is active; each lane's tile corner (with the plane
-                        // of channel `c` of its image) lies in `x` (offsets within `x.len()` ≤
-                        // i32::MAX); points of tiles `g0..g0+nt` of channel `c` at
-                        // `v[ξ·ic·nb + c·nb + g0 + k]`, inside `v` (checked above).
-                        unsafe {
-                            let x = x.as_ptr().add(c * plane);
-                            let vk = v[c * nb + g0..].as_mut_ptr();
-                            avx512::gathered_tiles16(x, (&base, &iy, &ix), (h, w), nt, vk, ic * nb);
-                        }
-                    }
+            let v: &[f32] = match shared {
+                // SAFETY: `run` passes block `t0`'s `V` of `points·ic·nb` floats, fully written
+                // by the transform tasks that finished before this one started, and not
+                // written again while the product tasks read it.
+                Some(p) => unsafe { std::slice::from_raw_parts(p, v_len) },
+                None => {
+                    self.transform_input(g, (th, tw), t0, nb, x, v, strip, wide);
+                    v
                 }
-            }
-            for seg in segments(t0, nb, th, tw).filter(|_| !gathered) {
-                let iy0 = (ts * seg.ty) as isize - ah.pad_begin as isize;
-                let ix0 = (ts * seg.tx0) as isize - aw.pad_begin as isize;
-                for c in 0..ic {
-                    let xc = &x[(seg.img * ic + c) * plane..][..plane];
-                    let vc = &mut v[c * nb + seg.col..];
-                    assert!(vc.len() >= (points - 1) * ic * nb + seg.len, "V extent");
-                    #[cfg(target_arch = "x86_64")]
-                    if wide {
-                        let transform = if ts == 4 { avx512::input_tiles16 } else { avx512::input_tiles16_f2 };
-                        for k0 in (0..seg.len).step_by(16) {
-                            let nt = (seg.len - k0).min(16);
-                            let (ix, vk) = (ix0 + (ts * k0) as isize, vc[k0..].as_mut_ptr());
-                            // SAFETY: AVX-512F is active; tiles `k0..k0+nt` of the segment
-                            // have their points at `vc[ξ·ic·nb + k]`, inside `vc` (checked
-                            // above).
-                            unsafe { transform(xc, h, w, iy0, ix, nt, vk, ic * nb) };
-                        }
-                        continue;
-                    }
-                    if ts == 4 {
-                        input_tiles(xc, h, w, iy0, ix0, seg.len, strip, vc, ic * nb);
-                    } else {
-                        input_tiles_f2(xc, h, w, iy0, ix0, seg.len, vc, ic * nb);
-                    }
-                }
-            }
+            };
 
             let out_plane = oh * ow;
             for r0 in (0..ocw).step_by(rc) {
