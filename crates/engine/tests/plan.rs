@@ -372,9 +372,9 @@ fn wide_conv_splits_into_panels_and_matches_the_reference() {
 
 /// A v2-style tail: `s = conv(x) + x` feeds both `relu(bn(s))` (→ next conv) and the next
 /// shortcut `conv2(...) + s`, so the BN+ReLU must write a new buffer and keep `s`. The plan
-/// computes it in the conv's step as a second output: in the wide 1×1 kernel's registers
-/// (1×1 convs on 10×10), after the conv elsewhere (3×3 on 6×6); either way bit for bit what
-/// the separate pass computes from `s`, and within 1e-5 of the reference.
+/// computes it in the conv's step as a second output, by a pass over the finished sum (1×1
+/// convs on 10×10, the wide kernel; 3×3 on 6×6): bit for bit what the separate pass
+/// computes from `s`, and within 1e-5 of the reference.
 #[test]
 fn v2_post_add_batchnorm_relu_fuses_into_the_conv_and_keeps_the_sum() {
     for (k, hw) in [(3, 6), (1, 10)] {

@@ -602,20 +602,6 @@ impl LineFetch {
     }
 }
 
-/// A per-channel affine (inference BatchNorm) and optional ReLU a conv step also applies to
-/// its output, into a second buffer: ResNet v2's BatchNorm+ReLU after each residual Add,
-/// whose input (the sum) the next block's shortcut still reads. `z[c·plane + p] =
-/// relu?(y[c·plane + p] · scale[c] + shift[c])`, the product rounded before the sum (as the
-/// separate pass, `affine_into`). The wide 1×1 kernel applies it to its accumulators as it
-/// stores them; every other kernel leaves it to a pass over the finished output.
-pub(crate) struct PostAffine<'a> {
-    pub(crate) scale: &'a [f32],
-    pub(crate) shift: &'a [f32],
-    pub(crate) relu: bool,
-    /// The output's length; `scale` and `shift` hold one value per output channel.
-    pub(crate) z: &'a mut [f32],
-}
-
 /// The addend of a conv's fused residual Add.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Residual<'a> {

@@ -3,8 +3,8 @@
 //! ran) and emits `Step`s: convolutions with packed filters and a fused bias / residual Add
 //! / ReLU epilogue ([`conv`]), the FC Gemm on `gemm`, BatchNorm as a per-channel affine with
 //! an optional fused ReLU (computed by the conv step that makes its input, as a second
-//! output, when it reads a conv's result: ResNet v2's post-Add BN+ReLU;
-//! `kernels::PostAffine`), ReLU, Add, MaxPool and GlobalAveragePool as vectorized loops
+//! output from a pass over it, when it reads a conv's result: ResNet v2's post-Add BN+ReLU;
+//! `Step::post`), ReLU, Add, MaxPool and GlobalAveragePool as vectorized loops
 //! ([`kernels`]); every other node runs its reference kernel, so every graph the reference
 //! runs, the plan runs.
 //!
@@ -132,8 +132,15 @@ struct Step {
     kind: Kind,
     inputs: Vec<Option<ValueId>>,
     outputs: Vec<Option<ValueId>>,
-    /// A conv step's second output: the BatchNorm (+ ReLU) that reads its result, computed
-    /// in the same step (see [`kernels::PostAffine`]); `outputs[1]` is its value.
+    /// A conv step's second output: the BatchNorm (+ ReLU) that reads its result (ResNet
+    /// v2's after each residual Add, whose sum the next shortcut still reads), computed in
+    /// the same step by a vectorized pass over the finished output; `outputs[1]` is its
+    /// value. The wide 1×1 kernel used to write it from its accumulators in the epilogue (a
+    /// third stream of stores, the accumulators spilled for an out-of-line store): the pass
+    /// measured faster on every configuration, resnet50-v2 fast b1/2t 0.983 (minima
+    /// 0.979), b1/1t 0.993, b8/2t 0.974, exact b1/2t 0.952 (`scripts/ab_bench.py`, 3–6
+    /// rounds), its 56×56 steps 2.71 → 2.59–2.62 ms in the quiet state and 6.4 → 5.1 in
+    /// the noisy one (`--profile`).
     post: Option<Affine>,
     /// A strided unpadded 1×1 conv whose input another such conv subsamples the same way
     /// (ResNet v1's first block of a stage: the main branch and the projection shortcut):
@@ -1036,13 +1043,7 @@ impl Plan {
                     Some(_) => Some(self.take_buffer(part, y.len())),
                     None => None,
                 };
-                let mut post = step.post.as_ref().zip(z.as_deref_mut()).map(|(p, z)| kernels::PostAffine {
-                    scale: &p.scale,
-                    shift: &p.shift,
-                    relu: p.relu,
-                    z,
-                });
-                let applied = if let Some(wg) = winograd {
+                if let Some(wg) = winograd {
                     // Its accumulating form adds `y`'s contents after bias and residual.
                     let (res, acc) = match residual {
                         Residual::InOutput => (None, true),
@@ -1050,7 +1051,6 @@ impl Plan {
                     };
                     wg.prepare(|| k.filters().expect("a Winograd step's filters are packed").into_owned());
                     wg.run(&geo, x, k.bias.as_deref().or(b_rt), res, k.relu, acc, &mut y);
-                    false
                 } else {
                     let w_rt = slot_input(step, slots, 1).and_then(Tensor::as_f32);
                     if let Some(sub) = k.subsampled(&geo) {
@@ -1068,21 +1068,20 @@ impl Plan {
                                 (xs, step.subsample_share.map_or(1, |(_, users)| users))
                             }
                         };
-                        let applied = k.run(&sub, &xs, w_rt.unwrap_or_default(), b_rt, residual, &mut y, post.as_mut());
+                        k.run(&sub, &xs, w_rt.unwrap_or_default(), b_rt, residual, &mut y);
                         match step.subsample_share {
                             Some((i, _)) if left > 1 => subsampled.buffers[i] = Some((xs, left - 1)),
                             _ => self.give_back(part, Tensor::from_f32(vec![xs.len()], xs)),
                         }
-                        applied
                     } else {
-                        k.run(&geo, x, w_rt.unwrap_or_default(), b_rt, residual, &mut y, post.as_mut())
+                        k.run(&geo, x, w_rt.unwrap_or_default(), b_rt, residual, &mut y);
                     }
-                };
+                }
                 let mut outs = Vec::with_capacity(2);
-                if let (Some(a), Some(p)) = (&step.post, post) {
-                    if !applied {
-                        self.affine_into(a, &y, p.z, &geo.out_shape);
-                    }
+                if let (Some(a), Some(z)) = (&step.post, z.as_deref_mut()) {
+                    // A pass over the finished sum: the 1×1 kernel's epilogue once wrote `z`
+                    // from its accumulators too, which measured slower (see `Affine`).
+                    self.affine_into(a, &y, z, &geo.out_shape);
                 }
                 let shape = geo.out_shape;
                 outs.push(Tensor::from_f32(shape.clone(), y));

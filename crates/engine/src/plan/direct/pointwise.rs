@@ -25,7 +25,7 @@ use std::cell::RefCell;
 use super::{DirectConv, KC_CHANNELS, MR};
 use crate::ops::conv::ConvGeometry;
 use crate::ops::padding::Axis;
-use crate::plan::kernels::{self, Isa, OutPtr, PostAffine, Residual};
+use crate::plan::kernels::{self, Isa, OutPtr, Residual};
 
 /// Output positions per micro-kernel call: three 16-float vectors.
 pub(super) const STRIP: usize = 48;
@@ -61,9 +61,7 @@ impl DirectConv {
             && kernels::active_isa() == Isa::Avx512
     }
 
-    /// `y = relu?(conv(x) + bias + residual)` for a call [`DirectConv::wide_applies`] to;
-    /// with `post`, also `post.z = relu?(y · scale + shift)` per output channel.
-    #[allow(clippy::too_many_arguments)]
+    /// `y = relu?(conv(x) + bias + residual)` for a call [`DirectConv::wide_applies`] to.
     pub(crate) fn run_wide(
         &self,
         g: &ConvGeometry,
@@ -72,7 +70,6 @@ impl DirectConv {
         residual: Residual,
         relu: bool,
         y: &mut [f32],
-        post: Option<&mut PostAffine>,
     ) {
         let [_, ah, aw] = &g.axes;
         let plane = ah.output * aw.output;
@@ -80,10 +77,6 @@ impl DirectConv {
         assert_eq!(x.len(), g.n * self.c * ah.input * aw.input, "input length");
         assert!(bias.is_none_or(|b| b.len() >= self.m), "bias length");
         assert!(residual.tensor().is_none_or(|r| r.len() == y.len()), "residual length");
-        assert!(
-            post.as_ref().is_none_or(|p| p.z.len() == y.len() && p.scale.len() >= self.m && p.shift.len() >= self.m),
-            "post-affine lengths"
-        );
         if plane * g.n == 0 {
             return;
         }
@@ -93,8 +86,6 @@ impl DirectConv {
         let (panels, chunk) = wide_tiling(g.n, strips, self.c, blocks, threads);
         let split = blocks.div_ceil(chunk);
         let out = OutPtr(y.as_mut_ptr());
-        let post =
-            post.map(|p| (p.scale.as_ptr() as usize, p.shift.as_ptr() as usize, p.relu, OutPtr(p.z.as_mut_ptr())));
         kernels::for_each_task(g.n * panels * split, |t| {
             let (mi, pi, img) = (t % split, t / split % panels, t / split / panels);
             let b0 = mi * chunk;
@@ -110,7 +101,6 @@ impl DirectConv {
                 residual,
                 relu,
                 out,
-                post,
             );
         });
     }
@@ -127,7 +117,6 @@ impl DirectConv {
         residual: Residual,
         relu: bool,
         out: OutPtr,
-        post: Option<(usize, usize, bool, OutPtr)>,
     ) {
         let [_, ah, aw] = &g.axes;
         let (c, m) = (self.c, self.m);
@@ -190,9 +179,8 @@ impl DirectConv {
                     // strips, `p0 + STRIP ≤ plane = in_plane` at stride 1, in `x_img`); output
                     // rows `b·MR .. b·MR + rows` of image `img`, positions `p0 .. p0 + n`
                     // lie in `y` (and `residual`, checked the same length, or `y` itself,
-                    // each element read before it is written, and `z`, checked the same
-                    // length) and belong to this tile only; `bias`, `scale` and `shift`
-                    // hold at least M values.
+                    // each element read before it is written) and belong to this tile
+                    // only; `bias` holds at least M values.
                     unsafe {
                         let st = Store {
                             y: out.0.add(off),
@@ -201,9 +189,6 @@ impl DirectConv {
                             rows,
                             plane,
                             relu,
-                            post: post.map(|(sc, sh, r, z)| {
-                                ((sc as *const f32).add(b * MR), (sh as *const f32).add(b * MR), r, z.0.add(off))
-                            }),
                         };
                         let (bp, bs) = if in_place && n == STRIP {
                             (x_img.as_ptr().add(p0), in_plane)
@@ -242,8 +227,8 @@ impl DirectConv {
                     let bias = bias.map_or(0.0, |v| v[row]);
                     for (p, t) in tile.iter().take(last).enumerate() {
                         // SAFETY: output row `row` of image `img`, positions `p0 + p < p0 +
-                        // last ≤ plane`: in `y` (and in `res` and `z`, checked the same
-                        // length) and this tile's only; each residual element is read before
+                        // last ≤ plane`: in `y` (and in `res`, checked the same length)
+                        // and this tile's only; each residual element is read before
                         // its output is written (they may be the same).
                         unsafe {
                             let mut o = t[f] + bias;
@@ -254,13 +239,6 @@ impl DirectConv {
                                 o = if o > 0.0 { o } else { 0.0 };
                             }
                             *out.0.add(off + p) = o;
-                            if let Some((sc, sh, zrelu, z)) = post {
-                                let mut v = o * *(sc as *const f32).add(row) + *(sh as *const f32).add(row);
-                                if zrelu {
-                                    v = if v > 0.0 { v } else { 0.0 };
-                                }
-                                *z.0.add(off + p) = v;
-                            }
                         }
                     }
                 }
@@ -443,8 +421,7 @@ impl RowFetch {
 }
 
 /// Where and how one micro-kernel call stores its `rows × n` outputs: `y[r·plane + j] =
-/// relu?(sum + bias[r] + res[r·plane + j])`, and with `post = (scale, shift, relu', z)` also
-/// `z[r·plane + j] = relu'?(y[r·plane + j] · scale[r] + shift[r])`.
+/// relu?(sum + bias[r] + res[r·plane + j])`.
 struct Store {
     y: *mut f32,
     res: Option<*const f32>,
@@ -452,7 +429,6 @@ struct Store {
     rows: usize,
     plane: usize,
     relu: bool,
-    post: Option<(*const f32, *const f32, bool, *mut f32)>,
 }
 
 /// The micro-kernel for `n ≤ STRIP` positions: dispatched on the vectors they take.
@@ -475,13 +451,10 @@ unsafe fn micro_wide(
     {
         // SAFETY: the caller's contract.
         unsafe {
-            match (n.div_ceil(16), st.post.is_some()) {
-                (3, false) => avx512::micro_wide::<3, false>(n, c, packed, blocks, b, strip, bs, st, pf),
-                (2, false) => avx512::micro_wide::<2, false>(n, c, packed, blocks, b, strip, bs, st, pf),
-                (_, false) => avx512::micro_wide::<1, false>(n, c, packed, blocks, b, strip, bs, st, pf),
-                (3, true) => avx512::micro_wide::<3, true>(n, c, packed, blocks, b, strip, bs, st, pf),
-                (2, true) => avx512::micro_wide::<2, true>(n, c, packed, blocks, b, strip, bs, st, pf),
-                (_, true) => avx512::micro_wide::<1, true>(n, c, packed, blocks, b, strip, bs, st, pf),
+            match n.div_ceil(16) {
+                3 => avx512::micro_wide::<3>(n, c, packed, blocks, b, strip, bs, st, pf),
+                2 => avx512::micro_wide::<2>(n, c, packed, blocks, b, strip, bs, st, pf),
+                _ => avx512::micro_wide::<1>(n, c, packed, blocks, b, strip, bs, st, pf),
             }
         }
     }
@@ -505,13 +478,13 @@ mod avx512 {
     ///
     /// # Safety
     /// AVX-512F available; `16·(NV−1) < n ≤ 16·NV`; `packed` holds `blocks·MR·c` floats;
-    /// `strip.add(ch·bs) .. + 16·NV` is readable for `ch < c`; `y.add(r·plane) .. + n` (and the same of `res` and `z`) lie
-    /// in their buffers for `r < rows ≤ MR`, and `y`'s and `z`'s alias none of the inputs or
-    /// each other but `res` (which may be `y` itself: each element is read before it is
-    /// written); `bias`, `scale` and `shift` hold `rows`.
+    /// `strip.add(ch·bs) .. + 16·NV` is readable for `ch < c`; `y.add(r·plane) .. + n` (and
+    /// the same of `res`) lie in their buffers for `r < rows ≤ MR`, and `y`'s alias none of
+    /// the inputs but `res` (which may be `y` itself: each element is read before it is
+    /// written); `bias` holds `rows`.
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn micro_wide<const NV: usize, const POST: bool>(
+    pub(super) unsafe fn micro_wide<const NV: usize>(
         n: usize,
         c: usize,
         packed: *const f32,
@@ -522,7 +495,7 @@ mod avx512 {
         st: &Store,
         pf: RowFetch,
     ) {
-        let Store { y, res, rows, plane, post, .. } = *st;
+        let Store { y, res, rows, plane, .. } = *st;
         // SAFETY (whole body): pointers and extents as the caller guarantees.
         unsafe {
             // The next strip's output (and residual) lines of these rows — the tile's next
@@ -536,17 +509,10 @@ mod avx512 {
                         _mm_prefetch::<_MM_HINT_T0>(res.wrapping_add(at).cast());
                     }
                     _mm_prefetch::<_MM_HINT_ET0>(y.wrapping_add(at).cast());
-                    if let (true, Some((_, _, _, z))) = (POST, post) {
-                        _mm_prefetch::<_MM_HINT_ET0>(z.wrapping_add(at).cast());
-                    }
                 }
             }
             let acc = products::<NV>(c, packed, blocks, b, strip, bs, pf);
-            if POST {
-                store_post::<NV>(&acc, n, st);
-            } else {
-                store::<NV, false>(&acc, n, st);
-            }
+            store::<NV>(&acc, n, st);
         }
     }
 
@@ -630,34 +596,19 @@ mod avx512 {
         acc
     }
 
-    /// [`store`] with the fused BatchNorm, out of line: inlined, its registers made the K
-    /// loop keep half its accumulators on the stack (2.7× slower).
-    ///
-    /// # Safety
-    /// As [`micro_wide`].
-    #[inline(never)]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn store_post<const NV: usize>(acc: &[[__m512; NV]; MR], n: usize, st: &Store) {
-        // SAFETY: the caller's contract.
-        unsafe { store::<NV, true>(acc, n, st) }
-    }
-
-    /// The epilogue of [`micro_wide`]: the accumulators stored as `st` says (`st.post` only
-    /// with `POST`).
+    /// The epilogue of [`micro_wide`]: the accumulators stored as `st` says.
     ///
     /// # Safety
     /// As [`micro_wide`].
     #[inline(always)]
-    unsafe fn store<const NV: usize, const POST: bool>(acc: &[[__m512; NV]; MR], n: usize, st: &Store) {
-        let Store { y, res, bias, rows, plane, relu, post } = *st;
-        let post = if POST { post } else { None };
+    unsafe fn store<const NV: usize>(acc: &[[__m512; NV]; MR], n: usize, st: &Store) {
+        let Store { y, res, bias, rows, plane, relu } = *st;
         // SAFETY (whole body): pointers and extents as the caller guarantees.
         unsafe {
             let zero = _mm512_setzero_ps();
             let last: __mmask16 = if n.is_multiple_of(16) { 0xffff } else { (1u16 << (n % 16)) - 1 };
             for (r, row) in acc.iter().enumerate().take(rows) {
                 let bv = bias.map_or(zero, |p| _mm512_set1_ps(*p.add(r)));
-                let affine = post.map(|(sc, sh, _, _)| (_mm512_set1_ps(*sc.add(r)), _mm512_set1_ps(*sh.add(r))));
                 for (j, v) in row.iter().enumerate() {
                     let mask = if j + 1 == NV { last } else { 0xffff };
                     let at = r * plane + 16 * j;
@@ -669,14 +620,6 @@ mod avx512 {
                         o = _mm512_max_ps(o, zero);
                     }
                     _mm512_mask_storeu_ps(y.add(at), mask, o);
-                    if let (Some((scale, shift)), Some((_, _, zrelu, z))) = (affine, post) {
-                        // The product rounded before the sum, as the separate pass.
-                        let mut v = _mm512_add_ps(_mm512_mul_ps(o, scale), shift);
-                        if zrelu {
-                            v = _mm512_max_ps(v, zero);
-                        }
-                        _mm512_mask_storeu_ps(z.add(at), mask, v);
-                    }
                 }
             }
         }
