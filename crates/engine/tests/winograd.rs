@@ -384,3 +384,26 @@ fn split_output_channels_share_the_input_transform_and_keep_the_bits() {
         }
     }
 }
+
+/// One two-thread plan whose Winograd calls share their input transforms, run by several
+/// threads at once: every run the bits of a lone run (each run's transforms in its own `V`,
+/// whichever worker a waiting run's thread picks up meanwhile).
+#[test]
+fn concurrent_runs_of_shared_transforms_keep_the_bits() {
+    let case =
+        Case { n: 1, c: 256, m: 256, h: 14, w: 14, pads: [1; 4], bias: true, residual: true, relu: true, threads: 2 };
+    let (g, feeds) = conv_graph(&case, 1);
+    let plan = std::sync::Arc::new(Plan::compile(&g, &fast(2, 4)).unwrap());
+    let want = plan.run(feeds.clone()).unwrap();
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            let (plan, feeds, want) = (plan.clone(), feeds.clone(), &want);
+            s.spawn(move || {
+                for _ in 0..5 {
+                    let got = plan.run(feeds.clone()).unwrap();
+                    assert_eq!(got[0].as_f32().unwrap(), want[0].as_f32().unwrap());
+                }
+            });
+        }
+    });
+}

@@ -1597,6 +1597,42 @@ unsafe fn store_tile(
 mod tests {
     use super::*;
 
+    /// A call that shares its input transforms while its thread's `SHARED_V` is held (an
+    /// enclosing call on the same worker) uses a buffer of its own: the same bits as one
+    /// thread, and the held buffer untouched.
+    #[test]
+    fn a_shared_transform_with_the_thread_buffer_held_uses_its_own() {
+        use crate::ops::padding::Window;
+        let (ic, oc, hw) = (64usize, 96usize, 9usize);
+        let x: Vec<f32> = (0..ic * hw * hw).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect();
+        let w: Vec<f32> = (0..oc * ic * 9).map(|i| ((i * 53 % 97) as f32 - 48.0) / 480.0).collect();
+        let window = Window { pads: Some(vec![1; 4]), ..Window::default() };
+        let g = crate::ops::conv::conv_geometry(&window, 1, &[1, ic, hw, hw], &[oc, ic, 3, 3], None).unwrap();
+        let wg = Winograd::with_tile(&w, oc, ic, 1, 4);
+        let run = |threads: usize, hold: bool| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let mut y = vec![0f32; oc * hw * hw];
+            pool.install(|| {
+                SHARED_V.with(|cell| {
+                    let held = hold.then(|| {
+                        let mut b = cell.borrow_mut();
+                        b.clear();
+                        b.resize(8, 7.0);
+                        b
+                    });
+                    wg.run(&g, &x, None, None, false, false, &mut y);
+                    if let Some(b) = held {
+                        assert_eq!(*b, [7.0; 8], "the held buffer is left alone");
+                    }
+                })
+            });
+            y
+        };
+        let one = run(1, false);
+        assert_eq!(run(2, false), one);
+        assert_eq!(run(2, true), one);
+    }
+
     /// The gathered input transform gives the row-loaded one's bits, tile for tile, at the
     /// plane's padded borders too.
     #[cfg(target_arch = "x86_64")]
