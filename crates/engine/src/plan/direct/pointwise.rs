@@ -86,15 +86,23 @@ impl DirectConv {
         let (panels, chunk) = wide_tiling(g.n, strips, self.c, blocks, threads);
         let split = blocks.div_ceil(chunk);
         let out = OutPtr(y.as_mut_ptr());
-        kernels::for_each_task(g.n * panels * split, |t| {
+        let tasks = g.n * panels * split;
+        kernels::for_each_task(tasks, |t| {
             let (mi, pi, img) = (t % split, t / split % panels, t / split / panels);
             let b0 = mi * chunk;
             // Panel `pi`: strips `S·pi/panels ..`, so panels differ by one strip at most.
             let (s0, s1) = (strips * pi / panels, strips * (pi + 1) / panels);
+            // The panel this worker most likely runs next: the workers claim the tasks in
+            // order, so its next is `threads` tasks on — another panel of this image, or none
+            // to fetch (this panel again with other filters, another image, the end).
+            let ahead = t + threads;
+            let next = (ahead < tasks && ahead / split / panels == img && ahead / split % panels != pi)
+                .then(|| strips * (ahead / split % panels) / panels * STRIP);
             self.wide_tile(
                 g,
                 img,
                 s0 * STRIP..(s1 * STRIP).min(plane),
+                next,
                 b0..(b0 + chunk).min(blocks),
                 x,
                 bias,
@@ -111,6 +119,7 @@ impl DirectConv {
         g: &ConvGeometry,
         img: usize,
         positions: std::ops::Range<usize>,
+        next_panel: Option<usize>,
         blocks: std::ops::Range<usize>,
         x: &[f32],
         bias: Option<&[f32]>,
@@ -153,14 +162,14 @@ impl DirectConv {
                 }
             }
             let all = m.div_ceil(MR);
-            // The next panel of this image (the task this thread most likely runs next), read
+            // The panel of this image this worker most likely runs next (`next_panel`), read
             // in place too: fetched into L2 a line per channel step while this one computes,
             // spread evenly over the tile's calls.
             let calls = (blocks.end - blocks.start) * wide_strips;
-            let next = (in_place && positions.end < plane).then(|| {
-                let width = pw.min(plane - positions.end);
+            let next = next_panel.filter(|&p| in_place && p < plane).map(|p| {
+                let width = pw.min(plane - p);
                 let lpr = width.div_ceil(16) + 1;
-                (x_img[positions.end..].as_ptr(), lpr, (c * lpr).div_ceil(calls.max(1)).min(c))
+                (x_img[p..].as_ptr(), lpr, (c * lpr).div_ceil(calls.max(1)).min(c))
             });
             let mut call = 0;
             for b in blocks.clone() {
