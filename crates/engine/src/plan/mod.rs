@@ -1080,7 +1080,7 @@ impl Plan {
                 let mut outs = Vec::with_capacity(2);
                 if let (Some(a), Some(z)) = (&step.post, z.as_deref_mut()) {
                     // A pass over the finished sum: the 1×1 kernel's epilogue once wrote `z`
-                    // from its accumulators too, which measured slower (see `Affine`).
+                    // from its accumulators too, which measured slower (see `Step::post`).
                     self.affine_into(a, &y, z, &geo.out_shape);
                 }
                 let shape = geo.out_shape;

@@ -351,9 +351,10 @@ impl Winograd {
         // into one `V` per block that every chunk then reads. Keras ResNet-50's 256 × 256
         // layers at 14×14 (16 tiles: one block), batch 1, two threads, `resnet bench
         // --profile`, six alternated pairs on the quiet host: 3.29–3.57 → 3.01–3.29 ms for
-        // the six (whole model: minima 0.99×, medians within the host's noise). F(2×2) (ResNet's 7×7 layers at batches 1–3) keeps its own
-        // transforms: its small transform is not what those layers wait for (they stream
-        // `U`), and reading a `V` another core wrote measured 0–12 % slower there.
+        // the six (whole model: minima 0.99×, medians within the host's noise). F(2×2)
+        // (ResNet's 7×7 layers at batches 1–3) keeps its own transforms: its small transform
+        // is not what those layers wait for (they stream `U`), and reading a `V` another
+        // core wrote measured 0–12 % slower there.
         #[cfg(target_arch = "x86_64")]
         if osplit > 1 && self.tile == 4 && kernels::active_isa() == kernels::Isa::Avx512 && x.len() <= i32::MAX as usize
         {
@@ -377,7 +378,6 @@ impl Winograd {
         tasks: usize,
     ) {
         let total = g.n * th * tw;
-        let block_v = |b: usize| self.points() * self.ic * bt.min(total - b * bt);
         let threads = kernels::threads();
         SHARED_V.with(|cell| {
             // Held by an enclosing call on this thread (another plan's run stolen while this
@@ -388,7 +388,8 @@ impl Winograd {
                 Ok(b) => &mut **b,
                 Err(_) => &mut own,
             };
-            let len = (0..blocks).map(block_v).sum::<usize>();
+            // Every block's `V`, block `b` from `b·points·ic·bt`: one per tile in all.
+            let len = self.points() * self.ic * total;
             if buf.len() < len {
                 buf.resize(len, 0.0);
             }
@@ -398,9 +399,9 @@ impl Winograd {
                 let (b, pi) = (t / parts, t % parts);
                 let (c0, c1) = (self.ic * pi / parts, self.ic * (pi + 1) / parts);
                 let t0 = b * bt;
-                // SAFETY: AVX-512F is active and `x` within i32 offsets (checked above);
-                // block `b`'s `V` is `block_v(b)` floats from `b·points·ic·bt` in `buf`
-                // (`len` covers every block), and this task writes only its channels
+                // SAFETY: AVX-512F is active and `x` within i32 offsets (checked by `run`);
+                // block `b`'s `V`, `points·ic·nb` floats from `b·points·ic·bt`, lies in
+                // `buf` (`len` covers every block), and this task writes only its channels
                 // `c0..c1` of it.
                 unsafe {
                     self.transform_wide(
