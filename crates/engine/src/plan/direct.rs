@@ -828,9 +828,9 @@ impl PhaseGrid {
 
 /// The load of the busiest of `threads` workers given `big` tiles costing `a` and `small`
 /// costing `b`, each cut into [`kernels::filter_split`] filter chunks when the tiles are few
-/// (`blocks` filter blocks at most), handed out largest first to the least loaded worker (as
-/// rayon's work stealing roughly does). With many tiles, or more workers than this tracks,
-/// the even share.
+/// (`blocks` filter blocks at most), big ones first, handed out as the plan's team does
+/// ([`kernels::busiest_load`]). With many tiles, or more workers than this tracks, the even
+/// share.
 fn busiest(a: f64, big: usize, b: f64, small: usize, threads: usize, blocks: usize) -> f64 {
     let tiles = big + small;
     let total = a * big as f64 + b * small as f64;
@@ -839,10 +839,7 @@ fn busiest(a: f64, big: usize, b: f64, small: usize, threads: usize, blocks: usi
     }
     let split = kernels::filter_split(tiles, threads, blocks);
     let part = |cost: f64| cost / split as f64;
-    kernels::busiest_load(
-        threads,
-        std::iter::repeat_n(part(a), big * split).chain(std::iter::repeat_n(part(b), small * split)),
-    )
+    kernels::busiest_load(threads, tiles * split, |t| if t < big * split { part(a) } else { part(b) })
 }
 
 /// The band of one image on a strided [`PhaseGrid`]: phase `(r, c)` of channel `ch` at
@@ -1616,8 +1613,9 @@ mod tests {
         assert_eq!(busiest(28.0, 1, 28.0, 1, 2, 8), 28.0);
         // 4 bands (3 of 17 rows, 1 of 10) on 2 workers: 17 + 17 | 17 + 10.
         assert_eq!(busiest(17.0, 3, 10.0, 1, 2, 8), 34.0);
-        // 7 tiles on 2 workers: each cut in 2 filter chunks, so the halves balance.
-        assert_eq!(busiest(17.0, 6, 10.0, 1, 2, 8), 56.0);
+        // 7 tiles on 2 workers: each cut in 2 filter chunks, 14 tasks in two ranges of 7:
+        // 7 × 8.5 against 5 × 8.5 + 2 × 5 (the small tile's chunks are the second range's).
+        assert_eq!(busiest(17.0, 6, 10.0, 1, 2, 8), 59.5);
         // One tile on 2 workers is cut in 2 filter chunks; one worker: everything.
         assert_eq!(busiest(10.0, 0, 10.0, 1, 2, 8), 5.0);
         assert_eq!(busiest(10.0, 3, 4.0, 1, 1, 8), 34.0);

@@ -48,18 +48,32 @@ pub(crate) fn filter_split(tiles: usize, threads: usize, max: usize) -> usize {
     (threads / gcd(tiles, threads)).min(max).max(1)
 }
 
-/// Most workers [`busiest_load`] tracks.
+/// Most workers [`busiest_load`] tracks, and most ranges the team cuts a step into.
 pub(crate) const MAX_WORKERS: usize = 64;
 
-/// The load of the busiest of `threads` workers (1 ..= [`MAX_WORKERS`]) when tasks of the
-/// given costs are claimed in order, each by whichever worker is least loaded then (as the
-/// team and rayon roughly hand them out).
-pub(crate) fn busiest_load(threads: usize, costs: impl IntoIterator<Item = f64>) -> f64 {
+/// Tasks `start .. end` of range `r` when `tasks` are cut into `ranges` contiguous ranges,
+/// one per worker of the team (see `team`'s docs), the first ones shorter by one at most.
+pub(crate) fn task_range(r: usize, ranges: usize, tasks: usize) -> (usize, usize) {
+    (tasks * r / ranges, tasks * (r + 1) / ranges)
+}
+
+/// The load of the busiest of `threads` workers (1 ..= [`MAX_WORKERS`]) when `tasks` of
+/// costs `cost(t)` are handed out as the team does: each worker runs its own range of
+/// [`task_range`] in order, then takes the next unclaimed task of the ranges after its own;
+/// the worker that is least loaded at any moment claims next.
+pub(crate) fn busiest_load(threads: usize, tasks: usize, cost: impl Fn(usize) -> f64) -> f64 {
     assert!((1..=MAX_WORKERS).contains(&threads), "1 to {MAX_WORKERS} workers");
     let mut load = [0.0f64; MAX_WORKERS];
+    let mut next: [usize; MAX_WORKERS] = std::array::from_fn(|r| task_range(r, threads, tasks).0);
     let load = &mut load[..threads];
-    for cost in costs {
-        *load.iter_mut().min_by(|x, y| x.total_cmp(y)).expect("threads ≥ 1") += cost;
+    loop {
+        let me = (0..threads).min_by(|&a, &b| load[a].total_cmp(&load[b])).expect("threads ≥ 1");
+        let Some(r) = (0..threads).map(|i| (me + i) % threads).find(|&r| next[r] < task_range(r, threads, tasks).1)
+        else {
+            break;
+        };
+        load[me] += cost(next[r]);
+        next[r] += 1;
     }
     load.iter().copied().fold(0.0, f64::max)
 }
@@ -479,7 +493,28 @@ multiversion! {
 
 #[cfg(test)]
 mod tests {
-    use super::{fc_panels_with, fc_small, filter_split, LineFetch};
+    use super::{busiest_load, fc_panels_with, fc_small, filter_split, task_range, LineFetch};
+
+    #[test]
+    fn ranges_cover_the_tasks_and_the_busiest_load_follows_the_team() {
+        for (tasks, ranges) in [(0, 1), (7, 2), (8, 3), (2, 5), (100, 64)] {
+            let mut next = 0;
+            for r in 0..ranges {
+                let (start, end) = task_range(r, ranges, tasks);
+                assert!(start == next && end >= start && end - start <= tasks.div_ceil(ranges));
+                next = end;
+            }
+            assert_eq!(next, tasks);
+        }
+        // Ranges {0, 1} and {2, 3}: worker 0 runs task 0 (3), worker 1 tasks 2 and 3 (1 + 1)
+        // and then takes task 1 from worker 0's range: 3 each.
+        assert_eq!(busiest_load(2, 4, |t| [3.0, 1.0, 1.0, 1.0][t]), 3.0);
+        // Ranges {2, 2} and {1, 1}: 4 against 2 (tasks claimed in order by whoever is free
+        // would give 3 and 3; the ranges keep each worker on its own part).
+        assert_eq!(busiest_load(2, 4, |t| [2.0, 2.0, 1.0, 1.0][t]), 4.0);
+        assert_eq!(busiest_load(1, 3, |_| 1.5), 4.5);
+        assert_eq!(busiest_load(3, 0, |_| 1.0), 0.0);
+    }
 
     #[test]
     fn fc_small_matches_a_plain_product() {

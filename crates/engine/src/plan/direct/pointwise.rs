@@ -83,7 +83,7 @@ impl DirectConv {
         let strips = plane.div_ceil(STRIP);
         let blocks = self.m.div_ceil(MR);
         let threads = kernels::threads();
-        let (panels, chunk) = wide_tiling(g.n, strips, self.c, blocks, threads);
+        let (panels, chunk) = wide_tiling(g.n, plane, self.c, blocks, threads);
         let split = blocks.div_ceil(chunk);
         let out = OutPtr(y.as_mut_ptr());
         let tasks = g.n * panels * split;
@@ -323,20 +323,31 @@ unsafe fn micro_narrow(
 /// its own panel, so splitting a panel's filters between two tasks reads it twice.
 const PACK_COST: f64 = 0.5;
 
-/// How [`DirectConv::run_wide`] cuts `n` images of `strips` strips of `c` channels and
-/// `blocks` filter blocks into tasks for `threads` workers: `(panels per image, filter blocks
-/// per task)`. As few panels as the [`PANEL_FLOATS`] budget allows, unless the tasks are too
-/// few to share evenly: then the panel count and filter split whose busiest worker (tasks
-/// claimed in order by whichever worker is free, as the team does) carries the least. The
-/// rule it replaces (panels of the budget, filters split only under 4 tasks per worker) cut
-/// the strided 1024 ← 512 conv (at stride 1 on its 14×14 output: 5 strips, 4 per panel) into
+/// How [`DirectConv::run_wide`] cuts `n` images of `plane` positions (strips of
+/// [`STRIP`]) of `c` channels and `blocks` filter blocks into tasks for `threads` workers:
+/// `(panels per image, filter blocks per task)`. As few panels as the [`PANEL_FLOATS`]
+/// budget allows, unless the tasks are too few to share evenly: then the panel count and
+/// filter split whose busiest worker (as the team hands the tasks out, see
+/// [`kernels::busiest_load`]) carries the least, the fewer tasks on a tie. A last partial
+/// strip counts the vectors it computes (a few positions on the filter-vector kernel: those
+/// positions), so a 14×14 plane's 4 + 48·4 positions can be cut 96 + 100. The rule it
+/// replaces (panels of the budget, filters split only under 4 tasks per worker) cut the
+/// strided 1024 ← 512 conv (at stride 1 on its 14×14 output: 5 strips, 4 per panel) into
 /// panels of 144 and 52 positions, and 64 ← 256 at 56×56 into 9 tasks on 2 workers.
-fn wide_tiling(n: usize, strips: usize, c: usize, blocks: usize, threads: usize) -> (usize, usize) {
+fn wide_tiling(n: usize, plane: usize, c: usize, blocks: usize, threads: usize) -> (usize, usize) {
+    let strips = plane.div_ceil(STRIP).max(1);
     let budget = (PANEL_FLOATS / c.max(1) / STRIP).max(1);
     let fewest = strips.div_ceil(budget).max(1);
     if threads <= 1 || threads > kernels::MAX_WORKERS || n * fewest >= 8 * threads {
         return (fewest, blocks);
     }
+    // Strip `s`'s work in full strips.
+    let last = plane - (strips - 1) * STRIP;
+    let strip_cost = |s: usize| match last {
+        _ if s + 1 < strips || last == STRIP => 1.0,
+        1..=NARROW => last as f64 / STRIP as f64,
+        _ => last.div_ceil(16) as f64 / (STRIP / 16) as f64,
+    };
     let mut best = (f64::INFINITY, fewest, blocks);
     for panels in fewest..=(fewest + 2 * threads).min(strips) {
         for split in 1..=threads.min(blocks) {
@@ -345,11 +356,11 @@ fn wide_tiling(n: usize, strips: usize, c: usize, blocks: usize, threads: usize)
             // Task `t` as `run_wide` numbers them: filter chunk `t % split` of panel `t / split`.
             let cost = |t: usize| {
                 let (mi, pi) = (t % split, t / split % panels);
-                let width = (strips * (pi + 1) / panels - strips * pi / panels) as f64;
+                let width: f64 = (strips * pi / panels..strips * (pi + 1) / panels).map(strip_cost).sum();
                 width * (chunk.min(blocks - mi * chunk) as f64 + PACK_COST)
             };
-            let busiest = kernels::busiest_load(threads, (0..n * panels * split).map(cost));
-            if busiest < best.0 {
+            let busiest = kernels::busiest_load(threads, n * panels * split, cost);
+            if busiest < best.0 * (1.0 - 1e-9) {
                 best = (busiest, panels, chunk);
             }
         }
@@ -642,24 +653,29 @@ mod tests {
     #[test]
     fn wide_tiling_keeps_the_budget_and_balances_few_tasks() {
         // One thread, or enough tasks: the fewest panels the budget allows, filters whole.
-        assert_eq!(wide_tiling(1, 66, 256, 8, 1), (9, 8));
-        assert_eq!(wide_tiling(8, 66, 256, 8, 2), (9, 8));
-        // 1024 ← 512 on a 14×14 plane: 5 strips, 4 per panel; two panels of 3 and 2 strips
-        // left one worker 60 % of the work. Now each panel's filters are split in two
-        // (4 tasks: 3, 3, 2, 2 strip-halves), or the panels are evened out otherwise.
-        let (panels, chunk) = wide_tiling(1, 5, 512, 128, 2);
-        assert!(panels >= 2 && chunk < 128, "{panels} panels of {chunk} blocks");
+        assert_eq!(wide_tiling(1, 56 * 56, 256, 8, 1), (9, 8));
+        assert_eq!(wide_tiling(8, 56 * 56, 256, 8, 2), (9, 8));
+        // 1024 ← 512 on a 14×14 plane: 4 strips of 48 and one of 4 positions. Counted in
+        // whole strips, two panels (2 + 3 strips) looked uneven and each panel's filters were
+        // split; counted in positions they are 96 and 100, one per worker, and each worker
+        // reads only its own positions.
+        assert_eq!(wide_tiling(1, 14 * 14, 512, 128, 2), (2, 128));
         // 64 ← 256 at 56×56: 66 strips, 8 per panel: 9 panels on 2 workers became an even
         // number of panels (or a filter split).
-        let (panels, chunk) = wide_tiling(1, 66, 256, 8, 2);
+        let (panels, chunk) = wide_tiling(1, 56 * 56, 256, 8, 2);
         assert!(panels >= 9 && (panels % 2 == 0 || chunk < 8), "{panels} panels of {chunk} blocks");
         // Never a panel over the budget, whatever the search picks.
-        for (n, strips, c, blocks, threads) in
-            [(1, 5, 512, 128, 2), (1, 66, 256, 8, 2), (2, 17, 64, 32, 3), (1, 1, 2048, 256, 2)]
-        {
-            let (panels, chunk) = wide_tiling(n, strips, c, blocks, threads);
+        for (n, plane, c, blocks, threads) in [
+            (1, 196, 512, 128, 2),
+            (1, 3136, 256, 8, 2),
+            (2, 784, 64, 32, 3),
+            (1, 1, 2048, 256, 2),
+            (1, 49, 2048, 64, 3),
+        ] {
+            let strips = usize::div_ceil(plane, STRIP);
+            let (panels, chunk) = wide_tiling(n, plane, c, blocks, threads);
             assert!((1..=strips).contains(&panels) && (1..=blocks).contains(&chunk));
-            assert!(strips.div_ceil(panels) * STRIP * c <= PANEL_FLOATS.max(STRIP * c), "{n} {strips} {c}");
+            assert!(strips.div_ceil(panels) * STRIP * c <= PANEL_FLOATS.max(STRIP * c), "{n} {plane} {c}");
         }
     }
 }
