@@ -373,11 +373,12 @@ fn wide_conv_splits_into_panels_and_matches_the_reference() {
 /// A v2-style tail: `s = conv(x) + x` feeds both `relu(bn(s))` (→ next conv) and the next
 /// shortcut `conv2(...) + s`, so the BN+ReLU must write a new buffer and keep `s`. The plan
 /// computes it in the conv's step as a second output, by a pass over the finished sum (1×1
-/// convs on 10×10, the wide kernel; 3×3 on 6×6): bit for bit what the separate pass
-/// computes from `s`, and within 1e-5 of the reference.
+/// convs on 10×10 and 28×28, the wide kernel; 3×3 on 6×6; the pass cut by channels below
+/// 28×28 and by positions from there on): bit for bit what the separate pass computes from
+/// `s`, and within 1e-5 of the reference.
 #[test]
 fn v2_post_add_batchnorm_relu_fuses_into_the_conv_and_keeps_the_sum() {
-    for (k, hw) in [(3, 6), (1, 10)] {
+    for (k, hw) in [(3, 6), (1, 10), (1, 28)] {
         let mut g = Graph { opset: 7, ..Graph::default() };
         let c = 8;
         let x = g.add_value(
@@ -417,7 +418,7 @@ fn v2_post_add_batchnorm_relu_fuses_into_the_conv_and_keeps_the_sum() {
         let out = node(&mut g, "add2", Op::Binary(Binary { kind: BinaryKind::Add }), &[y2, s], "out");
         g.outputs = vec![out, s, r];
         g.infer_facts().unwrap();
-        for (n, threads) in [(1, 1), (3, 2)] {
+        for (n, threads) in [(1, 1), (3, 2), (1, 2), (1, 3)] {
             let what = format!("{k}×{k} on {hw}×{hw}, batch {n}, {threads} threads");
             let feeds = vec![tensor(&[n, c, hw, hw], 5)];
             let want = exec::run(&g, feeds.clone()).unwrap();

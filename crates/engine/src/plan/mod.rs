@@ -1235,57 +1235,73 @@ impl Plan {
         }
     }
 
-    /// Runs `f(channels c0..c1, x part, y part)` over every image of `x` and `y` (`[N,
-    /// channels, plane]`), each image cut into one channel range per thread when the plan has
-    /// several (batch 1 too: ResNet v2's 17 BatchNorm+ReLU passes ran on one thread there).
     /// `y = relu?(x · scale + shift)` per channel of `x`, `shape` `[N, C, ...]` with `C` the
     /// affine's channels (checked by the callers).
     fn affine_into(&self, a: &Affine, x: &[f32], y: &mut [f32], shape: &[usize]) {
         let plane: usize = shape[2..].iter().product();
-        self.par_channels(x, y, shape[1], plane, |cs, xc, yc| {
-            kernels::affine_into(xc, yc, &a.scale[cs.clone()], &a.shift[cs], plane, a.relu)
+        self.par_parts(x, y, shape[1], plane, |cs, len, xc, yc| {
+            kernels::affine_into(xc, yc, &a.scale[cs.clone()], &a.shift[cs], len, a.relu)
         });
     }
 
-    fn par_channels(
+    /// Runs `f(channels, len, x part, y part)` over every image of `x` and `y` (`[N,
+    /// channels, plane]`, `len` positions per channel in the parts), each image cut into one
+    /// part per thread when the plan has several (batch 1 too: ResNet v2's 17
+    /// BatchNorm+ReLU passes ran on one thread there). Planes of at least
+    /// [`POSITION_PARTS_PLANE`] positions are cut into position ranges (`f` called per
+    /// channel), smaller ones into channel ranges: the parts the convs around the pass give
+    /// each thread (see `team`), so that each reads what it wrote itself.
+    fn par_parts(
         &self,
         x: &[f32],
         y: &mut [f32],
         channels: usize,
         plane: usize,
-        f: impl Fn(std::ops::Range<usize>, &[f32], &mut [f32]) + Sync,
+        f: impl Fn(std::ops::Range<usize>, usize, &[f32], &mut [f32]) + Sync,
     ) {
         let image = channels * plane;
         if image == 0 || x.is_empty() {
             return;
         }
         assert!(x.len().is_multiple_of(image) && y.len() == x.len(), "[N, C, plane] buffers");
-        let chunks = kernels::threads().clamp(1, channels);
-        let tasks = x.len() / image * chunks;
+        let by_position = plane >= POSITION_PARTS_PLANE;
+        let parts = kernels::threads().clamp(1, if by_position { plane } else { channels });
+        let tasks = x.len() / image * parts;
         if tasks == 1 {
-            f(0..channels, x, y);
+            f(0..channels, plane, x, y);
             return;
         }
-        struct Out(*mut f32);
-        // SAFETY: the tasks write disjoint ranges of `y`, which outlives them.
-        unsafe impl Sync for Out {}
-        impl Out {
-            fn at(&self, off: usize) -> *mut f32 {
-                self.0.wrapping_add(off)
-            }
-        }
-        let out = Out(y.as_mut_ptr());
+        let out = kernels::OutPtr(y.as_mut_ptr());
         kernels::for_each_task(tasks, |t| {
-            let (img, ci) = (t / chunks, t % chunks);
-            let (c0, c1) = (channels * ci / chunks, channels * (ci + 1) / chunks);
-            let (off, len) = (img * image + c0 * plane, (c1 - c0) * plane);
-            // SAFETY: image `img`'s channels `c0..c1`, in `y` (same length as `x`) and
-            // written by this task only.
-            let yc = unsafe { std::slice::from_raw_parts_mut(out.at(off), len) };
-            f(c0..c1, &x[off..off + len], yc);
+            let (img, pi) = (t / parts, t % parts);
+            if !by_position {
+                let (c0, c1) = (channels * pi / parts, channels * (pi + 1) / parts);
+                let (off, len) = (img * image + c0 * plane, (c1 - c0) * plane);
+                // SAFETY: image `img`'s channels `c0..c1`, in `y` (same length as `x`) and
+                // written by this task only.
+                let yc = unsafe { std::slice::from_raw_parts_mut(out.at(off), len) };
+                f(c0..c1, plane, &x[off..off + len], yc);
+                return;
+            }
+            let (p0, p1) = (plane * pi / parts, plane * (pi + 1) / parts);
+            for c in 0..channels {
+                let off = img * image + c * plane + p0;
+                // SAFETY: positions `p0..p1` of channel `c` of image `img`, in `y` (same length
+                // as `x`) and written by this task only.
+                let yc = unsafe { std::slice::from_raw_parts_mut(out.at(off), p1 - p0) };
+                f(c..c + 1, p1 - p0, &x[off..off + (p1 - p0)], yc);
+            }
         });
     }
 }
+
+/// Smallest plane [`Plan::par_parts`] cuts by positions. ResNet's 56×56 and 28×28 planes
+/// (their 1×1 convs run position panels, their Winograd convs tile blocks, one range per
+/// thread) are; its 14×14 and 7×7 ones (1×1 convs there split the filters) are cut by
+/// channels. ResNet-50 v2, fast, batch 1, two threads, noisy host, `resnet bench --profile`
+/// twice each: by positions everywhere, the 56×56 256 ← 64 + Add + BatchNorm steps 3.93–3.99
+/// → 3.27–3.29 ms but the 14×14 1024 ← 256 ones 3.42–3.44 → 4.70 and the 7×7 ones 2.4 → 3.2.
+const POSITION_PARTS_PLANE: usize = 28 * 28;
 
 /// Applies `f` to an f32 tensor's buffer in place (moves the buffer, no copy).
 fn map_f32(t: Tensor, f: impl FnOnce(&mut [f32])) -> Tensor {
