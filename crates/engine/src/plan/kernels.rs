@@ -64,7 +64,8 @@ pub(crate) fn task_range(r: usize, ranges: usize, tasks: usize) -> (usize, usize
 pub(crate) fn busiest_load(threads: usize, tasks: usize, cost: impl Fn(usize) -> f64) -> f64 {
     assert!((1..=MAX_WORKERS).contains(&threads), "1 to {MAX_WORKERS} workers");
     let mut load = [0.0f64; MAX_WORKERS];
-    let mut next: [usize; MAX_WORKERS] = std::array::from_fn(|r| task_range(r, threads, tasks).0);
+    let mut next: [usize; MAX_WORKERS] =
+        std::array::from_fn(|r| if r < threads { task_range(r, threads, tasks).0 } else { 0 });
     let load = &mut load[..threads];
     loop {
         let me = (0..threads).min_by(|&a, &b| load[a].total_cmp(&load[b])).expect("threads ≥ 1");

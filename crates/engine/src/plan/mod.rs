@@ -1298,8 +1298,8 @@ impl Plan {
 /// Smallest plane [`Plan::par_parts`] cuts by positions. ResNet's 56×56 and 28×28 planes
 /// (their 1×1 convs run position panels, their Winograd convs tile blocks, one range per
 /// thread) are; its 14×14 and 7×7 ones (1×1 convs there split the filters) are cut by
-/// channels. ResNet-50 v2, fast, batch 1, two threads, noisy host, `resnet bench --profile`
-/// twice each: by positions everywhere, the 56×56 256 ← 64 + Add + BatchNorm steps 3.93–3.99
+/// channels. ResNet-50 v2, fast, batch 1, two threads on two dies (see `team`), `resnet
+/// bench --profile` twice each: by positions everywhere, the 56×56 256 ← 64 + Add + BatchNorm steps 3.93–3.99
 /// → 3.27–3.29 ms but the 14×14 1024 ← 256 ones 3.42–3.44 → 4.70 and the 7×7 ones 2.4 → 3.2.
 const POSITION_PARTS_PLANE: usize = 28 * 28;
 

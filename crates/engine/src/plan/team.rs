@@ -16,12 +16,12 @@
 //! kernel, bands of the direct one, tile blocks of Winograd), so while the threads keep pace
 //! each computes the same part of every plane, step after step, and reads what it wrote
 //! itself. Tasks claimed in order by whoever was free mixed the parts, and half of each
-//! step's input had been written by the other core: on these 2-vCPU VMs the two sit on
-//! different dies (a cache line written by one reaches the other in ~170 ns, a ping-pong
-//! measured), which costs most when the host is busy. Keras ResNet-50, fast mode, batch 1,
-//! two threads, host in its noisy state, `resnet bench --profile` alternated three times:
+//! step's input had been written by the other core — a cross-die transfer whenever the
+//! hypervisor puts a 2-vCPU VM's two vCPUs on different dies (a cache line reaches the other
+//! core in ~170 ns then, ~25 ns on one die: `scripts/pingpong.c`). Keras ResNet-50, fast
+//! mode, batch 1, two threads on two dies, `resnet bench --profile` alternated three times:
 //! the three 256 ← 64 + Add 1×1 convs 3.18–3.23 → 2.17–2.23 ms, the whole run 38.5–39.3 →
-//! 37.0–37.6 ms; quiet: equal (`scripts/ab_bench.py`, 6 rounds: 1.000).
+//! 37.0–37.6 ms; on one die equal (`scripts/ab_bench.py`, 6 rounds: 1.000).
 
 use std::cell::Cell;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
