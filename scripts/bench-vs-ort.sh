@@ -3,6 +3,8 @@
 # (ours, ORT, ours, ORT, …) as ../shared/PERFORMANCE.md prescribes; prints per configuration
 # our median ms, ORT's median ms and the median of the per-round ratios ours/ORT beside the
 # target of issue 4. Record a run in BENCHMARKS.md with the command that produced it.
+# Two-thread rounds also print whether CPUs 0 and 1 were on one die or two at the time
+# (scripts/pingpong.c, when a C compiler is there): on two, our runs slow ~27 %, ORT's ~10 %.
 #
 # Usage: scripts/bench-vs-ort.sh [--rounds N] [--runs N] [--warmup N] [--quick] [--all]
 #                                [--engines E[,E]] [--modes M[,M]] [--openvino] [--markdown]

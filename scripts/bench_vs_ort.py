@@ -8,6 +8,11 @@ runs and warm-up, so the two share the machine's state of the moment (method:
 ms (medians over rounds of each run's median), the median of the per-round ratios ours/ORT,
 the issue's target, load times and peak RSS; `--markdown` prints the table as Markdown.
 A JSON line per measurement goes to --log when given.
+
+For configurations on two or more threads each round also times a cache line passed between
+CPU 0 and CPU 1 (scripts/pingpong.c, built with the system's `cc` if it has one) and prints
+it with the round: ~50 ns per round trip when both vCPUs are on one die, ~330 ns on two, the
+host state that slows our two-thread runs by ~27 % and ORT's by ~10 % (BENCHMARKS.md).
 """
 import argparse, json, os, statistics, subprocess, sys, tempfile, time
 
@@ -45,6 +50,29 @@ def run_json(cmd):
     return result
 
 
+def build_pingpong():
+    """Builds scripts/pingpong.c into a temp dir: the binary's path, or None without a C compiler."""
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pingpong.c")
+    out = os.path.join(tempfile.mkdtemp(prefix="pingpong-"), "pingpong")
+    try:
+        subprocess.run(["cc", "-O2", "-pthread", src, "-o", out], check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out
+
+
+def dies(pingpong):
+    """`(round trip ns, "one die" | "two dies")` of CPUs 0 and 1, or None."""
+    if not pingpong or (os.cpu_count() or 1) < 2:
+        return None
+    try:
+        out = subprocess.run([pingpong], check=True, capture_output=True, text=True).stdout
+        rt = float(out.split("round trip")[1].split("ns")[0])
+    except (OSError, subprocess.CalledProcessError, IndexError, ValueError):
+        return None
+    return rt, "one die" if rt < 150 else "two dies"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--resnet", required=True, help="the resnet binary")
@@ -71,12 +99,16 @@ def main():
     configs = TARGETS + (EXTRA if a.all else [])
     log = open(a.log, "a") if a.log else None
 
+    pingpong = build_pingpong()
     results = []
     for key, batch, threads, target in configs:
         path = models[key]
         ours = {e: [] for e in engines}
         ort, ov = [], []
         for r in range(a.rounds):
+            cores = dies(pingpong) if threads > 1 else None
+            if log and cores:
+                log.write(json.dumps({"round": r, "tool": "pingpong", "round_trip_ns": cores[0]}) + "\n")
             for e in engines:
                 cmd = [a.resnet, "bench", "--model", path, "--batch", str(batch), "--threads", str(threads),
                        "--runs", str(a.runs), "--warmup", str(a.warmup), "--engine", e[0], "--mode", e[1], "--json"]
@@ -97,8 +129,9 @@ def main():
                     log.write(json.dumps({"round": r, **v}) + "\n")
             line = "  ".join(f"{label(e)} {ours[e][-1]['median_ms']:.1f} ms" for e in engines)
             ov_line = f"  openvino {ov[-1]['median_ms']:.1f} ms" if ov else ""
+            cores_line = f"  [CPUs 0-1: {cores[1]}, {cores[0]:.0f} ns round trip]" if cores else ""
             print(f"[{time.strftime('%H:%M:%S')}] {key} b{batch} t{threads} round {r + 1}/{a.rounds}: "
-                  f"{line}  ort {x['median_ms']:.1f} ms{ov_line}", file=sys.stderr, flush=True)
+                  f"{line}  ort {x['median_ms']:.1f} ms{ov_line}{cores_line}", file=sys.stderr, flush=True)
         for e in engines:
             ratios = [o["median_ms"] / x["median_ms"] for o, x in zip(ours[e], ort)]
             results.append({
