@@ -8,11 +8,16 @@ Each round runs, per model, every BIN as `BIN bench --model M --threads T --batc
 --mode MODE --json` in turn (BIN `ort`: ONNX Runtime through ../shared/tools/ort_bench.py-
 style timing, same threads, batch and runs, with the venv's python). Prints per model and
 binary the median over rounds of the per-measurement medians, the minimum over rounds of the
-minima, and both relative to the first binary. Copy a build to keep it: `cp
-target/release/resnet /tmp/resnet-old`.
+minima, and both relative to the first binary; with two or more threads each round first
+times a cache line between CPU 0 and CPU 1 (scripts/pingpong.c: one die or two, see
+BENCHMARKS.md) and, when both occurred, the same is printed over each state's rounds. Copy a
+build to keep it: `cp target/release/resnet /tmp/resnet-old`.
 Environment: RESNET_VENV (default .venv) for `ort`.
 """
 import argparse, json, os, statistics, subprocess, sys, time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_vs_ort import build_pingpong, dies  # noqa: E402
 
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 argv = sys.argv[1:]
@@ -59,17 +64,36 @@ def measure(binary, model):
     return d["median_ms"], d["min_ms"]
 
 
-res = {}
+res, states = {}, []
 print(time.strftime("%H:%M:%S"), f"{a.rounds} rounds, {a.threads} thread(s), batch {a.batch}, mode {a.mode}", file=sys.stderr)
-for _ in range(a.rounds):
+# With two or more threads, each round starts by timing a cache line between CPU 0 and CPU 1:
+# one die or two (BENCHMARKS.md); rounds on two dies are counted and summarized apart.
+pingpong = build_pingpong() if a.threads > 1 else None
+for r in range(a.rounds):
+    cores = dies(pingpong)
+    states.append(cores[1] if cores else None)
+    if cores:
+        print(time.strftime("%H:%M:%S"), f"round {r + 1}: CPUs 0-1 on {cores[1]} ({cores[0]:.0f} ns round trip)", file=sys.stderr)
     for m in models:
         for b in a.bins:
             res.setdefault((m, b), []).append(measure(b, m))
-for m in models:
-    line, base = os.path.basename(m).ljust(22), None
-    for b in a.bins:
-        v = res[(m, b)]
-        med, mn = statistics.median(x[0] for x in v), min(x[1] for x in v)
-        base = base or (med, mn)
-        line += f" | {os.path.basename(b)}: med {med:8.3f} min {mn:8.3f} ({med / base[0]:.3f} / {mn / base[1]:.3f})"
-    print(line)
+
+
+def summary(label, rounds):
+    for m in models:
+        line, base = (os.path.basename(m) + label).ljust(22), None
+        for b in a.bins:
+            v = [res[(m, b)][i] for i in rounds]
+            med, mn = statistics.median(x[0] for x in v), min(x[1] for x in v)
+            base = base or (med, mn)
+            line += f" | {os.path.basename(b)}: med {med:8.3f} min {mn:8.3f} ({med / base[0]:.3f} / {mn / base[1]:.3f})"
+        print(line)
+
+
+summary("", range(a.rounds))
+by_state = {s: [i for i, x in enumerate(states) if x == s] for s in ("one die", "two dies")}
+if all(by_state.values()):
+    for s, rounds in by_state.items():
+        summary(f" ({s}, {len(rounds)})", rounds)
+elif by_state["two dies"]:
+    print(f"(all {a.rounds} rounds on two dies)")
