@@ -81,7 +81,7 @@ for r in range(a.rounds):
 
 def summary(label, rounds):
     for m in models:
-        line, base = (os.path.basename(m) + label).ljust(22), None
+        line, base = (os.path.basename(m) + label).ljust(32 if label else 22), None
         for b in a.bins:
             v = [res[(m, b)][i] for i in rounds]
             med, mn = statistics.median(x[0] for x in v), min(x[1] for x in v)

@@ -57,6 +57,21 @@ pub(crate) fn task_range(r: usize, ranges: usize, tasks: usize) -> (usize, usize
     (tasks * r / ranges, tasks * (r + 1) / ranges)
 }
 
+/// The task the worker that runs task `t` of `tasks` on `threads` workers takes next while the
+/// workers keep pace (the team's order, see [`task_range`]): `t + 1` within its range, none at
+/// the range's end (then it takes whatever another range has left).
+pub(crate) fn next_own_task(t: usize, tasks: usize, threads: usize) -> Option<usize> {
+    let ranges = threads.clamp(1, MAX_WORKERS);
+    let mut r = (t * ranges / tasks.max(1)).min(ranges - 1);
+    while r > 0 && task_range(r, ranges, tasks).0 > t {
+        r -= 1;
+    }
+    while r + 1 < ranges && task_range(r + 1, ranges, tasks).0 <= t {
+        r += 1;
+    }
+    (t + 1 < task_range(r, ranges, tasks).1).then_some(t + 1)
+}
+
 /// The load of the busiest of `threads` workers (1 ..= [`MAX_WORKERS`]) when `tasks` of
 /// costs `cost(t)` are handed out as the team does: each worker runs its own range of
 /// [`task_range`] in order, then takes the next unclaimed task of the ranges after its own;
@@ -494,7 +509,7 @@ multiversion! {
 
 #[cfg(test)]
 mod tests {
-    use super::{busiest_load, fc_panels_with, fc_small, filter_split, task_range, LineFetch};
+    use super::{busiest_load, fc_panels_with, fc_small, filter_split, next_own_task, task_range, LineFetch};
 
     #[test]
     fn ranges_cover_the_tasks_and_the_busiest_load_follows_the_team() {
@@ -514,6 +529,12 @@ mod tests {
         // would give 3 and 3; the ranges keep each worker on its own part).
         assert_eq!(busiest_load(2, 4, |t| [2.0, 2.0, 1.0, 1.0][t]), 4.0);
         assert_eq!(busiest_load(1, 3, |_| 1.5), 4.5);
+        // Each worker's next task is the next of its own range.
+        let next: Vec<_> = (0..7).map(|t| next_own_task(t, 7, 2)).collect();
+        assert_eq!(next, [Some(1), Some(2), None, Some(4), Some(5), Some(6), None]);
+        assert_eq!(next_own_task(3, 4, 1), None);
+        assert_eq!(next_own_task(0, 4, 1), Some(1));
+        assert_eq!(next_own_task(0, 2, 3), None);
         assert_eq!(busiest_load(3, 0, |_| 1.0), 0.0);
     }
 

@@ -92,12 +92,12 @@ impl DirectConv {
             let b0 = mi * chunk;
             // Panel `pi`: strips `S·pi/panels ..`, so panels differ by one strip at most.
             let (s0, s1) = (strips * pi / panels, strips * (pi + 1) / panels);
-            // The panel this worker most likely runs next: the workers claim the tasks in
-            // order, so its next is `threads` tasks on — another panel of this image, or none
-            // to fetch (this panel again with other filters, another image, the end).
-            let ahead = t + threads;
-            let next = (ahead < tasks && ahead / split / panels == img && ahead / split % panels != pi)
-                .then(|| strips * (ahead / split % panels) / panels * STRIP);
+            // The panel this worker most likely runs next: the next task of its own range
+            // (see `team`) — another panel of this image, or none to fetch (this panel again
+            // with other filters, another image, the range's end).
+            let next = kernels::next_own_task(t, tasks, threads)
+                .filter(|&a| a / split / panels == img && a / split % panels != pi)
+                .map(|a| strips * (a / split % panels) / panels * STRIP);
             self.wide_tile(
                 g,
                 img,
