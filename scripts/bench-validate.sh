@@ -6,10 +6,12 @@
 # the per-round ratios ours/Python as a Markdown table, plus the machine's load before and
 # after (`uptime`). Both sides time the scoring only (model loaded/compiled, session created).
 #
-# Usage: scripts/bench-validate.sh [--rounds N] [--threads T] [--batch B] [--crops 1|10]
+# Usage: scripts/bench-validate.sh [--rounds N] [--threads T] [--batch B] [--mode M] [--crops 1|10]
 #   --rounds N    alternating rounds (default 3)
 #   --threads T   threads for both (default 2)
 #   --batch B     our --batch (default: resnet validate's); Python always uses 25
+#   --mode M      our --mode: fast (resnet validate's default), exact or bf16 (opt-in,
+#                 bfloat16 1×1 convs); Python always runs ONNX Runtime in float32
 # Environment:
 #   RESNET_SHARED_DIR  shared folder (default: <repo>/../shared)
 #   RESNET_VENV        Python venv with onnxruntime and Pillow (default: <repo>/.venv; made if missing)
@@ -23,7 +25,7 @@ target_dir=${CARGO_TARGET_DIR:-$repo/target}
 
 die() { echo "bench-validate: $*" >&2; exit 2; }
 
-rounds=3 threads=2 batch="" crops=1
+rounds=3 threads=2 batch="" crops=1 mode=fast
 while [ $# -gt 0 ]; do
   case "$1" in
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; exit 0 ;;
@@ -31,6 +33,7 @@ while [ $# -gt 0 ]; do
     --threads) threads=${2:?--threads needs a number}; shift ;;
     --batch) batch=${2:?--batch needs a number}; shift ;;
     --crops) crops=${2:?--crops needs 1 or 10}; shift ;;
+    --mode) mode=${2:?--mode needs exact, fast or bf16}; shift ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
   shift
@@ -62,7 +65,7 @@ tail -n +2 "$samples/labels.tsv" | while IFS=$'\t' read -r file wnid _; do
   ln "$samples/images/$file" "$data/$wnid/$file" 2>/dev/null || cp "$samples/images/$file" "$data/$wnid/$file"
 done
 
-ours_args=(validate --model "$model" --data "$data" --threads "$threads" --crops "$crops" --json)
+ours_args=(validate --model "$model" --data "$data" --threads "$threads" --crops "$crops" --mode "$mode" --json)
 [ -n "$batch" ] && ours_args+=(--batch "$batch")
 [ "$crops" = 1 ] || die "the Python reference does single center crops only"
 
@@ -78,10 +81,10 @@ for r in $(seq 1 "$rounds"); do
 done
 load_after=$(uptime)
 
-"$python" - "$threads" "${batch:-default}" "$load_before" "$load_after" "${ours[@]}" "${py[@]}" <<'EOF'
+"$python" - "$threads" "${batch:-default}" "$mode" "$load_before" "$load_after" "${ours[@]}" "${py[@]}" <<'EOF'
 import json, statistics, sys
-threads, batch, before, after = sys.argv[1:5]
-rest = sys.argv[5:]
+threads, batch, mode, before, after = sys.argv[1:6]
+rest = sys.argv[6:]
 n = len(rest) // 2
 ours = [json.loads(x) for x in rest[:n]]
 py = [json.loads(x) for x in rest[n:]]
@@ -94,7 +97,7 @@ print(f"| **median** | {statistics.median(o['images_per_s'] for o in ours):.2f} 
       f"{statistics.median(p['images_per_s'] for p in py):.2f} | **{statistics.median(ratios):.2f}** |")
 print()
 o, p = ours[0], py[0]
-print(f"200 images, {threads} threads, our batch {o['batch']}, Python batch {p['batch']}, "
+print(f"200 images, {threads} threads, our batch {o['batch']} in {mode} mode, Python batch {p['batch']}, "
       f"ONNX Runtime {p['onnxruntime']}; top-1/top-5: ours {o['top1_correct']}/{o['top5_correct']}, "
       f"Python {p['top1_correct']}/{p['top5_correct']} of 200.")
 print(f"load before: {before.strip()}")

@@ -80,7 +80,7 @@ def main():
     ap.add_argument("--ort-bench", required=True, help="path of ort_bench.py")
     ap.add_argument("--model", action="append", required=True, metavar="KEY=PATH", help="model files by key")
     ap.add_argument("--engines", default="reference", help="comma-separated engines of `resnet bench`")
-    ap.add_argument("--modes", default="exact", help="comma-separated modes of `resnet bench` (exact, fast)")
+    ap.add_argument("--modes", default="exact", help="comma-separated modes of `resnet bench` (exact, fast, bf16; bf16 rows have no target)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--runs", type=int, default=10, help="timed runs per measurement, both tools")
     ap.add_argument("--warmup", type=int, default=2, help="warm-up runs per measurement, both tools")

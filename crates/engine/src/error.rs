@@ -78,6 +78,8 @@ pub enum Error {
     Input { name: String, detail: String },
     #[error("{0}")]
     TestLayout(String),
+    #[error("bf16 mode needs a CPU with AVX-512 BF16 (AMD Zen 4 and later, Intel Cooper Lake and Sapphire Rapids and later); this one has none: use --mode fast or exact")]
+    Bf16Unsupported,
 }
 
 impl Error {

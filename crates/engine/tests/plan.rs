@@ -17,7 +17,8 @@ use resnet_engine::ops::binary::{Binary, BinaryKind};
 use resnet_engine::ops::conv::Conv;
 use resnet_engine::ops::padding::Window;
 use resnet_engine::ops::relu::Relu;
-use resnet_engine::plan::{Plan, PlanOptions};
+use resnet_engine::plan::direct::bf16::{self, bf16_to_f32, round_bf16};
+use resnet_engine::plan::{Mode, Plan, PlanOptions};
 use resnet_engine::testdata::{self, Tolerance};
 use resnet_engine::{exec, onnx, Dim, Fact, Graph, Op, Tensor};
 
@@ -273,6 +274,124 @@ proptest! {
         // `separate` pools exactly one buffer, of the output's length.
         let one = separate.pooled_bytes();
         prop_assert_eq!(plan.pooled_bytes(), if in_place { one } else { 2 * one }, "{:?}", c);
+    }
+}
+
+/// The graph with its filters and its input `x` rounded to bfloat16 (bias and residual
+/// left as they are): what the bf16 kernel multiplies, summed exactly in float32.
+fn bf16_rounded(g: &Graph, feeds: &[Tensor]) -> (Graph, Vec<Tensor>) {
+    let round = |t: &Tensor| {
+        let v = t.as_f32().expect("f32").iter().map(|&v| bf16_to_f32(round_bf16(v))).collect();
+        Tensor::from_f32(t.shape().to_vec(), v)
+    };
+    let mut g = g.clone();
+    for v in &mut g.values {
+        if v.name == "w" {
+            let t = v.initializer.as_deref().expect("constant filters");
+            v.initializer = Some(Arc::new(round(t)));
+        }
+    }
+    let mut feeds = feeds.to_vec();
+    feeds[0] = round(&feeds[0]);
+    (g, feeds)
+}
+
+/// Which output positions of a 1×1 conv `Mode::Bf16` multiplies in bfloat16: those of the
+/// wide-plane kernel's strips (unpadded, output planes of more than 49 positions: strided
+/// convs run at stride 1 on their subsampled input), all but a last strip of at most 7
+/// positions (the float32 filter-vector kernel's).
+fn bf16_positions(c: &ConvCase, plane: usize) -> std::ops::Range<usize> {
+    let padded = c.pads.iter().any(|&p| p > 0);
+    if padded || plane <= 49 {
+        return 0..0;
+    }
+    let last = plane - (plane.div_ceil(48) - 1) * 48;
+    0..if last <= 7 { plane - last } else { plane }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// `Mode::Bf16` (on CPUs with AVX-512 BF16; elsewhere the plan refuses the mode): the 1×1
+    /// convs the wide-plane kernel runs equal the conv of the bfloat16-rounded filters and
+    /// input, and the positions it leaves to the float32 kernels the float32 conv.
+    #[test]
+    fn bf16_pointwise_conv_matches_the_bf16_rounded_reference(c in pointwise_case()) {
+        let (g, feeds) = conv_graph(&c);
+        let opts = PlanOptions { mode: Mode::Bf16, ..plan_options(&c) };
+        if !bf16::supported() || !has_avx512() {
+            let e = Plan::compile(&g, &opts).expect_err("no AVX-512 BF16: refused");
+            prop_assert!(matches!(e, resnet_engine::Error::Bf16Unsupported), "{e}");
+            return Ok(());
+        }
+        let plan = Plan::compile(&g, &opts).expect("compiles");
+        let kind = &plan.step_summaries()[0].kind;
+        // (Padded 1×1 convs hold the bf16 filters too but run the float32 im2col path.)
+        prop_assert!(kind.ends_with("pointwise-direct bf16"), "{}", kind);
+        let exact = exec::run(&g, feeds.clone()).expect("reference runs");
+        let (rg, rfeeds) = bf16_rounded(&g, &feeds);
+        let rounded = exec::run(&rg, rfeeds).expect("reference runs");
+        // Per output plane: the bf16 positions from `rounded`, the others from `exact`.
+        let shape = exact[0].shape().to_vec();
+        let plane: usize = shape[2..].iter().product();
+        let bf = bf16_positions(&c, plane);
+        let want: Vec<f32> = exact[0].as_f32().unwrap().iter().zip(rounded[0].as_f32().unwrap()).enumerate()
+            .map(|(i, (&e, &r))| if bf.contains(&(i % plane)) { r } else { e }).collect();
+        let got = plan.run(feeds).expect("plan runs");
+        assert_close(&got, &[Tensor::from_f32(shape, want)], 1e-5, &format!("{c:?}"));
+    }
+}
+
+/// The bf16 kernel really multiplies in bfloat16: against the float32 plan a 1×1 conv over
+/// 64 channels on a 20×20 plane (8 full strips and one of 16) differs by more than float32
+/// summation order could make it (> 1e-4 of max|y|) and by less than bfloat16's rounding
+/// bounds (1e-2), on 1 and 2 threads, at batch 1 and 3. Compiled in `Mode::Bf16` only on CPUs
+/// with AVX-512 BF16; elsewhere the error names what is missing.
+#[test]
+fn bf16_mode_rounds_and_stays_near_float32() {
+    let c = ConvCase {
+        n: 3,
+        c_per_group: 64,
+        m_per_group: 40,
+        group: 1,
+        spatial: vec![20, 20],
+        kernel: vec![1, 1],
+        stride: vec![1, 1],
+        dilation: vec![1, 1],
+        pads: vec![0; 4],
+        bias: true,
+        const_weights: true,
+        residual: true,
+        relu: false,
+        threads: 1,
+        whole_batches: false,
+    };
+    let (g, feeds) = conv_graph(&c);
+    let bf = PlanOptions { mode: Mode::Bf16, ..plan_options(&c) };
+    if !(bf16::supported() && has_avx512()) {
+        let e = Plan::compile(&g, &bf).expect_err("refused");
+        assert!(e.to_string().contains("AVX-512 BF16"), "{e}");
+        return;
+    }
+    let exact = Plan::compile(&g, &plan_options(&c)).unwrap().run(feeds.clone()).unwrap();
+    for threads in [1, 2] {
+        let plan = Plan::compile(&g, &PlanOptions { threads, ..bf.clone() }).unwrap();
+        for n in [1, 3] {
+            let part: Vec<Tensor> = feeds
+                .iter()
+                .map(|t| {
+                    let per = t.len() / 3;
+                    let mut s = t.shape().to_vec();
+                    s[0] = n;
+                    Tensor::from_f32(s, t.as_f32().unwrap()[..n * per].to_vec())
+                })
+                .collect();
+            let got = plan.run(part).unwrap();
+            let (g0, e0) = (got[0].as_f32().unwrap(), &exact[0].as_f32().unwrap()[..got[0].len()]);
+            let max = e0.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let err = g0.iter().zip(e0).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / max;
+            assert!(err > 1e-4 && err < 1e-2, "threads {threads} batch {n}: {err:e} of max|y|");
+        }
     }
 }
 

@@ -72,8 +72,9 @@ impl Model {
     }
 
     /// Arithmetic of the compiled plan's convolutions (default [`Mode::Exact`]):
-    /// [`Mode::Fast`] runs 3×3 stride-1 convolutions as Winograd F(4×4,3×3). Ignored by the
-    /// reference executor.
+    /// [`Mode::Fast`] runs 3×3 stride-1 convolutions as Winograd F(4×4,3×3); [`Mode::Bf16`]
+    /// also multiplies most 1×1 convs in bfloat16 (opt-in; the plan, and so the first run,
+    /// fails on CPUs without AVX-512 BF16). Ignored by the reference executor.
     pub fn with_mode(mut self, mode: Mode) -> Model {
         self.mode = mode;
         self.plan = Arc::default();

@@ -12,6 +12,10 @@ use resnet_test_support::shared_asset;
 /// Documented bound of fast mode's logits, relative to max|logit| of exact mode per image.
 const FAST_LOGIT_BOUND: f64 = 1e-3;
 
+/// Bound of bf16 mode's logits against exact mode's on the 200 images, relative to
+/// max|logit| per image (measured: 1.22e-2 at worst, 3.4e-3 on average; `--help` quotes it).
+const BF16_LOGIT_BOUND: f64 = 2e-2;
+
 fn argmax(v: &[f32]) -> usize {
     v.iter().enumerate().fold(0, |best, (i, &x)| if x > v[best] { i } else { best })
 }
@@ -85,6 +89,90 @@ fn fast_mode_keeps_top1_and_logits_on_200_samples() {
             "batch {batch}: logits relative error {worst:e} on {worst_file} exceeds {FAST_LOGIT_BOUND:e}"
         );
     }
+}
+
+/// `Mode::Bf16` (fast mode with the wide-plane 1×1 convs in bfloat16) on the same 200 images
+/// at batch 8 on two threads: how far it moves the logits and the top-1 from exact mode, and
+/// the top-1/top-5 it scores against the labels, within the bounds `--help` quotes. On a CPU
+/// without AVX-512 BF16 the model refuses the mode with an error that says so.
+#[test]
+fn bf16_mode_keeps_the_accuracy_on_200_samples() {
+    let (Some(model_path), Some(samples)) =
+        (shared_asset("models/resnet50-v1-keras/model.onnx"), shared_asset("data/imagenet-samples"))
+    else {
+        return;
+    };
+    let tsv = std::fs::read_to_string(samples.join("labels.tsv")).unwrap();
+    let rows: Vec<(String, String)> = tsv
+        .lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let mut f = l.split('\t');
+            (f.next().unwrap().to_string(), f.next().unwrap().to_string())
+        })
+        .collect();
+    assert_eq!(rows.len(), 200);
+    let exact = Model::load(&model_path).unwrap().with_mode(Mode::Exact).with_threads(2);
+    let bf16 = exact.clone().with_mode(Mode::Bf16);
+    if !resnet_engine::plan::direct::bf16::supported() {
+        let e = bf16.plan().expect_err("no AVX-512 BF16: refused");
+        assert!(format!("{e:#}").contains("AVX-512 BF16"), "{e:#}");
+        return;
+    }
+    let plan = bf16.plan().unwrap();
+    let lines = plan.describe();
+    assert_eq!(lines.iter().filter(|l| l.contains("winograd")).count(), 16, "bf16 mode is fast mode too");
+    // Every 1×1 conv holds bf16 filters (those on 7×7 planes run the float32 narrow kernel).
+    assert_eq!(lines.iter().filter(|l| l.contains("pointwise-direct bf16")).count(), 36, "{lines:#?}");
+    let classifier = Classifier::new(exact.clone()).unwrap();
+    let synsets = std::fs::read_to_string(shared_asset("data/labels/synset.txt").expect("synset.txt")).unwrap();
+    let wnids: Vec<&str> = synsets.lines().map(|l| l.split_whitespace().next().unwrap_or("")).collect();
+    let prepared: Vec<Vec<f32>> = rows
+        .par_iter()
+        .map(|(f, _)| classifier.prepare_bytes(&std::fs::read(samples.join("images").join(f)).unwrap()).unwrap())
+        .collect();
+    let logits = |model: &Model| -> Vec<Vec<f32>> {
+        let mut out = Vec::with_capacity(prepared.len());
+        for chunk in prepared.chunks(8) {
+            let x = Tensor::from_f32(vec![chunk.len(), 3, 224, 224], chunk.concat());
+            let y = model.run(vec![x]).unwrap().remove(0);
+            out.extend(y.as_f32().unwrap().chunks(y.len() / chunk.len()).map(<[f32]>::to_vec));
+        }
+        out
+    };
+    let (want, got) = (logits(&exact), logits(&bf16));
+    let score = |all: &[Vec<f32>]| -> (usize, usize) {
+        let (mut top1, mut top5) = (0, 0);
+        for (v, (_, wnid)) in all.iter().zip(&rows) {
+            let mut idx: Vec<usize> = (0..v.len()).collect();
+            idx.sort_by(|&a, &b| v[b].total_cmp(&v[a]));
+            let truth = wnids.iter().position(|w| w == wnid).unwrap();
+            top1 += usize::from(idx[0] == truth);
+            top5 += usize::from(idx[..5].contains(&truth));
+        }
+        (top1, top5)
+    };
+    let (mut worst, mut sum, mut changed) = (0.0f64, 0.0f64, Vec::new());
+    for ((ei, bi), (name, _)) in want.iter().zip(&got).zip(&rows) {
+        let max = ei.iter().fold(0.0f64, |m, &v| m.max(v.abs() as f64));
+        let err = ei.iter().zip(bi).fold(0.0f64, |m, (&a, &b)| m.max((a as f64 - b as f64).abs())) / max;
+        assert!(err.is_finite(), "{name}: non-finite logits");
+        sum += err;
+        worst = worst.max(err);
+        if argmax(ei) != argmax(bi) {
+            changed.push(name.clone());
+        }
+    }
+    let (e, b) = (score(&want), score(&got));
+    eprintln!(
+        "bf16 (batch 8) vs exact on 200 images: top-1 changed on {} {changed:?}; logits relative error max {worst:.3e}, mean {:.3e}; top-1/top-5 exact {e:?} bf16 {b:?}",
+        changed.len(),
+        sum / 200.0
+    );
+    assert!(worst <= BF16_LOGIT_BOUND, "logits relative error {worst:e} exceeds {BF16_LOGIT_BOUND:e}");
+    assert!(changed.is_empty(), "top-1 changed on {changed:?}");
+    assert_eq!(b, e, "top-1/top-5 against the labels");
 }
 
 #[test]

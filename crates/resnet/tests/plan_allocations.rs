@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use resnet::engine::passes::{self, PassOptions};
-use resnet::engine::plan::{Plan, PlanOptions};
+use resnet::engine::plan::direct::bf16;
+use resnet::engine::plan::{Mode, Plan, PlanOptions};
 use resnet::zoo::arch::{self, ArchSpec, Init};
 use resnet::Tensor;
 
@@ -73,14 +74,17 @@ static GLOBAL: Counting = Counting;
 
 #[test]
 fn steady_state_runs_allocate_no_activation_buffers() {
-    for name in ["resnet18-v1", "resnet50-v2"] {
+    // bf16 mode (its per-thread bfloat16 panels) where the CPU has it.
+    let modes: &[Mode] = if bf16::supported() { &[Mode::Exact, Mode::Bf16] } else { &[Mode::Exact] };
+    for (name, &mode) in ["resnet18-v1", "resnet50-v2"].into_iter().flat_map(|n| modes.iter().map(move |m| (n, m))) {
         let mut spec = ArchSpec::from_name(name).unwrap();
         spec.input_size = 64;
         spec.classes = 10;
         let graph = passes::optimize(arch::build(&spec, Init::Seed(3)).unwrap(), &PassOptions::default()).unwrap();
         let mut one_thread: Option<Vec<f32>> = None;
         for threads in [1, 2] {
-            let plan = Plan::compile(&graph, &PlanOptions { threads, ..PlanOptions::default() }).unwrap();
+            let plan = Plan::compile(&graph, &PlanOptions { threads, mode, ..PlanOptions::default() }).unwrap();
+            let name = format!("{name} {mode:?}");
             // v1 ends in Flatten, v2 in Reshape(0, -1): both work image by image, so on two
             // threads the batch of 4 runs as two parts of 2, each in its own buffer pool.
             assert_eq!(plan.splits_batches(), threads > 1, "{name}, {threads} threads");

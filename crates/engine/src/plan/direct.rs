@@ -54,6 +54,7 @@ use crate::ops::conv::ConvGeometry;
 use crate::ops::padding::Axis;
 use crate::plan::kernels::{self, Isa, LineFetch, OutPtr, Residual};
 
+pub mod bf16;
 mod pointwise;
 
 /// Filters per micro-kernel block (rows of the packed filter panel).
@@ -101,6 +102,9 @@ pub struct DirectConv {
     /// The filters as `[M, C·kH·kW]` again, unpacked by the first call the kernel does not
     /// apply to (only when tests lower the ISA cap): the plan keeps no other copy.
     unpacked: OnceLock<Vec<f32>>,
+    /// A pointwise kernel's filters as bfloat16 channel pairs ([`bf16::pack_filters`]) when
+    /// the plan runs its wide-plane calls in bfloat16 ([`DirectConv::use_bf16`]).
+    bf16: Option<Vec<u32>>,
 }
 
 /// Largest padded plane (all channels and phases, in floats) the narrow-plane kernel copies
@@ -186,6 +190,7 @@ impl DirectConv {
             packed: vec![0.0; m.div_ceil(MR) * c * kh * kw * MR],
             by_channel: None,
             unpacked: OnceLock::new(),
+            bf16: None,
         })
     }
 
@@ -211,6 +216,28 @@ impl DirectConv {
             self.by_channel = Some(OnceLock::new());
         }
         self.unpacked = OnceLock::new();
+        if self.bf16.is_some() {
+            self.bf16 = Some(bf16::pack_filters(w, self.m, k));
+        }
+    }
+
+    /// Runs this pointwise kernel's wide-plane calls (planes of more than
+    /// [`POINTWISE_SMALL_PLANE`] positions, or strided) in bfloat16 ([`bf16`]): the filters
+    /// and each full strip of inputs rounded to bfloat16, the sums in float32. `false` (and
+    /// nothing changes) for a kernel that is not pointwise or on a CPU without AVX-512 BF16.
+    pub(crate) fn use_bf16(&mut self) -> bool {
+        if !self.pointwise || !bf16::supported() {
+            return false;
+        }
+        if self.bf16.is_none() {
+            self.bf16 = Some(bf16::pack_filters(&self.unpack(), self.m, self.c));
+        }
+        true
+    }
+
+    /// Whether [`DirectConv::use_bf16`] is on.
+    pub(crate) fn runs_bf16(&self) -> bool {
+        self.bf16.is_some()
     }
 
     /// Filter `row`'s element `q` (of `C·kH·kW`) in `packed`.

@@ -82,6 +82,19 @@ pub enum Mode {
     /// 4×4 output tiles: 2.25 instead of 9 multiplications per output and tap, with a larger
     /// rounding error; everything else as `Exact`.
     Fast,
+    /// `Fast`, and the 1×1 convs on planes of more than [`direct::POINTWISE_SMALL_PLANE`]
+    /// positions (or strided) multiply in bfloat16: filters and inputs rounded to 8
+    /// significant bits, products summed in float32 ([`direct::bf16`]; `vdpbf16ps`, twice the
+    /// multiply-adds per instruction). Needs AVX-512 BF16 ([`Plan::compile`] refuses it
+    /// elsewhere). Changes results by far more than `Fast` does: opt-in only.
+    Bf16,
+}
+
+impl Mode {
+    /// Whether 3×3 stride-1 convs may run as Winograd (`Fast` and `Bf16`).
+    pub fn winograd(self) -> bool {
+        self != Mode::Exact
+    }
 }
 
 /// What one step computes.
@@ -357,6 +370,9 @@ impl Plan {
     /// compiling does not hold every filter in both forms at its peak, and the plan keeps
     /// only the packed ones (ResNet-50: ~100 MB).
     pub fn compile_owned(mut graph: Graph, opts: &PlanOptions) -> Result<Plan> {
+        if opts.mode == Mode::Bf16 && !(kernels::active_isa() == kernels::Isa::Avx512 && direct::bf16::supported()) {
+            return Err(crate::error::Error::Bf16Unsupported);
+        }
         // Values read only as some convs' W (not outputs): taken out of the graph, with the
         // number of convs still to pack them; what is left after the walk (a conv that runs
         // its reference kernel, say) goes back.
@@ -526,10 +542,15 @@ impl Plan {
                         relu,
                         direct: None,
                     };
-                    let kernel = match &packed {
+                    let mut kernel = match &packed {
                         Some(t) => kernel.with_filters(t.as_f32().expect("f32"), t.shape()),
                         None => kernel,
                     };
+                    if opts.mode == Mode::Bf16 {
+                        if let Some(d) = kernel.direct.as_deref_mut() {
+                            d.use_bf16();
+                        }
+                    }
                     let kind = match winograd_filters(&kernel, opts, graph.values[out].fact.shape.as_deref()) {
                         Some(wgs) => Kind::Winograd(kernel, wgs),
                         None => Kind::Conv(kernel),
@@ -695,6 +716,7 @@ impl Plan {
                     Kind::Conv(c) => {
                         let w = c.w_shape.as_ref().map_or("runtime W".to_string(), |w| format!("W{w:?}"));
                         let direct = match c.direct.as_deref() {
+                            Some(d) if d.runs_bf16() => " pointwise-direct bf16",
                             Some(d) if d.is_pointwise() => " pointwise-direct",
                             Some(_) => " direct",
                             None => "",
@@ -1337,7 +1359,7 @@ fn slot_input<'s>(step: &Step, slots: &'s [Slot], i: usize) -> Option<&'s Tensor
 fn winograd_filters(k: &ConvKernel, opts: &PlanOptions, out_shape: Option<&[Dim]>) -> Option<Vec<Winograd>> {
     let ones = |v: &Option<Vec<usize>>| v.as_ref().is_none_or(|v| v.iter().all(|&s| s == 1));
     let s = k.w_shape.as_ref()?;
-    let applies = opts.mode == Mode::Fast
+    let applies = opts.mode.winograd()
         && k.group == 1
         && s.len() == 4
         && s[2] == 3

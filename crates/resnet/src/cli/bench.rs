@@ -129,10 +129,9 @@ struct ProfileRow {
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(
-        !(a.engine == "reference" && a.mode == Some(super::ModeChoice::Fast)),
-        "--mode fast needs --engine plan (the reference executor has exact arithmetic only)"
-    );
+    if let Some(m) = a.mode.filter(|&m| a.engine == "reference" && m != super::ModeChoice::Exact) {
+        anyhow::bail!("--mode {} needs --engine plan (the reference executor has exact arithmetic only)", m.name());
+    }
     let mode = match a.engine.as_str() {
         "reference" => super::ModeChoice::Exact,
         _ => a.mode.unwrap_or(super::ModeChoice::Fast),

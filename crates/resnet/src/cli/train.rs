@@ -7,7 +7,12 @@ use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use super::ModeChoice;
+/// `--mode` of training: the plan's bf16 mode is for inference only.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModeChoice {
+    Exact,
+    Fast,
+}
 use indicatif::{ProgressBar, ProgressStyle};
 use resnet::train::metrics::EpochRecord;
 use resnet::train::trainer::{self, DataSpec, ModelSource, Observer, Outcome, RunOptions, TrainConfig};

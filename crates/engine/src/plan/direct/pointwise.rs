@@ -22,7 +22,7 @@
 
 use std::cell::RefCell;
 
-use super::{DirectConv, KC_CHANNELS, MR};
+use super::{bf16, DirectConv, KC_CHANNELS, MR};
 use crate::ops::conv::ConvGeometry;
 use crate::ops::padding::Axis;
 use crate::plan::kernels::{self, Isa, OutPtr, Residual};
@@ -33,7 +33,7 @@ pub(super) const STRIP: usize = 48;
 /// Budget of one tile's input panel, in floats (384 KiB, within a Zen 4 core's 1 MiB L2
 /// beside the filters): 1536 positions of 64 channels, 192 of 512. Read in place or packed,
 /// the panel's rows stay in L2 while every filter block passes over them.
-const PANEL_FLOATS: usize = 96 * 1024;
+pub(super) const PANEL_FLOATS: usize = 96 * 1024;
 
 thread_local! {
     /// Per-thread packed strips (strided calls, partial strips); grows once (see
@@ -171,40 +171,72 @@ impl DirectConv {
                 let lpr = width.div_ceil(16) + 1;
                 (x_img[p..].as_ptr(), lpr, (c * lpr).div_ceil(calls.max(1)).min(c))
             });
-            let mut call = 0;
-            for b in blocks.clone() {
-                let rows = MR.min(m - b * MR);
-                for s in 0..wide_strips {
-                    let pf = next.map_or(RowFetch::NONE, |(at, lpr, per_call)| {
-                        RowFetch::share(at, lpr, in_plane, c, call * per_call, per_call)
-                    });
-                    call += 1;
-                    let p0 = positions.start + s * STRIP;
-                    let n = STRIP.min(positions.end - p0);
-                    let off = (img * m + b * MR) * plane + p0;
-                    // SAFETY: AVX-512F (`wide_applies`); `packed` holds `all` blocks of
-                    // `8·C` filters in K chunks; the strip has C rows of `n` readable floats
-                    // `bs` apart (packed: `C·STRIP` floats in the panel; in place: full
-                    // strips, `p0 + STRIP ≤ plane = in_plane` at stride 1, in `x_img`); output
-                    // rows `b·MR .. b·MR + rows` of image `img`, positions `p0 .. p0 + n`
-                    // lie in `y` (and `residual`, checked the same length, or `y` itself,
-                    // each element read before it is written) and belong to this tile
-                    // only; `bias` holds at least M values.
-                    unsafe {
-                        let st = Store {
-                            y: out.0.add(off),
-                            res: residual.base(out.0).map(|r| r.add(off)),
-                            bias: bias.map(|v| v.as_ptr().add(b * MR)),
-                            rows,
-                            plane,
-                            relu,
-                        };
+            // Output rows `b·MR ..` of image `img` at strip `s` (`n` positions from `p0`).
+            let store_at = |b: usize, s: usize| {
+                let p0 = positions.start + s * STRIP;
+                let n = STRIP.min(positions.end - p0);
+                let off = (img * m + b * MR) * plane + p0;
+                let st = Store {
+                    y: out.0.wrapping_add(off),
+                    res: residual.base(out.0).map(|r| r.wrapping_add(off)),
+                    bias: bias.map(|v| v[b * MR..].as_ptr()),
+                    rows: MR.min(m - b * MR),
+                    plane,
+                    relu,
+                };
+                (st, p0, n)
+            };
+            if let Some(filters) = self.bf16.as_deref() {
+                // bfloat16 products (`Mode::Bf16`): the tile's full strips rounded once into
+                // this thread's bf16 panel, then every filter block passes over them.
+                let pairs = c.div_ceil(2);
+                bf16::with_panel(wide_strips * pairs * STRIP, |bpanel| {
+                    for s in 0..wide_strips {
+                        let p0 = positions.start + s * STRIP;
+                        let n = STRIP.min(positions.end - p0);
+                        let src = if in_place && n == STRIP { &x_img[p0..] } else { &panel[s * c * STRIP..] };
+                        let bs = if in_place && n == STRIP { in_plane } else { STRIP };
+                        // SAFETY: `bf16` is set only where the CPU has AVX-512 BF16
+                        // (`DirectConv::use_bf16`); the strip's C rows of STRIP floats `bs`
+                        // apart lie in `src` (in place: `p0 + STRIP ≤ plane = in_plane` at
+                        // stride 1; else the packed strip, zeros past `n`).
+                        unsafe { bf16::pack_strip(src.as_ptr(), bs, c, &mut bpanel[s * pairs * STRIP..]) };
+                    }
+                    for b in blocks.clone() {
+                        for s in 0..wide_strips {
+                            let (st, _, n) = store_at(b, s);
+                            // SAFETY: as the float32 call below, with the strip packed as
+                            // `pairs·STRIP` words and `filters` holding every block.
+                            unsafe {
+                                bf16::micro(n, c, filters.as_ptr(), b, bpanel[s * pairs * STRIP..].as_ptr(), &st)
+                            };
+                        }
+                    }
+                });
+            } else {
+                let mut call = 0;
+                for b in blocks.clone() {
+                    for s in 0..wide_strips {
+                        let pf = next.map_or(RowFetch::NONE, |(at, lpr, per_call)| {
+                            RowFetch::share(at, lpr, in_plane, c, call * per_call, per_call)
+                        });
+                        call += 1;
+                        let (st, p0, n) = store_at(b, s);
                         let (bp, bs) = if in_place && n == STRIP {
-                            (x_img.as_ptr().add(p0), in_plane)
+                            (x_img[p0..].as_ptr(), in_plane)
                         } else {
                             (panel[s * c * STRIP..].as_ptr(), STRIP)
                         };
-                        micro_wide(n, c, self.packed.as_ptr(), all, b, bp, bs, &st, pf);
+                        // SAFETY: AVX-512F (`wide_applies`); `packed` holds `all` blocks of
+                        // `8·C` filters in K chunks; the strip has C rows of `n` readable
+                        // floats `bs` apart (packed: `C·STRIP` floats in the panel; in place:
+                        // full strips, `p0 + STRIP ≤ plane = in_plane` at stride 1, in
+                        // `x_img`); output rows `b·MR .. b·MR + rows` of image `img`,
+                        // positions `p0 .. p0 + n` lie in `y` (and `residual`, checked the
+                        // same length, or `y` itself, each element read before it is
+                        // written) and belong to this tile only; `bias` holds at least M
+                        // values.
+                        unsafe { micro_wide(n, c, self.packed.as_ptr(), all, b, bp, bs, &st, pf) };
                     }
                 }
             }
@@ -442,13 +474,13 @@ impl RowFetch {
 
 /// Where and how one micro-kernel call stores its `rows × n` outputs: `y[r·plane + j] =
 /// relu?(sum + bias[r] + res[r·plane + j])`.
-struct Store {
-    y: *mut f32,
-    res: Option<*const f32>,
-    bias: Option<*const f32>,
-    rows: usize,
-    plane: usize,
-    relu: bool,
+pub(super) struct Store {
+    pub(super) y: *mut f32,
+    pub(super) res: Option<*const f32>,
+    pub(super) bias: Option<*const f32>,
+    pub(super) rows: usize,
+    pub(super) plane: usize,
+    pub(super) relu: bool,
 }
 
 /// The micro-kernel for `n ≤ STRIP` positions: dispatched on the vectors they take.
@@ -486,7 +518,7 @@ unsafe fn micro_wide(
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx512 {
+pub(super) mod avx512 {
     use std::arch::x86_64::*;
 
     use super::super::avx512::rank1;
@@ -621,7 +653,7 @@ mod avx512 {
     /// # Safety
     /// As [`micro_wide`].
     #[inline(always)]
-    unsafe fn store<const NV: usize>(acc: &[[__m512; NV]; MR], n: usize, st: &Store) {
+    pub(in crate::plan::direct) unsafe fn store<const NV: usize>(acc: &[[__m512; NV]; MR], n: usize, st: &Store) {
         let Store { y, res, bias, rows, plane, relu } = *st;
         // SAFETY (whole body): pointers and extents as the caller guarantees.
         unsafe {
