@@ -104,8 +104,12 @@ fn steady_state_runs_allocate_no_activation_buffers() {
             match &one_thread {
                 None => one_thread = Some(out[0].as_f32().unwrap().to_vec()),
                 Some(want) => {
+                    // bf16 rounds every 1×1 conv's input, which turns the float32 summation
+                    // differences between the whole batch and its parts (fast mode's Winograd
+                    // variant follows a call's tile count) into differences of its rounding.
+                    let tol = if mode == Mode::Bf16 { 1e-3 } else { 1e-5 };
                     for (g, w) in out[0].as_f32().unwrap().iter().zip(want) {
-                        assert!((g - w).abs() <= 1e-5 * (1.0 + w.abs()), "{name}: split {g} vs whole {w}");
+                        assert!((g - w).abs() <= tol * (1.0 + w.abs()), "{name}: split {g} vs whole {w}");
                     }
                 }
             }

@@ -105,6 +105,9 @@ pub struct DirectConv {
     /// A pointwise kernel's filters as bfloat16 channel pairs ([`bf16::pack_filters`]) when
     /// the plan runs its wide-plane calls in bfloat16 ([`DirectConv::use_bf16`]).
     bf16: Option<Vec<u32>>,
+    /// The bf16 filters regrouped for the narrow-plane kernel (`[block of NC][pair][NC]`),
+    /// by its first call.
+    bf16_rows: OnceLock<Vec<u32>>,
 }
 
 /// Largest padded plane (all channels and phases, in floats) the narrow-plane kernel copies
@@ -191,6 +194,7 @@ impl DirectConv {
             by_channel: None,
             unpacked: OnceLock::new(),
             bf16: None,
+            bf16_rows: OnceLock::new(),
         })
     }
 
@@ -218,12 +222,13 @@ impl DirectConv {
         self.unpacked = OnceLock::new();
         if self.bf16.is_some() {
             self.bf16 = Some(bf16::pack_filters(w, self.m, k));
+            self.bf16_rows = OnceLock::new();
         }
     }
 
-    /// Runs this pointwise kernel's wide-plane calls (planes of more than
-    /// [`POINTWISE_SMALL_PLANE`] positions, or strided) in bfloat16 ([`bf16`]): the filters
-    /// and each full strip of inputs rounded to bfloat16, the sums in float32. `false` (and
+    /// Runs this pointwise kernel's calls in bfloat16 ([`bf16`]): the filters and the inputs
+    /// rounded to bfloat16, the sums in float32 — the wide-plane kernel's strips but a last
+    /// one of at most 7 positions, and the narrow-plane kernel's planes. `false` (and
     /// nothing changes) for a kernel that is not pointwise or on a CPU without AVX-512 BF16.
     pub(crate) fn use_bf16(&mut self) -> bool {
         if !self.pointwise || !bf16::supported() {
@@ -444,6 +449,9 @@ impl DirectConv {
     ) {
         let [_, ah, aw] = &g.axes;
         if g.n * ah.output * aw.output == 0 {
+            return;
+        }
+        if self.run_pointwise_bf16(g, x, bias, residual, relu, y) {
             return;
         }
         self.by_channel();

@@ -82,11 +82,15 @@ pub enum Mode {
     /// 4×4 output tiles: 2.25 instead of 9 multiplications per output and tap, with a larger
     /// rounding error; everything else as `Exact`.
     Fast,
-    /// `Fast`, and the 1×1 convs on planes of more than [`direct::POINTWISE_SMALL_PLANE`]
-    /// positions (or strided) multiply in bfloat16: filters and inputs rounded to 8
+    /// `Fast`, and the unpadded 1×1 convs multiply in bfloat16 (but for the last strip of at
+    /// most 7 positions of planes of more than [`direct::POINTWISE_SMALL_PLANE`]): filters
+    /// and inputs rounded to 8
     /// significant bits, products summed in float32 ([`direct::bf16`]; `vdpbf16ps`, twice the
     /// multiply-adds per instruction). Needs AVX-512 BF16 ([`Plan::compile`] refuses it
-    /// elsewhere). Changes results by far more than `Fast` does: opt-in only.
+    /// elsewhere). Changes results by far more than `Fast` does: opt-in only. Rounding every
+    /// 1×1 input also magnifies `Fast`'s small dependence on the batch (a call's tile count
+    /// picks its Winograd variant): the same image's outputs may differ by ~1e-3 relative
+    /// between batch sizes or thread counts.
     Bf16,
 }
 

@@ -17,7 +17,9 @@
 use std::cell::RefCell;
 
 use super::pointwise::STRIP;
-use super::MR;
+use super::{DirectConv, MR, NC, ROW_SEGMENT};
+use crate::ops::conv::ConvGeometry;
+use crate::plan::kernels::{self, LineFetch, OutPtr, Residual};
 
 thread_local! {
     /// Per-thread packed bfloat16 strips of one tile (`[strip][pair][STRIP]`); grows to the
@@ -91,23 +93,24 @@ pub(super) fn with_panel<R>(words: usize, f: impl FnOnce(&mut [u32]) -> R) -> R 
     })
 }
 
-/// Packs one strip: `dst[p·STRIP + j] = bf16(src[2p·bs + j]) | bf16(src[(2p+1)·bs + j]) << 16`
-/// for `p < ⌈c/2⌉`, `j < STRIP` (a zero channel past an odd `c`).
+/// Packs `n` positions of `c` channel rows `bs` floats apart as channel pairs:
+/// `dst[p·ld + j] = bf16(src[2p·bs + j]) | bf16(src[(2p+1)·bs + j]) << 16` for `p < ⌈c/2⌉`,
+/// `j < n`, zeros for `n ≤ j < ld` and for the channel past an odd `c`.
 ///
 /// # Safety
-/// AVX-512F, BW and BF16 available ([`supported`]); `src.add(ch·bs) .. + STRIP` readable for
-/// `ch < c`; `dst` holds `⌈c/2⌉·STRIP` words.
-pub(super) unsafe fn pack_strip(src: *const f32, bs: usize, c: usize, dst: &mut [u32]) {
-    let pairs = c.div_ceil(2);
-    assert!(dst.len() >= pairs * STRIP, "bf16 strip length");
+/// AVX-512F, BW and BF16 available ([`supported`]); `src.add(ch·bs) .. + n` readable for
+/// `ch < c`; `ld` a multiple of 16 at least `n`; `dst` 64-byte aligned.
+pub(super) unsafe fn pack_rows(src: *const f32, bs: usize, c: usize, n: usize, ld: usize, dst: &mut [u32]) {
+    assert!(ld.is_multiple_of(16) && n <= ld && dst.len() >= c.div_ceil(2) * ld, "bf16 rows");
+    assert!(dst.as_ptr().align_offset(64) == 0, "bf16 rows aligned");
     #[cfg(target_arch = "x86_64")]
     // SAFETY: the caller's contract; `dst` checked above.
     unsafe {
-        avx512::pack_strip(src, bs, c, dst.as_mut_ptr());
+        avx512::pack_rows(src, bs, c, n, ld, dst.as_mut_ptr());
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (src, bs);
+        let _ = (src, bs, n);
         unreachable!("the bf16 kernel needs AVX-512 BF16");
     }
 }
@@ -143,6 +146,149 @@ pub(super) unsafe fn micro(
     }
 }
 
+/// The wide-layout filters ([`pack_filters`], blocks of [`MR`]) regrouped for the
+/// narrow-plane kernel: `[block of NC][pair][NC]` words, filters past M zero.
+fn rows_layout(wide: &[u32], m: usize, c: usize) -> Vec<u32> {
+    let pairs = c.div_ceil(2);
+    let mut out = vec![0u32; m.div_ceil(NC) * pairs * NC];
+    for f in 0..m {
+        let (b8, r) = (f / MR, f % MR);
+        for p in 0..pairs {
+            out[(f / NC * pairs + p) * NC + f % NC] = wide[(b8 * pairs + p) * MR + r];
+        }
+    }
+    out
+}
+
+impl DirectConv {
+    /// The narrow-plane kernel of a pointwise conv in bfloat16 ([`DirectConv::run_pointwise`]
+    /// on small planes once [`DirectConv::use_bf16`] is on): the float32 one's tiling (one
+    /// tile per image and chunk of [`NC`]-filter blocks, the plane in runs of at most
+    /// [`ROW_SEGMENT`] positions × 32 filters per call, vectors along the filters), with the
+    /// image's input packed once per tile as channel pairs ([`pack_rows`]) and `vdpbf16ps`
+    /// products. `false` when the kernel has no bf16 filters (the caller runs float32).
+    pub(super) fn run_pointwise_bf16(
+        &self,
+        g: &ConvGeometry,
+        x: &[f32],
+        bias: Option<&[f32]>,
+        residual: Residual,
+        relu: bool,
+        y: &mut [f32],
+    ) -> bool {
+        let Some(wide) = self.bf16.as_deref() else { return false };
+        let filters = self.bf16_rows.get_or_init(|| rows_layout(wide, self.m, self.c));
+        let [_, ah, aw] = &g.axes;
+        let plane = ah.output * aw.output;
+        assert_eq!(y.len(), g.n * self.m * plane, "output length");
+        assert_eq!(x.len(), g.n * self.c * plane, "input length");
+        assert!(bias.is_none_or(|b| b.len() >= self.m), "bias length");
+        assert!(residual.tensor().is_none_or(|r| r.len() == y.len()), "residual length");
+        let blocks = self.m.div_ceil(NC);
+        let split = kernels::filter_split(g.n, kernels::threads(), blocks);
+        let chunk = blocks.div_ceil(split);
+        let split = blocks.div_ceil(chunk);
+        let out = OutPtr(y.as_mut_ptr());
+        kernels::for_each_task(g.n * split, |ti| {
+            let (img, b0) = (ti / split, ti % split * chunk);
+            self.rows_tile_bf16(filters, plane, img, b0..(b0 + chunk).min(blocks), x, bias, residual, relu, out);
+        });
+        true
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn rows_tile_bf16(
+        &self,
+        filters: &[u32],
+        plane: usize,
+        img: usize,
+        blocks: std::ops::Range<usize>,
+        x: &[f32],
+        bias: Option<&[f32]>,
+        residual: Residual,
+        relu: bool,
+        out: OutPtr,
+    ) {
+        let (m, c) = (self.m, self.c);
+        let pairs = c.div_ceil(2);
+        let ld = plane.next_multiple_of(16);
+        let x_img = &x[img * c * plane..][..c * plane];
+        let runs = plane.div_ceil(ROW_SEGMENT);
+        let res = residual.base(out.0);
+        with_panel(pairs * ld, |panel| {
+            // SAFETY: `supported()` holds where `bf16` is set; C rows of `plane` floats
+            // `plane` apart in `x_img`; `panel` holds `pairs·ld` aligned words.
+            unsafe { pack_rows(x_img.as_ptr(), plane, c, plane, ld, panel) };
+            let mut tile = [[0f32; NC]; ROW_SEGMENT];
+            for b in blocks.clone() {
+                let a = &filters[b * pairs * NC..][..pairs * NC];
+                // The next block's filters, fetched into L2 over this block's calls (batch
+                // 1 streams them from memory), as the float32 kernel does.
+                let next = (b + 1 < blocks.end).then(|| filters[(b + 1) * pairs * NC..].as_ptr().cast::<f32>());
+                for run in 0..runs {
+                    let (p0, p1) = (plane * run / runs, plane * (run + 1) / runs);
+                    let pf = next.map_or(LineFetch::NONE, |at| LineFetch::share(at, 2 * pairs, run, pairs, 1));
+                    // SAFETY: as above; `a` holds `pairs·NC` words, the panel `pairs` rows of
+                    // `ld ≥ p1` words from `p0`.
+                    unsafe { micro_rows(p1 - p0, pairs, a.as_ptr(), panel[p0..].as_ptr(), ld, pf, &mut tile) };
+                    for f in 0..NC.min(m - b * NC) {
+                        let row = b * NC + f;
+                        let off = (img * m + row) * plane;
+                        let bv = bias.map_or(0.0, |v| v[row]);
+                        for (p, t) in (p0..p1).zip(&tile) {
+                            // SAFETY: output `row` of image `img`, position `p < plane`: in `y`
+                            // (and the residual, checked the same length, or `y` itself,
+                            // read before written) and this tile's only.
+                            unsafe {
+                                let mut v = t[f] + bv;
+                                if let Some(r) = res {
+                                    v += *r.add(off + p);
+                                }
+                                *out.0.add(off + p) = if relu { v.max(0.0) } else { v };
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// `tile[p][f] = Σ_pair dot(x[pair][p], a[pair][f])` for `p < n ≤ ROW_SEGMENT`, `f < NC`.
+///
+/// # Safety
+/// AVX-512F, BW and BF16 available; `a` holds `pairs·NC` words, `x` `pairs` rows of `n`
+/// words `ld` apart.
+#[allow(clippy::too_many_arguments)]
+unsafe fn micro_rows(
+    n: usize,
+    pairs: usize,
+    a: *const u32,
+    x: *const u32,
+    ld: usize,
+    pf: LineFetch,
+    tile: &mut [[f32; NC]; ROW_SEGMENT],
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        macro_rules! dispatch {
+            ($($p:literal),*) => {
+                match n {
+                    // SAFETY: forwarded from the caller.
+                    $($p => unsafe { avx512::micro_rows::<$p>(pairs, a, x, ld, pf, tile) },)*
+                    _ => unreachable!("runs of 1 to ROW_SEGMENT positions"),
+                }
+            };
+        }
+        dispatch!(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (n, pairs, a, x, ld, pf, tile);
+        unreachable!("the bf16 kernel needs AVX-512 BF16");
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::*;
@@ -151,30 +297,71 @@ mod avx512 {
     use super::super::pointwise::Store;
     use super::{MR, STRIP};
 
-    /// [`super::pack_strip`].
+    /// [`super::pack_rows`].
     ///
     /// # Safety
-    /// As [`super::pack_strip`], `dst` holding `⌈c/2⌉·STRIP` words.
+    /// As [`super::pack_rows`].
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-    pub(super) unsafe fn pack_strip(src: *const f32, bs: usize, c: usize, dst: *mut u32) {
+    pub(super) unsafe fn pack_rows(src: *const f32, bs: usize, c: usize, n: usize, ld: usize, dst: *mut u32) {
         // Word i of the interleaved vector: low half `x[2p][i]` (words 0..16 of the
         // conversion), high half `x[2p+1][i]` (words 16..32).
         let idx = _mm512_set_epi16(
             31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17,
             1, 16, 0,
         );
-        // SAFETY (whole body): pointers and extents as the caller guarantees.
+        // SAFETY (whole body): pointers and extents as the caller guarantees; masked loads
+        // read only the first `n` floats of each row.
         unsafe {
             for p in 0..c.div_ceil(2) {
                 let lo = src.add(2 * p * bs);
                 let hi = (2 * p + 1 < c).then(|| src.add((2 * p + 1) * bs));
-                for j in 0..STRIP / 16 {
-                    let a = _mm512_loadu_ps(lo.add(16 * j));
-                    let b = hi.map_or(_mm512_setzero_ps(), |h| _mm512_loadu_ps(h.add(16 * j)));
+                for j in 0..ld / 16 {
+                    let left = n.saturating_sub(16 * j);
+                    let m: __mmask16 = if left >= 16 { 0xffff } else { ((1u32 << left) - 1) as __mmask16 };
+                    let a = _mm512_maskz_loadu_ps(m, lo.wrapping_add(16 * j));
+                    let b = hi.map_or(_mm512_setzero_ps(), |h| _mm512_maskz_loadu_ps(m, h.wrapping_add(16 * j)));
                     let h: __m512bh = _mm512_cvtne2ps_pbh(b, a);
                     let v = _mm512_permutexvar_epi16(idx, std::mem::transmute::<__m512bh, __m512i>(h));
-                    _mm512_store_si512(dst.add(p * STRIP + 16 * j).cast(), v);
+                    _mm512_store_si512(dst.add(p * ld + 16 * j).cast(), v);
                 }
+            }
+        }
+    }
+
+    /// [`super::micro_rows`] for `P` positions.
+    ///
+    /// # Safety
+    /// As [`super::micro_rows`].
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    pub(super) unsafe fn micro_rows<const P: usize>(
+        pairs: usize,
+        a: *const u32,
+        x: *const u32,
+        ld: usize,
+        mut pf: crate::plan::kernels::LineFetch,
+        tile: &mut [[f32; super::NC]; super::ROW_SEGMENT],
+    ) {
+        let mut c = [[_mm512_setzero_ps(); 2]; P];
+        // SAFETY (whole body): pointers and extents as the caller guarantees; the prefetch
+        // is a hint past the end too.
+        unsafe {
+            let (mut ap, mut xp) = (a, x);
+            for _ in 0..pairs {
+                _mm_prefetch::<_MM_HINT_T0>(ap.wrapping_add(1024).cast());
+                pf.step();
+                let w0 = std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(ap.cast()));
+                let w1 = std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(ap.add(16).cast()));
+                for (p, row) in c.iter_mut().enumerate() {
+                    let xv = std::mem::transmute::<__m512i, __m512bh>(_mm512_set1_epi32(*xp.add(p) as i32));
+                    row[0] = _mm512_dpbf16_ps(row[0], xv, w0);
+                    row[1] = _mm512_dpbf16_ps(row[1], xv, w1);
+                }
+                ap = ap.add(super::NC);
+                xp = xp.add(ld);
+            }
+            for (row, t) in c.iter().zip(tile.iter_mut()) {
+                _mm512_storeu_ps(t.as_mut_ptr(), row[0]);
+                _mm512_storeu_ps(t.as_mut_ptr().add(16), row[1]);
             }
         }
     }

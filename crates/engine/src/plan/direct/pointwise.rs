@@ -200,7 +200,7 @@ impl DirectConv {
                         // (`DirectConv::use_bf16`); the strip's C rows of STRIP floats `bs`
                         // apart lie in `src` (in place: `p0 + STRIP ≤ plane = in_plane` at
                         // stride 1; else the packed strip, zeros past `n`).
-                        unsafe { bf16::pack_strip(src.as_ptr(), bs, c, &mut bpanel[s * pairs * STRIP..]) };
+                        unsafe { bf16::pack_rows(src.as_ptr(), bs, c, STRIP, STRIP, &mut bpanel[s * pairs * STRIP..]) };
                     }
                     for b in blocks.clone() {
                         for s in 0..wide_strips {
