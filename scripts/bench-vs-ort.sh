@@ -16,7 +16,8 @@
 #   --engines E    engines of `resnet bench` to time, comma-separated (default: plan if the
 #                  binary has it, else reference)
 #   --modes M      arithmetic modes of `resnet bench`, comma-separated: exact (default),
-#                  fast (Winograd for the 3×3 convs; rows with the fast targets)
+#                  fast (Winograd for the 3×3 convs; rows with the fast targets),
+#                  bf16 (fast with bfloat16 1×1 convs, AVX-512 BF16 CPUs; opt-in, no target)
 #   --openvino     also time OpenVINO (scripts/ov_bench.py, fp32, same threads and batch) in
 #                  every round and add its ms and the ratio ours/OpenVINO (pip-installs
 #                  `openvino` into the venv if missing)

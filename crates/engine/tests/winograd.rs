@@ -170,6 +170,44 @@ proptest! {
 
 /// Larger shapes than the property cases (several tile blocks, output-channel splits on two
 /// threads, rows not a multiple of 4); prints the worst error as the measured bound.
+/// Bound of an F(2×2) Winograd conv in bf16 mode against the same conv in fast mode
+/// (float32 products), relative to max|y|: `U` and `V` rounded to bfloat16 (relative 2⁻⁸
+/// each). Measured over ~200 random F(2×2) cases: mean 4.0e-3, at most 6.8e-3.
+const BF16_CONV_BOUND: f64 = 2e-2;
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// `Mode::Bf16` runs the F(2×2) Winograd products in bfloat16 (AVX-512 BF16 CPUs;
+    /// elsewhere the plan refuses the mode): within [`BF16_CONV_BOUND`] of fast mode and not
+    /// equal to it, on one and two threads. F(4×4) stays float32 — in bfloat16 its larger
+    /// transforms took the error to 3.7e-2 of max|y| on average, 8.7e-2 at worst — so it
+    /// keeps fast mode's bits.
+    #[test]
+    fn bf16_winograd_products_stay_near_float32(c in case(), tile in proptest::sample::select(vec![2usize, 4])) {
+        let (g, feeds) = conv_graph(&c, 1);
+        let bf = PlanOptions { mode: Mode::Bf16, ..fast(c.threads, tile) };
+        if !resnet_engine::plan::direct::bf16::supported() {
+            prop_assert!(Plan::compile(&g, &bf).is_err());
+            return Ok(());
+        }
+        let plan = Plan::compile(&g, &bf).expect("compiles");
+        let line = &plan.describe()[0];
+        prop_assert!(line.contains("winograd") && line.contains("bf16") == (tile == 2), "{}", line);
+        let want = Plan::compile(&g, &fast(c.threads, tile)).unwrap().run(feeds.clone()).unwrap();
+        let got = plan.run(feeds).unwrap();
+        let err = rel_error(&got, &want);
+        if tile == 4 {
+            prop_assert!(got[0].as_f32() == want[0].as_f32(), "{:?}: F(4×4) in bf16 mode is fast mode", c);
+            return Ok(());
+        }
+        prop_assert!(err <= BF16_CONV_BOUND, "{:?}: relative error {:e}", c, err);
+        // Rounded operands move the sums by far more than float32 summation order would.
+        let nonzero = want[0].as_f32().unwrap().iter().any(|&v| v != 0.0);
+        prop_assert!(err > 1e-6 || !nonzero, "{:?}: bf16 equals float32 ({:e})", c, err);
+    }
+}
+
 #[test]
 fn max_error_of_random_convs() {
     let mut worst = 0.0f64;

@@ -82,9 +82,9 @@ pub enum Mode {
     /// 4×4 output tiles: 2.25 instead of 9 multiplications per output and tap, with a larger
     /// rounding error; everything else as `Exact`.
     Fast,
-    /// `Fast`, and the unpadded 1×1 convs multiply in bfloat16 (but for the last strip of at
-    /// most 7 positions of planes of more than [`direct::POINTWISE_SMALL_PLANE`]): filters
-    /// and inputs rounded to 8
+    /// `Fast`, and the unpadded 1×1 convs (but for the last strip of at most 7 positions of
+    /// planes of more than [`direct::POINTWISE_SMALL_PLANE`]) and the F(2×2) Winograd
+    /// products ([`Winograd::use_bf16`]) multiply in bfloat16: filters and inputs rounded to 8
     /// significant bits, products summed in float32 ([`direct::bf16`]; `vdpbf16ps`, twice the
     /// multiply-adds per instruction). Needs AVX-512 BF16 ([`Plan::compile`] refuses it
     /// elsewhere). Changes results by far more than `Fast` does: opt-in only. Rounding every
@@ -733,7 +733,8 @@ impl Plan {
                             [4, 2] => " F(4×4)+F(2×2)",
                             _ => "",
                         };
-                        format!("winograd{f2} W{:?}", c.w_shape.as_deref().unwrap_or_default())
+                        let bf = if wgs.iter().any(Winograd::runs_bf16) { " bf16" } else { "" };
+                        format!("winograd{f2}{bf} W{:?}", c.w_shape.as_deref().unwrap_or_default())
                     }
                     Kind::Fc { k, n, .. } => format!("fc {k}->{n}"),
                     Kind::Affine(_) => "affine".into(),
@@ -1402,6 +1403,12 @@ fn winograd_filters(k: &ConvKernel, opts: &PlanOptions, out_shape: Option<&[Dim]
                 let w = filters.get_or_insert_with(|| k.filters().expect("checked: packed filters"));
                 Winograd::with_tile(w, s[0], s[1], min_tiles, tile)
             }
+        })
+        .map(|mut wg| {
+            if opts.mode == Mode::Bf16 {
+                wg.use_bf16();
+            }
+            wg
         })
         .collect();
     Some(wgs)

@@ -1,18 +1,22 @@
-//! bfloat16 products for the wide-plane 1×1 kernel ([`crate::plan::Mode::Bf16`], opt-in): the
-//! filters and each strip of inputs are rounded to bfloat16 (8 significant bits) and
-//! multiplied with `vdpbf16ps`, which adds two bfloat16 products into each float32 lane —
-//! 32 multiply-adds per instruction where `vfmadd231ps` does 16, at the same rate on Zen 4
-//! (measured with a register-only loop: 235 against 117 GFLOP/s on one core). The sums stay
-//! float32; each product of two bfloat16 values is exact in float32, so what changes against
-//! the float32 kernel is the rounding of the two operands (relative 2⁻⁸ each at most).
+//! bfloat16 products ([`crate::plan::Mode::Bf16`], opt-in) for the 1×1 kernels (the
+//! wide-plane one and the narrow-plane one) and the F(2×2) Winograd products: both operands
+//! rounded to bfloat16 (8 significant bits) and multiplied with `vdpbf16ps`, which adds two
+//! bfloat16 products into each float32 lane — 32 multiply-adds per instruction where
+//! `vfmadd231ps` does 16, at the same rate on Zen 4 (measured with a register-only loop:
+//! 235 against 117 GFLOP/s on one core). The sums stay float32; each product of two
+//! bfloat16 values is exact in float32, so what changes against the float32 kernels is the
+//! rounding of the two operands (relative 2⁻⁸ each at most).
 //!
 //! Layouts: `vdpbf16ps` pairs the two bfloat16 halves of each 32-bit lane, so both operands
-//! hold *channel pairs*. The filters are `[block][pair][MR]` of 32-bit words `w[f][2p] |
-//! w[f][2p+1] << 16` (a zero channel past an odd C); a strip of 48 positions is
-//! `[pair][STRIP]` words `x[2p][j] | x[2p+1][j] << 16`, packed per tile from the float32
-//! input (read in place at stride 1) into a per-thread panel half the size of the float32
-//! one. The micro-kernel is the float32 one's `8 × 48` (24 accumulators; per channel pair 3
-//! vector loads of the strip, 8 broadcast filter pairs) and shares its epilogue.
+//! hold *channel pairs*. Wide-plane kernel: the filters are `[block][pair][MR]` of 32-bit
+//! words `w[f][2p] | w[f][2p+1] << 16` (a zero channel past an odd C); a strip of 48
+//! positions is `[pair][STRIP]` words `x[2p][j] | x[2p+1][j] << 16`, packed per tile from the
+//! float32 input (read in place at stride 1) into a per-thread panel half the size of the
+//! float32 one. The micro-kernel is the float32 one's `8 × 48` (24 accumulators; per channel
+//! pair 3 vector loads of the strip, 8 broadcast filter pairs) and shares its epilogue.
+//! Narrow-plane kernel (and the Winograd products, whose panels have the same shape):
+//! vectors along 32 filters, `[block of 32][pair][32]` words, each position's channel pair
+//! broadcast, up to 14 positions per call.
 
 use std::cell::RefCell;
 
@@ -100,7 +104,7 @@ pub(super) fn with_panel<R>(words: usize, f: impl FnOnce(&mut [u32]) -> R) -> R 
 /// # Safety
 /// AVX-512F, BW and BF16 available ([`supported`]); `src.add(ch·bs) .. + n` readable for
 /// `ch < c`; `ld` a multiple of 16 at least `n`; `dst` 64-byte aligned.
-pub(super) unsafe fn pack_rows(src: *const f32, bs: usize, c: usize, n: usize, ld: usize, dst: &mut [u32]) {
+pub(crate) unsafe fn pack_rows(src: *const f32, bs: usize, c: usize, n: usize, ld: usize, dst: &mut [u32]) {
     assert!(ld.is_multiple_of(16) && n <= ld && dst.len() >= c.div_ceil(2) * ld, "bf16 rows");
     assert!(dst.as_ptr().align_offset(64) == 0, "bf16 rows aligned");
     #[cfg(target_arch = "x86_64")]
@@ -260,7 +264,7 @@ impl DirectConv {
 /// AVX-512F, BW and BF16 available; `a` holds `pairs·NC` words, `x` `pairs` rows of `n`
 /// words `ld` apart.
 #[allow(clippy::too_many_arguments)]
-unsafe fn micro_rows(
+pub(crate) unsafe fn micro_rows(
     n: usize,
     pairs: usize,
     a: *const u32,
@@ -302,7 +306,7 @@ mod avx512 {
     /// # Safety
     /// As [`super::pack_rows`].
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-    pub(super) unsafe fn pack_rows(src: *const f32, bs: usize, c: usize, n: usize, ld: usize, dst: *mut u32) {
+    pub(crate) unsafe fn pack_rows(src: *const f32, bs: usize, c: usize, n: usize, ld: usize, dst: *mut u32) {
         // Word i of the interleaved vector: low half `x[2p][i]` (words 0..16 of the
         // conversion), high half `x[2p+1][i]` (words 16..32).
         let idx = _mm512_set_epi16(
