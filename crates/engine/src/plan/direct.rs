@@ -230,12 +230,18 @@ impl DirectConv {
     /// rounded to bfloat16, the sums in float32 — the wide-plane kernel's strips but a last
     /// one of at most 7 positions, and the narrow-plane kernel's planes. `false` (and
     /// nothing changes) for a kernel that is not pointwise or on a CPU without AVX-512 BF16.
-    pub(crate) fn use_bf16(&mut self) -> bool {
+    /// `w`: the filters as given to [`DirectConv::pointwise`] when the caller still has them
+    /// (else they are unpacked from the float32 panels first).
+    pub(crate) fn use_bf16(&mut self, w: Option<&[f32]>) -> bool {
         if !self.pointwise || !bf16::supported() {
             return false;
         }
         if self.bf16.is_none() {
-            self.bf16 = Some(bf16::pack_filters(&self.unpack(), self.m, self.c));
+            let packed = match w {
+                Some(w) if w.len() == self.m * self.c => bf16::pack_filters(w, self.m, self.c),
+                _ => bf16::pack_filters(&self.unpack(), self.m, self.c),
+            };
+            self.bf16 = Some(packed);
         }
         true
     }

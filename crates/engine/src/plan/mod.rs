@@ -552,7 +552,7 @@ impl Plan {
                     };
                     if opts.mode == Mode::Bf16 {
                         if let Some(d) = kernel.direct.as_deref_mut() {
-                            d.use_bf16();
+                            d.use_bf16(packed.as_ref().and_then(|t| t.as_f32()));
                         }
                     }
                     let kind = match winograd_filters(&kernel, opts, graph.values[out].fact.shape.as_deref()) {
