@@ -297,19 +297,14 @@ fn bf16_rounded(g: &Graph, feeds: &[Tensor]) -> (Graph, Vec<Tensor>) {
 }
 
 /// Which output positions of a 1×1 conv `Mode::Bf16` multiplies in bfloat16: none when
-/// padded (the float32 im2col path); all on output planes of at most 49 positions (the
-/// narrow-plane kernel; strided convs run at stride 1 on their subsampled input); on larger
-/// ones the wide-plane kernel's strips, all but a last one of at most 7 positions (the
-/// float32 filter-vector kernel's).
+/// padded (the float32 im2col path), else all (the wide-plane kernel's strips, a last
+/// partial one too, and the narrow-plane kernel on planes of at most 49 positions; strided
+/// convs run at stride 1 on their subsampled input).
 fn bf16_positions(c: &ConvCase, plane: usize) -> std::ops::Range<usize> {
     if c.pads.iter().any(|&p| p > 0) {
         return 0..0;
     }
-    if plane <= 49 {
-        return 0..plane;
-    }
-    let last = plane - (plane.div_ceil(48) - 1) * 48;
-    0..if last <= 7 { plane - last } else { plane }
+    0..plane
 }
 
 proptest! {

@@ -227,8 +227,8 @@ impl DirectConv {
     }
 
     /// Runs this pointwise kernel's calls in bfloat16 ([`bf16`]): the filters and the inputs
-    /// rounded to bfloat16, the sums in float32 — the wide-plane kernel's strips but a last
-    /// one of at most 7 positions, and the narrow-plane kernel's planes. `false` (and
+    /// rounded to bfloat16, the sums in float32 — the wide-plane kernel's strips (a last
+    /// partial one too) and the narrow-plane kernel's planes. `false` (and
     /// nothing changes) for a kernel that is not pointwise or on a CPU without AVX-512 BF16.
     /// `w`: the filters as given to [`DirectConv::pointwise`] when the caller still has them
     /// (else they are unpacked from the float32 panels first).

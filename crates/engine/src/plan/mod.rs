@@ -82,9 +82,8 @@ pub enum Mode {
     /// 4×4 output tiles: 2.25 instead of 9 multiplications per output and tap, with a larger
     /// rounding error; everything else as `Exact`.
     Fast,
-    /// `Fast`, and the unpadded 1×1 convs (but for the last strip of at most 7 positions of
-    /// planes of more than [`direct::POINTWISE_SMALL_PLANE`]) and the F(2×2) Winograd
-    /// products ([`Winograd::use_bf16`]) multiply in bfloat16: filters and inputs rounded to 8
+    /// `Fast`, and the unpadded 1×1 convs and the F(2×2) Winograd products
+    /// ([`Winograd::use_bf16`]) multiply in bfloat16: filters and inputs rounded to 8
     /// significant bits, products summed in float32 ([`direct::bf16`]; `vdpbf16ps`, twice the
     /// multiply-adds per instruction). Needs AVX-512 BF16 ([`Plan::compile`] refuses it
     /// elsewhere). Changes results by far more than `Fast` does: opt-in only. Rounding every

@@ -70,7 +70,7 @@ pub const MODE_HELP: &str = "Arithmetic of the plan's convolutions.
          Intel Cooper Lake, Sapphire Rapids and later); refused elsewhere. Opt-in: it moves
          the logits far more than fast. Measured (Keras ResNet-50, all 200 sample images,
          batches of 8 and of 2, crates/resnet/tests/fast_mode.rs): top-1 unchanged on all
-         200 and top-1/top-5 183/199 as in exact, logits within 1.18e-2 of max|logit| of
+         200 and top-1/top-5 183/199 as in exact, logits within 1.19e-2 of max|logit| of
          exact mode (bound asserted: 2e-2); about 30 % less time than fast (BENCHMARKS.md).
   exact  direct fp32 products (on AVX-512 CPUs direct convolution kernels, 1×1 convs on their
          own; im2col + GEMM otherwise), within 1e-4 of max|y| of the reference.

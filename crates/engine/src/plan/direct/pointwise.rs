@@ -152,12 +152,15 @@ impl DirectConv {
             let in_place = ah.stride == 1 && aw.stride == 1;
             // A last strip of at most NARROW positions (14×14 planes: 196 = 4·48 + 4) runs
             // the filter-vector kernel (`micro_narrow`), read in place at stride 1 too.
+            // In bf16 mode every strip runs the bf16 kernel, a partial one packed with zeros
+            // past its end: its filters are in L1 then, where the filter-vector kernel read
+            // the float32 filters again (1 MB for 1024 ← 256) for a few positions.
             let last = pw - (strips - 1) * STRIP;
-            let wide_strips = if last <= NARROW { strips - 1 } else { strips };
+            let wide_strips = if last <= NARROW && self.bf16.is_none() { strips - 1 } else { strips };
             for s in 0..strips {
                 let p0 = positions.start + s * STRIP;
                 let n = STRIP.min(positions.end - p0);
-                if !in_place || (n < STRIP && s < wide_strips) {
+                if !in_place || (n < STRIP && s < wide_strips && self.bf16.is_none()) {
                     pack_strip(&mut panel[s * c * STRIP..][..c * STRIP], x_img, c, in_plane, ah, aw, p0, n);
                 }
             }
@@ -194,13 +197,14 @@ impl DirectConv {
                     for s in 0..wide_strips {
                         let p0 = positions.start + s * STRIP;
                         let n = STRIP.min(positions.end - p0);
-                        let src = if in_place && n == STRIP { &x_img[p0..] } else { &panel[s * c * STRIP..] };
-                        let bs = if in_place && n == STRIP { in_plane } else { STRIP };
+                        let (src, bs) =
+                            if in_place { (&x_img[p0..], in_plane) } else { (&panel[s * c * STRIP..], STRIP) };
                         // SAFETY: `bf16` is set only where the CPU has AVX-512 BF16
-                        // (`DirectConv::use_bf16`); the strip's C rows of STRIP floats `bs`
-                        // apart lie in `src` (in place: `p0 + STRIP ≤ plane = in_plane` at
-                        // stride 1; else the packed strip, zeros past `n`).
-                        unsafe { bf16::pack_rows(src.as_ptr(), bs, c, STRIP, STRIP, &mut bpanel[s * pairs * STRIP..]) };
+                        // (`DirectConv::use_bf16`); the strip's C rows of `n` floats `bs`
+                        // apart lie in `src` (in place: `p0 + n ≤ plane = in_plane` at
+                        // stride 1; else the packed strip); `pack_rows` reads `n` of each
+                        // and zero-fills the rest of the STRIP words.
+                        unsafe { bf16::pack_rows(src.as_ptr(), bs, c, n, STRIP, &mut bpanel[s * pairs * STRIP..]) };
                     }
                     for b in blocks.clone() {
                         for s in 0..wide_strips {
