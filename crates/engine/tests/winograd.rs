@@ -208,6 +208,45 @@ proptest! {
     }
 }
 
+/// Which Winograd variant bf16 mode picks: F(2×2) in bfloat16 for 3×3 convs with at least
+/// `BF16_F2_CHANNELS` input and output channels, fast mode's choice (F(4×4), float32
+/// products) below; on CPUs without AVX-512 BF16 the mode is refused.
+#[test]
+fn bf16_mode_takes_f2x2_for_wide_3x3_convs() {
+    use resnet_engine::plan::BF16_F2_CHANNELS;
+    let describe = |ch: usize| {
+        let c = Case {
+            n: 1,
+            c: ch,
+            m: ch,
+            h: 14,
+            w: 14,
+            pads: [1; 4],
+            bias: true,
+            residual: false,
+            relu: true,
+            threads: 1,
+        };
+        let (g, feeds) = conv_graph(&c, 1);
+        let opts = PlanOptions { threads: 1, mode: Mode::Bf16, ..PlanOptions::default() };
+        Plan::compile(&g, &opts).map(|p| {
+            let got = p.run(feeds.clone()).unwrap();
+            let want = exec::run(&g, feeds).unwrap();
+            (p.describe()[0].clone(), rel_error(&got, &want))
+        })
+    };
+    if !resnet_engine::plan::direct::bf16::supported() {
+        assert!(describe(BF16_F2_CHANNELS).is_err());
+        return;
+    }
+    let (wide, err) = describe(BF16_F2_CHANNELS).unwrap();
+    assert!(wide.contains("winograd F(2×2) bf16 W"), "{wide}");
+    assert!(err > 1e-6 && err <= BF16_CONV_BOUND, "{BF16_F2_CHANNELS} channels: relative error {err:e}");
+    let (narrow, err) = describe(BF16_F2_CHANNELS / 2).unwrap();
+    assert!(narrow.contains("winograd W"), "{narrow}");
+    assert!(err <= CONV_BOUND, "{} channels: relative error {err:e}", BF16_F2_CHANNELS / 2);
+}
+
 #[test]
 fn max_error_of_random_convs() {
     let mut worst = 0.0f64;

@@ -83,7 +83,8 @@ pub enum Mode {
     /// rounding error; everything else as `Exact`.
     Fast,
     /// `Fast`, and the unpadded 1×1 convs and the F(2×2) Winograd products
-    /// ([`Winograd::use_bf16`]) multiply in bfloat16: filters and inputs rounded to 8
+    /// ([`Winograd::use_bf16`]; 3×3 convs of at least [`BF16_F2_CHANNELS`] channels take
+    /// F(2×2) only) multiply in bfloat16: filters and inputs rounded to 8
     /// significant bits, products summed in float32 ([`direct::bf16`]; `vdpbf16ps`, twice the
     /// multiply-adds per instruction). Needs AVX-512 BF16 ([`Plan::compile`] refuses it
     /// elsewhere). Changes results by far more than `Fast` does: opt-in only. Rounding every
@@ -1355,11 +1356,24 @@ fn slot_input<'s>(step: &Step, slots: &'s [Slot], i: usize) -> Option<&'s Tensor
 /// never holds the F(2×2) filters, nor one run only at batch 1 the F(4×4) ones (ResNet-50:
 /// 50 and 113 MB). [`PlanOptions::winograd_tile`] asks for one variant only.
 ///
+/// In [`Mode::Bf16`] convs with at least [`BF16_F2_CHANNELS`] input and output channels
+/// take F(2×2) only, its products in bfloat16 ([`Winograd::use_bf16`]): 4 bfloat16
+/// multiplications per output and tap where F(4×4) (whose products stay float32) takes
+/// 2.25 float32 ones, at twice the rate.
+///
 /// F(2×2) on those layers, measured on an AMD EPYC (Zen 4; `scripts/ab_bench.py --rounds 5`,
 /// fast mode, batch 1, one thread): ResNet-18 23.35 → 21.33 ms, Keras ResNet-50 58.1–58.5 →
 /// 56.2–57.2 ms (two threads: equal). On an Intel Xeon with two FMA ports, where the
 /// direct kernels run near 175 GFLOP/s, F(2×2) on ResNet-50's 7×7 layers at batch 1 had
 /// been 2 % slower than exact (44.81 → 43.74 ms when it was dropped, 7bf12a3).
+/// Fewest input and output channels for which [`Mode::Bf16`] runs a 3×3 conv as F(2×2) in
+/// bfloat16 rather than F(4×4) in float32. Keras ResNet-50 at batch 1, one thread (`resnet
+/// bench --mode bf16 --profile --runs 20`): F(2×2) in bf16 against F(4×4) in float32, the six
+/// 256 × 256 layers 6.3 → 3.8 ms, the four 128 × 128 ones 3.1 → 2.8, but the three 64 × 64
+/// ones 2.5 → 3.2 (their transforms, 1.8× F(4×4)'s per output, outweigh the products); the
+/// run 37.4 → 35.0 ms, batch 8 on two threads 149.4 → 143.7–146.7 ms (two alternated pairs).
+pub const BF16_F2_CHANNELS: usize = 128;
+
 fn winograd_filters(k: &ConvKernel, opts: &PlanOptions, out_shape: Option<&[Dim]>) -> Option<Vec<Winograd>> {
     let ones = |v: &Option<Vec<usize>>| v.as_ref().is_none_or(|v| v.iter().all(|&s| s == 1));
     let s = k.w_shape.as_ref()?;
@@ -1386,6 +1400,7 @@ fn winograd_filters(k: &ConvKernel, opts: &PlanOptions, out_shape: Option<&[Dim]
     };
     let small = |tile: usize| tiles(tile).is_some_and(|t| t < min_tiles);
     let tiles_wanted: &[usize] = match opts.winograd_tile {
+        None if opts.mode == Mode::Bf16 && s[0].min(s[1]) >= BF16_F2_CHANNELS => &[2],
         Some(2) => &[2],
         Some(_) => &[4],
         None if small(4) => &[4, 2],

@@ -65,13 +65,15 @@ pub const MODE_HELP: &str = "Arithmetic of the plan's convolutions.
   bf16   fast, and the unpadded 1×1 convs (about half of ResNet-50's multiply-adds) and the
          F(2×2,3×3) Winograd products multiply in bfloat16: operands rounded to 8
          significant bits, sums in float32 (vdpbf16ps: twice the multiply-adds of an fp32
-         FMA per instruction). F(4×4,3×3) stays float32: its transforms magnified the
-         rounding to ~4e-2 of max|y| per conv. Needs a CPU with AVX-512 BF16 (AMD Zen 4,
-         Intel Cooper Lake, Sapphire Rapids and later); refused elsewhere. Opt-in: it moves
-         the logits far more than fast. Measured (Keras ResNet-50, all 200 sample images,
-         batches of 8 and of 2, crates/resnet/tests/fast_mode.rs): top-1 unchanged on all
-         200 and top-1/top-5 183/199 as in exact, logits within 1.19e-2 of max|logit| of
-         exact mode (bound asserted: 2e-2); about 30 % less time than fast (BENCHMARKS.md).
+         FMA per instruction). 3×3 convs with 128 channels or more run as F(2×2) in
+         bfloat16, smaller ones as in fast (F(4×4) stays float32: its transforms magnified
+         the rounding to ~4e-2 of max|y| per conv). Needs a CPU with AVX-512 BF16 (AMD Zen
+         4, Intel Cooper Lake, Sapphire Rapids and later); refused elsewhere. Opt-in: it
+         moves the logits far more than fast. Measured (Keras ResNet-50, all 200 sample
+         images, batches of 8 and of 2, crates/resnet/tests/fast_mode.rs): top-1 unchanged
+         on all 200 and top-1/top-5 183/199 as in exact, logits within 1.18e-2 of
+         max|logit| of exact mode (bound asserted: 2e-2); about a third less time than fast
+         (BENCHMARKS.md).
   exact  direct fp32 products (on AVX-512 CPUs direct convolution kernels, 1×1 convs on their
          own; im2col + GEMM otherwise), within 1e-4 of max|y| of the reference.
 Default: fast for classify, validate, bench and serve (it met the issue's bar for the
