@@ -18,9 +18,10 @@
 #   --modes M      arithmetic modes of `resnet bench`, comma-separated: exact (default),
 #                  fast (Winograd for the 3×3 convs; rows with the fast targets),
 #                  bf16 (fast with bfloat16 1×1 convs, AVX-512 BF16 CPUs; opt-in, no target)
-#   --openvino     also time OpenVINO (scripts/ov_bench.py, fp32, same threads and batch) in
-#                  every round and add its ms and the ratio ours/OpenVINO (pip-installs
-#                  `openvino` into the venv if missing)
+#   --openvino     also time OpenVINO (scripts/ov_bench.py, same threads and batch; fp32, and
+#                  with --modes …bf16 also at bf16 inference precision, which the bf16 rows
+#                  are compared with) in every round and add its ms and the ratio
+#                  ours/OpenVINO (pip-installs `openvino` into the venv if missing)
 #   --markdown     print the table as Markdown
 # Models: ../shared/models/resnet50-v1-keras/model.onnx and zoo-structured resnet18-v1 and
 # resnet50-v2 with random weights (`resnet export --arch A --seed 1`, into target/bench).

@@ -85,8 +85,8 @@ def main():
     ap.add_argument("--runs", type=int, default=10, help="timed runs per measurement, both tools")
     ap.add_argument("--warmup", type=int, default=2, help="warm-up runs per measurement, both tools")
     ap.add_argument("--all", action="store_true", help="also the untargeted configurations")
-    ap.add_argument("--openvino", metavar="OV_BENCH", help="also time OpenVINO with this scripts/ov_bench.py "
-                    "(same model, batch, threads, runs, warm-up; fp32) in every round")
+    ap.add_argument("--openvino", metavar="OV_BENCH", help="also time OpenVINO (fp32; bf16 as well for bf16 rows) with this scripts/ov_bench.py "
+                    "(same model, batch, threads, runs, warm-up) in every round")
     ap.add_argument("--markdown", action="store_true")
     ap.add_argument("--log", help="append every measurement as a JSON line to this file")
     a = ap.parse_args()
@@ -99,12 +99,14 @@ def main():
     configs = TARGETS + (EXTRA if a.all else [])
     log = open(a.log, "a") if a.log else None
 
+    # OpenVINO's inference precisions to time: bf16 rows are compared with OpenVINO in bf16.
+    ov_precisions = ["f32"] + (["bf16"] if any(e[1] == "bf16" for e in engines) else [])
     pingpong = build_pingpong()
     results = []
     for key, batch, threads, target in configs:
         path = models[key]
         ours = {e: [] for e in engines}
-        ort, ov = [], []
+        ort, ov = [], {p: [] for p in ov_precisions}
         for r in range(a.rounds):
             cores = dies(pingpong) if threads > 1 else None
             if log and cores:
@@ -122,18 +124,21 @@ def main():
             if log:
                 log.write(json.dumps({"round": r, **x}) + "\n")
             if a.openvino:
-                v = run_json([a.python, a.openvino, path, "--batch", str(batch), "--threads", str(threads),
-                              "--runs", str(a.runs), "--warmup", str(a.warmup)])
-                ov.append(v)
-                if log:
-                    log.write(json.dumps({"round": r, **v}) + "\n")
+                # fp32 for the exact and fast rows; bf16 too when a bf16 row is timed.
+                for prec in ov_precisions:
+                    v = run_json([a.python, a.openvino, path, "--batch", str(batch), "--threads", str(threads),
+                                  "--runs", str(a.runs), "--warmup", str(a.warmup), "--precision", prec])
+                    ov[prec].append(v)
+                    if log:
+                        log.write(json.dumps({"round": r, **v}) + "\n")
             line = "  ".join(f"{label(e)} {ours[e][-1]['median_ms']:.1f} ms" for e in engines)
-            ov_line = f"  openvino {ov[-1]['median_ms']:.1f} ms" if ov else ""
+            ov_line = "".join(f"  openvino {p} {ov[p][-1]['median_ms']:.1f} ms" for p in ov_precisions if ov[p])
             cores_line = f"  [CPUs 0-1: {cores[1]}, {cores[0]:.0f} ns round trip]" if cores else ""
             print(f"[{time.strftime('%H:%M:%S')}] {key} b{batch} t{threads} round {r + 1}/{a.rounds}: "
                   f"{line}  ort {x['median_ms']:.1f} ms{ov_line}{cores_line}", file=sys.stderr, flush=True)
         for e in engines:
             ratios = [o["median_ms"] / x["median_ms"] for o, x in zip(ours[e], ort)]
+            ovp = "bf16" if e[1] == "bf16" else "f32"
             results.append({
                 "model": key, "batch": batch, "threads": threads, "engine": label(e),
                 "ours_ms": statistics.median(o["median_ms"] for o in ours[e]),
@@ -147,14 +152,16 @@ def main():
                 "ort_load_ms": statistics.median(x["load_s"] * 1e3 for x in ort),
                 "ours_rss_mb": max(o["process_peak_rss_mb"] for o in ours[e]),
                 "ort_rss_mb": max(x["process_peak_rss_mb"] for x in ort),
-                "ov_ms": statistics.median(v["median_ms"] for v in ov) if ov else None,
-                "ov_ratio": statistics.median(o["median_ms"] / v["median_ms"] for o, v in zip(ours[e], ov)) if ov else None,
+                "ov_precision": ovp,
+                "ov_ms": statistics.median(v["median_ms"] for v in ov[ovp]) if ov[ovp] else None,
+                "ov_ratio": statistics.median(o["median_ms"] / v["median_ms"] for o, v in zip(ours[e], ov[ovp]))
+                if ov[ovp] else None,
             })
 
     header = ["model", "batch", "threads", "engine", "ours ms", "ORT ms", "ratio ours/ORT (min–max)", "target",
               "GFLOP/s (of peak)", "load+compile ms ours / ORT", "peak RSS MB ours / ORT"]
     if a.openvino:
-        header += ["OpenVINO ms", "ratio ours/OpenVINO"]
+        header += ["OpenVINO ms (precision)", "ratio ours/OpenVINO"]
     rows = []
     for r in results:
         target = "—" if r["target"] is None else f"≤ {r['target']:.2f}"
@@ -162,7 +169,7 @@ def main():
                      f"{r['ort_ms']:.1f}", f"{r['ratio']:.2f} ({r['ratio_min']:.2f}–{r['ratio_max']:.2f})", target,
                      f"{r['ours_gflops']:.1f} ({r['ours_fraction_of_peak'] * 100:.0f} %)",
                      f"{r['ours_load_ms']:.0f} / {r['ort_load_ms']:.0f}", f"{r['ours_rss_mb']:.0f} / {r['ort_rss_mb']:.0f}"]
-                    + ([f"{r['ov_ms']:.1f}", f"{r['ov_ratio']:.2f}"] if a.openvino else []))
+                    + ([f"{r['ov_ms']:.1f} ({r['ov_precision']})", f"{r['ov_ratio']:.2f}"] if a.openvino else []))
     if a.markdown:
         print("| " + " | ".join(header) + " |")
         print("|" + "---|" * len(header))
