@@ -1,7 +1,8 @@
-//! Fast mode (Winograd F(4×4,3×3) for the 3×3 convs) on the 200 ImageNet sample images with
-//! the real Keras ResNet-50: top-1 must equal exact mode's for every image, and the logits
-//! stay within [`FAST_LOGIT_BOUND`] of max|logit| (per image) of exact mode. The measured
-//! worst error is printed (`--nocapture`); it is the number `--help` quotes.
+//! Fast mode (Winograd F(4×4,3×3) for the 3×3 convs) and bf16 mode on the 200 ImageNet
+//! sample images with the real Keras ResNet-50: top-1 must equal exact mode's for every
+//! image, and the logits stay within [`FAST_LOGIT_BOUND`] (fast) or [`BF16_LOGIT_BOUND`]
+//! (bf16) of max|logit| (per image) of exact mode. The measured worst errors are printed
+//! (`--nocapture`); they are the numbers `--help` quotes.
 
 use std::process::Command;
 
@@ -21,88 +22,16 @@ fn argmax(v: &[f32]) -> usize {
     v.iter().enumerate().fold(0, |best, (i, &x)| if x > v[best] { i } else { best })
 }
 
-#[test]
-fn fast_mode_keeps_top1_and_logits_on_200_samples() {
-    let (Some(model_path), Some(samples)) =
-        (shared_asset("models/resnet50-v1-keras/model.onnx"), shared_asset("data/imagenet-samples"))
-    else {
-        return;
-    };
-    let tsv = std::fs::read_to_string(samples.join("labels.tsv")).unwrap();
-    let files: Vec<String> = tsv
-        .lines()
-        .skip(1)
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| l.split('\t').next().unwrap().to_string())
-        .collect();
-    assert_eq!(files.len(), 200);
+/// A sample image: file name, WNID, input prepared as the zoo does.
+type Sample = (String, String, Vec<f32>);
 
+/// The Keras ResNet-50 in exact mode on two threads and the 200 sample images, or `None`
+/// without the assets (`shared_asset` fails instead under CI).
+fn keras_and_samples() -> Option<(Model, Vec<Sample>)> {
+    let model_path = shared_asset("models/resnet50-v1-keras/model.onnx")?;
+    let samples = shared_asset("data/imagenet-samples")?;
     let exact = Model::load(&model_path).unwrap().with_mode(Mode::Exact).with_threads(2);
-    let fast = exact.clone().with_mode(Mode::Fast).with_threads(2);
-    assert!(
-        fast.plan().unwrap().describe().iter().filter(|l| l.contains("winograd")).count() == 16,
-        "the 16 3×3 stride-1 convs of ResNet-50 v1 have Winograd filters"
-    );
     let classifier = Classifier::new(exact.clone()).unwrap();
-    let prepared: Vec<Vec<f32>> = files
-        .par_iter()
-        .map(|f| classifier.prepare_bytes(&std::fs::read(samples.join("images").join(f)).unwrap()).unwrap())
-        .collect();
-
-    // Logits of every image, run in batches of `batch`.
-    let logits = |model: &Model, batch: usize| -> Vec<Vec<f32>> {
-        let mut out = Vec::with_capacity(prepared.len());
-        for chunk in prepared.chunks(batch) {
-            let x = Tensor::from_f32(vec![chunk.len(), 3, 224, 224], chunk.concat());
-            let y = model.run(vec![x]).unwrap().remove(0);
-            out.extend(y.as_f32().unwrap().chunks(y.len() / chunk.len()).map(<[f32]>::to_vec));
-        }
-        out
-    };
-    let want = logits(&exact, 8);
-    // Batches of 8 on two threads run as two parts of 4: every 3×3 conv as Winograd F(4×4)
-    // (the 7×7 layers have 16 tiles). Batches of 2, one image per part: the 7×7 layers as
-    // F(2×2) (16 tiles of 2×2), the others as F(4×4).
-    for batch in [8, 2] {
-        let got = logits(&fast, batch);
-        let (mut worst, mut worst_file, mut sum) = (0.0f64, String::new(), 0.0f64);
-        let mut changed = Vec::new();
-        for ((ei, fi), name) in want.iter().zip(&got).zip(&files) {
-            let max = ei.iter().fold(0.0f64, |m, &v| m.max(v.abs() as f64));
-            let err = ei.iter().zip(fi).fold(0.0f64, |m, (&a, &b)| m.max((a as f64 - b as f64).abs())) / max;
-            assert!(err.is_finite(), "{name}: non-finite logits");
-            sum += err;
-            if err > worst {
-                (worst, worst_file) = (err, name.clone());
-            }
-            if argmax(ei) != argmax(fi) {
-                changed.push(format!("{name}: exact {} fast {}", argmax(ei), argmax(fi)));
-            }
-        }
-        eprintln!(
-            "fast (batch {batch}) vs exact on 200 images: top-1 changed on {}; logits relative error max {worst:.3e} ({worst_file}), mean {:.3e}",
-            changed.len(),
-            sum / 200.0
-        );
-        assert!(changed.is_empty(), "batch {batch}: top-1 changed: {changed:#?}");
-        assert!(
-            worst <= FAST_LOGIT_BOUND,
-            "batch {batch}: logits relative error {worst:e} on {worst_file} exceeds {FAST_LOGIT_BOUND:e}"
-        );
-    }
-}
-
-/// `Mode::Bf16` (fast mode with the wide-plane 1×1 convs in bfloat16) on the same 200 images
-/// at batch 8 on two threads: how far it moves the logits and the top-1 from exact mode, and
-/// the top-1/top-5 it scores against the labels, within the bounds `--help` quotes. On a CPU
-/// without AVX-512 BF16 the model refuses the mode with an error that says so.
-#[test]
-fn bf16_mode_keeps_the_accuracy_on_200_samples() {
-    let (Some(model_path), Some(samples)) =
-        (shared_asset("models/resnet50-v1-keras/model.onnx"), shared_asset("data/imagenet-samples"))
-    else {
-        return;
-    };
     let tsv = std::fs::read_to_string(samples.join("labels.tsv")).unwrap();
     let rows: Vec<(String, String)> = tsv
         .lines()
@@ -114,7 +43,81 @@ fn bf16_mode_keeps_the_accuracy_on_200_samples() {
         })
         .collect();
     assert_eq!(rows.len(), 200);
-    let exact = Model::load(&model_path).unwrap().with_mode(Mode::Exact).with_threads(2);
+    let images = rows
+        .into_par_iter()
+        .map(|(file, wnid)| {
+            let x = classifier.prepare_bytes(&std::fs::read(samples.join("images").join(&file)).unwrap()).unwrap();
+            (file, wnid, x)
+        })
+        .collect();
+    Some((exact, images))
+}
+
+/// Logits of every image, run in batches of `batch`.
+fn logits(model: &Model, images: &[Sample], batch: usize) -> Vec<Vec<f32>> {
+    let mut out = Vec::with_capacity(images.len());
+    for chunk in images.chunks(batch) {
+        let x =
+            Tensor::from_f32(vec![chunk.len(), 3, 224, 224], chunk.iter().flat_map(|i| i.2.iter().copied()).collect());
+        let y = model.run(vec![x]).unwrap().remove(0);
+        out.extend(y.as_f32().unwrap().chunks(y.len() / chunk.len()).map(<[f32]>::to_vec));
+    }
+    out
+}
+
+/// `got` against `want` image by image: the largest and the mean of max|got − want| /
+/// max|want|, the image with the largest, and the images whose top-1 differs.
+fn compare(want: &[Vec<f32>], got: &[Vec<f32>], images: &[Sample]) -> (f64, String, f64, Vec<String>) {
+    let (mut worst, mut worst_file, mut sum, mut changed) = (0.0f64, String::new(), 0.0f64, Vec::new());
+    for ((w, g), (name, _, _)) in want.iter().zip(got).zip(images) {
+        let max = w.iter().fold(0.0f64, |m, &v| m.max(v.abs() as f64));
+        let err = w.iter().zip(g).fold(0.0f64, |m, (&a, &b)| m.max((a as f64 - b as f64).abs())) / max;
+        assert!(err.is_finite(), "{name}: non-finite logits");
+        sum += err;
+        if err > worst {
+            (worst, worst_file) = (err, name.clone());
+        }
+        if argmax(w) != argmax(g) {
+            changed.push(format!("{name}: {} → {}", argmax(w), argmax(g)));
+        }
+    }
+    (worst, worst_file, sum / want.len() as f64, changed)
+}
+
+#[test]
+fn fast_mode_keeps_top1_and_logits_on_200_samples() {
+    let Some((exact, images)) = keras_and_samples() else { return };
+    let fast = exact.clone().with_mode(Mode::Fast).with_threads(2);
+    assert!(
+        fast.plan().unwrap().describe().iter().filter(|l| l.contains("winograd")).count() == 16,
+        "the 16 3×3 stride-1 convs of ResNet-50 v1 have Winograd filters"
+    );
+    let want = logits(&exact, &images, 8);
+    // Batches of 8 on two threads run as two parts of 4: every 3×3 conv as Winograd F(4×4)
+    // (the 7×7 layers have 16 tiles). Batches of 2, one image per part: the 7×7 layers as
+    // F(2×2) (16 tiles of 2×2), the others as F(4×4).
+    for batch in [8, 2] {
+        let (worst, worst_file, mean, changed) = compare(&want, &logits(&fast, &images, batch), &images);
+        eprintln!(
+            "fast (batch {batch}) vs exact on 200 images: top-1 changed on {}; logits relative error max {worst:.3e} ({worst_file}), mean {mean:.3e}",
+            changed.len()
+        );
+        assert!(changed.is_empty(), "batch {batch}: top-1 changed: {changed:#?}");
+        assert!(
+            worst <= FAST_LOGIT_BOUND,
+            "batch {batch}: logits relative error {worst:e} on {worst_file} exceeds {FAST_LOGIT_BOUND:e}"
+        );
+    }
+}
+
+/// `Mode::Bf16` (fast mode with the 1×1 convs and the F(2×2) Winograd products in bfloat16)
+/// on the same 200 images at batches of 8 and of 2 on two threads: how far it moves the
+/// logits and the top-1 from exact mode, and the top-1/top-5 it scores against the labels,
+/// within the bounds `--help` quotes. On a CPU without AVX-512 BF16 the model refuses the
+/// mode with an error that says so.
+#[test]
+fn bf16_mode_keeps_the_accuracy_on_200_samples() {
+    let Some((exact, images)) = keras_and_samples() else { return };
     let bf16 = exact.clone().with_mode(Mode::Bf16);
     if !resnet_engine::plan::direct::bf16::supported() {
         let e = bf16.plan().expect_err("no AVX-512 BF16: refused");
@@ -126,25 +129,12 @@ fn bf16_mode_keeps_the_accuracy_on_200_samples() {
     assert_eq!(lines.iter().filter(|l| l.contains("winograd")).count(), 16, "bf16 mode is fast mode too");
     // Every 1×1 conv runs in bf16.
     assert_eq!(lines.iter().filter(|l| l.contains("pointwise-direct bf16")).count(), 36, "{lines:#?}");
-    let classifier = Classifier::new(exact.clone()).unwrap();
     let synsets = std::fs::read_to_string(shared_asset("data/labels/synset.txt").expect("synset.txt")).unwrap();
     let wnids: Vec<&str> = synsets.lines().map(|l| l.split_whitespace().next().unwrap_or("")).collect();
-    let prepared: Vec<Vec<f32>> = rows
-        .par_iter()
-        .map(|(f, _)| classifier.prepare_bytes(&std::fs::read(samples.join("images").join(f)).unwrap()).unwrap())
-        .collect();
-    let logits = |model: &Model, batch: usize| -> Vec<Vec<f32>> {
-        let mut out = Vec::with_capacity(prepared.len());
-        for chunk in prepared.chunks(batch) {
-            let x = Tensor::from_f32(vec![chunk.len(), 3, 224, 224], chunk.concat());
-            let y = model.run(vec![x]).unwrap().remove(0);
-            out.extend(y.as_f32().unwrap().chunks(y.len() / chunk.len()).map(<[f32]>::to_vec));
-        }
-        out
-    };
+    // (top-1, top-5) against the labels.
     let score = |all: &[Vec<f32>]| -> (usize, usize) {
         let (mut top1, mut top5) = (0, 0);
-        for (v, (_, wnid)) in all.iter().zip(&rows) {
+        for (v, (_, wnid, _)) in all.iter().zip(&images) {
             let mut idx: Vec<usize> = (0..v.len()).collect();
             idx.sort_by(|&a, &b| v[b].total_cmp(&v[a]));
             let truth = wnids.iter().position(|w| w == wnid).unwrap();
@@ -153,32 +143,21 @@ fn bf16_mode_keeps_the_accuracy_on_200_samples() {
         }
         (top1, top5)
     };
-    let want = logits(&exact, 8);
+    let want = logits(&exact, &images, 8);
     let e = score(&want);
     // The 3×3 convs of 128 channels and more run as F(2×2) with bfloat16 products, the
     // 64-channel ones as F(4×4) in float32, at either batch (8 on two threads: parts of 4).
     for batch in [8, 2] {
-        let got = logits(&bf16, batch);
-        let (mut worst, mut sum, mut changed) = (0.0f64, 0.0f64, Vec::new());
-        for ((ei, bi), (name, _)) in want.iter().zip(&got).zip(&rows) {
-            let max = ei.iter().fold(0.0f64, |m, &v| m.max(v.abs() as f64));
-            let err = ei.iter().zip(bi).fold(0.0f64, |m, (&a, &b)| m.max((a as f64 - b as f64).abs())) / max;
-            assert!(err.is_finite(), "{name}: non-finite logits");
-            sum += err;
-            worst = worst.max(err);
-            if argmax(ei) != argmax(bi) {
-                changed.push(name.clone());
-            }
-        }
+        let got = logits(&bf16, &images, batch);
+        let (worst, worst_file, mean, changed) = compare(&want, &got, &images);
         let b = score(&got);
         eprintln!(
-            "bf16 (batch {batch}) vs exact on 200 images: top-1 changed on {} {changed:?}; logits relative error max {worst:.3e}, mean {:.3e}; top-1/top-5 exact {e:?} bf16 {b:?}",
-            changed.len(),
-            sum / 200.0
+            "bf16 (batch {batch}) vs exact on 200 images: top-1 changed on {} {changed:?}; logits relative error max {worst:.3e} ({worst_file}), mean {mean:.3e}; top-1/top-5 exact {e:?} bf16 {b:?}",
+            changed.len()
         );
         assert!(
             worst <= BF16_LOGIT_BOUND,
-            "batch {batch}: logits relative error {worst:e} exceeds {BF16_LOGIT_BOUND:e}"
+            "batch {batch}: logits relative error {worst:e} on {worst_file} exceeds {BF16_LOGIT_BOUND:e}"
         );
         assert!(changed.is_empty(), "batch {batch}: top-1 changed on {changed:?}");
         assert_eq!(b, e, "batch {batch}: top-1/top-5 against the labels");

@@ -301,7 +301,7 @@ pub(crate) unsafe fn micro_rows(
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::super::pointwise::avx512::store;
+    use super::super::pointwise::avx512::{prefetch_next_strip, store};
     use super::super::pointwise::Store;
     use super::{MR, STRIP};
 
@@ -382,19 +382,9 @@ mod avx512 {
     /// As [`super::micro`]; `a` is filter block `b`'s `pairs·MR` words.
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
     pub(super) unsafe fn micro<const NV: usize>(n: usize, pairs: usize, a: *const u32, strip: *const u32, st: &Store) {
-        let Store { y, res, rows, plane, .. } = *st;
         // SAFETY (whole body): pointers and extents as the caller guarantees.
         unsafe {
-            // The next strip's output (and residual) lines, as the float32 kernel fetches them.
-            for r in 0..rows {
-                for j in 0..NV {
-                    let at = r * plane + STRIP + 16 * j;
-                    if let Some(res) = res {
-                        _mm_prefetch::<_MM_HINT_T0>(res.wrapping_add(at).cast());
-                    }
-                    _mm_prefetch::<_MM_HINT_ET0>(y.wrapping_add(at).cast());
-                }
-            }
+            prefetch_next_strip::<NV>(st);
             let mut acc = [[_mm512_setzero_ps(); NV]; MR];
             let (mut ap, mut bp) = (a, strip);
             for _ in 0..pairs {

@@ -551,24 +551,32 @@ pub(super) mod avx512 {
         st: &Store,
         pf: RowFetch,
     ) {
-        let Store { y, res, rows, plane, .. } = *st;
         // SAFETY (whole body): pointers and extents as the caller guarantees.
         unsafe {
-            // The next strip's output (and residual) lines of these rows — the tile's next
-            // call — are fetched while this one computes: its rows lie a plane apart, which
-            // the hardware prefetcher does not follow. Hints only: past the end they do not
-            // fault (`wrapping_add`).
-            for r in 0..rows {
-                for j in 0..NV {
-                    let at = r * plane + STRIP + 16 * j;
+            prefetch_next_strip::<NV>(st);
+            let acc = products::<NV>(c, packed, blocks, b, strip, bs, pf);
+            store::<NV>(&acc, n, st);
+        }
+    }
+
+    /// The next strip's output (and residual) lines of `st`'s rows — the tile's next call —
+    /// fetched while this one computes: its rows lie a plane apart, which the hardware
+    /// prefetcher does not follow. Hints only: past the end they do not fault
+    /// (`wrapping_add`).
+    #[inline(always)]
+    pub(in crate::plan::direct) fn prefetch_next_strip<const NV: usize>(st: &Store) {
+        let Store { y, res, rows, plane, .. } = *st;
+        for r in 0..rows {
+            for j in 0..NV {
+                let at = r * plane + STRIP + 16 * j;
+                // SAFETY: prefetches are hints; they never fault, whatever the address.
+                unsafe {
                     if let Some(res) = res {
                         _mm_prefetch::<_MM_HINT_T0>(res.wrapping_add(at).cast());
                     }
                     _mm_prefetch::<_MM_HINT_ET0>(y.wrapping_add(at).cast());
                 }
             }
-            let acc = products::<NV>(c, packed, blocks, b, strip, bs, pf);
-            store::<NV>(&acc, n, st);
         }
     }
 
