@@ -78,7 +78,7 @@ pub enum Error {
     Input { name: String, detail: String },
     #[error("{0}")]
     TestLayout(String),
-    #[error("bf16 mode needs a CPU with AVX-512 BF16 (AMD Zen 4 and later, Intel Cooper Lake and Sapphire Rapids and later); this one has none: use --mode fast or exact")]
+    #[error("bf16 mode needs a CPU with AVX-512 BF16 (AMD Zen 4 and later, Intel Cooper Lake and Sapphire Rapids and later); this one has none, or the kernels are capped below AVX-512: use --mode fast or exact")]
     Bf16Unsupported,
 }
 

@@ -99,3 +99,39 @@ fn winograd_convs_give_the_same_results_on_every_isa() {
         }
     }
 }
+
+/// bf16 mode needs AVX-512 BF16 kernels: compiled under a lower cap it is refused with a
+/// typed error; compiled at full width and run under a lower cap, its 1×1 and F(2×2) convs
+/// fall back to the float32 kernels (float32 results, as the reference's).
+#[test]
+fn bf16_mode_is_refused_below_avx512_and_falls_back_to_float32_when_capped_after_compiling() {
+    let _cap = CAP.lock().unwrap_or_else(|e| e.into_inner());
+    let bf16 =
+        |threads| PlanOptions { threads, mode: Mode::Bf16, winograd_min_tiles: Some(1), ..PlanOptions::default() };
+    // A 1×1 conv over 20×20 (wide-plane kernel) and over 7×7 (narrow-plane), and a 3×3 of 128
+    // channels (F(2×2) in bf16).
+    for (c, m, side, k) in [(64, 40, 20, 1), (64, 48, 7, 1), (128, 128, 8, 3)] {
+        let what = format!("bf16 c {c} m {m} side {side} k {k}");
+        let (g, feeds) = conv(c, m, side, k, 1);
+        let want = exec::run(&g, feeds.clone()).expect("reference runs");
+        kernels::set_isa_cap(Isa::Avx2);
+        let refused = Plan::compile(&g, &bf16(2));
+        kernels::set_isa_cap(Isa::Avx512);
+        let e = refused.map(|_| ()).expect_err("bf16 below AVX-512: refused");
+        assert!(matches!(e, resnet_engine::Error::Bf16Unsupported), "{what}: {e}");
+        if !resnet_engine::plan::direct::bf16::supported() {
+            continue;
+        }
+        let plan = Plan::compile(&g, &bf16(2)).expect("compiles");
+        assert!(plan.describe()[0].contains("bf16"), "{what}: {:?}", plan.describe());
+        let full = plan.run(feeds.clone()).expect("runs");
+        // bfloat16 operands: within bf16's bound, and not float32's (the bf16 kernels ran).
+        check_within(&full, &want, &format!("{what}, compiled ISA"), 2e-2);
+        let r = testdata::compare(what.clone(), &full[0], &want[0], Tolerance::OfMax(1e-4));
+        assert!(!r.passed, "{what}: bf16 results equal float32's");
+        kernels::set_isa_cap(Isa::Avx2);
+        let capped = plan.run(feeds.clone());
+        kernels::set_isa_cap(Isa::Avx512);
+        check_within(&capped.expect("runs"), &want, &format!("{what}, ISA capped at AVX2"), 1e-4);
+    }
+}
