@@ -190,7 +190,7 @@ impl DirectConv {
                 (st, p0, n)
             };
             if let Some(filters) = self.bf16.as_deref() {
-                // bfloat16 products (`Mode::Bf16`): the tile's full strips rounded once into
+                // bfloat16 products (`Mode::Bf16`): the tile's strips rounded once into
                 // this thread's bf16 panel, then every filter block passes over them.
                 let pairs = c.div_ceil(2);
                 bf16::with_panel(wide_strips * pairs * STRIP, |bpanel| {
