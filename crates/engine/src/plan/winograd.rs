@@ -665,50 +665,41 @@ impl Winograd {
                 let p0 = (o0 + r0) / PANEL;
                 // M_ξ [nb × rp] = V_ξᵀ [nb × IC] · U_ξ [IC × rp], one panel of channels at a time.
                 let np = rp / PANEL;
-                let panel_at = |xi: usize, p: usize| ((xi * panels + p0 + p) * ic) * PANEL;
-                if let Some(u16) = u16 {
-                    let panel16 = |xi: usize, p: usize| ((xi * panels + p0 + p) * pairs) * PANEL;
-                    for xi in 0..points {
-                        let vx = &v16[xi * pairs * ld..][..pairs * ld];
-                        for p in 0..np {
-                            let next = if p + 1 < np {
-                                Some(panel16(xi, p + 1))
-                            } else {
-                                (xi + 1 < points).then(|| panel16(xi + 1, 0))
-                            };
-                            panel_product_bf16(
-                                pairs,
-                                &u16[panel16(xi, p)..][..pairs * PANEL],
-                                next.map(|at| &u16[at..][..pairs * PANEL]),
-                                vx,
-                                ld,
-                                nb,
-                                &mut m[xi * nb * rp + p * PANEL..][..(nb - 1) * rp + PANEL],
-                                rp,
-                            );
-                        }
-                    }
-                }
-                for xi in (0..points).filter(|_| u16.is_none()) {
-                    let vx = &v[xi * ic * nb..][..ic * nb];
+                // Rows of a `U` panel: input channels, or their pairs in bf16.
+                let k = if u16.is_some() { pairs } else { ic };
+                let panel_at = |xi: usize, p: usize| ((xi * panels + p0 + p) * k) * PANEL;
+                for xi in 0..points {
                     for p in 0..np {
-                        let up = &u[panel_at(xi, p)..][..ic * PANEL];
+                        let at = panel_at(xi, p);
                         // The panel this round multiplies next, fetched into L2 meanwhile.
                         let next = if p + 1 < np {
                             Some(panel_at(xi, p + 1))
                         } else {
                             (xi + 1 < points).then(|| panel_at(xi + 1, 0))
                         };
-                        panel_product(
-                            wide,
-                            ic,
-                            up,
-                            next.map(|at| &u[at..][..ic * PANEL]),
-                            vx,
-                            nb,
-                            &mut m[xi * nb * rp + p * PANEL..][..(nb - 1) * rp + PANEL],
-                            rp,
-                        );
+                        let mp = &mut m[xi * nb * rp + p * PANEL..][..(nb - 1) * rp + PANEL];
+                        match u16 {
+                            Some(u16) => panel_product_bf16(
+                                pairs,
+                                &u16[at..][..k * PANEL],
+                                next.map(|n| &u16[n..][..k * PANEL]),
+                                &v16[xi * pairs * ld..][..pairs * ld],
+                                ld,
+                                nb,
+                                mp,
+                                rp,
+                            ),
+                            None => panel_product(
+                                wide,
+                                ic,
+                                &u[at..][..k * PANEL],
+                                next.map(|n| &u[n..][..k * PANEL]),
+                                &v[xi * ic * nb..][..ic * nb],
+                                nb,
+                                mp,
+                                rp,
+                            ),
+                        }
                     }
                 }
 
