@@ -115,8 +115,7 @@ pub struct DirectConv {
 /// `out[(k0·panels + p·kn + q)·width + r] = w[(p·width + r)·k + k0 + q]`. Rows past `m` are
 /// left as they are (zeros in a new buffer). Chunk by chunk, in parallel for large filters,
 /// each panel written column by column: element by element, with the index divided out of
-/// each position, ResNet-50's filters took 60 ms of compiling and the narrow-plane repacking
-/// 70 ms of the first run.
+/// each position, packing ResNet-50's filters took 60 ms of compiling.
 fn pack_panels(w: &[f32], m: usize, k: usize, width: usize, kc: usize, out: &mut [f32]) {
     let panels = m.div_ceil(width);
     assert_eq!(out.len(), panels * k * width, "packed length");
