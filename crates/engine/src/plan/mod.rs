@@ -555,10 +555,12 @@ impl Plan {
                             d.use_bf16(packed.as_ref().and_then(|t| t.as_f32()));
                         }
                     }
-                    let kind = match winograd_filters(&kernel, opts, graph.values[out].fact.shape.as_deref()) {
-                        Some(wgs) => Kind::Winograd(kernel, wgs),
-                        None => Kind::Conv(kernel),
-                    };
+                    let out_shape = graph.values[out].fact.shape.as_deref();
+                    let kind =
+                        match winograd_filters(&kernel, packed.as_ref().and_then(|t| t.as_f32()), opts, out_shape) {
+                            Some(wgs) => Kind::Winograd(kernel, wgs),
+                            None => Kind::Conv(kernel),
+                        };
                     // The kernel holds the filters now (packed, or as its `weights`): the
                     // graph's tensor goes once the last conv reading it has them.
                     if let Some((_, left)) = filters.get_mut(&w_id).filter(|_| holds_filters) {
@@ -1354,7 +1356,8 @@ fn slot_input<'s>(step: &Step, slots: &'s [Slot], i: usize) -> Option<&'s Tensor
 /// enough tiles; otherwise, and F(2×2) beside it always, the variant is
 /// [`Winograd::deferred`] and its `U` made at its first call — so a plan run only at batch 8
 /// never holds the F(2×2) filters, nor one run only at batch 1 the F(4×4) ones (ResNet-50:
-/// 50 and 113 MB). [`PlanOptions::winograd_tile`] asks for one variant only.
+/// 50 and 113 MB). [`PlanOptions::winograd_tile`] asks for one variant only. `w`: the
+/// graph's filter tensor while the caller still has it (else the kernel's are unpacked).
 ///
 /// In [`Mode::Bf16`] convs with at least [`BF16_F2_CHANNELS`] input and output channels
 /// take F(2×2) only, its products in bfloat16 ([`Winograd::use_bf16`]): 4 bfloat16
@@ -1374,7 +1377,12 @@ fn slot_input<'s>(step: &Step, slots: &'s [Slot], i: usize) -> Option<&'s Tensor
 /// run 37.4 → 35.0 ms, batch 8 on two threads 149.4 → 143.7–146.7 ms (two alternated pairs).
 pub const BF16_F2_CHANNELS: usize = 128;
 
-fn winograd_filters(k: &ConvKernel, opts: &PlanOptions, out_shape: Option<&[Dim]>) -> Option<Vec<Winograd>> {
+fn winograd_filters(
+    k: &ConvKernel,
+    w: Option<&[f32]>,
+    opts: &PlanOptions,
+    out_shape: Option<&[Dim]>,
+) -> Option<Vec<Winograd>> {
     let ones = |v: &Option<Vec<usize>>| v.as_ref().is_none_or(|v| v.iter().all(|&s| s == 1));
     let s = k.w_shape.as_ref()?;
     let applies = opts.mode.winograd()
@@ -1414,7 +1422,11 @@ fn winograd_filters(k: &ConvKernel, opts: &PlanOptions, out_shape: Option<&[Dim]
             if small(tile) || (tile == 2 && tiles_wanted.len() > 1) {
                 Winograd::deferred(s[0], s[1], min_tiles, tile)
             } else {
-                let w = filters.get_or_insert_with(|| k.filters().expect("checked: packed filters"));
+                // The graph's tensor while the caller has it; else unpacked from the kernel.
+                let w = filters.get_or_insert_with(|| match w {
+                    Some(w) => std::borrow::Cow::Borrowed(w),
+                    None => k.filters().expect("checked: packed filters"),
+                });
                 Winograd::with_tile(w, s[0], s[1], min_tiles, tile)
             }
         })
