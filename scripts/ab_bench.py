@@ -2,13 +2,15 @@
 """Two or more `resnet` binaries (and optionally ONNX Runtime) alternated on the same models:
 the A/B measurement behind the commit messages' "alternated" numbers on a noisy host.
 
-usage: ab_bench.py [--rounds 5] [--threads 1] [--batch 1] [--runs 60] [--mode exact]
+usage: ab_bench.py [--rounds 5] [--threads 1] [--batch 1] [--runs 60] [--mode exact] [--startup]
                    BIN [BIN ...] -- MODEL.onnx [MODEL.onnx ...]
 Each round runs, per model, every BIN as `BIN bench --model M --threads T --batch B --runs R
 --mode MODE --json` in turn (BIN `ort`: ONNX Runtime through ../shared/tools/ort_bench.py-
 style timing, same threads, batch and runs, with the venv's python). Prints per model and
 binary the median over rounds of the per-measurement medians, the minimum over rounds of the
-minima, and both relative to the first binary; with two or more threads each round first
+minima, and both relative to the first binary (`--startup`: each measurement is `bench --runs
+1 --warmup 0`, a fresh process, and the medians over rounds of its load + compile time and
+of its one run — the first, with whatever the plan defers to it — are printed instead); with two or more threads each round first
 times a cache line between CPU 0 and CPU 1 (scripts/pingpong.c: one die or two, see
 BENCHMARKS.md) and, when both occurred, the same is printed over each state's rounds. Copy a
 build to keep it: `cp target/release/resnet /tmp/resnet-old`.
@@ -29,7 +31,8 @@ ap.add_argument("--rounds", type=int, default=5)
 ap.add_argument("--threads", type=int, default=1)
 ap.add_argument("--batch", type=int, default=1)
 ap.add_argument("--runs", type=int, default=60)
-ap.add_argument("--mode", default="exact", choices=["exact", "fast"])
+ap.add_argument("--mode", default="exact", choices=["exact", "fast", "bf16"])
+ap.add_argument("--startup", action="store_true", help="time load + compile and the first run instead")
 ap.add_argument("bins", nargs="+")
 a = ap.parse_args(argv[:cut])
 models = argv[cut + 1:]
@@ -54,6 +57,9 @@ ts.sort(); print(json.dumps({"median_ms": ts[r // 2], "min_ms": ts[0]}))
 def measure(binary, model):
     if binary == "ort":
         cmd = [python, "-c", ORT, model, str(a.threads), str(a.batch), str(a.runs)]
+    elif a.startup:
+        cmd = [binary, "bench", "--model", model, "--threads", str(a.threads), "--batch", str(a.batch),
+               "--runs", "1", "--warmup", "0", "--mode", a.mode, "--json"]
     else:
         cmd = [binary, "bench", "--model", model, "--threads", str(a.threads), "--batch", str(a.batch),
                "--runs", str(a.runs), "--mode", a.mode, "--json"]
@@ -61,7 +67,13 @@ def measure(binary, model):
     if out.returncode != 0:
         sys.exit(f"{' '.join(cmd[:3])}: {out.stderr.strip()}")
     d = json.loads(out.stdout)
+    if a.startup:
+        return d["load_ms"] + d["compile_ms"], d["max_ms"]
     return d["median_ms"], d["min_ms"]
+
+
+if a.startup and "ort" in a.bins:
+    sys.exit("ab_bench.py: --startup times our binaries only")
 
 
 res, states = {}, []
@@ -84,6 +96,12 @@ def summary(label, rounds):
         line, base = (os.path.basename(m) + label).ljust(32 if label else 22), None
         for b in a.bins:
             v = [res[(m, b)][i] for i in rounds]
+            if a.startup:
+                med, first = statistics.median(x[0] for x in v), statistics.median(x[1] for x in v)
+                base = base or (med, first)
+                line += (f" | {os.path.basename(b)}: load+compile {med:7.1f} first run {first:7.1f}"
+                         f" ({med / base[0]:.3f} / {first / base[1]:.3f})")
+                continue
             med, mn = statistics.median(x[0] for x in v), min(x[1] for x in v)
             base = base or (med, mn)
             line += f" | {os.path.basename(b)}: med {med:8.3f} min {mn:8.3f} ({med / base[0]:.3f} / {mn / base[1]:.3f})"
