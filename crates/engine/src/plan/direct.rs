@@ -326,13 +326,14 @@ impl DirectConv {
             let (kc_in, kc_out) = (KC_CHANNELS * self.kh * self.kw, self.rows_chunk());
             let (blocks, panels) = (self.m.div_ceil(MR), self.m.div_ceil(NC));
             let mut out = vec![0.0; panels * k * NC];
-            // Straight from `packed`, each output chunk's panels in parallel: column `q` of
-            // panel `p` is the `NC / MR` blocks' `MR` filters at that column, which lie
-            // together in `packed` (blocks past M's stay zeros). Through `unpack` and
-            // `pack_panels` this took 80 ms of Keras ResNet-50's first run.
-            out.par_chunks_mut(panels * kc_out * NC).enumerate().for_each(|(ci, dst)| {
+            // Straight from `packed`: column `q` of panel `p` is the `NC / MR` blocks' `MR`
+            // filters at that column, which lie together in `packed` (blocks past M's stay
+            // zeros). Through `unpack` and `pack_panels` this took 80 ms of Keras ResNet-50's
+            // first run. On the calling thread: the first call may be one of a step's tasks,
+            // where a rayon join could pick up another caller's plan run while it waits.
+            out.chunks_mut(panels * kc_out * NC).enumerate().for_each(|(ci, dst)| {
                 let (k0, kn) = (ci * kc_out, dst.len() / (panels * NC));
-                dst.par_chunks_mut(kn * NC).enumerate().for_each(|(p, panel)| {
+                dst.chunks_mut(kn * NC).enumerate().for_each(|(p, panel)| {
                     for (q, col) in panel.chunks_exact_mut(NC).enumerate() {
                         let qa = k0 + q;
                         let i0 = qa / kc_in * kc_in;
