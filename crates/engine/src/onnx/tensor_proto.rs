@@ -5,8 +5,9 @@
 //! memory-mapped) model bytes, and is copied into the tensor's `Vec` as bytes (`bytemuck`;
 //! the slice has no alignment guarantee, so it is never reinterpreted in place), its
 //! little-endian words swapped afterwards on a big-endian CPU. Decoding element by element
-//! with `from_le_bytes` took 117 of Keras ResNet-50's ~120 ms of loading. Nothing is allocated from a declared shape before the data's length has been
-//! checked against it, so a lying header cannot make us allocate.
+//! with `from_le_bytes` took 117 of Keras ResNet-50's ~120 ms of loading. Nothing is
+//! allocated from a declared shape before the data's length has been checked against it, so
+//! a lying header cannot make us allocate.
 
 use std::path::Path;
 
