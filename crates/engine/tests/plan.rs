@@ -841,6 +841,88 @@ fn a_batch_runs_one_part_per_thread_when_every_step_works_image_by_image() {
     }
 }
 
+/// On one thread (a plan of one, or each part of a split batch) the steps that read planes
+/// of at least `BY_IMAGE_MIN_PLANE` positions run image by image, the rest batched. A 3×3
+/// conv on 16×16 (its output also a graph output, so it crosses the boundary), a strided
+/// 3×3 conv to 8×8 (still reading 16×16: by image), and a 3×3 conv on 8×8 with the strided
+/// one's output as residual (batched). Fast mode with Winograd from 17 4×4 tiles per call
+/// shows which way a step ran: one 16×16 image has 16 tiles (exact), a batch more.
+#[test]
+fn large_planes_run_image_by_image_on_one_thread() {
+    use resnet_engine::plan::BY_IMAGE_MIN_PLANE;
+    const { assert!(BY_IMAGE_MIN_PLANE <= 16 * 16 && BY_IMAGE_MIN_PLANE > 8 * 8) };
+    let c = 16;
+    let mut g = Graph { opset: 13, ..Graph::default() };
+    let x = g.add_value(
+        "x",
+        Fact::new(resnet_engine::DType::F32, vec![Dim::Sym("N".into()), Dim::Known(c), Dim::Known(16), Dim::Known(16)]),
+    );
+    g.inputs.push(x);
+    let conv = |g: &mut Graph, name: &str, x: usize, stride: usize, seed: u64| {
+        let w = g.add_initializer(format!("{name}_w"), tensor(&[c, c, 3, 3], seed));
+        let b = g.add_initializer(format!("{name}_b"), tensor(&[c], seed + 1));
+        let window = Window {
+            kernel_shape: Some(vec![3, 3]),
+            strides: Some(vec![stride, stride]),
+            pads: Some(vec![1; 4]),
+            ..Window::default()
+        };
+        node(g, name, Op::Conv(Conv { window, group: 1 }), &[x, w, b], &format!("{name}_y"))
+    };
+    let a = conv(&mut g, "a", x, 1, 50);
+    let a = node(&mut g, "relu_a", Op::Relu(Relu {}), &[a], "a_relu");
+    let b = conv(&mut g, "b", a, 2, 52);
+    let d = conv(&mut g, "d", b, 1, 54);
+    let sum = node(&mut g, "add", Op::Binary(Binary { kind: BinaryKind::Add }), &[d, b], "sum");
+    let out = node(&mut g, "relu", Op::Relu(Relu {}), &[sum], "out");
+    g.outputs = vec![out, a];
+    g.infer_facts().unwrap();
+    let opts = |threads, mode, whole_batches| PlanOptions {
+        threads,
+        mode,
+        whole_batches,
+        winograd_min_tiles: Some(17),
+        ..PlanOptions::default()
+    };
+    let bits = |t: &Tensor| t.as_f32().unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    for threads in [1, 2] {
+        let fast = Plan::compile(&g, &opts(threads, Mode::Fast, false)).unwrap();
+        let exact = Plan::compile(&g, &opts(threads, Mode::Exact, false)).unwrap();
+        let whole = Plan::compile(&g, &opts(threads, Mode::Fast, true)).unwrap();
+        assert!(fast.describe()[0].contains("winograd"), "{:?}", fast.describe());
+        let mut pooled = Vec::new();
+        for n in [1, 2, 3, 5, 4, 4] {
+            let what = format!("batch {n}, {threads} threads");
+            let feeds = vec![tensor(&[n, c, 16, 16], 60 + n as u64)];
+            let want = exec::run(&g, feeds.clone()).unwrap();
+            let got = fast.run(feeds.clone()).unwrap();
+            assert_close(&got, &want, 1e-5, &what);
+            assert_close(&exact.run(feeds.clone()).unwrap(), &want, 1e-5, &what);
+            let batched = whole.run(feeds.clone()).unwrap();
+            assert_close(&batched, &want, 1e-5, &what);
+            // The 16×16 conv ran one image at a time: exact (16 tiles per call), the same
+            // bits as each image run alone (on two threads each part of a split batch runs
+            // by image, an image left over alone); with the whole batch in one call as
+            // Winograd.
+            let alone: Vec<u32> = (0..n)
+                .flat_map(|i| {
+                    let image = Tensor::from_f32(
+                        vec![1, c, 16, 16],
+                        feeds[0].as_f32().unwrap()[i * c * 256..(i + 1) * c * 256].to_vec(),
+                    );
+                    bits(&fast.run(vec![image]).unwrap()[1])
+                })
+                .collect();
+            assert!(bits(&got[1]) == alone, "{what}: the 16×16 conv by image");
+            if n > 1 {
+                assert!(bits(&batched[1]) != alone, "{what}: whole batches run the 16×16 conv as Winograd");
+            }
+            pooled.push(fast.pooled_bytes());
+        }
+        assert_eq!(pooled[4], pooled[5], "{threads} threads: the pool grows run after run: {pooled:?}");
+    }
+}
+
 #[test]
 fn one_plan_serves_several_threads_at_once() {
     let Some((graph, dir)) = keras() else { return };

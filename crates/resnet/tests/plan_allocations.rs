@@ -117,9 +117,11 @@ fn steady_state_runs_allocate_no_activation_buffers() {
             assert!(ours.is_empty(), "{name}, {threads} threads: the plan allocated:\n{}", ours.join("\n"));
             let (bytes, gemm) = (BYTES.load(Ordering::Relaxed), GEMM_BYTES.load(Ordering::Relaxed));
             // Everything else is bookkeeping: slot table, shapes, the 80-byte output; one
-            // slot table per part when the batch is split.
+            // slot table per part when the batch is split, the shapes and result lists of
+            // the large-plane steps once per image (each part runs them image by image).
             let parts = if plan.splits_batches() { threads } else { 1 };
-            assert!(bytes - gemm < parts * 64 * 1024, "{name}, {threads} threads: {} bytes outside gemm", bytes - gemm);
+            let bound = parts * 32 * 1024 + 4 * 16 * 1024;
+            assert!(bytes - gemm < bound, "{name}, {threads} threads: {} bytes outside gemm", bytes - gemm);
             eprintln!(
                 "{name}, {threads} threads: per run {gemm} bytes in gemm's workspace, {} elsewhere",
                 bytes - gemm

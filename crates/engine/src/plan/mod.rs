@@ -22,6 +22,9 @@
 //! ([`Plan::splits_batches`]; Keras ResNet-50 at batch 8 on 2 threads: 5–7 % faster than
 //! splitting each step). Otherwise each step is split: convolutions into tiles (image ×
 //! group × column panel × filter chunk), `gemm` single-threaded inside a tile, never nested.
+//! On one thread (a plan of one, or one part of a split batch) the steps whose planes are at
+//! least [`BY_IMAGE_MIN_PLANE`] positions run image by image, the rest batched: one image's
+//! activations stay in the caches from one step to the next.
 
 pub mod conv;
 pub mod direct;
@@ -65,8 +68,10 @@ pub struct PlanOptions {
     /// F(4×4, 3×3) or 2 for F(2×2, 3×3) (tests, experiments); `None`: F(4×4).
     pub winograd_tile: Option<usize>,
     /// Run every batch as one, each step split over the threads, even where [`Plan::run`]
-    /// would run one part of the batch per thread ([`Plan::splits_batches`]): tests of the
-    /// multi-threaded kernels on several images, and comparisons of the two.
+    /// would run one part of the batch per thread ([`Plan::splits_batches`]), and every step
+    /// on the whole batch (or part) even where it would run the large-plane steps image by
+    /// image ([`BY_IMAGE_MIN_PLANE`]): tests of the kernels on several images, and
+    /// comparisons.
     pub whole_batches: bool,
 }
 
@@ -100,6 +105,20 @@ impl Mode {
         self != Mode::Exact
     }
 }
+
+/// Smallest input plane (positions per channel) of the steps that a run on one thread takes
+/// image by image when it has several images: from the first step up to the first that
+/// reads a smaller plane (or no plane), each image runs alone ([`Plan::run`]), then the
+/// values the rest reads are joined into a batch again. One image's activations stay in L2 and L3 from
+/// one step to the next where a batch of them would not (Keras ResNet-50's 56×56 × 256 is
+/// 3.2 MB per image), while the small planes keep the batch, where Winograd needs the tiles
+/// of several images (ResNet at 224×224: the 56×56, 28×28 and 14×14 stages by image, the 7×7
+/// one batched). Keras ResNet-50 at batch 8 on 2 threads (one part of 4 images per thread),
+/// `scripts/ab_bench.py`, against running every step batched: fast 0.950 and 0.977 (medians
+/// of 5 and 4 rounds), exact 0.987; resnet50-v2 fast 0.987. Everything by image measured
+/// 1.032 (fast: the 7×7 layers' Winograd at 4 tiles per image), only the 56×56 stage 0.990,
+/// through 28×28 0.954.
+pub const BY_IMAGE_MIN_PLANE: usize = 14 * 14;
 
 /// What one step computes.
 #[derive(Debug)]
@@ -256,6 +275,9 @@ pub struct Plan {
     /// Whether [`Plan::run`] splits a batch of at least `threads` images into one part per
     /// thread ([`images_independent`], more than one thread).
     split: bool,
+    /// Whether a run on one thread takes its large-plane steps image by image
+    /// ([`BY_IMAGE_MIN_PLANE`]; [`images_independent`], not [`PlanOptions::whole_batches`]).
+    by_image: bool,
     /// Subsampled inputs shared by strided 1×1 convs ([`Step::subsample_share`]).
     shares: usize,
 }
@@ -332,6 +354,17 @@ enum Slot<'a> {
 }
 
 impl Slot<'_> {
+    /// A run value's tensor, its slot left empty; `None` (slot unchanged) for the others.
+    fn take_owned(&mut self) -> Option<Tensor> {
+        if !matches!(self, Slot::Owned(_)) {
+            return None;
+        }
+        match std::mem::replace(self, Slot::Empty) {
+            Slot::Owned(t) => Some(t),
+            _ => None,
+        }
+    }
+
     fn tensor(&self) -> Option<&Tensor> {
         match self {
             Slot::Empty => None,
@@ -405,7 +438,9 @@ impl Plan {
         for (v, (t, _)) in filters {
             plan.graph.values[v].initializer = Some(t);
         }
-        plan.split = !opts.whole_batches && plan.threads > 1 && images_independent(&plan.graph, &plan.steps);
+        let independent = images_independent(&plan.graph, &plan.steps);
+        plan.split = !opts.whole_batches && plan.threads > 1 && independent;
+        plan.by_image = !opts.whole_batches && independent;
         Ok(plan)
     }
 
@@ -689,6 +724,7 @@ impl Plan {
             threads,
             buffers: (0..threads).map(|_| Mutex::default()).collect(),
             split: false,
+            by_image: false,
             shares,
         })
     }
@@ -759,7 +795,9 @@ impl Plan {
     /// `N mod threads` left over then run together over all threads), when every step
     /// computes each image from that image alone ([`Plan::splits_batches`]): no step waits
     /// for another thread and every kernel runs at its one-thread speed. Otherwise, and for
-    /// fewer images, every step is split over the threads (output tiles, channels).
+    /// fewer images, every step is split over the threads (output tiles, channels). On one
+    /// thread (a plan of one, or each part) the steps that read planes of at least
+    /// [`BY_IMAGE_MIN_PLANE`] positions run image by image, the rest on the batch.
     pub fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
         check_inputs(&self.graph, &inputs)?;
         self.pool.install(|| match self.part_images(&inputs) {
@@ -843,10 +881,11 @@ impl Plan {
 
     /// [`Plan::run`], also returning the wall time of each step in milliseconds (in the
     /// order of [`Plan::describe`]): the per-layer profile. The batch runs as one, every
-    /// step split over the threads.
+    /// step split over the threads (on one thread the large-plane steps image by image, as
+    /// in [`Plan::run`], their times summed over the images).
     pub fn run_profiled(&self, inputs: Vec<Tensor>) -> Result<(Vec<Tensor>, Vec<f64>)> {
         check_inputs(&self.graph, &inputs)?;
-        let mut times = Vec::with_capacity(self.steps.len());
+        let mut times = vec![0.0; self.steps.len()];
         let out = self.pool.install(|| team::with_team(|| self.run_steps(0, inputs, Some(&mut times))))?;
         Ok((out, times))
     }
@@ -864,38 +903,28 @@ impl Plan {
 
     /// Runs every step on `inputs`, with buffers from pool `part` (0 for a whole batch; part
     /// `p` of a split batch uses pool `p`, so parts running at once never take each other's
-    /// buffers and each pool settles at what its part needs).
+    /// buffers and each pool settles at what its part needs). `times` (one per step) get each
+    /// step's wall time added.
     fn run_steps(&self, part: usize, inputs: Vec<Tensor>, mut times: Option<&mut Vec<f64>>) -> Result<Vec<Tensor>> {
         let g = &self.graph;
-        let mut slots: Vec<Slot> =
-            g.values.iter().map(|v| v.initializer.as_deref().map_or(Slot::Empty, Slot::Borrowed)).collect();
-        for (&id, t) in g.inputs.iter().zip(inputs) {
-            slots[id] = Slot::Owned(t);
-        }
-        let mut subsampled = SubsampleCache { buffers: (0..self.shares).map(|_| None).collect() };
-        for (si, step) in self.steps.iter().enumerate() {
-            let wrap = |source| Error::Node { node: step.name.clone(), op: step.op_type.to_string(), source };
-            let start = times.is_some().then(std::time::Instant::now);
-            let results = self.run_step(part, si, step, &mut slots, &mut subsampled);
-            if results.is_err() {
-                self.return_subsampled(part, &mut subsampled);
+        let mut slots = self.initial_slots();
+        let first = match self.run_prefix_by_image(part, &inputs, &mut slots, times.as_deref_mut())? {
+            Some(k) => {
+                for t in inputs {
+                    self.give_back(part, t);
+                }
+                k
             }
-            let results = results.map_err(wrap)?;
-            if let (Some(times), Some(start)) = (times.as_deref_mut(), start) {
-                times.push(start.elapsed().as_secs_f64() * 1e3);
-            }
-            for (slot, t) in step.outputs.iter().zip(results) {
-                if let Some(id) = *slot {
+            None => {
+                for (&id, t) in g.inputs.iter().zip(inputs) {
                     slots[id] = Slot::Owned(t);
                 }
+                0
             }
-            for &id in step.inputs.iter().chain(&step.outputs).flatten() {
-                if self.last_use[id] == Some(si) {
-                    if let Slot::Owned(t) = std::mem::replace(&mut slots[id], Slot::Empty) {
-                        self.give_back(part, t);
-                    }
-                }
-            }
+        };
+        if let Err(e) = self.run_range(part, &mut slots, first..self.steps.len(), |_, _| false, times) {
+            self.give_back_slots(part, slots);
+            return Err(e);
         }
         let mut outs = Vec::with_capacity(g.outputs.len());
         for (i, &id) in g.outputs.iter().enumerate() {
@@ -921,15 +950,162 @@ impl Plan {
             };
             outs.push(t);
         }
-        // A shared subsampled input whose later users declined it (other shapes) goes back.
-        self.return_subsampled(part, &mut subsampled);
         // Intermediates still held (graph inputs never read, say) go back to the pool.
-        for s in slots {
-            if let Slot::Owned(t) = s {
-                self.give_back(part, t);
+        self.give_back_slots(part, slots);
+        Ok(outs)
+    }
+
+    /// The slots of a run before its inputs are set: the initializers, borrowed.
+    fn initial_slots(&self) -> Vec<Slot<'_>> {
+        self.graph.values.iter().map(|v| v.initializer.as_deref().map_or(Slot::Empty, Slot::Borrowed)).collect()
+    }
+
+    fn give_back_slots(&self, part: usize, mut slots: Vec<Slot>) {
+        self.clear_owned(part, &mut slots);
+    }
+
+    /// Empties the slots holding run values, their buffers back to pool `part`.
+    fn clear_owned(&self, part: usize, slots: &mut [Slot]) {
+        for t in slots.iter_mut().filter_map(Slot::take_owned) {
+            self.give_back(part, t);
+        }
+    }
+
+    /// Runs the steps of `range` on `slots`, or those before the first that `stop` (given
+    /// the step and the slots) holds for; returns the index after the last step run.
+    fn run_range(
+        &self,
+        part: usize,
+        slots: &mut [Slot],
+        range: std::ops::Range<usize>,
+        stop: impl Fn(&Step, &[Slot]) -> bool,
+        mut times: Option<&mut Vec<f64>>,
+    ) -> Result<usize> {
+        let mut subsampled = SubsampleCache { buffers: (0..self.shares).map(|_| None).collect() };
+        let mut end = range.end;
+        for si in range {
+            let step = &self.steps[si];
+            if stop(step, slots) {
+                end = si;
+                break;
+            }
+            let wrap = |source| Error::Node { node: step.name.clone(), op: step.op_type.to_string(), source };
+            let start = times.is_some().then(std::time::Instant::now);
+            let results = self.run_step(part, si, step, slots, &mut subsampled);
+            if results.is_err() {
+                self.return_subsampled(part, &mut subsampled);
+            }
+            let results = results.map_err(wrap)?;
+            if let (Some(times), Some(start)) = (times.as_deref_mut(), start) {
+                times[si] += start.elapsed().as_secs_f64() * 1e3;
+            }
+            for (slot, t) in step.outputs.iter().zip(results) {
+                if let Some(id) = *slot {
+                    slots[id] = Slot::Owned(t);
+                }
+            }
+            for &id in step.inputs.iter().chain(&step.outputs).flatten() {
+                if self.last_use[id] == Some(si) {
+                    if let Slot::Owned(t) = std::mem::replace(&mut slots[id], Slot::Empty) {
+                        self.give_back(part, t);
+                    }
+                }
             }
         }
-        Ok(outs)
+        // A shared subsampled input whose later users declined it (other shapes, or steps
+        // past the range) goes back.
+        self.return_subsampled(part, &mut subsampled);
+        Ok(end)
+    }
+
+    /// On one thread, with several images: runs the steps before the first whose input is
+    /// not a plane of at least [`BY_IMAGE_MIN_PLANE`] positions image by image, and leaves in
+    /// `slots` the values the rest of the run reads, joined into a batch again; returns the
+    /// index of the first step left. `None`: nothing left in `slots` (the whole batch runs from the first
+    /// step). Image 0's run finds where to stop; the others run as many steps.
+    fn run_prefix_by_image(
+        &self,
+        part: usize,
+        inputs: &[Tensor],
+        slots: &mut [Slot],
+        mut times: Option<&mut Vec<f64>>,
+    ) -> Result<Option<usize>> {
+        let g = &self.graph;
+        let Some(n) = inputs.first().and_then(|t| t.shape().first().copied()) else { return Ok(None) };
+        if !self.by_image
+            || n < 2
+            || kernels::threads() != 1
+            || !inputs.iter().all(|t| t.as_f32().is_some() && t.shape().first() == Some(&n))
+        {
+            return Ok(None);
+        }
+        let small = |step: &Step, slots: &[Slot]| {
+            slot_input(step, slots, 0).is_none_or(|x| x.rank() < 3 || numel(&x.shape()[2..]) < BY_IMAGE_MIN_PLANE)
+        };
+        // Per value the rest of the run reads: its batched shape and buffer. Each image runs
+        // in `slots` itself (one slot table per run: the steady state allocates little).
+        let mut live: Vec<(ValueId, Vec<usize>, Vec<f32>)> = Vec::new();
+        let drop_live = |live: Vec<(ValueId, Vec<usize>, Vec<f32>)>| {
+            for (_, _, b) in live {
+                self.give_back(part, Tensor::from_f32(vec![b.len()], b));
+            }
+        };
+        let mut end = self.steps.len();
+        for i in 0..n {
+            for (&id, t) in g.inputs.iter().zip(inputs) {
+                let image = numel(&t.shape()[1..]);
+                let mut shape = t.shape().to_vec();
+                shape[0] = 1;
+                let mut b = self.take_buffer(part, image);
+                b.copy_from_slice(&t.as_f32().expect("checked f32")[i * image..(i + 1) * image]);
+                slots[id] = Slot::Owned(Tensor::from_f32(shape, b));
+            }
+            let ran = if i == 0 {
+                self.run_range(part, slots, 0..end, small, times.as_deref_mut())
+            } else {
+                self.run_range(part, slots, 0..end, |_, _| false, times.as_deref_mut())
+            };
+            end = match ran {
+                Ok(e) => e,
+                Err(e) => {
+                    self.clear_owned(part, slots);
+                    drop_live(live);
+                    return Err(e);
+                }
+            };
+            // `end` 0: no step reads a large plane, the whole batch runs from the first step.
+            let mut fits = end > 0;
+            let mut k = 0;
+            for (id, s) in slots.iter_mut().enumerate() {
+                let Some(t) = s.take_owned() else { continue };
+                if let (Some(data), Some(&1)) = (t.as_f32(), t.shape().first()) {
+                    if i == 0 {
+                        let mut shape = t.shape().to_vec();
+                        shape[0] = n;
+                        live.push((id, shape, self.take_buffer(part, n * data.len())));
+                    }
+                    match live.get_mut(k) {
+                        Some((lid, shape, b)) if *lid == id && numel(&shape[1..]) == data.len() => {
+                            b[i * data.len()..(i + 1) * data.len()].copy_from_slice(data);
+                        }
+                        _ => fits = false,
+                    }
+                } else {
+                    fits = false;
+                }
+                k += 1;
+                self.give_back(part, t);
+            }
+            if !fits || k != live.len() {
+                // Not image by image after all: the whole batch from the first step.
+                drop_live(live);
+                return Ok(None);
+            }
+        }
+        for (id, shape, b) in live {
+            slots[id] = Slot::Owned(Tensor::from_f32(shape, b));
+        }
+        Ok(Some(end))
     }
 
     /// Takes input `slot`'s buffer for in-place use when this step is its last reader and
