@@ -109,15 +109,16 @@ impl Mode {
 /// Smallest input plane (positions per channel) of the steps that a run on one thread takes
 /// image by image when it has several images: from the first step up to the first that
 /// reads a smaller plane (or no plane), each image runs alone ([`Plan::run`]), then the
-/// values the rest reads are joined into a batch again. One image's activations stay in L2 and L3 from
-/// one step to the next where a batch of them would not (Keras ResNet-50's 56×56 × 256 is
-/// 3.2 MB per image), while the small planes keep the batch, where Winograd needs the tiles
-/// of several images (ResNet at 224×224: the 56×56, 28×28 and 14×14 stages by image, the 7×7
-/// one batched). Keras ResNet-50 at batch 8 on 2 threads (one part of 4 images per thread),
-/// `scripts/ab_bench.py`, against running every step batched: fast 0.950 and 0.977 (medians
-/// of 5 and 4 rounds), exact 0.987; resnet50-v2 fast 0.987. Everything by image measured
-/// 1.032 (fast: the 7×7 layers' Winograd at 4 tiles per image), only the 56×56 stage 0.990,
-/// through 28×28 0.954.
+/// values the rest reads are joined into a batch again. One image's activations stay in L2
+/// and L3 from one step to the next where a batch of them would not (Keras ResNet-50's 56×56
+/// × 256 is 3.2 MB per image), while the small planes keep the batch, where Winograd needs
+/// the tiles of several images (ResNet at 224×224: the 56×56, 28×28 and 14×14 stages by
+/// image, the 7×7 one batched). Batch 8 on 2 threads (one part of 4 images per thread),
+/// `scripts/ab_bench.py`, against every step batched: Keras ResNet-50 fast 0.967 (5 rounds),
+/// exact 0.981, bf16 0.926; resnet50-v2 fast 0.989, exact 0.979, bf16 0.925; ResNet-18 fast
+/// 0.975. Where to stop (Keras, fast): everything by image measured 1.032 (the 7×7 layers'
+/// Winograd at 4 tiles per image), through the 56×56 stage 0.990, through 28×28 0.954,
+/// through 14×14 0.950–0.977; bf16: through 7×7 1.024 and through 56×56 1.048 against this.
 pub const BY_IMAGE_MIN_PLANE: usize = 14 * 14;
 
 /// What one step computes.
@@ -1021,8 +1022,8 @@ impl Plan {
     /// On one thread, with several images: runs the steps before the first whose input is
     /// not a plane of at least [`BY_IMAGE_MIN_PLANE`] positions image by image, and leaves in
     /// `slots` the values the rest of the run reads, joined into a batch again; returns the
-    /// index of the first step left. `None`: nothing left in `slots` (the whole batch runs from the first
-    /// step). Image 0's run finds where to stop; the others run as many steps.
+    /// index of the first step left. `None`: nothing left in `slots` (the whole batch runs
+    /// from the first step). Image 0's run finds where to stop; the others run as many steps.
     fn run_prefix_by_image(
         &self,
         part: usize,
