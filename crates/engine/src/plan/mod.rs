@@ -834,20 +834,8 @@ impl Plan {
     /// left over on all threads; the outputs joined along axis 0.
     fn run_split(&self, inputs: Vec<Tensor>, per: usize) -> Result<Vec<Tensor>> {
         let n = inputs[0].shape()[0];
-        // Images `i0..i1` of every input, in buffers of pool `part` (they go back to it when
-        // dead, so a steady-state run allocates none).
         let slice = |part: usize, i0: usize, i1: usize| -> Vec<Tensor> {
-            inputs
-                .iter()
-                .map(|t| {
-                    let image = numel(&t.shape()[1..]);
-                    let mut shape = t.shape().to_vec();
-                    shape[0] = i1 - i0;
-                    let mut b = self.take_buffer(part, (i1 - i0) * image);
-                    b.copy_from_slice(&t.as_f32().expect("checked f32")[i0 * image..i1 * image]);
-                    Tensor::from_f32(shape, b)
-                })
-                .collect()
+            inputs.iter().map(|t| self.images(part, t, i0, i1)).collect()
         };
         let mut parts: Vec<(usize, Result<Vec<Tensor>>)> = (0..self.threads)
             .into_par_iter()
@@ -891,6 +879,17 @@ impl Plan {
         Ok((out, times))
     }
 
+    /// Images `i0..i1` of the f32 tensor `t` (along axis 0), in a buffer of pool `part` (it
+    /// goes back there when dead, so a steady-state run allocates none).
+    fn images(&self, part: usize, t: &Tensor, i0: usize, i1: usize) -> Tensor {
+        let image = numel(&t.shape()[1..]);
+        let mut shape = t.shape().to_vec();
+        shape[0] = i1 - i0;
+        let mut b = self.take_buffer(part, (i1 - i0) * image);
+        b.copy_from_slice(&t.as_f32().expect("checked f32")[i0 * image..i1 * image]);
+        Tensor::from_f32(shape, b)
+    }
+
     /// A buffer of `len` floats from part `part`'s pool (see [`Plan::run_steps`]).
     fn take_buffer(&self, part: usize, len: usize) -> Vec<f32> {
         self.buffers[part].lock().unwrap_or_else(|e| e.into_inner()).take(len)
@@ -924,7 +923,7 @@ impl Plan {
             }
         };
         if let Err(e) = self.run_range(part, &mut slots, first..self.steps.len(), |_, _| false, times) {
-            self.give_back_slots(part, slots);
+            self.clear_owned(part, &mut slots);
             return Err(e);
         }
         let mut outs = Vec::with_capacity(g.outputs.len());
@@ -952,17 +951,13 @@ impl Plan {
             outs.push(t);
         }
         // Intermediates still held (graph inputs never read, say) go back to the pool.
-        self.give_back_slots(part, slots);
+        self.clear_owned(part, &mut slots);
         Ok(outs)
     }
 
     /// The slots of a run before its inputs are set: the initializers, borrowed.
     fn initial_slots(&self) -> Vec<Slot<'_>> {
         self.graph.values.iter().map(|v| v.initializer.as_deref().map_or(Slot::Empty, Slot::Borrowed)).collect()
-    }
-
-    fn give_back_slots(&self, part: usize, mut slots: Vec<Slot>) {
-        self.clear_owned(part, &mut slots);
     }
 
     /// Empties the slots holding run values, their buffers back to pool `part`.
@@ -1007,7 +1002,7 @@ impl Plan {
             }
             for &id in step.inputs.iter().chain(&step.outputs).flatten() {
                 if self.last_use[id] == Some(si) {
-                    if let Slot::Owned(t) = std::mem::replace(&mut slots[id], Slot::Empty) {
+                    if let Some(t) = slots[id].take_owned() {
                         self.give_back(part, t);
                     }
                 }
@@ -1054,12 +1049,7 @@ impl Plan {
         let mut end = self.steps.len();
         for i in 0..n {
             for (&id, t) in g.inputs.iter().zip(inputs) {
-                let image = numel(&t.shape()[1..]);
-                let mut shape = t.shape().to_vec();
-                shape[0] = 1;
-                let mut b = self.take_buffer(part, image);
-                b.copy_from_slice(&t.as_f32().expect("checked f32")[i * image..(i + 1) * image]);
-                slots[id] = Slot::Owned(Tensor::from_f32(shape, b));
+                slots[id] = Slot::Owned(self.images(part, t, i, i + 1));
             }
             let ran = if i == 0 {
                 self.run_range(part, slots, 0..end, small, times.as_deref_mut())
@@ -1067,6 +1057,11 @@ impl Plan {
                 self.run_range(part, slots, 0..end, |_, _| false, times.as_deref_mut())
             };
             end = match ran {
+                // No step reads a large plane: the whole batch from the first step.
+                Ok(0) => {
+                    self.clear_owned(part, slots);
+                    return Ok(None);
+                }
                 Ok(e) => e,
                 Err(e) => {
                     self.clear_owned(part, slots);
@@ -1074,8 +1069,7 @@ impl Plan {
                     return Err(e);
                 }
             };
-            // `end` 0: no step reads a large plane, the whole batch runs from the first step.
-            let mut fits = end > 0;
+            let mut fits = true;
             let mut k = 0;
             for (id, s) in slots.iter_mut().enumerate() {
                 let Some(t) = s.take_owned() else { continue };
