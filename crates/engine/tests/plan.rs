@@ -167,7 +167,7 @@ proptest! {
     }
 }
 
-/// Shapes for the direct kernels (AVX-512 CPUs): channel counts that span several
+/// Shapes for the direct kernels (CPUs with AVX2 and FMA, or AVX-512): channel counts that span several
 /// 32-channel K chunks and partial 8- and 32-filter blocks, kernels up to 5×5 (some 1×k or
 /// k×1, some 1×1: the pointwise kernels, see [`pointwise_case`]),
 /// strides 1–3 per axis (the strided phase grid), dilation, asymmetric pads, planes narrower
@@ -218,11 +218,24 @@ fn has_avx512() -> bool {
     }
 }
 
+/// Whether the plan's direct position kernel runs here: AVX-512, or AVX2 with FMA (the
+/// pointwise kernels need AVX-512).
+fn has_direct() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
-    /// The direct kernel (on CPUs with AVX-512; elsewhere the same cases check the im2col
-    /// path) against the reference interpreter.
+    /// The direct kernel (on CPUs with AVX-512 or AVX2, 1×1 convs on AVX-512 only; elsewhere
+    /// the same cases check the im2col path) against the reference interpreter.
     #[test]
     fn direct_conv_matches_the_reference(c in direct_case()) {
         let (g, feeds) = conv_graph(&c);
@@ -231,7 +244,8 @@ proptest! {
         let kind = &plan.step_summaries()[0].kind;
         // 1×1 convs have the pointwise kernels (padded ones run the im2col path with them).
         let pointwise = c.kernel == [1, 1];
-        prop_assert_eq!(kind.ends_with("direct"), has_avx512(), "{}", kind);
+        // AVX2 without AVX-512: the position kernel only (1×1 convs run `gemm`).
+        prop_assert_eq!(kind.ends_with("direct"), if pointwise { has_avx512() } else { has_direct() }, "{}", kind);
         prop_assert_eq!(kind.ends_with("pointwise-direct"), has_avx512() && pointwise, "{}", kind);
         let got = plan.run(feeds).expect("plan runs");
         assert_close(&got, &want, 1e-5, &format!("{c:?}"));
@@ -253,9 +267,10 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
     /// A residual the plan computes, whose last reader is the conv's fused Add, is added in
-    /// the conv's output buffer (the direct and pointwise kernels on AVX-512): the same bits
-    /// as the residual given as a separate tensor, and one pooled buffer (the im2col path, a
-    /// padded 1×1 conv or a CPU without AVX-512, takes a second).
+    /// the conv's output buffer (the direct kernels: on AVX-512, or on AVX2 those of more
+    /// than one tap): the same bits as the residual given as a separate tensor, and one
+    /// pooled buffer (the im2col path, a padded 1×1 conv or a 1×1 one without AVX-512, takes
+    /// a second).
     #[test]
     fn residual_added_in_the_output_buffer_matches_a_separate_one(
         c in prop_oneof![direct_case(), pointwise_case()]
@@ -270,7 +285,7 @@ proptest! {
         let plan = Plan::compile(&computed, &opts).expect("compiles");
         let got = plan.run(raw).expect("plan runs");
         prop_assert!(build::bits(&got[0]) == build::bits(&want[0]), "{:?}: outputs differ", c);
-        let in_place = has_avx512() && !(c.kernel == [1, 1] && c.pads.iter().any(|&p| p > 0));
+        let in_place = if c.kernel == [1, 1] { has_avx512() && c.pads.iter().all(|&p| p == 0) } else { has_direct() };
         // `separate` pools exactly one buffer, of the output's length.
         let one = separate.pooled_bytes();
         prop_assert_eq!(plan.pooled_bytes(), if in_place { one } else { 2 * one }, "{:?}", c);

@@ -1,6 +1,7 @@
 //! The plan keeps one copy of a direct conv's filters (the direct kernel's packing). When the
-//! ISA cap is lowered after compiling — the direct kernel no longer applies — the conv falls
-//! back to im2col + `gemm` with the filters unpacked from that packing; a Winograd conv's
+//! ISA cap is lowered after compiling — to AVX2 the direct kernels run their AVX2 copies, below
+//! it they no longer apply — the conv falls back to im2col + `gemm` with the filters unpacked
+//! from that packing; a Winograd conv's
 //! products move from the AVX-512 panel micro-kernel to `gemm`. Its own test binary:
 //! the cap is process-wide, and the other plan tests assert which kernel a conv compiles to.
 
@@ -49,7 +50,7 @@ fn check_within(got: &[Tensor], want: &[Tensor], what: &str, of_max: f64) {
 }
 
 #[test]
-fn direct_convs_fall_back_to_im2col_with_their_own_filters_when_the_isa_cap_drops() {
+fn direct_convs_run_their_avx2_copies_then_im2col_with_their_own_filters_as_the_isa_cap_drops() {
     let _cap = CAP.lock().unwrap_or_else(|e| e.into_inner());
     // 3×3 over 20×20 (position kernel), 3×3 over 7×7 (narrow-plane kernel), 7×7/2 (phase
     // grid), 1×1 over 7×7 (pointwise narrow-plane kernel; it keeps the [M, C] filters).
@@ -59,12 +60,26 @@ fn direct_convs_fall_back_to_im2col_with_their_own_filters_when_the_isa_cap_drop
         let want = exec::run(&g, feeds.clone()).expect("reference runs");
         let plan = Plan::compile(&g, &PlanOptions { threads: 2, ..PlanOptions::default() }).expect("compiles");
         let direct = plan.step_summaries()[0].kind.ends_with("direct");
-        assert_eq!(direct, kernels::active_isa() == Isa::Avx512, "{what}: {}", plan.step_summaries()[0].kind);
-        check(&plan.run(feeds.clone()).expect("runs"), &want, &format!("{what}, compiled ISA"));
+        // 1×1 convs have direct kernels on AVX-512 only; the others on AVX2 too.
+        let isa = if k == 1 { Isa::Avx512 } else { Isa::Avx2 };
+        assert_eq!(direct, kernels::active_isa() >= isa, "{what}: {}", plan.step_summaries()[0].kind);
+        let full = plan.run(feeds.clone()).expect("runs");
+        check(&full, &want, &format!("{what}, compiled ISA"));
+        // AVX2 (on an AVX-512 CPU): the position kernel's AVX2 copy, the same sums in the same
+        // order, so the same bits (planes over 14 wide: no narrow-plane kernel at full width);
+        // the other calls, and every call without AVX2, take the im2col path.
         kernels::set_isa_cap(Isa::Avx2);
+        let avx2 = plan.run(feeds.clone());
+        kernels::set_isa_cap(Isa::Portable);
         let capped = plan.run(feeds.clone());
         kernels::set_isa_cap(Isa::Avx512);
-        check(&capped.expect("runs"), &want, &format!("{what}, ISA capped at AVX2"));
+        let avx2 = avx2.expect("runs");
+        check(&avx2, &want, &format!("{what}, ISA capped at AVX2"));
+        if direct && k > 1 && (side + 2 * (k / 2) - k) / s + 1 > 14 {
+            let bits = |t: &[Tensor]| t[0].as_f32().expect("f32").iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert!(bits(&avx2) == bits(&full), "{what}: the AVX2 direct kernels' bits differ");
+        }
+        check(&capped.expect("runs"), &want, &format!("{what}, ISA capped at the portable copy"));
         // And once more at full width (the unpacked copy changes nothing for the direct path).
         check(&plan.run(feeds).expect("runs"), &want, &format!("{what}, ISA restored"));
     }

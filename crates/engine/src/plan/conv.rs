@@ -9,7 +9,8 @@
 //! rows while they are in cache. Pointwise convs (1×1, stride 1, no pads) use X's planes as
 //! the panel directly. Tiles run in parallel on the plan's rayon pool. On AVX-512 CPUs the
 //! constant-filter 2-D convs run the direct kernels instead ([`DirectConv`]; 1×1 convs its
-//! pointwise ones), and this path only takes the calls they do not apply to.
+//! pointwise ones), on AVX2 CPUs those of more than one tap (the position kernel), and this
+//! path only takes the calls they do not apply to.
 
 use std::cell::RefCell;
 
@@ -49,9 +50,9 @@ pub struct ConvKernel {
     /// Bias `[M]` when constant.
     pub bias: Option<Vec<f32>>,
     pub relu: bool,
-    /// The direct kernel of an ungrouped 2-D conv with constant filters on AVX-512 CPUs
-    /// ([`DirectConv`]; for 1×1 convs the pointwise kernels); calls it does not apply to run
-    /// the im2col path.
+    /// The direct kernel of an ungrouped 2-D conv with constant filters ([`DirectConv`]; for
+    /// 1×1 convs the pointwise kernels, AVX-512 CPUs only); calls it does not apply to run the
+    /// im2col path.
     pub direct: Option<Box<DirectConv>>,
 }
 

@@ -1,5 +1,6 @@
 //! Direct convolution of 2-D convs over shifted views of a zero-padded input, with an
-//! AVX-512 micro-kernel: no im2col matrix.
+//! AVX-512 micro-kernel (and an AVX2 copy of the position kernel, `avx2`): no im2col
+//! matrix.
 //!
 //! With the input zero-padded to `[C, Hp, Wp]`, output position `(oh, ow)` taken on the
 //! padded grid as `q = oh·Wp + ow` reads tap `(c, i, j)` at `c·plane + q + i·dH·Wp + j·dW`:
@@ -42,8 +43,10 @@
 //! (`ConvKernel::subsampled`), and hands a conv whose fused Add is its residual's last
 //! reader that buffer as the output (`kernels::Residual::InOutput`).
 //!
-//! Only for x86-64 CPUs with AVX-512F (and [`kernels::active_isa`] at `Avx512`); elsewhere
-//! [`DirectConv::new`] declines and the im2col path runs.
+//! The position kernel runs on x86-64 CPUs with AVX-512F or with AVX2 and FMA (`avx2`: 4 ×
+//! 24 register blocks of the same sums); the narrow-plane and pointwise kernels only with
+//! AVX-512F ([`kernels::active_isa`] at `Avx512`): below it those calls, and every call on
+//! other CPUs, run the im2col path.
 
 use std::cell::RefCell;
 use std::sync::OnceLock;
@@ -54,6 +57,8 @@ use crate::ops::conv::ConvGeometry;
 use crate::ops::padding::Axis;
 use crate::plan::kernels::{self, Isa, LineFetch, OutPtr, Residual};
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 pub mod bf16;
 mod pointwise;
 
@@ -108,6 +113,11 @@ pub struct DirectConv {
     /// The bf16 filters regrouped for the narrow-plane kernel (`[block of NC][pair][NC]`),
     /// by its first call.
     bf16_rows: OnceLock<Vec<u32>>,
+    /// The narrowest instruction set the kernel runs on: AVX2 (+FMA) for the plan's kernels
+    /// (the [`avx2`] micro-kernels below AVX-512), AVX-512 for training's
+    /// ([`DirectConv::with_shape`]: its batch-lane and gradient paths are tuned for it), which
+    /// below it keeps the im2col path.
+    min_isa: Isa,
 }
 
 /// Packs `w` (`[m, k]` row-major) into `out` as K chunks of `kc` columns (`kn` in the last),
@@ -177,13 +187,14 @@ struct Tiling {
 
 impl DirectConv {
     /// Packs `w` (`[M, C, kH, kW]` row-major) when this CPU runs the micro-kernel.
-    /// `None`: no AVX-512 (or not x86-64) — the caller keeps the im2col path.
+    /// `None`: neither AVX-512 nor AVX2 with FMA (or not x86-64) — the caller keeps the
+    /// im2col path.
     pub fn new(w: &[f32], w_shape: &[usize]) -> Option<DirectConv> {
         let &[m, c, kh, kw] = w_shape else { return None };
         if w.len() != m * c * kh * kw {
             return None;
         }
-        let mut d = DirectConv::with_shape(m, c, kh, kw)?;
+        let mut d = DirectConv::alloc(m, c, kh, kw, Isa::Avx2)?;
         d.by_channel = Some(OnceLock::new());
         d.set_filters(w);
         Some(d)
@@ -196,7 +207,7 @@ impl DirectConv {
         if w.len() != m * c {
             return None;
         }
-        let mut d = DirectConv::with_shape(m, c, 1, 1)?;
+        let mut d = DirectConv::alloc(m, c, 1, 1, Isa::Avx512)?;
         d.pointwise = true;
         d.by_channel = Some(OnceLock::new());
         d.set_filters(w);
@@ -210,11 +221,18 @@ impl DirectConv {
 
     /// A kernel for `[M, C, kH, kW]` filters, to be given them with
     /// [`DirectConv::set_filters`] (training repacks every step without allocating).
+    /// Training's kernels run on AVX-512 only.
     pub(crate) fn with_shape(m: usize, c: usize, kh: usize, kw: usize) -> Option<DirectConv> {
-        if kernels::active_isa() != Isa::Avx512 || m == 0 || c * kh * kw == 0 {
+        DirectConv::alloc(m, c, kh, kw, Isa::Avx512)
+    }
+
+    /// A kernel of `[M, C, kH, kW]` zero filters for CPUs with `min_isa` or wider.
+    fn alloc(m: usize, c: usize, kh: usize, kw: usize, min_isa: Isa) -> Option<DirectConv> {
+        if kernels::active_isa() < min_isa || min_isa < Isa::Avx2 || m == 0 || c * kh * kw == 0 {
             return None;
         }
         Some(DirectConv {
+            min_isa,
             pointwise: false,
             m,
             c,
@@ -358,7 +376,7 @@ impl DirectConv {
     }
 
     /// Whether this call is a 2-D conv of the packed filters (any stride and dilation) and
-    /// the CPU still allows AVX-512 (tests lower the cap at run time).
+    /// the CPU still allows the kernel's instruction set (tests lower the cap at run time).
     pub(crate) fn applies(&self, g: &ConvGeometry) -> bool {
         let [ad, ah, aw] = &g.axes;
         !self.pointwise
@@ -375,7 +393,7 @@ impl DirectConv {
                 let (padded, extent) = (a.input + a.pad_begin + a.pad_end, (a.kernel - 1) * a.dilation + 1);
                 a.stride >= 1 && a.dilation >= 1 && padded >= extent && a.output == (padded - extent) / a.stride + 1
             })
-            && kernels::active_isa() == Isa::Avx512
+            && kernels::active_isa() >= self.min_isa
     }
 
     /// Picks band height, strip width and filter split for an output of `oh` rows on the
@@ -482,7 +500,7 @@ impl DirectConv {
             && g.c == self.c
             && [ah, aw].iter().all(|a| a.kernel == 1 && a.stride == 1 && a.pad_begin + a.pad_end == 0)
             && ah.output * aw.output <= POINTWISE_SMALL_PLANE
-            && kernels::active_isa() == Isa::Avx512
+            && kernels::active_isa() >= self.min_isa
     }
 
     /// `y = relu?(conv(x, w) + bias + residual)` for a call
@@ -513,7 +531,11 @@ impl DirectConv {
     fn rows_apply(&self, g: &ConvGeometry, q: &PhaseGrid) -> bool {
         let [_, ah, aw] = &g.axes;
         let plane = q.phases * ((ah.output + q.halo) * q.width + ROW_SEGMENT + q.overrun);
-        !self.pointwise && self.by_channel.is_some() && aw.output <= ROW_SEGMENT && self.c * plane <= ROWS_BAND_BUDGET
+        !self.pointwise
+            && self.by_channel.is_some()
+            && aw.output <= ROW_SEGMENT
+            && self.c * plane <= ROWS_BAND_BUDGET
+            && kernels::active_isa() == Isa::Avx512
     }
 
     /// The narrow-plane kernel: vectors along the output channels instead of the positions.
@@ -658,7 +680,7 @@ impl DirectConv {
                     for r in (0..oh).step_by(step) {
                         let rows = step.min(oh - r);
                         let dst = &mut acc[(bi * plane + r * ow) * NC..][..rows * ow * NC];
-                        // SAFETY: a `DirectConv` exists only where AVX-512F does. Each read is
+                        // SAFETY: `rows_apply`: AVX-512F. Each read is
                         // `buf[offs[kk] + (r + i)·Wq + col]` with i < rows, col < OW ≤ Wq:
                         // within the tap's phase plane (`ps` covers `(OH + halo)·Wq + overrun`);
                         // `dst` holds rows·OW·NC floats (positions are row-major).
@@ -770,7 +792,7 @@ impl DirectConv {
             let micro_at = |acc: &mut [f32], k0: usize, kn: usize, bi: usize, s: usize| {
                 let a = &self.packed[(k0 * self.m.div_ceil(MR) + (blocks.start + bi) * kn) * MR..][..kn * MR];
                 let dst = &mut acc[(bi * strips + s) * MR * nr..][..MR * nr];
-                // SAFETY: a `DirectConv` exists only where AVX-512F does (`with_shape`). Every offset of `offs[k0..k0+kn]` plus
+                // SAFETY: `applies`: AVX2 and FMA at least. Every offset of `offs[k0..k0+kn]` plus
                 // `s·nr + nr` stays within `buf[..c·cs]`: an offset is `ch·cs + phase·ps`
                 // plus at most `halo·Wq + overrun` ([`PhaseGrid::tap_offset`]) and
                 // `s·nr + nr < rows·Wq + nr`, which each phase plane's trailing
@@ -1319,7 +1341,7 @@ unsafe fn micro_rows(
     #[cfg(not(target_arch = "x86_64"))]
     {
         let _ = (width, rows, wq, k, a, pf, b, offs, acc, accumulate);
-        unreachable!("DirectConv::new declines without AVX-512");
+        unreachable!("rows_apply declines without AVX-512");
     }
 }
 
@@ -1332,24 +1354,31 @@ fn store_segment(dst: &mut [f32], src: &[f32], bias: f32, res: Option<&[f32]>, r
     assert!(src.len() >= dst.len() && res.is_none_or(|r| r.len() >= dst.len()), "segment lengths");
     #[cfg(target_arch = "x86_64")]
     {
-        // SAFETY: a `DirectConv` exists only where AVX-512F does (`with_shape`); lengths
-        // checked above.
-        unsafe { avx512::store_segment(dst, src, bias, res, relu, accumulate) }
+        // SAFETY: a `DirectConv` runs only where AVX2 and FMA do (`applies`), AVX-512F where
+        // `active_isa` says so; lengths checked above.
+        unsafe {
+            if kernels::active_isa() == Isa::Avx512 {
+                avx512::store_segment(dst, src, bias, res, relu, accumulate)
+            } else {
+                avx2::store_segment(dst, src, bias, res, relu, accumulate)
+            }
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
         let _ = (dst, src, bias, res, relu, accumulate);
-        unreachable!("DirectConv::new declines without AVX-512");
+        unreachable!("DirectConv::new declines off x86-64");
     }
 }
 
 /// `acc[r·acc_rs + j] (+)= Σ_kk a[kk·MR + r] · b[offs[kk] + j]` for `r < MR`, `j < 16·nv`
-/// (`nv` of 1, 2 or 3 vectors): the AVX-512 micro-kernel, dispatched on the strip width.
+/// (`nv` of 1, 2 or 3 vectors): the position micro-kernel, dispatched on the strip width and
+/// the instruction set ([`avx2`] below AVX-512).
 /// Also the batch-lane convolution's kernel in training (`train::lanes`), where `acc` rows
 /// are output channel rows of a larger matrix.
 ///
 /// # Safety
-/// AVX-512F available; `a` holds `k·MR` floats; `b.offset(offs[i]) .. + 16·nv` is readable
+/// AVX2 and FMA available; `a` holds `k·MR` floats; `b.offset(offs[i]) .. + 16·nv` is readable
 /// for every `i < k`; `acc.add(r·acc_rs) .. + 16·nv` is writable (and readable when
 /// `accumulate`) for every `r < MR`, and aliases none of the inputs.
 #[allow(clippy::too_many_arguments)]
@@ -1368,17 +1397,20 @@ pub(crate) unsafe fn micro(
     {
         // SAFETY: forwarded from the caller.
         unsafe {
-            match nv {
-                3 => avx512::micro::<3>(k, a, b, offs, acc, acc_rs, accumulate),
-                2 => avx512::micro::<2>(k, a, b, offs, acc, acc_rs, accumulate),
-                _ => avx512::micro::<1>(k, a, b, offs, acc, acc_rs, accumulate),
+            match (nv, kernels::active_isa() == Isa::Avx512) {
+                (3, true) => avx512::micro::<3>(k, a, b, offs, acc, acc_rs, accumulate),
+                (2, true) => avx512::micro::<2>(k, a, b, offs, acc, acc_rs, accumulate),
+                (_, true) => avx512::micro::<1>(k, a, b, offs, acc, acc_rs, accumulate),
+                (3, false) => avx2::micro::<3>(k, a, b, offs, acc, acc_rs, accumulate),
+                (2, false) => avx2::micro::<2>(k, a, b, offs, acc, acc_rs, accumulate),
+                (_, false) => avx2::micro::<1>(k, a, b, offs, acc, acc_rs, accumulate),
             }
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
         let _ = (nv, k, a, b, offs, acc, acc_rs, accumulate);
-        unreachable!("DirectConv::new declines without AVX-512");
+        unreachable!("DirectConv::new declines off x86-64");
     }
 }
 
@@ -1424,17 +1456,20 @@ pub(crate) unsafe fn micro_store(
     {
         // SAFETY: forwarded from the caller.
         unsafe {
-            match nv {
-                3 => avx512::micro_store::<3>(k, a, b, offs, acc, out),
-                2 => avx512::micro_store::<2>(k, a, b, offs, acc, out),
-                _ => avx512::micro_store::<1>(k, a, b, offs, acc, out),
+            match (nv, kernels::active_isa() == Isa::Avx512) {
+                (3, true) => avx512::micro_store::<3>(k, a, b, offs, acc, out),
+                (2, true) => avx512::micro_store::<2>(k, a, b, offs, acc, out),
+                (_, true) => avx512::micro_store::<1>(k, a, b, offs, acc, out),
+                (3, false) => avx2::micro_store::<3>(k, a, b, offs, acc, out),
+                (2, false) => avx2::micro_store::<2>(k, a, b, offs, acc, out),
+                (_, false) => avx2::micro_store::<1>(k, a, b, offs, acc, out),
             }
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
         let _ = (nv, k, a, b, offs, acc, out);
-        unreachable!("DirectConv::new declines without AVX-512");
+        unreachable!("DirectConv::new declines off x86-64");
     }
 }
 

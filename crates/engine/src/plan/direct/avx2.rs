@@ -1,0 +1,379 @@
+//! The position kernel of the direct convolution for CPUs with AVX2 and FMA but no AVX-512
+//! (AMD Zen 1–3, Intel client cores): the same arithmetic on the same packed layouts as the
+//! `avx512` kernels, cut into register blocks that fit the 16 ymm registers. The 8 filters ×
+//! `16·NV` positions of a call run as blocks of 4 filters × 24 positions (12 accumulators, 3
+//! vector loads and 4 broadcasts per tap, [`tap_4x3`]) — two filter halves × two position
+//! halves for 48-position strips — or of 4 × 16 for 32- and 16-position strips. Every output
+//! is the sum of the same products in the same order (tap by tap, one FMA per tap) as the
+//! AVX-512 kernel's, so both give the same bits.
+//!
+//! Only the position kernel has an AVX2 copy. Measured on an AMD EPYC (Zen 3, AVX2 only, one
+//! thread, single-conv models, `scripts/ab_bench.py`, minima of 6–8 alternated rounds) against
+//! the im2col + `gemm` path: 3×3 64 ch at 56×56 0.86×, 128 at 28×28 0.88×, 512 at 7×7 0.95×,
+//! 3×3/2 128 ← 64 0.96×, the 7×7/2 stem 0.72×, 256 at 14×14 0.97×. The narrow-plane kernel
+//! (as 16 filters × 6 positions) measured no better than the position kernel there, and 1×1
+//! convs read in place (as 4 × 24 blocks per 32-channel chunk) 0.84–0.88× the speed of
+//! `gemm`, which packs its panels: both keep their AVX-512-only form
+//! (`DirectConv::rows_apply`, `DirectConv::pointwise`).
+
+use std::arch::x86_64::*;
+
+use super::{StripOut, MR};
+
+/// Software prefetch distance along the packed filters, in floats (as the AVX-512 kernels).
+const PF_DIST: usize = 512;
+
+/// Filters per register block of the position kernel: half of [`MR`].
+const HR: usize = MR / 2;
+
+/// Lanes of a ymm vector.
+const L: usize = 8;
+
+/// `c[r][j] = Σ_kk a[kk·MR + r] · b[offs[kk] + 8j ..]` for `r < 4`, `j < V` (plus the sums at
+/// `init`, rows `rs` apart): one register block of the position kernel. `a` points at the
+/// block's first filter within the packed 8-filter rows.
+///
+/// # Safety
+/// AVX2 and FMA available; as [`super::micro`] for `a`, `b` (`8·V` floats per tap) and `offs`.
+#[inline(always)]
+unsafe fn block<const V: usize>(
+    k: usize,
+    a: *const f32,
+    b: *const f32,
+    offs: *const isize,
+    init: Option<(*const f32, usize)>,
+) -> [[__m256; V]; HR] {
+    let mut c = [[_mm256_setzero_ps(); V]; HR];
+    // SAFETY (whole body): pointers and extents as the caller guarantees.
+    unsafe {
+        if let Some((acc, rs)) = init {
+            for (r, row) in c.iter_mut().enumerate() {
+                for (j, v) in row.iter_mut().enumerate() {
+                    *v = _mm256_loadu_ps(acc.add(r * rs + L * j));
+                }
+            }
+        }
+        let mut ap = a;
+        for kk in 0..k {
+            // A hint only: prefetching past the end of `a` does not fault.
+            _mm_prefetch::<_MM_HINT_T0>(ap.wrapping_add(PF_DIST).cast());
+            let bp = b.offset(*offs.add(kk));
+            let mut bv = [_mm256_setzero_ps(); V];
+            for (j, v) in bv.iter_mut().enumerate() {
+                *v = _mm256_loadu_ps(bp.add(L * j));
+            }
+            for (r, row) in c.iter_mut().enumerate() {
+                let av = _mm256_broadcast_ss(&*ap.add(r));
+                for (v, bj) in row.iter_mut().zip(&bv) {
+                    *v = _mm256_fmadd_ps(av, *bj, *v);
+                }
+            }
+            ap = ap.add(MR);
+        }
+    }
+    c
+}
+
+/// `c[r][j] += a[r] · b[8j ..]` for `r < 4`, `j < 3`: one tap of the 4 × 24 register block,
+/// in inline assembly. Its 12 accumulators, 3 vectors of `b` and a broadcast take all 16 ymm
+/// registers; compiled from intrinsics, LLVM kept a second broadcast live and spilled an
+/// accumulator to the stack every tap, a store-to-load chain per tap (a 1×1 prototype on
+/// these blocks: 40 GFLOP/s from intrinsics, 64 in assembly, of a 102 peak).
+macro_rules! tap_4x3 {
+    ($c:ident, $ap:expr, $bp:expr) => {
+        std::arch::asm!(
+            "vmovups {b0}, ymmword ptr [{bp}]",
+            "vmovups {b1}, ymmword ptr [{bp} + 32]",
+            "vmovups {b2}, ymmword ptr [{bp} + 64]",
+            "vbroadcastss {t}, dword ptr [{ap}]",
+            "vfmadd231ps {c00}, {t}, {b0}",
+            "vfmadd231ps {c01}, {t}, {b1}",
+            "vfmadd231ps {c02}, {t}, {b2}",
+            "vbroadcastss {t}, dword ptr [{ap} + 4]",
+            "vfmadd231ps {c10}, {t}, {b0}",
+            "vfmadd231ps {c11}, {t}, {b1}",
+            "vfmadd231ps {c12}, {t}, {b2}",
+            "vbroadcastss {t}, dword ptr [{ap} + 8]",
+            "vfmadd231ps {c20}, {t}, {b0}",
+            "vfmadd231ps {c21}, {t}, {b1}",
+            "vfmadd231ps {c22}, {t}, {b2}",
+            "vbroadcastss {t}, dword ptr [{ap} + 12]",
+            "vfmadd231ps {c30}, {t}, {b0}",
+            "vfmadd231ps {c31}, {t}, {b1}",
+            "vfmadd231ps {c32}, {t}, {b2}",
+            ap = in(reg) $ap,
+            bp = in(reg) $bp,
+            b0 = out(ymm_reg) _,
+            b1 = out(ymm_reg) _,
+            b2 = out(ymm_reg) _,
+            t = out(ymm_reg) _,
+            c00 = inout(ymm_reg) $c[0][0],
+            c01 = inout(ymm_reg) $c[0][1],
+            c02 = inout(ymm_reg) $c[0][2],
+            c10 = inout(ymm_reg) $c[1][0],
+            c11 = inout(ymm_reg) $c[1][1],
+            c12 = inout(ymm_reg) $c[1][2],
+            c20 = inout(ymm_reg) $c[2][0],
+            c21 = inout(ymm_reg) $c[2][1],
+            c22 = inout(ymm_reg) $c[2][2],
+            c30 = inout(ymm_reg) $c[3][0],
+            c31 = inout(ymm_reg) $c[3][1],
+            c32 = inout(ymm_reg) $c[3][2],
+            options(nostack, preserves_flags, readonly),
+        )
+    };
+}
+
+/// [`block`] for 3 vectors, on [`tap_4x3`].
+///
+/// # Safety
+/// As [`block`].
+#[target_feature(enable = "avx2,fma")]
+unsafe fn block3(
+    k: usize,
+    a: *const f32,
+    b: *const f32,
+    offs: *const isize,
+    init: Option<(*const f32, usize)>,
+) -> [[__m256; 3]; HR] {
+    let mut c = [[_mm256_setzero_ps(); 3]; HR];
+    // SAFETY (whole body): pointers and extents as the caller guarantees.
+    unsafe {
+        if let Some((acc, rs)) = init {
+            for (r, row) in c.iter_mut().enumerate() {
+                for (j, v) in row.iter_mut().enumerate() {
+                    *v = _mm256_loadu_ps(acc.add(r * rs + L * j));
+                }
+            }
+        }
+        let mut ap = a;
+        for kk in 0..k {
+            _mm_prefetch::<_MM_HINT_T0>(ap.wrapping_add(PF_DIST).cast());
+            let bp = b.offset(*offs.add(kk));
+            tap_4x3!(c, ap, bp);
+            ap = ap.add(MR);
+        }
+    }
+    c
+}
+
+/// The register blocks of a `16·NV`-position call: `(first position, vectors)`.
+const fn blocks_of(nv: usize) -> [(usize, usize); 2] {
+    match nv {
+        3 => [(0, 3), (24, 3)],
+        2 => [(0, 2), (16, 2)],
+        _ => [(0, 2), (0, 0)],
+    }
+}
+
+/// [`super::micro`] on AVX2.
+///
+/// # Safety
+/// As [`super::micro`], with AVX2 and FMA available instead of AVX-512F.
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn micro<const NV: usize>(
+    k: usize,
+    a: *const f32,
+    b: *const f32,
+    offs: *const isize,
+    acc: *mut f32,
+    acc_rs: usize,
+    accumulate: bool,
+) {
+    // SAFETY (whole body): pointers and extents as the caller guarantees.
+    unsafe {
+        for r0 in [0, HR] {
+            for (j0, v) in blocks_of(NV) {
+                let at = acc.add(r0 * acc_rs + j0);
+                let init = accumulate.then_some((at.cast_const(), acc_rs));
+                match v {
+                    3 => store_block(&block3(k, a.add(r0), b.add(j0), offs, init), at, acc_rs),
+                    2 => store_block(&block::<2>(k, a.add(r0), b.add(j0), offs, init), at, acc_rs),
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// Stores a register block at `at`, rows `rs` apart.
+///
+/// # Safety
+/// AVX2 available; `at + r·rs .. + 8·V` writable for `r < 4`.
+#[inline(always)]
+unsafe fn store_block<const V: usize>(c: &[[__m256; V]; HR], at: *mut f32, rs: usize) {
+    for (r, row) in c.iter().enumerate() {
+        for (j, v) in row.iter().enumerate() {
+            // SAFETY: the caller's contract.
+            unsafe { _mm256_storeu_ps(at.add(r * rs + L * j), *v) };
+        }
+    }
+}
+
+/// Lanes `lo .. hi` (clamped to `0 .. 8`) as an AVX2 mask vector, and how many they are.
+#[inline(always)]
+unsafe fn lanes(lo: isize, hi: isize) -> (__m256i, isize) {
+    let (lo, hi) = (lo.clamp(0, L as isize), hi.clamp(0, L as isize));
+    // SAFETY: register operations only (AVX2 available: the callers' contract).
+    unsafe {
+        let idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        let ge_lo = _mm256_cmpgt_epi32(idx, _mm256_set1_epi32(lo as i32 - 1));
+        let lt_hi = _mm256_cmpgt_epi32(_mm256_set1_epi32(hi as i32), idx);
+        (_mm256_and_si256(ge_lo, lt_hi), (hi - lo).max(0))
+    }
+}
+
+/// `relu?(v + bias + res[at ..])` stored at `y[at ..]` in the lanes of `m` (`count` of them;
+/// all 8 take plain loads and stores).
+///
+/// # Safety
+/// AVX2 available; the lanes of `m` at `y + at` (and `res + at`) lie in their buffers.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn store_lanes(
+    v: __m256,
+    bias: __m256,
+    res: Option<*const f32>,
+    relu: bool,
+    y: *mut f32,
+    at: isize,
+    m: __m256i,
+    count: isize,
+) {
+    // SAFETY: the caller's contract; masked-off lanes are neither read nor written.
+    unsafe {
+        let mut x = _mm256_add_ps(v, bias);
+        if let Some(res) = res {
+            let r = if count == L as isize {
+                _mm256_loadu_ps(res.wrapping_offset(at))
+            } else {
+                _mm256_maskload_ps(res.wrapping_offset(at), m)
+            };
+            x = _mm256_add_ps(x, r);
+        }
+        if relu {
+            x = _mm256_max_ps(x, _mm256_setzero_ps());
+        }
+        if count == L as isize {
+            _mm256_storeu_ps(y.wrapping_offset(at), x);
+        } else {
+            _mm256_maskstore_ps(y.wrapping_offset(at), m, x);
+        }
+    }
+}
+
+/// [`super::micro_store`] on AVX2.
+///
+/// # Safety
+/// As [`super::micro_store`], with AVX2 and FMA available instead of AVX-512F.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn micro_store<const NV: usize>(
+    k: usize,
+    a: *const f32,
+    b: *const f32,
+    offs: *const isize,
+    acc: Option<(*const f32, usize)>,
+    out: &StripOut,
+) {
+    // SAFETY (whole body): pointers and extents as the caller guarantees; the masked stores
+    // and loads touch only the lanes of valid outputs.
+    unsafe {
+        for r0 in [0, HR] {
+            if r0 >= out.rows {
+                break;
+            }
+            for (j0, v) in blocks_of(NV) {
+                let init = acc.map(|(p, rs)| (p.add(r0 * rs + j0), rs));
+                match v {
+                    3 => store_out(&block3(k, a.add(r0), b.add(j0), offs, init), r0, j0, out),
+                    2 => store_out(&block::<2>(k, a.add(r0), b.add(j0), offs, init), r0, j0, out),
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// The epilogue of [`micro_store`] for the register block of filters `r0 ..` and positions
+/// `q0 + j0 ..`: valid columns only, at most two grid rows per vector (`wp ≥ 16`).
+///
+/// # Safety
+/// As [`super::micro_store`].
+#[inline(always)]
+unsafe fn store_out<const V: usize>(c: &[[__m256; V]; HR], r0: usize, j0: usize, out: &StripOut) {
+    // SAFETY (whole body): as the caller guarantees.
+    unsafe {
+        let zero = _mm256_setzero_ps();
+        let (wp, ow) = (out.wp as isize, out.ow as isize);
+        for j in 0..V {
+            // Positions q + i: grid row `row`, columns c0 + i (i < wp − c0), then row + 1,
+            // columns c0 + i − wp.
+            let q = (out.q0 + j0 + L * j) as isize;
+            let left = out.positions as isize - q;
+            if left <= 0 {
+                break;
+            }
+            let (row, c0) = (q / wp, q % wp);
+            let (m1, n1) = lanes(0, (ow - c0).min(wp - c0).min(left));
+            let (m2, n2) = lanes(wp - c0, (wp - c0 + ow).min(left));
+            let o1 = row * ow + c0;
+            let o2 = (row + 1) * ow + c0 - wp;
+            for (r, v) in c.iter().enumerate().take(out.rows - r0) {
+                let bias = out.bias.map_or(zero, |p| _mm256_set1_ps(*p.add(r0 + r)));
+                let base = ((r0 + r) * out.plane) as isize;
+                if n1 > 0 {
+                    store_lanes(v[j], bias, out.res, out.relu, out.y, base + o1, m1, n1);
+                }
+                if n2 > 0 {
+                    store_lanes(v[j], bias, out.res, out.relu, out.y, base + o2, m2, n2);
+                }
+            }
+        }
+    }
+}
+
+/// [`super::store_segment`] on AVX2.
+///
+/// # Safety
+/// AVX2 available; `src` (and `res`) at least as long as `dst`.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn store_segment(
+    dst: &mut [f32],
+    src: &[f32],
+    bias: f32,
+    res: Option<&[f32]>,
+    relu: bool,
+    accumulate: bool,
+) {
+    let n = dst.len();
+    let (d, s) = (dst.as_mut_ptr(), src.as_ptr());
+    let r = res.map(<[f32]>::as_ptr);
+    // SAFETY (whole body): lanes of each mask lie below `n`; the caller's lengths cover them.
+    unsafe {
+        let (bv, zero) = (_mm256_set1_ps(bias), _mm256_setzero_ps());
+        let mut i = 0;
+        while i < n {
+            let (m, count) = lanes(0, (n - i) as isize);
+            let load = |p: *const f32| if count == L as isize { _mm256_loadu_ps(p) } else { _mm256_maskload_ps(p, m) };
+            let mut v = load(s.add(i));
+            if accumulate {
+                v = _mm256_add_ps(load(d.add(i)), v);
+            } else {
+                v = _mm256_add_ps(v, bv);
+                if let Some(r) = r {
+                    v = _mm256_add_ps(v, load(r.add(i)));
+                }
+                if relu {
+                    v = _mm256_max_ps(v, zero);
+                }
+            }
+            if count == L as isize {
+                _mm256_storeu_ps(d.add(i), v);
+            } else {
+                _mm256_maskstore_ps(d.add(i), m, v);
+            }
+            i += L;
+        }
+    }
+}
