@@ -43,16 +43,9 @@ unsafe fn block<const V: usize>(
     offs: *const isize,
     init: Option<(*const f32, usize)>,
 ) -> [[__m256; V]; HR] {
-    let mut c = [[_mm256_setzero_ps(); V]; HR];
     // SAFETY (whole body): pointers and extents as the caller guarantees.
     unsafe {
-        if let Some((acc, rs)) = init {
-            for (r, row) in c.iter_mut().enumerate() {
-                for (j, v) in row.iter_mut().enumerate() {
-                    *v = _mm256_loadu_ps(acc.add(r * rs + L * j));
-                }
-            }
-        }
+        let mut c = sums::<V>(init);
         let mut ap = a;
         for kk in 0..k {
             // A hint only: prefetching past the end of `a` does not fault.
@@ -69,6 +62,24 @@ unsafe fn block<const V: usize>(
                 }
             }
             ap = ap.add(MR);
+        }
+        c
+    }
+}
+
+/// A register block's accumulators: the sums at `init` (rows `rs` apart), or zeros.
+///
+/// # Safety
+/// AVX available; `acc + r·rs .. + 8·V` readable for `r < 4` when given.
+#[inline(always)]
+unsafe fn sums<const V: usize>(init: Option<(*const f32, usize)>) -> [[__m256; V]; HR] {
+    let mut c = [[_mm256_setzero_ps(); V]; HR];
+    if let Some((acc, rs)) = init {
+        for (r, row) in c.iter_mut().enumerate() {
+            for (j, v) in row.iter_mut().enumerate() {
+                // SAFETY: the caller's contract.
+                *v = unsafe { _mm256_loadu_ps(acc.add(r * rs + L * j)) };
+            }
         }
     }
     c
@@ -136,16 +147,9 @@ unsafe fn block3(
     offs: *const isize,
     init: Option<(*const f32, usize)>,
 ) -> [[__m256; 3]; HR] {
-    let mut c = [[_mm256_setzero_ps(); 3]; HR];
     // SAFETY (whole body): pointers and extents as the caller guarantees.
     unsafe {
-        if let Some((acc, rs)) = init {
-            for (r, row) in c.iter_mut().enumerate() {
-                for (j, v) in row.iter_mut().enumerate() {
-                    *v = _mm256_loadu_ps(acc.add(r * rs + L * j));
-                }
-            }
-        }
+        let mut c = sums::<3>(init);
         let mut ap = a;
         for kk in 0..k {
             _mm_prefetch::<_MM_HINT_T0>(ap.wrapping_add(PF_DIST).cast());
@@ -153,8 +157,8 @@ unsafe fn block3(
             tap_4x3!(c, ap, bp);
             ap = ap.add(MR);
         }
+        c
     }
-    c
 }
 
 /// The register blocks of a `16·NV`-position call: `(first position, vectors)`.
