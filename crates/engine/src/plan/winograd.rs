@@ -563,6 +563,36 @@ impl Winograd {
         let [_, ah, aw] = &g.axes;
         let (h, w) = (ah.input, aw.input);
         let plane = h * w;
+        #[cfg(target_arch = "x86_64")]
+        if ts == 4 && kernels::active_isa() >= kernels::Isa::Avx2 {
+            for seg in segments(t0, nb, th, tw) {
+                let iy0 = (ts * seg.ty) as isize - ah.pad_begin as isize;
+                let ix0 = (ts * seg.tx0) as isize - aw.pad_begin as isize;
+                for c in 0..ic {
+                    let xc = &x[(seg.img * ic + c) * plane..][..plane];
+                    for k0 in (0..seg.len).step_by(8) {
+                        let nt = (seg.len - k0).min(8);
+                        let at = c * nb + seg.col + k0;
+                        assert!(v.len() >= 35 * ic * nb + at + nt, "V extent");
+                        // SAFETY: AVX2 is active; tiles `k0..k0+nt` of the segment have their
+                        // points at `v[ξ·ic·nb + at + k]`, inside `v` (checked above).
+                        unsafe {
+                            avx2::input_tiles8(
+                                xc,
+                                h,
+                                w,
+                                iy0,
+                                ix0 + 4 * k0 as isize,
+                                nt,
+                                v.as_mut_ptr().add(at),
+                                ic * nb,
+                            )
+                        };
+                    }
+                }
+            }
+            return;
+        }
         for seg in segments(t0, nb, th, tw) {
             let iy0 = (ts * seg.ty) as isize - ah.pad_begin as isize;
             let ix0 = (ts * seg.tx0) as isize - aw.pad_begin as isize;
@@ -900,6 +930,131 @@ fn panel_product_bf16(
             m[(t + r) * ms..][..PANEL].copy_from_slice(row);
         }
         t += rows;
+    }
+}
+
+/// The F(4×4) input transform for CPUs with AVX2 but no AVX-512: 8 tiles per vector, each
+/// input row's 34 columns split by column phase with lane-wise 4 × 4 transposes (the AVX-512
+/// copy's 16-lane permutes cut to 8 lanes), `Bᵀ d B` with the portable copy's operations in
+/// its order, so the same bits. The portable copy splits the phases a float at a time and
+/// runs its transforms over each row's tiles (14 at 56×56: one vector and a scalar tail).
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    /// `Bᵀ a` of [`super::bt`] on vectors, the same operations in the same order (no FMA).
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn bt([a0, a1, a2, a3, a4, a5]: [__m256; 6]) -> [__m256; 6] {
+        let (two, four, five) = (_mm256_set1_ps(2.0), _mm256_set1_ps(4.0), _mm256_set1_ps(5.0));
+        let (add, sub, mul) = (_mm256_add_ps, _mm256_sub_ps, _mm256_mul_ps);
+        [
+            add(sub(mul(four, a0), mul(five, a2)), a4),
+            add(add(mul(_mm256_set1_ps(-4.0), add(a1, a2)), a3), a4),
+            add(sub(mul(four, sub(a1, a2)), a3), a4),
+            add(sub(mul(two, sub(a3, a1)), a2), a4),
+            add(sub(mul(two, sub(a1, a3)), a2), a4),
+            add(sub(mul(four, a1), mul(five, a3)), a5),
+        ]
+    }
+
+    /// Lanes `l` of an 8-float vector whose column `ix0 + 8q + l` lies in `0..w` and whose
+    /// index `8q + l` is below `need`, for the 5 vectors of a row.
+    fn row_masks(ix0: isize, w: usize, need: isize) -> [(__m256i, bool); 5] {
+        let jlo = (-ix0).clamp(0, need);
+        let jhi = (w as isize - ix0).clamp(jlo, need);
+        std::array::from_fn(|q| {
+            let q = 8 * q as isize;
+            let lanes: [i32; 8] = std::array::from_fn(|l| -i32::from((jlo..jhi).contains(&(q + l as isize))));
+            // SAFETY: 32 readable bytes; `loadu` has no alignment requirement.
+            let m = unsafe { _mm256_loadu_si256(lanes.as_ptr().cast()) };
+            (m, lanes.iter().all(|&l| l != 0))
+        })
+    }
+
+    /// `V[ξ·vstride + k]` of the `nt ≤ 8` tiles whose 6×6 patches start at row `iy0` and
+    /// columns `ix0 + 4k` of the plane `xc` (`[h, w]`; zeros outside it).
+    ///
+    /// # Safety
+    /// AVX2 available; `1 ≤ nt ≤ 8`; `v + ξ·vstride + k` writable for `ξ < 36`, `k < nt`.
+    #[target_feature(enable = "avx2")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn input_tiles8(
+        xc: &[f32],
+        h: usize,
+        w: usize,
+        iy0: isize,
+        ix0: isize,
+        nt: usize,
+        v: *mut f32,
+        vstride: usize,
+    ) {
+        assert!((1..=8).contains(&nt) && xc.len() >= h * w, "tiles and plane extent");
+        let masks = row_masks(ix0, w, 4 * nt as isize + 2);
+        // Tiles (0, 2, 4, 6, 1, 3, 5, 7) of the lane-wise transposes back in order, and the
+        // lanes shifted down by one (columns 4 and 5: the next tile's 0 and 1).
+        let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+        let next = _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 0);
+        // d[r][s]: column s of the tiles' row r.
+        let mut d = [[_mm256_setzero_ps(); 6]; 6];
+        for (r, dr) in d.iter_mut().enumerate() {
+            let iy = iy0 + r as isize;
+            if iy < 0 || iy >= h as isize {
+                continue;
+            }
+            let row = xc[iy as usize * w..].as_ptr().wrapping_offset(ix0);
+            // SAFETY: lanes of each mask lie inside the row (`row_masks`), the others are
+            // neither read nor faulted on.
+            let q: [__m256; 5] = std::array::from_fn(|i| {
+                let (m, full) = masks[i];
+                let at = row.wrapping_add(8 * i);
+                unsafe {
+                    if full {
+                        _mm256_loadu_ps(at)
+                    } else {
+                        _mm256_maskload_ps(at, m)
+                    }
+                }
+            });
+            let t0 = _mm256_unpacklo_ps(q[0], q[1]);
+            let t1 = _mm256_unpackhi_ps(q[0], q[1]);
+            let t2 = _mm256_unpacklo_ps(q[2], q[3]);
+            let t3 = _mm256_unpackhi_ps(q[2], q[3]);
+            let (pd, ps) = (_mm256_castps_pd, _mm256_castpd_ps);
+            let phases = [
+                ps(_mm256_unpacklo_pd(pd(t0), pd(t2))),
+                ps(_mm256_unpackhi_pd(pd(t0), pd(t2))),
+                ps(_mm256_unpacklo_pd(pd(t1), pd(t3))),
+                ps(_mm256_unpackhi_pd(pd(t1), pd(t3))),
+            ];
+            for (ds, p) in dr.iter_mut().zip(phases) {
+                *ds = _mm256_permutevar8x32_ps(p, order);
+            }
+            // Column 32 + s of the row (lane 0 of q[4] is column 32, lane 1 column 33).
+            let tail = |s: i32| _mm256_permutevar8x32_ps(q[4], _mm256_set1_epi32(s));
+            dr[4] = _mm256_blend_ps::<0x80>(_mm256_permutevar8x32_ps(dr[0], next), tail(0));
+            dr[5] = _mm256_blend_ps::<0x80>(_mm256_permutevar8x32_ps(dr[1], next), tail(1));
+        }
+        // t[s][i] = (Bᵀ d)[i][s], then V[i·6 + j] = (t B)[i][j].
+        let t: [[__m256; 6]; 6] = std::array::from_fn(|s| bt(std::array::from_fn(|r| d[r][s])));
+        let lanes: [i32; 8] = std::array::from_fn(|l| -i32::from(l < nt));
+        // SAFETY: 32 readable bytes.
+        let m = unsafe { _mm256_loadu_si256(lanes.as_ptr().cast()) };
+        let rows: [[__m256; 6]; 6] = std::array::from_fn(|i| std::array::from_fn(|s| t[s][i]));
+        for (i, ti) in rows.into_iter().enumerate() {
+            let vi = bt(ti);
+            for (j, vv) in vi.into_iter().enumerate() {
+                let at = v.wrapping_add((i * 6 + j) * vstride);
+                // SAFETY: point i·6 + j of tiles 0..nt, writable by the caller's contract.
+                unsafe {
+                    if nt == 8 {
+                        _mm256_storeu_ps(at, vv);
+                    } else {
+                        _mm256_maskstore_ps(at, m, vv);
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -1851,6 +2006,32 @@ mod tests {
             let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&rows), bits(&gathered), "tiles at ({iy0}, {ix0}), {nt} of them");
             assert!(rows.iter().any(|&v| v != 0.0), "non-trivial points");
+        }
+    }
+
+    /// The AVX2 F(4×4) input transform against the portable one, bit for bit: tiles inside
+    /// the plane, over its padding on every side, and 1 to 8 of them per call.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_input_tiles_equal_the_portable_ones() {
+        if !(std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")) {
+            return;
+        }
+        for (h, w) in [(13usize, 11usize), (30, 37)] {
+            let x: Vec<f32> = (0..h * w).map(|i| ((i * 7919) % 211) as f32 / 37.0 - 2.5).collect();
+            for (iy0, ix0) in [(-1isize, -1isize), (3, -1), (7, 3), (h as isize - 3, -2), (-3, 5), (2, w as isize - 9)]
+            {
+                for nt in 1..=8usize {
+                    let (mut want, mut got) = (vec![0.0f32; 36 * 8], vec![0.0f32; 36 * 8]);
+                    let mut strip = vec![0.0f32; 12 * 4 * (nt + 1)];
+                    input_tiles(&x, h, w, iy0, ix0, nt, &mut strip, &mut want, 8);
+                    // SAFETY: AVX2 checked; 36 points × 8 lanes of room.
+                    unsafe { avx2::input_tiles8(&x, h, w, iy0, ix0, nt, got.as_mut_ptr(), 8) };
+                    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&got), bits(&want), "{h}×{w}: {nt} tiles at ({iy0}, {ix0})");
+                    assert!(want.iter().any(|&v| v != 0.0), "non-trivial points");
+                }
+            }
         }
     }
 
