@@ -767,6 +767,30 @@ impl Winograd {
                             }
                             continue;
                         }
+                        #[cfg(target_arch = "x86_64")]
+                        if ts == 4 && kernels::active_isa() >= kernels::Isa::Avx2 {
+                            for g0 in (0..rw).step_by(8) {
+                                // SAFETY: AVX2 is active; channels `g0..g0+8` of this tile's
+                                // points lie in `m` (rows padded to `rp`, a multiple of 32,
+                                // checked above); the tile's `rows × cols` pixels of channels
+                                // `ob+g0 ..` (at most `rw`) lie in `y` and belong to this task
+                                // only; `residual` has the output's layout.
+                                unsafe {
+                                    avx2::output_tile8(
+                                        m[col * rp + g0..].as_ptr(),
+                                        nb * rp,
+                                        (rw - g0).min(8),
+                                        out.0.add(base + g0 * out_plane),
+                                        (out_plane, ow, rows, cols),
+                                        bias.map(|b| b[ob + g0..].as_ptr()),
+                                        residual.map(|r| r[base + g0 * out_plane..].as_ptr()),
+                                        relu,
+                                        accumulate,
+                                    )
+                                };
+                            }
+                            continue;
+                        }
                         let (bias, residual) = (bias.map(|b| &b[ob..ob + rw]), residual.map(|r| &r[base..]));
                         if ts == 2 {
                             // SAFETY: as for `store_tile` below.
@@ -970,6 +994,97 @@ mod avx2 {
             let m = unsafe { _mm256_loadu_si256(lanes.as_ptr().cast()) };
             (m, lanes.iter().all(|&l| l != 0))
         })
+    }
+
+    /// `Aᵀ m` of F(4×4) on vectors, the portable copy's operations in its order.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn at([m0, m1, m2, m3, m4, m5]: [__m256; 6]) -> [__m256; 4] {
+        let (s12, d12) = (_mm256_add_ps(m1, m2), _mm256_sub_ps(m1, m2));
+        let (s34, d34) = (_mm256_add_ps(m3, m4), _mm256_sub_ps(m3, m4));
+        let (add, mul) = (_mm256_add_ps, _mm256_mul_ps);
+        [
+            add(add(m0, s12), s34),
+            add(d12, mul(_mm256_set1_ps(2.0), d34)),
+            add(s12, mul(_mm256_set1_ps(4.0), s34)),
+            add(add(d12, mul(_mm256_set1_ps(8.0), d34)), m5),
+        ]
+    }
+
+    /// The F(4×4) output transform and epilogue of one tile for `nch ≤ 8` channels, one lane
+    /// per channel (the AVX-512 copy's `output_tile16` on 8 lanes): `m + ξ·mstride` holds
+    /// point ξ of the channels; pixel `(a, b)` of channel `o` becomes `relu?(res + bias[o] +
+    /// residual[o·plane + a·ow + b] (+ y))` at `y[o·plane + a·ow + b]` for `a < rows`, `b <
+    /// cols`, in the portable `store_tile`'s order. Each output row is transposed in registers
+    /// (4×4 within each 128-bit lane), so a channel's 4 pixels are one store.
+    ///
+    /// # Safety
+    /// AVX2 available; `m + ξ·mstride + l` readable for `ξ < 36`, `l < 8`; `bias + o` readable
+    /// and `y + o·plane + a·ow + b` writable (and, with `residual` or `accumulate`, readable
+    /// there) for `o < nch`, `a < rows ≤ 4`, `b < cols ≤ 4`.
+    #[target_feature(enable = "avx2")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn output_tile8(
+        m: *const f32,
+        mstride: usize,
+        nch: usize,
+        y: *mut f32,
+        (plane, ow, rows, cols): (usize, usize, usize, usize),
+        bias: Option<*const f32>,
+        residual: Option<*const f32>,
+        relu: bool,
+        accumulate: bool,
+    ) {
+        debug_assert!((1..=8).contains(&nch) && rows <= 4 && cols <= 4);
+        let lanes: [i32; 4] = std::array::from_fn(|l| -i32::from(l < cols));
+        // SAFETY (whole body): extents as the caller guarantees; masked-off lanes are not
+        // accessed.
+        unsafe {
+            let cmask = _mm_loadu_si128(lanes.as_ptr().cast());
+            let p: [__m256; 36] = std::array::from_fn(|xi| _mm256_loadu_ps(m.add(xi * mstride)));
+            // mid[j][a] = (Aᵀ m)[a][j], then res[a][b] = (mid Aᵀᵀ)[a][b].
+            let mid: [[__m256; 4]; 6] = std::array::from_fn(|j| at(std::array::from_fn(|i| p[i * 6 + j])));
+            let mid_rows: [[__m256; 6]; 4] = std::array::from_fn(|a| std::array::from_fn(|j| mid[j][a]));
+            for (a, ma) in mid_rows.into_iter().take(rows).enumerate() {
+                let r = at(ma);
+                let (t0, t1) = (_mm256_unpacklo_ps(r[0], r[1]), _mm256_unpackhi_ps(r[0], r[1]));
+                let (t2, t3) = (_mm256_unpacklo_ps(r[2], r[3]), _mm256_unpackhi_ps(r[2], r[3]));
+                let (pd, ps) = (_mm256_castps_pd, _mm256_castpd_ps);
+                // tq[q], 128-bit lane L: pixels b = 0..4 of row a of channel 4L + q.
+                let tq = [
+                    ps(_mm256_unpacklo_pd(pd(t0), pd(t2))),
+                    ps(_mm256_unpackhi_pd(pd(t0), pd(t2))),
+                    ps(_mm256_unpacklo_pd(pd(t1), pd(t3))),
+                    ps(_mm256_unpackhi_pd(pd(t1), pd(t3))),
+                ];
+                for (q, t) in tq.into_iter().enumerate() {
+                    for (l, half) in [_mm256_castps256_ps128(t), _mm256_extractf128_ps::<1>(t)].into_iter().enumerate()
+                    {
+                        let o = 4 * l + q;
+                        if o >= nch {
+                            continue;
+                        }
+                        let off = o * plane + a * ow;
+                        let load = |p: *const f32| if cols == 4 { _mm_loadu_ps(p) } else { _mm_maskload_ps(p, cmask) };
+                        let mut v = _mm_add_ps(half, _mm_set1_ps(bias.map_or(0.0, |b| *b.add(o))));
+                        if let Some(r) = residual {
+                            v = _mm_add_ps(v, load(r.add(off)));
+                        }
+                        if accumulate {
+                            v = _mm_add_ps(v, load(y.add(off)));
+                        }
+                        if relu {
+                            v = _mm_max_ps(v, _mm_setzero_ps());
+                        }
+                        if cols == 4 {
+                            _mm_storeu_ps(y.add(off), v);
+                        } else {
+                            _mm_maskstore_ps(y.add(off), cmask, v);
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// `V[ξ·vstride + k]` of the `nt ≤ 8` tiles whose 6×6 patches start at row `iy0` and
@@ -2030,6 +2145,51 @@ mod tests {
                     let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
                     assert_eq!(bits(&got), bits(&want), "{h}×{w}: {nt} tiles at ({iy0}, {ix0})");
                     assert!(want.iter().any(|&v| v != 0.0), "non-trivial points");
+                }
+            }
+        }
+    }
+
+    /// The AVX2 F(4×4) output transform and epilogue against the portable `output_tile` +
+    /// `store_tile`, bit for bit: 1 to 8 channels, partial tiles, every epilogue option.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_output_tiles_equal_the_portable_ones() {
+        if !(std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")) {
+            return;
+        }
+        let (ms, plane, ow) = (8usize, 40usize, 6usize);
+        let m: Vec<f32> = (0..36 * ms).map(|i| ((i * 7919) % 211) as f32 / 37.0 - 2.5).collect();
+        let bias: Vec<f32> = (0..8).map(|i| i as f32 * 0.37 - 1.1).collect();
+        let res: Vec<f32> = (0..8 * plane).map(|i| ((i * 31) % 17) as f32 / 9.0 - 0.9).collect();
+        let start: Vec<f32> = (0..8 * plane).map(|i| ((i * 13) % 11) as f32 / 7.0 - 0.7).collect();
+        for nch in 1..=8usize {
+            for (rows, cols) in [(4usize, 4usize), (3, 2), (1, 4), (4, 1)] {
+                for opts in 0..16u32 {
+                    let (with_bias, with_res, relu, acc) = (opts & 1 != 0, opts & 2 != 0, opts & 4 != 0, opts & 8 != 0);
+                    let (b, r) = (with_bias.then_some(&bias[..]), with_res.then_some(&res[..]));
+                    let (mut want, mut got) = (start.clone(), start.clone());
+                    let mut tmp = vec![0.0f32; 40 * nch];
+                    output_tile(&m, ms, nch, &mut tmp);
+                    // SAFETY: AVX2 checked; every pixel index lies in `want`, `got` and `res`
+                    // (channels < 8 of `plane` floats, rows < 4 of `ow`), points of 8 lanes
+                    // in `m`.
+                    unsafe {
+                        store_tile(&tmp[..16 * nch], nch, want.as_mut_ptr(), plane, ow, rows, cols, b, r, relu, acc);
+                        avx2::output_tile8(
+                            m.as_ptr(),
+                            ms,
+                            nch,
+                            got.as_mut_ptr(),
+                            (plane, ow, rows, cols),
+                            b.map(<[f32]>::as_ptr),
+                            r.map(<[f32]>::as_ptr),
+                            relu,
+                            acc,
+                        );
+                    }
+                    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&got), bits(&want), "{nch} channels, {rows}×{cols}, options {opts:04b}");
                 }
             }
         }
