@@ -604,6 +604,27 @@ mod tests {
     }
 }
 
+/// Lanes `lo .. hi` (clamped to `0 .. 8`) of an 8-float AVX2 vector as a mask for
+/// `_mm256_maskload_ps` / `_mm256_maskstore_ps` (lane set: all bits), and how many they are
+/// (8: the callers use plain loads and stores). Shared by the AVX2 direct and Winograd
+/// kernels.
+///
+/// # Safety
+/// AVX2 available.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) unsafe fn lane_mask8(lo: isize, hi: isize) -> (std::arch::x86_64::__m256i, isize) {
+    use std::arch::x86_64::*;
+    let (lo, hi) = (lo.clamp(0, 8), hi.clamp(0, 8));
+    // SAFETY: register operations only (AVX2 available: the caller's contract).
+    unsafe {
+        let idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        let ge_lo = _mm256_cmpgt_epi32(idx, _mm256_set1_epi32(lo as i32 - 1));
+        let lt_hi = _mm256_cmpgt_epi32(_mm256_set1_epi32(hi as i32), idx);
+        (_mm256_and_si256(ge_lo, lt_hi), (hi - lo).max(0))
+    }
+}
+
 /// The 64-byte aligned part of `buf` (a cache line, a zmm vector): at most 15 floats shorter.
 /// Unaligned strips make every 64-byte load straddle two cache lines.
 pub(crate) fn align64(buf: &mut [f32]) -> &mut [f32] {

@@ -563,42 +563,28 @@ impl Winograd {
         let [_, ah, aw] = &g.axes;
         let (h, w) = (ah.input, aw.input);
         let plane = h * w;
+        // F(4×4) on AVX2: 8 tiles per vector (`avx2::input_tiles8`).
         #[cfg(target_arch = "x86_64")]
-        if ts == 4 && kernels::active_isa() >= kernels::Isa::Avx2 {
-            for seg in segments(t0, nb, th, tw) {
-                let iy0 = (ts * seg.ty) as isize - ah.pad_begin as isize;
-                let ix0 = (ts * seg.tx0) as isize - aw.pad_begin as isize;
-                for c in 0..ic {
-                    let xc = &x[(seg.img * ic + c) * plane..][..plane];
-                    for k0 in (0..seg.len).step_by(8) {
-                        let nt = (seg.len - k0).min(8);
-                        let at = c * nb + seg.col + k0;
-                        assert!(v.len() >= 35 * ic * nb + at + nt, "V extent");
-                        // SAFETY: AVX2 is active; tiles `k0..k0+nt` of the segment have their
-                        // points at `v[ξ·ic·nb + at + k]`, inside `v` (checked above).
-                        unsafe {
-                            avx2::input_tiles8(
-                                xc,
-                                h,
-                                w,
-                                iy0,
-                                ix0 + 4 * k0 as isize,
-                                nt,
-                                v.as_mut_ptr().add(at),
-                                ic * nb,
-                            )
-                        };
-                    }
-                }
-            }
-            return;
-        }
+        let avx2 = ts == 4 && kernels::active_isa() >= kernels::Isa::Avx2;
         for seg in segments(t0, nb, th, tw) {
             let iy0 = (ts * seg.ty) as isize - ah.pad_begin as isize;
             let ix0 = (ts * seg.tx0) as isize - aw.pad_begin as isize;
             for c in 0..ic {
                 let xc = &x[(seg.img * ic + c) * plane..][..plane];
                 let vc = &mut v[c * nb + seg.col..];
+                #[cfg(target_arch = "x86_64")]
+                if avx2 {
+                    for k0 in (0..seg.len).step_by(8) {
+                        // SAFETY: AVX2 is active; tiles `k0..k0+nt` of the segment have their
+                        // points at `vc[ξ·ic·nb + k0 + k]`, inside `v`'s `points·ic·nb`
+                        // (checked above; `c·nb + seg.col + seg.len ≤ ic·nb`).
+                        unsafe {
+                            let (ix, nt) = (ix0 + 4 * k0 as isize, (seg.len - k0).min(8));
+                            avx2::input_tiles8(xc, h, w, iy0, ix, nt, vc.as_mut_ptr().add(k0), ic * nb)
+                        };
+                    }
+                    continue;
+                }
                 if ts == 4 {
                     input_tiles(xc, h, w, iy0, ix0, seg.len, strip, vc, ic * nb);
                 } else {
@@ -966,6 +952,8 @@ fn panel_product_bf16(
 mod avx2 {
     use std::arch::x86_64::*;
 
+    use crate::plan::kernels::lane_mask8;
+
     /// `Bᵀ a` of [`super::bt`] on vectors, the same operations in the same order (no FMA).
     #[target_feature(enable = "avx2")]
     #[inline]
@@ -983,16 +971,16 @@ mod avx2 {
     }
 
     /// Lanes `l` of an 8-float vector whose column `ix0 + 8q + l` lies in `0..w` and whose
-    /// index `8q + l` is below `need`, for the 5 vectors of a row.
+    /// index `8q + l` is below `need`, for the 5 vectors of a row, and whether all 8 are.
+    #[target_feature(enable = "avx2")]
     fn row_masks(ix0: isize, w: usize, need: isize) -> [(__m256i, bool); 5] {
         let jlo = (-ix0).clamp(0, need);
         let jhi = (w as isize - ix0).clamp(jlo, need);
         std::array::from_fn(|q| {
             let q = 8 * q as isize;
-            let lanes: [i32; 8] = std::array::from_fn(|l| -i32::from((jlo..jhi).contains(&(q + l as isize))));
-            // SAFETY: 32 readable bytes; `loadu` has no alignment requirement.
-            let m = unsafe { _mm256_loadu_si256(lanes.as_ptr().cast()) };
-            (m, lanes.iter().all(|&l| l != 0))
+            // SAFETY: AVX2 is enabled here.
+            let (m, n) = unsafe { lane_mask8(jlo - q, jhi - q) };
+            (m, n == 8)
         })
     }
 
@@ -1036,11 +1024,10 @@ mod avx2 {
         accumulate: bool,
     ) {
         debug_assert!((1..=8).contains(&nch) && rows <= 4 && cols <= 4);
-        let lanes: [i32; 4] = std::array::from_fn(|l| -i32::from(l < cols));
         // SAFETY (whole body): extents as the caller guarantees; masked-off lanes are not
         // accessed.
         unsafe {
-            let cmask = _mm_loadu_si128(lanes.as_ptr().cast());
+            let cmask = _mm256_castsi256_si128(lane_mask8(0, cols as isize).0);
             let p: [__m256; 36] = std::array::from_fn(|xi| _mm256_loadu_ps(m.add(xi * mstride)));
             // mid[j][a] = (Aᵀ m)[a][j], then res[a][b] = (mid Aᵀᵀ)[a][b].
             let mid: [[__m256; 4]; 6] = std::array::from_fn(|j| at(std::array::from_fn(|i| p[i * 6 + j])));
@@ -1152,9 +1139,8 @@ mod avx2 {
         }
         // t[s][i] = (Bᵀ d)[i][s], then V[i·6 + j] = (t B)[i][j].
         let t: [[__m256; 6]; 6] = std::array::from_fn(|s| bt(std::array::from_fn(|r| d[r][s])));
-        let lanes: [i32; 8] = std::array::from_fn(|l| -i32::from(l < nt));
-        // SAFETY: 32 readable bytes.
-        let m = unsafe { _mm256_loadu_si256(lanes.as_ptr().cast()) };
+        // SAFETY: AVX2 is enabled here.
+        let (m, _) = unsafe { lane_mask8(0, nt as isize) };
         let rows: [[__m256; 6]; 6] = std::array::from_fn(|i| std::array::from_fn(|s| t[s][i]));
         for (i, ti) in rows.into_iter().enumerate() {
             let vi = bt(ti);

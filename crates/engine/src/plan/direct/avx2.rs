@@ -19,6 +19,7 @@
 use std::arch::x86_64::*;
 
 use super::{StripOut, MR};
+use crate::plan::kernels::lane_mask8 as lanes;
 
 /// Software prefetch distance along the packed filters, in floats (as the AVX-512 kernels).
 const PF_DIST: usize = 512;
@@ -212,19 +213,6 @@ unsafe fn store_block<const V: usize>(c: &[[__m256; V]; HR], at: *mut f32, rs: u
             // SAFETY: the caller's contract.
             unsafe { _mm256_storeu_ps(at.add(r * rs + L * j), *v) };
         }
-    }
-}
-
-/// Lanes `lo .. hi` (clamped to `0 .. 8`) as an AVX2 mask vector, and how many they are.
-#[inline(always)]
-unsafe fn lanes(lo: isize, hi: isize) -> (__m256i, isize) {
-    let (lo, hi) = (lo.clamp(0, L as isize), hi.clamp(0, L as isize));
-    // SAFETY: register operations only (AVX2 available: the callers' contract).
-    unsafe {
-        let idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-        let ge_lo = _mm256_cmpgt_epi32(idx, _mm256_set1_epi32(lo as i32 - 1));
-        let lt_hi = _mm256_cmpgt_epi32(_mm256_set1_epi32(hi as i32), idx);
-        (_mm256_and_si256(ge_lo, lt_hi), (hi - lo).max(0))
     }
 }
 
