@@ -18,6 +18,7 @@ use resnet_engine::ops::conv::Conv;
 use resnet_engine::ops::padding::Window;
 use resnet_engine::ops::relu::Relu;
 use resnet_engine::plan::direct::bf16::{self, bf16_to_f32, round_bf16};
+use resnet_engine::plan::direct::AVX2_POINTWISE_MIN_FILTERS;
 use resnet_engine::plan::{Mode, Plan, PlanOptions};
 use resnet_engine::testdata::{self, Tolerance};
 use resnet_engine::{exec, onnx, Dim, Fact, Graph, Op, Tensor};
@@ -218,8 +219,8 @@ fn has_avx512() -> bool {
     }
 }
 
-/// Whether the plan's direct position kernel runs here: AVX-512, or AVX2 with FMA (the
-/// pointwise kernels need AVX-512).
+/// Whether the plan's direct kernels run here: AVX-512, or AVX2 with FMA (see
+/// [`has_pointwise`] for 1×1 convs).
 fn has_direct() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -231,11 +232,17 @@ fn has_direct() -> bool {
     }
 }
 
+/// Whether a 1×1 conv of `m` filters has the pointwise kernels here: AVX-512, or AVX2 with
+/// FMA from [`AVX2_POINTWISE_MIN_FILTERS`] filters.
+fn has_pointwise(m: usize) -> bool {
+    has_avx512() || (has_direct() && m >= AVX2_POINTWISE_MIN_FILTERS)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
-    /// The direct kernel (on CPUs with AVX-512 or AVX2, 1×1 convs on AVX-512 only; elsewhere
-    /// the same cases check the im2col path) against the reference interpreter.
+    /// The direct kernel (on CPUs with AVX-512 or AVX2; elsewhere the same cases check the
+    /// im2col path) against the reference interpreter.
     #[test]
     fn direct_conv_matches_the_reference(c in direct_case()) {
         let (g, feeds) = conv_graph(&c);
@@ -244,15 +251,16 @@ proptest! {
         let kind = &plan.step_summaries()[0].kind;
         // 1×1 convs have the pointwise kernels (padded ones run the im2col path with them).
         let pointwise = c.kernel == [1, 1];
-        // AVX2 without AVX-512: the position kernel only (1×1 convs run `gemm`).
-        prop_assert_eq!(kind.ends_with("direct"), if pointwise { has_avx512() } else { has_direct() }, "{}", kind);
-        prop_assert_eq!(kind.ends_with("pointwise-direct"), has_avx512() && pointwise, "{}", kind);
+        let held = has_direct() && (!pointwise || has_pointwise(c.m_per_group));
+        prop_assert_eq!(kind.ends_with("direct"), held, "{}", kind);
+        prop_assert_eq!(kind.ends_with("pointwise-direct"), held && pointwise, "{}", kind);
         let got = plan.run(feeds).expect("plan runs");
         assert_close(&got, &want, 1e-5, &format!("{c:?}"));
     }
 
-    /// The 1×1 kernels (AVX-512: the wide-plane kernel at any stride, the narrow-plane one on
-    /// small planes at stride 1, the im2col path when padded) against the reference.
+    /// The 1×1 kernels (the wide-plane kernel at any stride — on AVX2 its strips of 8–24
+    /// positions —, on AVX-512 the narrow-plane one on small planes at stride 1, the im2col
+    /// path when padded) against the reference.
     #[test]
     fn pointwise_conv_matches_the_reference(c in pointwise_case()) {
         let (g, feeds) = conv_graph(&c);
@@ -264,16 +272,34 @@ proptest! {
 }
 
 proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// 1×1 convs of about [`AVX2_POINTWISE_MIN_FILTERS`] filters (on AVX2 the pointwise
+    /// kernel from there, `gemm` below) and up to 300 channels (the AVX2 kernel's passes of
+    /// 128, with partial sums between them): strips of 24, 16 and 8 positions, strides, a
+    /// residual, one to three threads, against the reference.
+    #[test]
+    fn many_filter_pointwise_conv_matches_the_reference(c in many_filter_pointwise_case()) {
+        let (g, feeds) = conv_graph(&c);
+        let want = exec::run(&g, feeds.clone()).expect("reference runs");
+        let plan = Plan::compile(&g, &plan_options(&c)).expect("compiles");
+        let kind = &plan.step_summaries()[0].kind;
+        prop_assert_eq!(kind.ends_with("pointwise-direct"), has_pointwise(c.m_per_group), "{}", kind);
+        let got = plan.run(feeds).expect("plan runs");
+        assert_close(&got, &want, 1e-5, &format!("{c:?}"));
+    }
+}
+
+proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
     /// A residual the plan computes, whose last reader is the conv's fused Add, is added in
-    /// the conv's output buffer (the direct kernels: on AVX-512, or on AVX2 those of more
-    /// than one tap): the same bits as the residual given as a separate tensor, and one
-    /// pooled buffer (the im2col path, a padded 1×1 conv or a 1×1 one without AVX-512, takes
-    /// a second).
+    /// the conv's output buffer (the direct kernels, on AVX-512 or AVX2): the same bits as the
+    /// residual given as a separate tensor, and one pooled buffer (the im2col path, a padded
+    /// 1×1 conv or any conv without AVX2, takes a second).
     #[test]
     fn residual_added_in_the_output_buffer_matches_a_separate_one(
-        c in prop_oneof![direct_case(), pointwise_case()]
+        c in prop_oneof![direct_case(), pointwise_case(), many_filter_pointwise_case()]
     ) {
         // Whole batches: parts on several threads would pool a buffer set each.
         let c = ConvCase { residual: true, whole_batches: true, ..c };
@@ -285,7 +311,11 @@ proptest! {
         let plan = Plan::compile(&computed, &opts).expect("compiles");
         let got = plan.run(raw).expect("plan runs");
         prop_assert!(build::bits(&got[0]) == build::bits(&want[0]), "{:?}: outputs differ", c);
-        let in_place = if c.kernel == [1, 1] { has_avx512() && c.pads.iter().all(|&p| p == 0) } else { has_direct() };
+        let in_place = if c.kernel == [1, 1] {
+            has_pointwise(c.m_per_group) && c.pads.iter().all(|&p| p == 0)
+        } else {
+            has_direct()
+        };
         // `separate` pools exactly one buffer, of the output's length.
         let one = separate.pooled_bytes();
         prop_assert_eq!(plan.pooled_bytes(), if in_place { one } else { 2 * one }, "{:?}", c);
@@ -436,6 +466,33 @@ fn pointwise_case() -> impl Strategy<Value = ConvCase> {
                 threads,
                 whole_batches,
             }
+        })
+}
+
+/// 1×1 convs with [`AVX2_POINTWISE_MIN_FILTERS`] filters give or take 8, 1–300 channels,
+/// planes up to 24×24, strides 1–2, no pads.
+fn many_filter_pointwise_case() -> impl Strategy<Value = ConvCase> {
+    (
+        (1usize..=2, 1usize..=300, AVX2_POINTWISE_MIN_FILTERS - 8..=AVX2_POINTWISE_MIN_FILTERS + 8),
+        (1usize..=24, 1usize..=24, 1usize..=2, 1usize..=2),
+        (any::<bool>(), any::<bool>(), any::<bool>(), 1usize..=3, any::<bool>()),
+    )
+        .prop_map(|((n, cin, m), (h, w, sh, sw), (bias, residual, relu, threads, whole_batches))| ConvCase {
+            n,
+            c_per_group: cin,
+            m_per_group: m,
+            group: 1,
+            spatial: vec![h, w],
+            kernel: vec![1, 1],
+            stride: vec![sh, sw],
+            dilation: vec![1, 1],
+            pads: vec![0; 4],
+            bias,
+            const_weights: true,
+            residual,
+            relu,
+            threads,
+            whole_batches,
         })
 }
 

@@ -10,6 +10,7 @@ use build::{node, tensor};
 
 use resnet_engine::ops::conv::Conv;
 use resnet_engine::ops::padding::Window;
+use resnet_engine::plan::direct::AVX2_POINTWISE_MIN_FILTERS;
 use resnet_engine::plan::kernels::{self, Isa};
 use resnet_engine::plan::{Mode, Plan, PlanOptions};
 use resnet_engine::testdata::{self, Tolerance};
@@ -53,15 +54,20 @@ fn check_within(got: &[Tensor], want: &[Tensor], what: &str, of_max: f64) {
 fn direct_convs_run_their_avx2_copies_then_im2col_with_their_own_filters_as_the_isa_cap_drops() {
     let _cap = CAP.lock().unwrap_or_else(|e| e.into_inner());
     // 3×3 over 20×20 (position kernel), 3×3 over 7×7 (narrow-plane kernel), 7×7/2 (phase
-    // grid), 1×1 over 7×7 (pointwise narrow-plane kernel; it keeps the [M, C] filters).
-    for (c, m, side, k, s) in [(40, 24, 20, 3, 1), (48, 72, 7, 3, 1), (3, 16, 30, 7, 2), (64, 48, 7, 1, 1)] {
+    // grid), 1×1 over 7×7 (pointwise narrow-plane kernel; it keeps the [M, C] filters), 1×1
+    // with 136 filters over 300 channels on 20×20 (the wide-plane kernel; on AVX2 its strips
+    // of 24 and 16 and passes of 128 channels).
+    for (c, m, side, k, s) in
+        [(40, 24, 20, 3, 1), (48, 72, 7, 3, 1), (3, 16, 30, 7, 2), (64, 48, 7, 1, 1), (300, 136, 20, 1, 1)]
+    {
         let what = format!("c {c} m {m} side {side} k {k} s {s}");
         let (g, feeds) = conv(c, m, side, k, s);
         let want = exec::run(&g, feeds.clone()).expect("reference runs");
         let plan = Plan::compile(&g, &PlanOptions { threads: 2, ..PlanOptions::default() }).expect("compiles");
         let direct = plan.step_summaries()[0].kind.ends_with("direct");
-        // 1×1 convs have direct kernels on AVX-512 only; the others on AVX2 too.
-        let isa = if k == 1 { Isa::Avx512 } else { Isa::Avx2 };
+        // 1×1 convs have direct kernels on AVX2 from AVX2_POINTWISE_MIN_FILTERS filters, on
+        // AVX-512 always; the others on AVX2 too.
+        let isa = if k == 1 && m < AVX2_POINTWISE_MIN_FILTERS { Isa::Avx512 } else { Isa::Avx2 };
         assert_eq!(direct, kernels::active_isa() >= isa, "{what}: {}", plan.step_summaries()[0].kind);
         let full = plan.run(feeds.clone()).expect("runs");
         check(&full, &want, &format!("{what}, compiled ISA"));
@@ -75,7 +81,10 @@ fn direct_convs_run_their_avx2_copies_then_im2col_with_their_own_filters_as_the_
         kernels::set_isa_cap(Isa::Avx512);
         let avx2 = avx2.expect("runs");
         check(&avx2, &want, &format!("{what}, ISA capped at AVX2"));
-        if direct && k > 1 && (side + 2 * (k / 2) - k) / s + 1 > 14 {
+        // The same for the wide-plane 1×1 kernel (its AVX2 form sums channel by channel
+        // too, its partial sums kept exactly between passes).
+        let wide_1x1 = k == 1 && m >= AVX2_POINTWISE_MIN_FILTERS && side * side > 49;
+        if direct && (wide_1x1 || (k > 1 && (side + 2 * (k / 2) - k) / s + 1 > 14)) {
             let bits = |t: &[Tensor]| t[0].as_f32().expect("f32").iter().map(|v| v.to_bits()).collect::<Vec<_>>();
             assert!(bits(&avx2) == bits(&full), "{what}: the AVX2 direct kernels' bits differ");
         }

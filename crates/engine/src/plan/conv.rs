@@ -9,8 +9,9 @@
 //! rows while they are in cache. Pointwise convs (1×1, stride 1, no pads) use X's planes as
 //! the panel directly. Tiles run in parallel on the plan's rayon pool. On AVX-512 CPUs the
 //! constant-filter 2-D convs run the direct kernels instead ([`DirectConv`]; 1×1 convs its
-//! pointwise ones), on AVX2 CPUs those of more than one tap (the position kernel), and this
-//! path only takes the calls they do not apply to.
+//! pointwise ones), on AVX2 CPUs too (1×1 convs from
+//! [`crate::plan::direct::AVX2_POINTWISE_MIN_FILTERS`] filters), and this path only takes
+//! the calls they do not apply to.
 
 use std::cell::RefCell;
 
@@ -51,8 +52,8 @@ pub struct ConvKernel {
     pub bias: Option<Vec<f32>>,
     pub relu: bool,
     /// The direct kernel of an ungrouped 2-D conv with constant filters ([`DirectConv`]; for
-    /// 1×1 convs the pointwise kernels, AVX-512 CPUs only); calls it does not apply to run the
-    /// im2col path.
+    /// 1×1 convs the pointwise kernels, on AVX2 from 128 filters); calls it does not apply to
+    /// run the im2col path.
     pub direct: Option<Box<DirectConv>>,
 }
 

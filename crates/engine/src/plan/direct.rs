@@ -167,6 +167,14 @@ const ROWS_BAND_BUDGET: usize = 512 * 1024;
 /// 2.13–2.18 ms on two threads and 17.6–17.7 → 16.0–16.1 ms at batch 8 on two.
 pub const POINTWISE_SMALL_PLANE: usize = 49;
 
+/// Fewest filters for which a 1×1 conv runs the AVX2 pointwise kernel
+/// ([`DirectConv::pointwise`] on CPUs without AVX-512); narrower ones keep the im2col +
+/// `gemm` path. Packing a strip costs the same whatever the filter count, and over 64
+/// filters it did not pay: Keras ResNet-50 fast on one thread of an AMD EPYC (Zen 3),
+/// `resnet bench --profile` alternated twice, 64 ← 256 at 56×56 2.70–2.77 ms against `gemm`'s
+/// 2.43–2.44, 64 ← 64 0.36–0.38 against 0.33; from 128 filters up it is as fast or faster.
+pub const AVX2_POINTWISE_MIN_FILTERS: usize = 128;
+
 /// Output channels per block of the narrow-plane kernel: two 16-float vectors.
 const NC: usize = 32;
 
@@ -201,13 +209,14 @@ impl DirectConv {
     }
 
     /// The kernels of a 1×1 conv (`w` is `[M, C]` row-major): the wide-plane one
-    /// (`DirectConv::run_wide`, any stride) and, at stride 1, the narrow-plane one
-    /// (`DirectConv::run_pointwise`). `None` without AVX-512.
+    /// (`DirectConv::run_wide`, any stride) and, at stride 1 on AVX-512, the narrow-plane
+    /// one (`DirectConv::run_pointwise`). `None` without AVX2, or on AVX2 (no AVX-512) for
+    /// fewer than [`AVX2_POINTWISE_MIN_FILTERS`] filters.
     pub fn pointwise(w: &[f32], m: usize, c: usize) -> Option<DirectConv> {
-        if w.len() != m * c {
+        if w.len() != m * c || (kernels::active_isa() < Isa::Avx512 && m < AVX2_POINTWISE_MIN_FILTERS) {
             return None;
         }
-        let mut d = DirectConv::alloc(m, c, 1, 1, Isa::Avx512)?;
+        let mut d = DirectConv::alloc(m, c, 1, 1, Isa::Avx2)?;
         d.pointwise = true;
         d.by_channel = Some(OnceLock::new());
         d.set_filters(w);
@@ -500,7 +509,7 @@ impl DirectConv {
             && g.c == self.c
             && [ah, aw].iter().all(|a| a.kernel == 1 && a.stride == 1 && a.pad_begin + a.pad_end == 0)
             && ah.output * aw.output <= POINTWISE_SMALL_PLANE
-            && kernels::active_isa() >= self.min_isa
+            && kernels::active_isa() == Isa::Avx512
     }
 
     /// `y = relu?(conv(x, w) + bias + residual)` for a call

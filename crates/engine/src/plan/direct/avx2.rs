@@ -7,18 +7,23 @@
 //! is the sum of the same products in the same order (tap by tap, one FMA per tap) as the
 //! AVX-512 kernel's, so both give the same bits.
 //!
-//! Only the position kernel has an AVX2 copy. Measured on an AMD EPYC (Zen 3, AVX2 only, one
-//! thread, single-conv models, `scripts/ab_bench.py`, minima of 6–8 alternated rounds) against
-//! the im2col + `gemm` path: 3×3 64 ch at 56×56 0.86×, 128 at 28×28 0.88×, 512 at 7×7 0.95×,
-//! 3×3/2 128 ← 64 0.96×, the 7×7/2 stem 0.72×, 256 at 14×14 0.97×. The narrow-plane kernel
-//! (as 16 filters × 6 positions) measured no better than the position kernel there, and 1×1
-//! convs read in place (as 4 × 24 blocks per 32-channel chunk) 0.84–0.88× the speed of
-//! `gemm`, which packs its panels: both keep their AVX-512-only form
-//! (`DirectConv::rows_apply`, `DirectConv::pointwise`).
+//! The 1×1 convs have their own AVX2 kernel here ([`pointwise_block`]): the same 4 × 24
+//! register block over strips packed just for it, in the opposite loop order to the AVX-512
+//! wide-plane kernel's (see `DirectConv::wide_tile_avx2`).
+//!
+//! Measured on an AMD EPYC (Zen 3, AVX2 only, one thread, single-conv models,
+//! `scripts/ab_bench.py`, minima of 6–8 alternated rounds) against the im2col + `gemm` path:
+//! 3×3 64 ch at 56×56 0.86×, 128 at 28×28 0.88×, 512 at 7×7 0.95×, 3×3/2 128 ← 64 0.96×, the
+//! 7×7/2 stem 0.72×, 256 at 14×14 0.97×. The narrow-plane kernel (as 16 filters × 6
+//! positions) measured no better than the position kernel there and keeps its AVX-512-only
+//! form (`DirectConv::rows_apply`); 1×1 convs read in place (as 4 × 24 blocks per 32-channel
+//! chunk, the AVX-512 kernel's order) ran 0.84–0.88× the speed of `gemm`, which packs its
+//! panels — hence [`pointwise_block`]'s packed strips.
 
 use std::arch::x86_64::*;
 
-use super::{StripOut, MR};
+use super::pointwise::Store;
+use super::{StripOut, KC_CHANNELS, MR};
 use crate::plan::kernels::lane_mask8 as lanes;
 
 /// Software prefetch distance along the packed filters, in floats (as the AVX-512 kernels).
@@ -366,6 +371,121 @@ pub(super) unsafe fn store_segment(
                 _mm256_maskstore_ps(d.add(i), m, v);
             }
             i += L;
+        }
+    }
+}
+
+/// Channels per pass of the AVX2 pointwise kernel ([`pointwise_block`]): a 24-position
+/// strip's rows of one pass (24 × 256 floats, 24 KiB) stay in L1 while every filter block of
+/// the tile passes over them; wider inputs keep their partial sums in a per-thread tile
+/// between passes.
+pub(super) const PW_PASS: usize = 128;
+
+/// `c[r][j] = init + Σ_ch W[b·MR + r0 + r][ch] · xs[(ch − k0)·8V + 8j ..]` over channels `k`
+/// (whole K chunks of [`KC_CHANNELS`], or up to `c`), for `r < 4`, `j < V`: one register
+/// block of the pointwise kernel, on [`tap_4x3`] for 3 vectors.
+///
+/// # Safety
+/// AVX2 and FMA available; `packed` holds `blocks·MR·c` floats in K chunks of
+/// [`KC_CHANNELS`]; `xs .. + 8V·k.len()` readable; `init` as [`sums`].
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+#[allow(clippy::too_many_arguments)]
+unsafe fn pw_sums<const V: usize>(
+    packed: *const f32,
+    blocks: usize,
+    c: usize,
+    b: usize,
+    r0: usize,
+    xs: *const f32,
+    k: std::ops::Range<usize>,
+    init: Option<(*const f32, usize)>,
+) -> [[__m256; V]; HR] {
+    // SAFETY (whole body): pointers and extents as the caller guarantees.
+    unsafe {
+        let mut acc = sums::<V>(init);
+        let mut bp = xs;
+        let mut ch = k.start;
+        while ch < k.end {
+            let kn = KC_CHANNELS.min(c - ch);
+            let mut ap = packed.add((ch * blocks + b * kn) * MR + r0);
+            for _ in 0..kn {
+                _mm_prefetch::<_MM_HINT_T0>(ap.wrapping_add(PF_DIST).cast());
+                if V == 3 {
+                    // SAFETY: `[[__m256; V]; HR]` is `[[__m256; 3]; HR]` here.
+                    let c3 = &mut *(&mut acc as *mut [[__m256; V]; HR]).cast::<[[__m256; 3]; HR]>();
+                    tap_4x3!(c3, ap, bp);
+                } else {
+                    let mut bv = [_mm256_setzero_ps(); V];
+                    for (j, v) in bv.iter_mut().enumerate() {
+                        *v = _mm256_loadu_ps(bp.add(L * j));
+                    }
+                    for (r, row) in acc.iter_mut().enumerate() {
+                        let av = _mm256_broadcast_ss(&*ap.add(r));
+                        for (v, bj) in row.iter_mut().zip(&bv) {
+                            *v = _mm256_fmadd_ps(av, *bj, *v);
+                        }
+                    }
+                }
+                ap = ap.add(MR);
+                bp = bp.add(L * V);
+            }
+            ch += kn;
+        }
+        acc
+    }
+}
+
+/// One call of the AVX2 pointwise kernel: filters `r0 .. r0 + 4` of `st`'s block `b` (of
+/// `blocks`) over channels `k` of a packed strip of `8·V` positions (`xs`: the row of
+/// channel `k.start`, rows `8·V` floats apart, zeros past `n`). `partial`: the sums of the
+/// earlier passes (read unless `k.start == 0`) and of this one (written unless `k.end == c`)
+/// as 4 rows of `8·V` floats `rs` apart; the last pass stores `relu?(sum + bias + res)` in
+/// `st`'s rows `r0 ..` (at most 4, `st.rows` in all), positions `.. n`. Each output is the
+/// sum of the same products in the same order (channel by channel, one FMA each, from 0) as
+/// the AVX-512 kernel's, with the same epilogue, so both give the same bits.
+///
+/// # Safety
+/// AVX2 and FMA available; `packed`, `xs` as [`pw_sums`]; `partial` readable and writable
+/// for 4 rows of `8·V` floats; `n ≤ 8·V`; `st.y + (r0 + r)·plane .. + n` (and the same of
+/// `st.res`) lie in their buffers for `r0 + r < st.rows`, `y` aliases none of the inputs but
+/// `res` (which may be `y`); `st.bias` holds `st.rows` values.
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn pointwise_block<const V: usize>(
+    packed: *const f32,
+    blocks: usize,
+    c: usize,
+    b: usize,
+    r0: usize,
+    xs: *const f32,
+    k: std::ops::Range<usize>,
+    partial: (*mut f32, usize),
+    n: usize,
+    st: &Store,
+) {
+    // SAFETY (whole body): pointers and extents as the caller guarantees.
+    unsafe {
+        let (acc_at, rs) = partial;
+        let init = (k.start > 0).then_some((acc_at.cast_const(), rs));
+        let last = k.end == c;
+        let acc = pw_sums::<V>(packed, blocks, c, b, r0, xs, k, init);
+        if !last {
+            store_block(&acc, acc_at, rs);
+            return;
+        }
+        let zero = _mm256_setzero_ps();
+        let y = st.y.add(r0 * st.plane);
+        let res = st.res.map(|r| r.add(r0 * st.plane));
+        for (r, row) in acc.iter().enumerate().take(st.rows.saturating_sub(r0)) {
+            let bias = st.bias.map_or(zero, |p| _mm256_set1_ps(*p.add(r0 + r)));
+            for (j, v) in row.iter().enumerate() {
+                let (m, count) = lanes(0, n as isize - (L * j) as isize);
+                if count <= 0 {
+                    break;
+                }
+                store_lanes(*v, bias, res, st.relu, y, (r * st.plane + L * j) as isize, m, count);
+            }
         }
     }
 }

@@ -22,6 +22,8 @@
 
 use std::cell::RefCell;
 
+#[cfg(target_arch = "x86_64")]
+use super::avx2;
 use super::{bf16, DirectConv, KC_CHANNELS, MR};
 use crate::ops::conv::ConvGeometry;
 use crate::ops::padding::Axis;
@@ -43,7 +45,8 @@ thread_local! {
 
 impl DirectConv {
     /// Whether the wide-plane kernel takes this call: a 1×1 2-D conv of this pointwise
-    /// kernel's shape, any stride, no pads, on AVX-512.
+    /// kernel's shape, any stride, no pads, on AVX-512 (on AVX2 for at least
+    /// [`super::AVX2_POINTWISE_MIN_FILTERS`] filters: [`DirectConv::wide_tile_avx2`]).
     pub(crate) fn wide_applies(&self, g: &ConvGeometry) -> bool {
         let [ad, ah, aw] = &g.axes;
         self.pointwise
@@ -58,7 +61,11 @@ impl DirectConv {
                     && a.input >= 1
                     && a.output == (a.input - 1) / a.stride + 1
             })
-            && kernels::active_isa() == Isa::Avx512
+            && match kernels::active_isa() {
+                Isa::Avx512 => true,
+                Isa::Avx2 => self.m >= super::AVX2_POINTWISE_MIN_FILTERS,
+                _ => false,
+            }
     }
 
     /// `y = relu?(conv(x) + bias + residual)` for a call [`DirectConv::wide_applies`] to.
@@ -83,7 +90,8 @@ impl DirectConv {
         let strips = plane.div_ceil(STRIP);
         let blocks = self.m.div_ceil(MR);
         let threads = kernels::threads();
-        let (panels, chunk) = wide_tiling(g.n, plane, self.c, blocks, threads);
+        let avx2 = kernels::active_isa() == Isa::Avx2;
+        let (panels, chunk) = wide_tiling(g.n, plane, self.c, blocks, threads, if avx2 { 2 } else { 1 });
         let split = blocks.div_ceil(chunk);
         let out = OutPtr(y.as_mut_ptr());
         let tasks = g.n * panels * split;
@@ -98,6 +106,20 @@ impl DirectConv {
             let next = kernels::next_own_task(t, tasks, threads)
                 .filter(|&a| a / split / panels == img && a / split % panels != pi)
                 .map(|a| strips * (a / split % panels) / panels * STRIP);
+            if avx2 {
+                self.wide_tile_avx2(
+                    g,
+                    img,
+                    s0 * STRIP..(s1 * STRIP).min(plane),
+                    b0..(b0 + chunk).min(blocks),
+                    x,
+                    bias,
+                    residual,
+                    relu,
+                    out,
+                );
+                return;
+            }
             self.wide_tile(
                 g,
                 img,
@@ -161,7 +183,7 @@ impl DirectConv {
                 let p0 = positions.start + s * STRIP;
                 let n = STRIP.min(positions.end - p0);
                 if !in_place || (n < STRIP && s < wide_strips && self.bf16.is_none()) {
-                    pack_strip(&mut panel[s * c * STRIP..][..c * STRIP], x_img, c, in_plane, ah, aw, p0, n);
+                    pack_strip(&mut panel[s * c * STRIP..][..c * STRIP], x_img, c, in_plane, ah, aw, p0, n, STRIP);
                 }
             }
             let all = m.div_ceil(MR);
@@ -293,6 +315,172 @@ impl DirectConv {
     }
 }
 
+/// The strips of an AVX2 tile of `pw` positions: `(full, tail)`, `full` strips of 24
+/// positions and then up to two of `8·tail[i]` (vectors, 0: none). A remainder of 9–23
+/// positions is one strip of 2 or 3 vectors; one of 1–8 after a full strip turns that strip
+/// into two of 2 vectors (7×7: 24 + 16 + 16 positions, where 24 + 24 + 8 ran a last call at
+/// half speed: 4 accumulators cannot hide the FMA latency).
+fn avx2_strips(pw: usize) -> (usize, [usize; 2]) {
+    let (full, r) = (pw / 24, pw % 24);
+    match r {
+        0 => (full, [0, 0]),
+        17.. => (full, [3, 0]),
+        9.. => (full, [2, 0]),
+        _ if full > 0 => (full - 1, [2, 2]),
+        _ => (0, [1, 0]),
+    }
+}
+
+impl DirectConv {
+    /// [`DirectConv::wide_tile`] on AVX2 (no AVX-512): the tile's positions as strips of
+    /// 8–24 ([`avx2_strips`]), each packed (`[C][8·V]`) just before its calls, and every
+    /// filter block of the tile passing over it in blocks of 4 filters × the strip
+    /// ([`avx2::pointwise_block`]), in passes of [`avx2::PW_PASS`] channels whose strip
+    /// rows stay in L1. The filters stream from L2 (or L3), 4 floats per channel step where
+    /// the strip is 24; the next strip's input rows are fetched into L2 a few lines per call,
+    /// so packing it reads cache.
+    #[allow(clippy::too_many_arguments)]
+    fn wide_tile_avx2(
+        &self,
+        g: &ConvGeometry,
+        img: usize,
+        positions: std::ops::Range<usize>,
+        blocks: std::ops::Range<usize>,
+        x: &[f32],
+        bias: Option<&[f32]>,
+        residual: Residual,
+        relu: bool,
+        out: OutPtr,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let [_, ah, aw] = &g.axes;
+            let (c, m) = (self.c, self.m);
+            let plane = ah.output * aw.output;
+            let in_plane = ah.input * aw.input;
+            let x_img = &x[img * c * in_plane..][..c * in_plane];
+            let pw = positions.end - positions.start;
+            if pw == 0 || blocks.is_empty() {
+                return;
+            }
+            let (full, tail) = avx2_strips(pw);
+            let covered = 24 * full + 8 * (tail[0] + tail[1]);
+            // Strip `s`: (first position in the tile, vectors); its packed rows start at
+            // `c·first` in the panel.
+            let strip = |s: usize| match s {
+                _ if s < full => (24 * s, 3),
+                _ if s == full => (24 * full, tail[0]),
+                _ => (24 * full + 8 * tail[0], tail[1]),
+            };
+            let strips = full + tail.iter().filter(|&&t| t > 0).count();
+            let pass_len = avx2::PW_PASS;
+            let passes = c.div_ceil(pass_len);
+            let partial = if passes > 1 { blocks.len() * MR * 24 } else { 0 };
+            let all = m.div_ceil(MR);
+            let res = residual.base(out.0);
+            PANEL.with(|panel| {
+                let mut panel = panel.borrow_mut();
+                let need = c * covered + partial + 16;
+                if panel.len() < need {
+                    // Twice the budget at once (every ResNet tile fits: panels of the budget
+                    // rounded up to strips of 24, and the partial sums of 2048 filters), so
+                    // a worker that first meets a bigger tile late does not allocate in a
+                    // steady-state run.
+                    panel.resize(need.max(2 * PANEL_FLOATS + 16), 0.0);
+                }
+                let panel = kernels::align64(&mut panel[..]);
+                let (xs, acc) = panel.split_at_mut(c * covered);
+                if ah.stride == 1 && aw.stride == 1 {
+                    // Channel by channel (each input row read front to back), full strips as
+                    // fixed-size copies: `pack_strip`'s `memmove` call per 24-float row took
+                    // 17 % of a 64 ← 256 conv at 56×56 (`perf`).
+                    for ch in 0..c {
+                        let src = &x_img[ch * in_plane + positions.start..][..pw];
+                        for s in 0..strips {
+                            let (o, v) = strip(s);
+                            let dst = &mut xs[c * o + ch * 8 * v..][..8 * v];
+                            let n = (8 * v).min(pw - o);
+                            match (v, n) {
+                                (3, 24) => copy_n::<24>(dst, &src[o..]),
+                                (2, 16) => copy_n::<16>(dst, &src[o..]),
+                                (1, 8) => copy_n::<8>(dst, &src[o..]),
+                                _ => {
+                                    dst[..n].copy_from_slice(&src[o..o + n]);
+                                    dst[n..].fill(0.0);
+                                }
+                            }
+                        }
+                    }
+                } else {
+                    for s in 0..strips {
+                        let (o, v) = strip(s);
+                        let n = (8 * v).min(pw - o);
+                        let dst = &mut xs[c * o..][..c * 8 * v];
+                        pack_strip(dst, x_img, c, in_plane, ah, aw, positions.start + o, n, 8 * v);
+                    }
+                }
+                for s in 0..strips {
+                    let (o, v) = strip(s);
+                    let (n, p0) = ((8 * v).min(pw - o), positions.start + o);
+                    for pass in 0..passes {
+                        let k = pass * pass_len..((pass + 1) * pass_len).min(c);
+                        let xp = xs[c * o + k.start * 8 * v..].as_ptr();
+                        for b in blocks.clone() {
+                            let off = (img * m + b * MR) * plane + p0;
+                            let st = Store {
+                                y: out.0.wrapping_add(off),
+                                res: res.map(|r| r.wrapping_add(off)),
+                                bias: bias.map(|v| v[b * MR..].as_ptr()),
+                                rows: MR.min(m - b * MR),
+                                plane,
+                                relu,
+                            };
+                            for r0 in [0, MR / 2] {
+                                if r0 >= st.rows {
+                                    break;
+                                }
+                                // This block's partial sums (unused, and past `acc`, with
+                                // one pass).
+                                let at = acc.as_mut_ptr().wrapping_add(((b - blocks.start) * MR + r0) * 24);
+                                // SAFETY: AVX2 + FMA (`wide_applies`; `run_wide` takes this
+                                // path on AVX2 only); `packed` holds `all` blocks of `8·C`
+                                // filters in K chunks; the strip has `k.len()` packed rows
+                                // of `8·v` floats from `xp`; `partial` (used only with
+                                // several passes) is this block's 8 × 24 floats of `acc`;
+                                // output rows `b·MR .. + rows`, positions `p0 .. p0 + n` of
+                                // image `img` lie in `y` (and in `residual`, checked the
+                                // same length, or `y` itself, each element read before it
+                                // is written) and belong to this tile only; `bias` holds M.
+                                unsafe {
+                                    let packed = self.packed.as_ptr();
+                                    let k = k.clone();
+                                    match v {
+                                        3 => avx2::pointwise_block::<3>(packed, all, c, b, r0, xp, k, (at, 24), n, &st),
+                                        2 => avx2::pointwise_block::<2>(packed, all, c, b, r0, xp, k, (at, 24), n, &st),
+                                        _ => avx2::pointwise_block::<1>(packed, all, c, b, r0, xp, k, (at, 24), n, &st),
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            });
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (g, img, positions, blocks, x, bias, residual, relu, out);
+            unreachable!("wide_applies declines without AVX2");
+        }
+    }
+}
+
+/// `dst[..N] = src[..N]` as one fixed-size copy (inline vector moves, no `memmove` call).
+#[inline(always)]
+fn copy_n<const N: usize>(dst: &mut [f32], src: &[f32]) {
+    let d: &mut [f32; N] = (&mut dst[..N]).try_into().expect("N floats");
+    *d = *<&[f32; N]>::try_from(&src[..N]).expect("N floats");
+}
+
 /// Most positions a strip may have to run the filter-vector kernel (`micro_narrow`): at up
 /// to 7 the 8 × 48 kernel wastes most of its one vector (4 of 16 lanes used at 14×14), while
 /// 4 blocks × 7 positions are 28 of the 32 vector registers.
@@ -370,9 +558,12 @@ const PACK_COST: f64 = 0.5;
 /// replaces (panels of the budget, filters split only under 4 tasks per worker) cut the
 /// strided 1024 ← 512 conv (at stride 1 on its 14×14 output: 5 strips, 4 per panel) into
 /// panels of 144 and 52 positions, and 64 ← 256 at 56×56 into 9 tasks on 2 workers.
-fn wide_tiling(n: usize, plane: usize, c: usize, blocks: usize, threads: usize) -> (usize, usize) {
+/// `min_strips`: the fewest strips a panel may be given (the AVX2 kernel's 2: a 7×7 plane
+/// of 2048 channels was a panel of 48 positions and one of 1, which streamed the filters
+/// twice).
+fn wide_tiling(n: usize, plane: usize, c: usize, blocks: usize, threads: usize, min_strips: usize) -> (usize, usize) {
     let strips = plane.div_ceil(STRIP).max(1);
-    let budget = (PANEL_FLOATS / c.max(1) / STRIP).max(1);
+    let budget = (PANEL_FLOATS / c.max(1) / STRIP).max(min_strips).max(1);
     let fewest = strips.div_ceil(budget).max(1);
     if threads <= 1 || threads > kernels::MAX_WORKERS || n * fewest >= 8 * threads {
         return (fewest, blocks);
@@ -404,10 +595,21 @@ fn wide_tiling(n: usize, plane: usize, c: usize, blocks: usize, threads: usize) 
     (best.1, best.2)
 }
 
-/// Packs output positions `p0 .. p0 + n` (`n ≤ STRIP`) of every channel as `dst[ch·STRIP +
-/// j]`, zeros past `n`: rows of the input plane at stride 1, the strided positions otherwise.
+/// Packs output positions `p0 .. p0 + n` (`n ≤ width ≤ STRIP`) of every channel as
+/// `dst[ch·width + j]`, zeros past `n`: rows of the input plane at stride 1, the strided
+/// positions otherwise.
 #[allow(clippy::too_many_arguments)]
-fn pack_strip(dst: &mut [f32], x: &[f32], c: usize, in_plane: usize, ah: &Axis, aw: &Axis, p0: usize, n: usize) {
+fn pack_strip(
+    dst: &mut [f32],
+    x: &[f32],
+    c: usize,
+    in_plane: usize,
+    ah: &Axis,
+    aw: &Axis,
+    p0: usize,
+    n: usize,
+    width: usize,
+) {
     let ow = aw.output;
     let mut idx = [0usize; STRIP];
     for (j, v) in idx.iter_mut().enumerate().take(n) {
@@ -415,7 +617,7 @@ fn pack_strip(dst: &mut [f32], x: &[f32], c: usize, in_plane: usize, ah: &Axis, 
         *v = oh * ah.stride * aw.input + owi * aw.stride;
     }
     let contiguous = n == 0 || idx[n - 1] - idx[0] == n - 1;
-    for (ch, row) in dst.chunks_exact_mut(STRIP).take(c).enumerate() {
+    for (ch, row) in dst.chunks_exact_mut(width).take(c).enumerate() {
         let src = &x[ch * in_plane..][..in_plane];
         if contiguous {
             row[..n].copy_from_slice(&src[idx[0]..idx[0] + n]);
@@ -697,16 +899,20 @@ mod tests {
     #[test]
     fn wide_tiling_keeps_the_budget_and_balances_few_tasks() {
         // One thread, or enough tasks: the fewest panels the budget allows, filters whole.
-        assert_eq!(wide_tiling(1, 56 * 56, 256, 8, 1), (9, 8));
-        assert_eq!(wide_tiling(8, 56 * 56, 256, 8, 2), (9, 8));
+        assert_eq!(wide_tiling(1, 56 * 56, 256, 8, 1, 1), (9, 8));
+        assert_eq!(wide_tiling(8, 56 * 56, 256, 8, 2, 1), (9, 8));
         // 1024 ← 512 on a 14×14 plane: 4 strips of 48 and one of 4 positions. Counted in
         // whole strips, two panels (2 + 3 strips) looked uneven and each panel's filters were
         // split; counted in positions they are 96 and 100, one per worker, and each worker
         // reads only its own positions.
-        assert_eq!(wide_tiling(1, 14 * 14, 512, 128, 2), (2, 128));
+        assert_eq!(wide_tiling(1, 14 * 14, 512, 128, 2, 1), (2, 128));
+        // 512 ← 2048 at 7×7: over the budget as one panel, but the AVX2 kernel's two strips at
+        // least keep it whole (one panel of 49 positions, not 48 + 1).
+        assert_eq!(wide_tiling(1, 7 * 7, 2048, 64, 1, 1), (2, 64));
+        assert_eq!(wide_tiling(1, 7 * 7, 2048, 64, 1, 2), (1, 64));
         // 64 ← 256 at 56×56: 66 strips, 8 per panel: 9 panels on 2 workers became an even
         // number of panels (or a filter split).
-        let (panels, chunk) = wide_tiling(1, 56 * 56, 256, 8, 2);
+        let (panels, chunk) = wide_tiling(1, 56 * 56, 256, 8, 2, 1);
         assert!(panels >= 9 && (panels % 2 == 0 || chunk < 8), "{panels} panels of {chunk} blocks");
         // Never a panel over the budget, whatever the search picks.
         for (n, plane, c, blocks, threads) in [
@@ -717,7 +923,7 @@ mod tests {
             (1, 49, 2048, 64, 3),
         ] {
             let strips = usize::div_ceil(plane, STRIP);
-            let (panels, chunk) = wide_tiling(n, plane, c, blocks, threads);
+            let (panels, chunk) = wide_tiling(n, plane, c, blocks, threads, 1);
             assert!((1..=strips).contains(&panels) && (1..=blocks).contains(&chunk));
             assert!(strips.div_ceil(panels) * STRIP * c <= PANEL_FLOATS.max(STRIP * c), "{n} {plane} {c}");
         }
