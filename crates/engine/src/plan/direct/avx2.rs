@@ -56,20 +56,33 @@ unsafe fn block<const V: usize>(
         for kk in 0..k {
             // A hint only: prefetching past the end of `a` does not fault.
             _mm_prefetch::<_MM_HINT_T0>(ap.wrapping_add(PF_DIST).cast());
-            let bp = b.offset(*offs.add(kk));
-            let mut bv = [_mm256_setzero_ps(); V];
-            for (j, v) in bv.iter_mut().enumerate() {
-                *v = _mm256_loadu_ps(bp.add(L * j));
-            }
-            for (r, row) in c.iter_mut().enumerate() {
-                let av = _mm256_broadcast_ss(&*ap.add(r));
-                for (v, bj) in row.iter_mut().zip(&bv) {
-                    *v = _mm256_fmadd_ps(av, *bj, *v);
-                }
-            }
+            tap(&mut c, ap, b.offset(*offs.add(kk)));
             ap = ap.add(MR);
         }
         c
+    }
+}
+
+/// `c[r][j] += a[r] · b[8j ..]` for `r < 4`, `j < V`: one tap of a register block from
+/// intrinsics (3 vectors: [`tap_4x3`]).
+///
+/// # Safety
+/// AVX2 and FMA available (the caller's target features); `a .. + 4` and `b .. + 8·V`
+/// readable.
+#[inline(always)]
+unsafe fn tap<const V: usize>(c: &mut [[__m256; V]; HR], a: *const f32, b: *const f32) {
+    // SAFETY (whole body): pointers and extents as the caller guarantees.
+    unsafe {
+        let mut bv = [_mm256_setzero_ps(); V];
+        for (j, v) in bv.iter_mut().enumerate() {
+            *v = _mm256_loadu_ps(b.add(L * j));
+        }
+        for (r, row) in c.iter_mut().enumerate() {
+            let av = _mm256_broadcast_ss(&*a.add(r));
+            for (v, bj) in row.iter_mut().zip(&bv) {
+                *v = _mm256_fmadd_ps(av, *bj, *v);
+            }
+        }
     }
 }
 
@@ -418,16 +431,7 @@ unsafe fn pw_sums<const V: usize>(
                     let c3 = &mut *(&mut acc as *mut [[__m256; V]; HR]).cast::<[[__m256; 3]; HR]>();
                     tap_4x3!(c3, ap, bp);
                 } else {
-                    let mut bv = [_mm256_setzero_ps(); V];
-                    for (j, v) in bv.iter_mut().enumerate() {
-                        *v = _mm256_loadu_ps(bp.add(L * j));
-                    }
-                    for (r, row) in acc.iter_mut().enumerate() {
-                        let av = _mm256_broadcast_ss(&*ap.add(r));
-                        for (v, bj) in row.iter_mut().zip(&bv) {
-                            *v = _mm256_fmadd_ps(av, *bj, *v);
-                        }
-                    }
+                    tap(&mut acc, ap, bp);
                 }
                 ap = ap.add(MR);
                 bp = bp.add(L * V);
