@@ -895,7 +895,28 @@ pub(super) mod avx512 {
 
 #[cfg(test)]
 mod tests {
-    use super::{wide_tiling, PANEL_FLOATS, STRIP};
+    use super::{avx2_strips, wide_tiling, PANEL_FLOATS, STRIP};
+
+    #[test]
+    fn avx2_strips_cover_the_positions_once_with_few_wasted() {
+        // The plane sizes of ResNet's 1×1 convs, and every tile width up to 300.
+        assert_eq!(avx2_strips(49), (1, [2, 2]));
+        assert_eq!(avx2_strips(196), (7, [2, 2]));
+        assert_eq!(avx2_strips(784), (32, [2, 0]));
+        assert_eq!(avx2_strips(3136), (130, [2, 0]));
+        for pw in 1..=300 {
+            let (full, tail) = avx2_strips(pw);
+            let widths: Vec<usize> =
+                std::iter::repeat_n(24, full).chain(tail.iter().filter(|&&t| t > 0).map(|t| 8 * t)).collect();
+            assert!(tail[1] == 0 || tail[0] > 0, "{pw}: a second tail strip only after a first");
+            let covered: usize = widths.iter().sum();
+            // Every strip has valid positions, and at most 7 lanes are computed past the end.
+            let last = *widths.last().expect("a strip");
+            assert!(covered >= pw && covered - pw < last && covered - pw <= 7, "{pw}: {widths:?}");
+            // A strip of one vector (4 accumulators: half speed) only when nothing wider fits.
+            assert!(!widths.contains(&8) || pw <= 8, "{pw}: {widths:?}");
+        }
+    }
 
     #[test]
     fn wide_tiling_keeps_the_budget_and_balances_few_tasks() {
