@@ -100,12 +100,6 @@ impl DirectConv {
             let b0 = mi * chunk;
             // Panel `pi`: strips `S·pi/panels ..`, so panels differ by one strip at most.
             let (s0, s1) = (strips * pi / panels, strips * (pi + 1) / panels);
-            // The panel this worker most likely runs next: the next task of its own range
-            // (see `team`) — another panel of this image, or none to fetch (this panel again
-            // with other filters, another image, the range's end).
-            let next = kernels::next_own_task(t, tasks, threads)
-                .filter(|&a| a / split / panels == img && a / split % panels != pi)
-                .map(|a| strips * (a / split % panels) / panels * STRIP);
             if avx2 {
                 self.wide_tile_avx2(
                     g,
@@ -120,6 +114,12 @@ impl DirectConv {
                 );
                 return;
             }
+            // The panel this worker most likely runs next: the next task of its own range
+            // (see `team`) — another panel of this image, or none to fetch (this panel again
+            // with other filters, another image, the range's end).
+            let next = kernels::next_own_task(t, tasks, threads)
+                .filter(|&a| a / split / panels == img && a / split % panels != pi)
+                .map(|a| strips * (a / split % panels) / panels * STRIP);
             self.wide_tile(
                 g,
                 img,
@@ -339,7 +339,8 @@ impl DirectConv {
     /// channels whose strip rows stay in L1. The filters stream from L2 (or L3), 4 floats
     /// per channel step where the strip is 24. Packing each strip just before its calls,
     /// with the next one's input rows prefetched, measured slower (single-conv models,
-    /// Zen 3: 1.04–1.08× the time at 14×14 and 7×7), as did prefetching the next panel.
+    /// Zen 3: 1.01–1.13× the time at 14×14 and 7×7); prefetching the next panel (as
+    /// `wide_tile` does) gained nothing, so this path takes no `next_panel`.
     #[allow(clippy::too_many_arguments)]
     fn wide_tile_avx2(
         &self,
