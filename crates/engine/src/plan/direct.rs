@@ -409,6 +409,7 @@ impl DirectConv {
     /// grid `q`, `n` images, `threads` workers.
     fn tiling(&self, n: usize, oh: usize, q: &PhaseGrid, threads: usize) -> Tiling {
         let (halo, wp) = (q.halo, q.width);
+        let isa = kernels::active_isa();
         let mut best: Option<(f64, Tiling)> = None;
         for rows in 1..=oh {
             // Every phase plane's band rows plus the widest strip's overrun.
@@ -429,12 +430,8 @@ impl DirectConv {
             let bands = oh.div_ceil(rows);
             let last = oh - (bands - 1) * rows;
             for nv in [2, 3] {
-                let nr = 16 * nv;
-                // Positions computed, strips rounded up; 3-vector strips run ~5 % faster
-                // per position (fewer broadcasts per FMA); each band re-reads its halo rows.
-                let speed = if nv == 3 { 0.95 } else { 1.0 };
-                let band =
-                    |r: usize| ((r * wp).div_ceil(nr) * nr) as f64 * speed + (halo * wp * q.phases) as f64 * 0.25;
+                // Positions computed; each band re-reads its halo rows.
+                let band = |r: usize| strips_cost(r * wp, nv, isa) + (halo * wp * q.phases) as f64 * 0.25;
                 // The time of the busiest thread: with few tiles, bands of unequal height
                 // leave a thread idle (56 rows cut 32 + 24 on 2 threads: 3×3 64-channel layers
                 // of ResNet-50 scaled ×1.68).
@@ -809,6 +806,7 @@ impl DirectConv {
                 unsafe {
                     micro(
                         t.nv,
+                        nr.min(positions - s * nr),
                         kn,
                         a.as_ptr(),
                         buf.as_ptr().add(s * nr),
@@ -825,7 +823,7 @@ impl DirectConv {
             // K chunk, filter block: equal at 56×56 and 28×28, 5–30 % faster at 14×14 and 7×7.
             // The last K chunk writes the outputs itself when every vector spans at most two
             // grid rows (training's accumulating calls keep the separate epilogue).
-            let fused = !accumulate && wp >= 16;
+            let fused = !accumulate && wp >= vector_positions();
             let last = (k - 1) / kc * kc;
             for k0 in (0..k).step_by(kc) {
                 let kn = kc.min(k - k0);
@@ -858,7 +856,7 @@ impl DirectConv {
                         // SAFETY: as `micro_at` for the packed filters and the band; `src`
                         // holds this strip's earlier sums (read when `k0 > 0`); the valid
                         // outputs of this strip (columns < OW of band rows < `rows`) of the
-                        // block's filters are this tile's, `wp ≥ 16`.
+                        // block's filters are this tile's, `wp ≥ vector_positions()`.
                         unsafe {
                             micro_store(
                                 t.nv,
@@ -1380,9 +1378,46 @@ fn store_segment(dst: &mut [f32], src: &[f32], bias: f32, res: Option<&[f32]>, r
     }
 }
 
+/// The AVX2 position kernel's register blocks (`avx2::micro`) that cover the first `need` positions of a `16·nv`-position strip:
+/// `(first position, vectors)`, `vectors` 0 for none. A strip's last positions past the
+/// band are not computed: the last strip of a 14×14 plane (15 × 14 grid positions, strips of
+/// 48) needs 18 of its 48, one 3-vector block instead of two.
+const fn avx2_blocks(nv: usize, need: usize) -> [(usize, usize); 2] {
+    let vectors = need.div_ceil(8);
+    let vectors = if vectors < 2 * nv { vectors } else { 2 * nv };
+    match vectors {
+        0 => [(0, 0), (0, 0)],
+        1..=3 => [(0, vectors), (0, 0)],
+        4 => [(0, 2), (16, 2)],
+        5 => [(0, 3), (24, 2)],
+        _ => [(0, 3), (24, 3)],
+    }
+}
+
+/// The relative time of the position kernel over one band of `positions` grid positions in
+/// strips of `16·nv`: positions computed, 3-vector blocks ~5 % faster per position than
+/// 2-vector ones (fewer broadcasts per FMA) and 1-vector ones far slower (4 broadcasts and a
+/// load per 4 FMAs). The AVX2 kernel computes a last strip's needed vectors only
+/// ([`avx2_blocks`]), the AVX-512 one whole strips.
+fn strips_cost(positions: usize, nv: usize, isa: Isa) -> f64 {
+    let nr = 16 * nv;
+    let per_vector = |v: usize| match v {
+        3 => 0.95,
+        2 => 1.0,
+        _ => 1.6,
+    };
+    if isa == Isa::Avx512 {
+        return (positions.div_ceil(nr) * nr) as f64 * per_vector(nv);
+    }
+    let blocks = |need: usize| avx2_blocks(nv, need).iter().map(|&(_, v)| (8 * v) as f64 * per_vector(v)).sum::<f64>();
+    (positions / nr) as f64 * blocks(nr) + blocks(positions % nr)
+}
+
 /// `acc[r·acc_rs + j] (+)= Σ_kk a[kk·MR + r] · b[offs[kk] + j]` for `r < MR`, `j < 16·nv`
 /// (`nv` of 1, 2 or 3 vectors): the position micro-kernel, dispatched on the strip width and
-/// the instruction set ([`avx2`] below AVX-512).
+/// the instruction set ([`avx2`] below AVX-512). Only the first `need` positions (`1 ..=
+/// 16·nv`) are wanted: the AVX2 kernel computes them rounded up to its 8-float vectors and
+/// leaves the rest of `acc`'s rows as they were (the AVX-512 kernel computes all).
 /// Also the batch-lane convolution's kernel in training (`train::lanes`), where `acc` rows
 /// are output channel rows of a larger matrix.
 ///
@@ -1393,6 +1428,7 @@ fn store_segment(dst: &mut [f32], src: &[f32], bias: f32, res: Option<&[f32]>, r
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn micro(
     nv: usize,
+    need: usize,
     k: usize,
     a: *const f32,
     b: *const f32,
@@ -1401,7 +1437,7 @@ pub(crate) unsafe fn micro(
     acc_rs: usize,
     accumulate: bool,
 ) {
-    debug_assert!((1..=3).contains(&nv) && acc_rs >= 16 * nv);
+    debug_assert!((1..=3).contains(&nv) && acc_rs >= 16 * nv && (1..=16 * nv).contains(&need));
     #[cfg(target_arch = "x86_64")]
     {
         // SAFETY: forwarded from the caller.
@@ -1410,16 +1446,27 @@ pub(crate) unsafe fn micro(
                 (3, true) => avx512::micro::<3>(k, a, b, offs, acc, acc_rs, accumulate),
                 (2, true) => avx512::micro::<2>(k, a, b, offs, acc, acc_rs, accumulate),
                 (_, true) => avx512::micro::<1>(k, a, b, offs, acc, acc_rs, accumulate),
-                (3, false) => avx2::micro::<3>(k, a, b, offs, acc, acc_rs, accumulate),
-                (2, false) => avx2::micro::<2>(k, a, b, offs, acc, acc_rs, accumulate),
-                (_, false) => avx2::micro::<1>(k, a, b, offs, acc, acc_rs, accumulate),
+                (3, false) => avx2::micro::<3>(need, k, a, b, offs, acc, acc_rs, accumulate),
+                (2, false) => avx2::micro::<2>(need, k, a, b, offs, acc, acc_rs, accumulate),
+                (_, false) => avx2::micro::<1>(need, k, a, b, offs, acc, acc_rs, accumulate),
             }
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (nv, k, a, b, offs, acc, acc_rs, accumulate);
+        let _ = (nv, need, k, a, b, offs, acc, acc_rs, accumulate);
         unreachable!("DirectConv::new declines off x86-64");
+    }
+}
+
+/// Positions per vector of the active position kernel: 16 with AVX-512, 8 with AVX2. The
+/// fused epilogue ([`micro_store`]) takes grids at least this wide, so that a vector spans
+/// at most two grid rows.
+fn vector_positions() -> usize {
+    if kernels::active_isa() == Isa::Avx512 {
+        16
+    } else {
+        8
     }
 }
 
@@ -1447,7 +1494,8 @@ pub(crate) struct StripOut {
 /// the 7×7/2 stem's time).
 ///
 /// # Safety
-/// As [`micro`] for `a`, `b`, `offs` (and `acc` when given, read only); `out.wp ≥ 16`; for
+/// As [`micro`] for `a`, `b`, `offs` (and `acc` when given, read only); `out.wp ≥`
+/// [`vector_positions`]; for
 /// every valid position `q0 ≤ q < min(q0 + 16·nv, positions)` with `q mod wp < ow` and
 /// `r < rows`, `y + r·plane + (q / wp)·ow + q mod wp` is writable (and the same offset of
 /// `res` readable) and aliases none of the inputs; `bias` holds `rows` values.
@@ -1460,7 +1508,7 @@ pub(crate) unsafe fn micro_store(
     acc: Option<(*const f32, usize)>,
     out: &StripOut,
 ) {
-    debug_assert!((1..=3).contains(&nv) && out.wp >= 16 && out.rows <= MR);
+    debug_assert!((1..=3).contains(&nv) && out.wp >= vector_positions() && out.rows <= MR);
     #[cfg(target_arch = "x86_64")]
     {
         // SAFETY: forwarded from the caller.
@@ -1732,7 +1780,42 @@ mod avx512 {
 
 #[cfg(test)]
 mod tests {
-    use super::{busiest, pack_panels};
+    use super::{avx2_blocks, busiest, pack_panels, strips_cost};
+    use crate::plan::kernels::Isa;
+
+    #[test]
+    fn avx2_blocks_cover_the_needed_positions_within_the_strip() {
+        for nv in 1..=3 {
+            let nr = 16 * nv;
+            // A whole strip keeps the full layout: two blocks of `nv` vectors (one of 2 for 16).
+            let full = avx2_blocks(nv, nr);
+            assert_eq!(full.iter().map(|b| b.1).sum::<usize>(), 2 * nv, "nv {nv}");
+            for need in 1..=nr {
+                let blocks = avx2_blocks(nv, need);
+                // Contiguous from 0, at most 3 vectors each, the needed positions rounded up
+                // to a vector, inside the strip.
+                let mut end = 0;
+                for (j0, v) in blocks.into_iter().filter(|b| b.1 > 0) {
+                    assert!(j0 == end && v <= 3, "nv {nv} need {need}: {blocks:?}");
+                    end += 8 * v;
+                }
+                assert_eq!(end, need.next_multiple_of(8), "nv {nv} need {need}: {blocks:?}");
+                assert!(end <= nr);
+            }
+        }
+    }
+
+    #[test]
+    fn strip_cost_counts_what_each_kernel_computes() {
+        // 14×14 at stride 1: 15 × 14 grid positions. AVX-512 computes 5 strips of 48 (or 7 of
+        // 32), AVX2 4 strips of 48 and one 3-vector block for the last 18.
+        assert_eq!(strips_cost(210, 3, Isa::Avx512), 240.0 * 0.95);
+        assert_eq!(strips_cost(210, 2, Isa::Avx512), 224.0);
+        assert_eq!(strips_cost(210, 3, Isa::Avx2), 216.0 * 0.95);
+        // 7×7: 8 × 7 positions; 32 + 24 on AVX2 beats 48 + a slow 1-vector block.
+        assert!(strips_cost(56, 2, Isa::Avx2) < strips_cost(56, 3, Isa::Avx2));
+        assert_eq!(strips_cost(56, 2, Isa::Avx2), 32.0 + 24.0 * 0.95);
+    }
 
     #[test]
     fn pack_panels_places_every_filter_value_and_leaves_rows_past_m() {

@@ -550,6 +550,7 @@ fn conv_lanes(
                     unsafe {
                         direct::micro(
                             nv,
+                            16 * nv,
                             kn,
                             a,
                             src.as_ptr().add(base),

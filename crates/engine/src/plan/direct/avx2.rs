@@ -5,7 +5,11 @@
 //! vector loads and 4 broadcasts per tap, [`tap_4x3`]) — two filter halves × two position
 //! halves for 48-position strips — or of 4 × 16 for 32- and 16-position strips. Every output
 //! is the sum of the same products in the same order (tap by tap, one FMA per tap) as the
-//! AVX-512 kernel's, so both give the same bits.
+//! AVX-512 kernel's, so both give the same bits. A band's last strip runs only the blocks
+//! its positions need (`super::avx2_blocks`), and the epilogue is fused on grids of 8 or
+//! more positions a row (the AVX-512 kernel's needs 16): one thread, single-conv models,
+//! `scripts/ab_bench.py --rounds 4`, against whole strips and a separate epilogue pass:
+//! 3×3 256 ch at 14×14 0.88×, 512 at 7×7 0.86×, 64 at 56×56 0.94×, 128 at 28×28 0.98×.
 //!
 //! The 1×1 convs have their own AVX2 kernel here ([`pointwise_block`]): the same 4 × 24
 //! register block over strips packed just for it, in the opposite loop order to the AVX-512
@@ -23,7 +27,7 @@
 use std::arch::x86_64::*;
 
 use super::pointwise::Store;
-use super::{StripOut, KC_CHANNELS, MR};
+use super::{avx2_blocks, StripOut, KC_CHANNELS, MR};
 use crate::plan::kernels::lane_mask8 as lanes;
 
 /// Software prefetch distance along the packed filters, in floats (as the AVX-512 kernels).
@@ -180,15 +184,6 @@ unsafe fn block3(
     }
 }
 
-/// The register blocks of a `16·NV`-position call: `(first position, vectors)`.
-const fn blocks_of(nv: usize) -> [(usize, usize); 2] {
-    match nv {
-        3 => [(0, 3), (24, 3)],
-        2 => [(0, 2), (16, 2)],
-        _ => [(0, 2), (0, 0)],
-    }
-}
-
 /// [`super::micro`] on AVX2.
 ///
 /// # Safety
@@ -196,6 +191,7 @@ const fn blocks_of(nv: usize) -> [(usize, usize); 2] {
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn micro<const NV: usize>(
+    need: usize,
     k: usize,
     a: *const f32,
     b: *const f32,
@@ -207,12 +203,13 @@ pub(super) unsafe fn micro<const NV: usize>(
     // SAFETY (whole body): pointers and extents as the caller guarantees.
     unsafe {
         for r0 in [0, HR] {
-            for (j0, v) in blocks_of(NV) {
+            for (j0, v) in avx2_blocks(NV, need) {
                 let at = acc.add(r0 * acc_rs + j0);
                 let init = accumulate.then_some((at.cast_const(), acc_rs));
                 match v {
                     3 => store_block(&block3(k, a.add(r0), b.add(j0), offs, init), at, acc_rs),
                     2 => store_block(&block::<2>(k, a.add(r0), b.add(j0), offs, init), at, acc_rs),
+                    1 => store_block(&block::<1>(k, a.add(r0), b.add(j0), offs, init), at, acc_rs),
                     _ => {}
                 }
             }
@@ -293,11 +290,12 @@ pub(super) unsafe fn micro_store<const NV: usize>(
             if r0 >= out.rows {
                 break;
             }
-            for (j0, v) in blocks_of(NV) {
+            for (j0, v) in avx2_blocks(NV, out.positions.saturating_sub(out.q0)) {
                 let init = acc.map(|(p, rs)| (p.add(r0 * rs + j0), rs));
                 match v {
                     3 => store_out(&block3(k, a.add(r0), b.add(j0), offs, init), r0, j0, out),
                     2 => store_out(&block::<2>(k, a.add(r0), b.add(j0), offs, init), r0, j0, out),
+                    1 => store_out(&block::<1>(k, a.add(r0), b.add(j0), offs, init), r0, j0, out),
                     _ => {}
                 }
             }
@@ -306,7 +304,7 @@ pub(super) unsafe fn micro_store<const NV: usize>(
 }
 
 /// The epilogue of [`micro_store`] for the register block of filters `r0 ..` and positions
-/// `q0 + j0 ..`: valid columns only, at most two grid rows per vector (`wp ≥ 16`).
+/// `q0 + j0 ..`: valid columns only, at most two grid rows per vector (`wp ≥ 8`).
 ///
 /// # Safety
 /// As [`super::micro_store`].
