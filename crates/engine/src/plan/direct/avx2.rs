@@ -473,6 +473,17 @@ pub(super) unsafe fn pointwise_block<const V: usize>(
         let (acc_at, rs) = partial;
         let init = (k.start > 0).then_some((acc_at.cast_const(), rs));
         let last = k.end == c;
+        if last {
+            // The output (or residual) lines the epilogue touches, requested while the sums
+            // run: 4 rows of up to 96 bytes in as many planes, too many streams for the
+            // hardware prefetcher.
+            let at = st.res.unwrap_or(st.y.cast_const()).wrapping_add(r0 * st.plane);
+            for r in 0..HR.min(st.rows.saturating_sub(r0)) {
+                let row = at.wrapping_add(r * st.plane);
+                _mm_prefetch::<_MM_HINT_T0>(row.cast());
+                _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(n - 1).cast());
+            }
+        }
         let acc = pw_sums::<V>(packed, blocks, c, b, r0, xs, k, init);
         if !last {
             store_block(&acc, acc_at, rs);
