@@ -23,7 +23,9 @@
 //! - The GEMMs `M_ξ = V_ξᵀ U_ξ` run on an AVX-512 micro-kernel: up to 14 tiles × one panel
 //!   per call, the panel's two filter vectors loaded once per input channel and the tiles'
 //!   inputs broadcast, so the output channels are the vectorized dimension however few
-//!   tiles a block has (16 at 14×14, batch 1). Other ISAs call `gemm` per panel.
+//!   tiles a block has (16 at 14×14, batch 1). On AVX2 the same sums run as 3 tiles × the
+//!   panel (4 vectors) per call, in passes of 64 input channels (`avx2::panel_product`);
+//!   other CPUs call `gemm` per panel.
 //! - Tasks are (block × output-channel chunk) and run on the plan's rayon pool, one round
 //!   of equal blocks per thread; when the blocks are fewer than the threads the output
 //!   channels are split as well, in whole panels (F(4×4) on AVX-512: the threads first
@@ -625,8 +627,9 @@ impl Winograd {
         // With a shared `V` (transformed by all threads, see `run`) none of its own.
         let own_v = if shared.is_some() { 0 } else { v_len };
         let need = own_v + m_len + strip_len + 40 * rc;
+        let isa = kernels::active_isa();
         #[cfg(target_arch = "x86_64")]
-        let wide = kernels::active_isa() == kernels::Isa::Avx512;
+        let wide = isa == kernels::Isa::Avx512;
         #[cfg(not(target_arch = "x86_64"))]
         let wide = false;
         SCRATCH.with(|s| {
@@ -706,7 +709,7 @@ impl Winograd {
                                 rp,
                             ),
                             None => panel_product(
-                                wide,
+                                isa,
                                 ic,
                                 &u[at..][..k * PANEL],
                                 next.map(|n| &u[n..][..k * PANEL]),
@@ -829,13 +832,16 @@ impl Winograd {
 /// `m[t·ms + j] = Σ_c v[c·nb + t] · u[c·PANEL + j]` for tiles `t < nb` and the panel's
 /// channels `j < PANEL`: one panel of one `M_ξ`. `u` is the panel (`[k, PANEL]`), `v` is
 /// `V_ξ` (`[k, nb]`). The AVX-512 micro-kernel takes up to [`ROWS`] tiles per call, the
-/// filters streaming once per call and the inputs broadcast (`wide`: AVX-512 is active);
-/// other ISAs call `gemm`. `next` (the panel the caller multiplies next) is prefetched into
-/// L2 over the calls, so that memory keeps streaming `U` while the later calls run from
-/// cache (with 16 tiles, two calls per panel, the second used to leave memory idle).
+/// filters streaming once per call and the inputs broadcast; the AVX2 one
+/// ([`avx2::panel_product`]) 3 tiles × the panel per call, over passes of channels whose
+/// `U` rows stay in L1; other CPUs call `gemm`. Both micro-kernels sum channel by channel,
+/// one FMA each, from zero: the same bits. `next` (the panel the caller multiplies next) is
+/// prefetched into L2 over the calls, so that memory keeps streaming `U` while the later
+/// calls run from cache (with 16 tiles, two calls per panel, the second used to leave memory
+/// idle).
 #[allow(clippy::too_many_arguments)]
 fn panel_product(
-    wide: bool,
+    isa: kernels::Isa,
     k: usize,
     u: &[f32],
     next: Option<&[f32]>,
@@ -847,7 +853,13 @@ fn panel_product(
     assert!(k >= 1 && nb >= 1 && ms >= PANEL, "non-empty product");
     assert!(u.len() >= k * PANEL && v.len() >= k * nb && m.len() >= (nb - 1) * ms + PANEL, "panel extents");
     #[cfg(target_arch = "x86_64")]
-    if wide {
+    if isa == kernels::Isa::Avx2 {
+        // SAFETY: AVX2 and FMA are active; extents checked above.
+        unsafe { avx2::panel_product(k, u.as_ptr(), next.map(<[f32]>::as_ptr), v.as_ptr(), nb, m.as_mut_ptr(), ms) };
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if isa == kernels::Isa::Avx512 {
         let groups = nb.div_ceil(ROWS);
         let (base, extra) = (nb / groups, nb % groups);
         // Cache lines of `next` (2 per channel) spread over the calls' channel steps: one
@@ -877,7 +889,7 @@ fn panel_product(
         return;
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = (wide, next);
+    let _ = (isa, next);
     // SAFETY: dst `PANEL × nb` column-major with column stride `ms`, lhs `PANEL × k`
     // column-major (column stride PANEL), rhs `k × nb` row-major: all within the slices
     // (checked above).
@@ -952,7 +964,204 @@ fn panel_product_bf16(
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use crate::plan::kernels::lane_mask8;
+    use super::PANEL;
+    use crate::plan::kernels::{lane_mask8, LineFetch};
+
+    /// Channels per pass of [`panel_product`]: the pass's `U` rows (64 × 128 bytes) stay in
+    /// L1 while every group of tiles passes over them; the sums wait in `m` between passes.
+    /// Passes of 32 or 128 channels measured no faster (single 3×3 convs and ResNet-18 fast,
+    /// `scripts/ab_bench.py --rounds 4`, Zen 3).
+    const PANEL_PASS: usize = 64;
+
+    /// [`super::panel_product`] on AVX2: `m[t·ms + j] = Σ_c v[c·nb + t] · u[c·PANEL + j]`,
+    /// in passes of [`PANEL_PASS`] channels, each over the tiles in groups of up to 3
+    /// ([`rows3`], [`rows`]). The pass's first group fetches its share of `next` into L2
+    /// (software prefetches of the pass's own rows into L1 measured slower: single 3×3
+    /// convs 0.94–1.0× the time without them, ResNet-18 fast 0.95×).
+    ///
+    /// # Safety
+    /// AVX2 and FMA available; `u` holds `k·PANEL` floats, `v` `k·nb`; `m + t·ms + j` is
+    /// writable for `t < nb`, `j < PANEL`, and aliases neither.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn panel_product(
+        k: usize,
+        u: *const f32,
+        next: Option<*const f32>,
+        v: *const f32,
+        nb: usize,
+        m: *mut f32,
+        ms: usize,
+    ) {
+        let groups = nb.div_ceil(3);
+        let (base, extra) = (nb / groups, nb % groups);
+        let mut c0 = 0;
+        // SAFETY (whole body): extents as the caller guarantees.
+        unsafe {
+            while c0 < k {
+                let kc = PANEL_PASS.min(k - c0);
+                let mut t = 0;
+                for gi in 0..groups {
+                    let n = base + usize::from(gi < extra);
+                    let first = gi == 0;
+                    // Two lines of `next` per channel step, over the pass's first group.
+                    let pf = match next {
+                        Some(p) if first => LineFetch::share(p.wrapping_add(c0 * PANEL), 2 * kc, 0, 2 * kc, 2),
+                        _ => LineFetch::NONE,
+                    };
+                    let (up, vp, mp) = (u.add(c0 * PANEL), v.add(c0 * nb + t), m.add(t * ms));
+                    match n {
+                        3 => rows3(kc, up, pf, vp, nb, mp, ms, c0 > 0),
+                        2 => rows::<2>(kc, up, pf, vp, nb, mp, ms, c0 > 0),
+                        _ => rows::<1>(kc, up, pf, vp, nb, mp, ms, c0 > 0),
+                    }
+                    t += n;
+                }
+                c0 += kc;
+            }
+        }
+    }
+
+    /// The accumulators of `R` tiles × the panel: `m`'s rows (`ms` apart) when
+    /// `accumulate`, else zeros.
+    ///
+    /// # Safety
+    /// AVX available; `m + r·ms .. + PANEL` readable for `r < R` when `accumulate`.
+    #[inline(always)]
+    unsafe fn load_rows<const R: usize>(m: *const f32, ms: usize, accumulate: bool) -> [[__m256; 4]; R] {
+        let mut acc = [[_mm256_setzero_ps(); 4]; R];
+        if accumulate {
+            for (r, a) in acc.iter_mut().enumerate() {
+                for (j, x) in a.iter_mut().enumerate() {
+                    // SAFETY: the caller's contract.
+                    *x = unsafe { _mm256_loadu_ps(m.add(r * ms + 8 * j)) };
+                }
+            }
+        }
+        acc
+    }
+
+    /// Stores `R` tiles × the panel at `m`, rows `ms` apart.
+    ///
+    /// # Safety
+    /// AVX available; `m + r·ms .. + PANEL` writable for `r < R`.
+    #[inline(always)]
+    unsafe fn store_rows<const R: usize>(acc: &[[__m256; 4]; R], m: *mut f32, ms: usize) {
+        for (r, a) in acc.iter().enumerate() {
+            for (j, x) in a.iter().enumerate() {
+                // SAFETY: the caller's contract.
+                unsafe { _mm256_storeu_ps(m.add(r * ms + 8 * j), *x) };
+            }
+        }
+    }
+
+    /// `m[r·ms + j] (+)= Σ_{c<k} v[c·vs + r] · u[c·PANEL + j]` for `r < R` (1 or 2), `j <
+    /// PANEL`, from intrinsics. Each channel step takes a [`LineFetch::step`] of `pf`.
+    ///
+    /// # Safety
+    /// AVX2 and FMA available; `u .. + k·PANEL`, `v + c·vs + r` readable, `m + r·ms ..
+    /// + PANEL` writable (and readable when `accumulate`).
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn rows<const R: usize>(
+        k: usize,
+        u: *const f32,
+        mut pf: LineFetch,
+        v: *const f32,
+        vs: usize,
+        m: *mut f32,
+        ms: usize,
+        accumulate: bool,
+    ) {
+        // SAFETY (whole body): extents as the caller guarantees; prefetches are hints.
+        unsafe {
+            let mut acc = load_rows::<R>(m, ms, accumulate);
+            let (mut up, mut vp) = (u, v);
+            for _ in 0..k {
+                pf.step();
+                let x: [__m256; R] = std::array::from_fn(|r| _mm256_broadcast_ss(&*vp.add(r)));
+                for j in 0..4 {
+                    let w = _mm256_loadu_ps(up.add(8 * j));
+                    for (a, x) in acc.iter_mut().zip(&x) {
+                        a[j] = _mm256_fmadd_ps(*x, w, a[j]);
+                    }
+                }
+                up = up.add(PANEL);
+                vp = vp.add(vs);
+            }
+            store_rows(&acc, m, ms);
+        }
+    }
+
+    /// [`rows`] for 3 tiles, each channel step in inline assembly: its 12 accumulators, 3
+    /// broadcasts and one `U` vector take all 16 ymm registers (the broadcasts first, then
+    /// each vector with its 3 FMAs), which LLVM, given intrinsics, spills.
+    ///
+    /// # Safety
+    /// As [`rows`].
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn rows3(
+        k: usize,
+        u: *const f32,
+        mut pf: LineFetch,
+        v: *const f32,
+        vs: usize,
+        m: *mut f32,
+        ms: usize,
+        accumulate: bool,
+    ) {
+        // SAFETY (whole body): extents as the caller guarantees; prefetches are hints.
+        unsafe {
+            let mut c = load_rows::<3>(m, ms, accumulate);
+            let (mut up, mut vp) = (u, v);
+            for _ in 0..k {
+                pf.step();
+                std::arch::asm!(
+                    "vbroadcastss {x0}, dword ptr [{vp}]",
+                    "vbroadcastss {x1}, dword ptr [{vp} + 4]",
+                    "vbroadcastss {x2}, dword ptr [{vp} + 8]",
+                    "vmovups {w}, ymmword ptr [{up}]",
+                    "vfmadd231ps {c00}, {x0}, {w}",
+                    "vfmadd231ps {c10}, {x1}, {w}",
+                    "vfmadd231ps {c20}, {x2}, {w}",
+                    "vmovups {w}, ymmword ptr [{up} + 32]",
+                    "vfmadd231ps {c01}, {x0}, {w}",
+                    "vfmadd231ps {c11}, {x1}, {w}",
+                    "vfmadd231ps {c21}, {x2}, {w}",
+                    "vmovups {w}, ymmword ptr [{up} + 64]",
+                    "vfmadd231ps {c02}, {x0}, {w}",
+                    "vfmadd231ps {c12}, {x1}, {w}",
+                    "vfmadd231ps {c22}, {x2}, {w}",
+                    "vmovups {w}, ymmword ptr [{up} + 96]",
+                    "vfmadd231ps {c03}, {x0}, {w}",
+                    "vfmadd231ps {c13}, {x1}, {w}",
+                    "vfmadd231ps {c23}, {x2}, {w}",
+                    up = in(reg) up,
+                    vp = in(reg) vp,
+                    x0 = out(ymm_reg) _,
+                    x1 = out(ymm_reg) _,
+                    x2 = out(ymm_reg) _,
+                    w = out(ymm_reg) _,
+                    c00 = inout(ymm_reg) c[0][0],
+                    c01 = inout(ymm_reg) c[0][1],
+                    c02 = inout(ymm_reg) c[0][2],
+                    c03 = inout(ymm_reg) c[0][3],
+                    c10 = inout(ymm_reg) c[1][0],
+                    c11 = inout(ymm_reg) c[1][1],
+                    c12 = inout(ymm_reg) c[1][2],
+                    c13 = inout(ymm_reg) c[1][3],
+                    c20 = inout(ymm_reg) c[2][0],
+                    c21 = inout(ymm_reg) c[2][1],
+                    c22 = inout(ymm_reg) c[2][2],
+                    c23 = inout(ymm_reg) c[2][3],
+                    options(nostack, preserves_flags, readonly),
+                );
+                up = up.add(PANEL);
+                vp = vp.add(vs);
+            }
+            store_rows(&c, m, ms);
+        }
+    }
 
     /// `Bᵀ a` of [`super::bt`] on vectors, the same operations in the same order (no FMA).
     #[target_feature(enable = "avx2")]
@@ -1983,6 +2192,41 @@ unsafe fn store_tile(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The float32 panel product on each instruction set this CPU has: the AVX2 and AVX-512
+    /// micro-kernels give exactly the sequential FMA chain over the channels (so each
+    /// other's bits), across the AVX2 kernel's 64-channel passes and its 1–3 tile groups;
+    /// `gemm` (other CPUs) agrees within rounding.
+    #[test]
+    fn panel_product_is_the_channel_by_channel_fma_chain() {
+        let val = |i: usize, s: usize| ((i * 7919 + s * 104729) % 2001) as f32 / 1000.0 - 1.0;
+        let top = kernels::active_isa();
+        for (ic, nb) in [(1usize, 1usize), (7, 2), (63, 16), (64, 5), (65, 4), (130, 17), (200, 49), (33, 3)] {
+            let u: Vec<f32> = (0..ic * PANEL).map(|i| val(i, 1)).collect();
+            let v: Vec<f32> = (0..ic * nb).map(|i| val(i, 2)).collect();
+            let ms = PANEL + 8;
+            for isa in [kernels::Isa::Portable, kernels::Isa::Avx2, kernels::Isa::Avx512] {
+                if isa > top {
+                    continue;
+                }
+                for next in [None, Some(&u[..])] {
+                    let mut m = vec![f32::NAN; (nb - 1) * ms + PANEL];
+                    panel_product(isa, ic, &u, next, &v, nb, &mut m, ms);
+                    for t in 0..nb {
+                        for j in 0..PANEL {
+                            let chain = (0..ic).fold(0f32, |a, c| v[c * nb + t].mul_add(u[c * PANEL + j], a));
+                            let got = m[t * ms + j];
+                            if isa == kernels::Isa::Portable {
+                                assert!((got - chain).abs() <= 1e-5 * (1.0 + chain.abs()), "{isa:?} ic {ic} nb {nb}");
+                            } else {
+                                assert_eq!(got.to_bits(), chain.to_bits(), "{isa:?} ic {ic} nb {nb} tile {t} ch {j}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 
     /// The bf16 panel product against the sum, in f64, of the bfloat16 values it multiplies:
     /// odd channel counts (a zero channel pads the last pair), 1 to 30 tiles (one to three
