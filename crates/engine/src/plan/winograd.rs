@@ -28,9 +28,9 @@
 //!   other CPUs call `gemm` per panel.
 //! - Tasks are (block × output-channel chunk) and run on the plan's rayon pool, one round
 //!   of equal blocks per thread; when the blocks are fewer than the threads the output
-//!   channels are split as well, in whole panels (F(4×4) on AVX-512: the threads first
-//!   transform each block's input together, a share of its input channels each, into one
-//!   `V` that every channel chunk reads).
+//!   channels are split as well, in whole panels (F(4×4) on AVX-512 and AVX2: the threads
+//!   first transform each block's input together, a share of its input channels each, into
+//!   one `V` that every channel chunk reads).
 //! - On AVX-512 both transforms are vector code with one lane per tile (input: each input
 //!   row under up to 16 tiles loaded as masked vectors — the padding is the mask — and split
 //!   into the tiles' 6 columns by two-source permutes) or per output channel (output: each
@@ -380,8 +380,8 @@ impl Winograd {
         let bt = total.div_ceil(blocks);
         let blocks = total.div_ceil(bt);
         // Fewer blocks than threads (late layers at batch 1): split the output channels too,
-        // in whole panels (F(4×4) on AVX-512: the input transform shared, see below; else
-        // each chunk repeats it).
+        // in whole panels (F(4×4) on AVX-512 and AVX2: the input transform shared, see
+        // below; else each chunk repeats it).
         let osplit = if blocks < threads { threads.div_ceil(blocks).min(self.oc.div_ceil(PANEL)).max(1) } else { 1 };
         let ochunk = self.oc.div_ceil(osplit).next_multiple_of(PANEL);
         let osplit = self.oc.div_ceil(ochunk);
@@ -406,8 +406,17 @@ impl Winograd {
         // (ResNet's 7×7 layers at batches 1–3) keeps its own transforms: its small transform
         // is not what those layers wait for (they stream `U`), and reading a `V` another
         // core wrote measured 0–12 % slower there.
+        // The same on AVX2 (Zen 3, fast, batch 1, two threads, `scripts/ab_bench.py
+        // --rounds 6`, medians (minima) against each chunk transforming its block: the
+        // 256 × 256 conv at 14×14 alone 0.755 (0.842), Keras ResNet-50 0.977 (0.974),
+        // resnet50-v2 0.945 (0.974)).
         #[cfg(target_arch = "x86_64")]
-        if osplit > 1 && self.tile == 4 && kernels::active_isa() == kernels::Isa::Avx512 && x.len() <= i32::MAX as usize
+        if osplit > 1
+            && self.tile == 4
+            && match kernels::active_isa() {
+                kernels::Isa::Avx512 => x.len() <= i32::MAX as usize,
+                isa => isa == kernels::Isa::Avx2,
+            }
         {
             self.run_shared(g, (th, tw), (blocks, bt), x, &task, tasks);
             return;
@@ -446,24 +455,21 @@ impl Winograd {
             }
             let v = OutPtr(buf.as_mut_ptr());
             let parts = threads.min(self.ic.div_ceil(8));
+            let wide = kernels::active_isa() == kernels::Isa::Avx512;
             kernels::for_each_task(blocks * parts, |t| {
                 let (b, pi) = (t / parts, t % parts);
                 let (c0, c1) = (self.ic * pi / parts, self.ic * (pi + 1) / parts);
-                let t0 = b * bt;
-                // SAFETY: AVX-512F is active and `x` within i32 offsets (checked by `run`);
-                // block `b`'s `V`, `points·ic·nb` floats from `b·points·ic·bt`, lies in
-                // `buf` (`len` covers every block), and this task writes only its channels
-                // `c0..c1` of it.
+                let (t0, vb) = (b * bt, v.at(b * self.points() * self.ic * bt));
+                // SAFETY: AVX-512F (and `x` within i32 offsets) or AVX2 is active (checked by
+                // `run`); block `b`'s `V`, `points·ic·nb` floats from `b·points·ic·bt`, lies
+                // in `buf` (`len` covers every block), and this task writes only its
+                // channels `c0..c1` of it.
                 unsafe {
-                    self.transform_wide(
-                        g,
-                        (th, tw),
-                        t0,
-                        bt.min(total - t0),
-                        x,
-                        v.at(b * self.points() * self.ic * bt),
-                        c0..c1,
-                    )
+                    if wide {
+                        self.transform_wide(g, (th, tw), t0, bt.min(total - t0), x, vb, c0..c1)
+                    } else {
+                        self.transform_avx2(g, (th, tw), t0, bt.min(total - t0), x, vb, c0..c1)
+                    }
                 };
             });
             kernels::for_each_task(tasks, |t| task(t, Some(v)));
@@ -537,6 +543,48 @@ impl Winograd {
         }
     }
 
+    /// The F(4×4) input transform of the block of `nb` tiles from `t0`, input channels
+    /// `chans`, on AVX2: 8 tiles per vector ([`avx2::input_tiles8`]), `v[ξ·ic·nb + c·nb + k]`
+    /// for tile `t0 + k`.
+    ///
+    /// # Safety
+    /// AVX2 is active; `v` points to `points·ic·nb` writable floats of which no other thread
+    /// touches channels `chans` meanwhile.
+    #[cfg(target_arch = "x86_64")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn transform_avx2(
+        &self,
+        g: &ConvGeometry,
+        (th, tw): (usize, usize),
+        t0: usize,
+        nb: usize,
+        x: &[f32],
+        v: *mut f32,
+        chans: std::ops::Range<usize>,
+    ) {
+        let [_, ah, aw] = &g.axes;
+        let ic = self.ic;
+        let (h, w) = (ah.input, aw.input);
+        let plane = h * w;
+        assert!(self.tile == 4 && chans.end <= ic, "F(4×4), channels within the input's");
+        for seg in segments(t0, nb, th, tw) {
+            let iy0 = (4 * seg.ty) as isize - ah.pad_begin as isize;
+            let ix0 = (4 * seg.tx0) as isize - aw.pad_begin as isize;
+            for c in chans.clone() {
+                let xc = &x[(seg.img * ic + c) * plane..][..plane];
+                for k0 in (0..seg.len).step_by(8) {
+                    // SAFETY: AVX2 is active; tiles `k0..k0+nt` of the segment have their
+                    // points at `v[ξ·ic·nb + c·nb + seg.col + k0 + k]` (`seg.col + k0 + nt ≤
+                    // nb`), inside `v`'s `points·ic·nb` (the caller's contract).
+                    unsafe {
+                        let (ix, nt) = (ix0 + 4 * k0 as isize, (seg.len - k0).min(8));
+                        avx2::input_tiles8(xc, h, w, iy0, ix, nt, v.add(c * nb + seg.col + k0), ic * nb)
+                    };
+                }
+            }
+        }
+    }
+
     /// The input transform of the block of `nb` tiles from `t0`, all input channels:
     /// `v[ξ·ic·nb + c·nb + k]` for tile `t0 + k` ([`Self::transform_wide`] on AVX-512; other
     /// ISAs split each row by column phase in `strip`).
@@ -562,31 +610,23 @@ impl Winograd {
             return;
         }
         let _ = wide;
+        // F(4×4) on AVX2: 8 tiles per vector (`avx2::input_tiles8`).
+        #[cfg(target_arch = "x86_64")]
+        if ts == 4 && kernels::active_isa() >= kernels::Isa::Avx2 {
+            // SAFETY: AVX2 is active; `v` holds the block's `points·ic·nb` floats (checked
+            // above) and is this thread's alone.
+            unsafe { self.transform_avx2(g, (th, tw), t0, nb, x, v.as_mut_ptr(), 0..ic) };
+            return;
+        }
         let [_, ah, aw] = &g.axes;
         let (h, w) = (ah.input, aw.input);
         let plane = h * w;
-        // F(4×4) on AVX2: 8 tiles per vector (`avx2::input_tiles8`).
-        #[cfg(target_arch = "x86_64")]
-        let avx2 = ts == 4 && kernels::active_isa() >= kernels::Isa::Avx2;
         for seg in segments(t0, nb, th, tw) {
             let iy0 = (ts * seg.ty) as isize - ah.pad_begin as isize;
             let ix0 = (ts * seg.tx0) as isize - aw.pad_begin as isize;
             for c in 0..ic {
                 let xc = &x[(seg.img * ic + c) * plane..][..plane];
                 let vc = &mut v[c * nb + seg.col..];
-                #[cfg(target_arch = "x86_64")]
-                if avx2 {
-                    for k0 in (0..seg.len).step_by(8) {
-                        // SAFETY: AVX2 is active; tiles `k0..k0+nt` of the segment have their
-                        // points at `vc[ξ·ic·nb + k0 + k]`, inside `v`'s `points·ic·nb`
-                        // (checked above; `c·nb + seg.col + seg.len ≤ ic·nb`).
-                        unsafe {
-                            let (ix, nt) = (ix0 + 4 * k0 as isize, (seg.len - k0).min(8));
-                            avx2::input_tiles8(xc, h, w, iy0, ix, nt, vc.as_mut_ptr().add(k0), ic * nb)
-                        };
-                    }
-                    continue;
-                }
                 if ts == 4 {
                     input_tiles(xc, h, w, iy0, ix0, seg.len, strip, vc, ic * nb);
                 } else {
