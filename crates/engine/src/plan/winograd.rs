@@ -1015,9 +1015,13 @@ mod avx2 {
 
     /// [`super::panel_product`] on AVX2: `m[t·ms + j] = Σ_c v[c·nb + t] · u[c·PANEL + j]`,
     /// in passes of [`PANEL_PASS`] channels, each over the tiles in groups of up to 3
-    /// ([`rows3`], [`rows`]). The pass's first group fetches its share of `next` into L2
-    /// (software prefetches of the pass's own rows into L1 measured slower: single 3×3
-    /// convs 0.94–1.0× the time without them, ResNet-18 fast 0.95×).
+    /// ([`rows3`], [`rows`]). Each pass fetches its rows of `next` into L2, one line per
+    /// channel step spread over all its groups: two lines a step in the first group alone
+    /// left memory idle most of the pass (Zen 3, fast, one thread, `scripts/ab_bench.py
+    /// --rounds 5`, medians (minima) of spreading: Keras ResNet-50 0.941 (0.940), ResNet-18
+    /// 0.937 (0.913), the 512 × 512 conv at 7×7 0.926 (0.938); two threads Keras 0.980
+    /// (0.956), resnet50-v2 0.996 (0.967)). Software prefetches of the pass's own rows into
+    /// L1 measured slower (single 3×3 convs 0.94–1.0× the time without them).
     ///
     /// # Safety
     /// AVX2 and FMA available; `u` holds `k·PANEL` floats, `v` `k·nb`; `m + t·ms + j` is
@@ -1040,13 +1044,20 @@ mod avx2 {
             while c0 < k {
                 let kc = PANEL_PASS.min(k - c0);
                 let mut t = 0;
+                // The pass's rows of `next` (two lines a channel), one line per channel step
+                // spread over the groups.
+                let per_call = (2 * kc).div_ceil(groups);
                 for gi in 0..groups {
                     let n = base + usize::from(gi < extra);
-                    let first = gi == 0;
-                    // Two lines of `next` per channel step, over the pass's first group.
                     let pf = match next {
-                        Some(p) if first => LineFetch::share(p.wrapping_add(c0 * PANEL), 2 * kc, 0, 2 * kc, 2),
-                        _ => LineFetch::NONE,
+                        Some(p) => LineFetch::share(
+                            p.wrapping_add(c0 * PANEL),
+                            2 * kc,
+                            gi,
+                            per_call,
+                            1 + usize::from(per_call > kc),
+                        ),
+                        None => LineFetch::NONE,
                     };
                     let (up, vp, mp) = (u.add(c0 * PANEL), v.add(c0 * nb + t), m.add(t * ms));
                     match n {
