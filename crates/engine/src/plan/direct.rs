@@ -424,7 +424,13 @@ impl DirectConv {
             // The accumulator tile stays in L2 too (the 7×7/2 stem's band of 3 channels
             // would otherwise take ~90 rows: a 2.6 MB accumulator).
             let acc_floats = self.m.next_multiple_of(MR) * (rows * wp).next_multiple_of(48);
-            if rows > 1 && (band_floats > BAND_BUDGET || acc_floats > ACC_RESERVE) {
+            // On AVX2 CPUs (512 KiB L2 on Zen 3) that chunk's band stays within half of L2:
+            // the 128-channel 3×3/2 conv from 56×56 took the whole plane as one band, 456 KiB
+            // per chunk beside a 416 KiB accumulator tile (one thread, `scripts/ab_bench.py
+            // --rounds 6`: 0.905× the time, minima 0.916; the 256-channel one from 28×28,
+            // whose band fits, unchanged).
+            let budget = if chans < self.c && isa != Isa::Avx512 { BAND_BUDGET / 2 } else { BAND_BUDGET };
+            if rows > 1 && (band_floats > budget || acc_floats > ACC_RESERVE) {
                 break;
             }
             let bands = oh.div_ceil(rows);
