@@ -1,9 +1,9 @@
 //! The plan keeps one copy of a direct conv's filters (the direct kernel's packing). When the
 //! ISA cap is lowered after compiling — to AVX2 the direct kernels run their AVX2 copies, below
 //! it they no longer apply — the conv falls back to im2col + `gemm` with the filters unpacked
-//! from that packing; a Winograd conv's
-//! products move from the AVX-512 panel micro-kernel to the AVX2 one, then to `gemm`. Its own test binary:
-//! the cap is process-wide, and the other plan tests assert which kernel a conv compiles to.
+//! from that packing; a Winograd conv's products move from the AVX-512 panel micro-kernel to
+//! the AVX2 one, then to `gemm`. Its own test binary: the cap is process-wide, and the other
+//! plan tests assert which kernel a conv compiles to.
 
 mod build;
 use build::{node, tensor};

@@ -1384,10 +1384,10 @@ fn store_segment(dst: &mut [f32], src: &[f32], bias: f32, res: Option<&[f32]>, r
     }
 }
 
-/// The AVX2 position kernel's register blocks (`avx2::micro`) that cover the first `need` positions of a `16·nv`-position strip:
-/// `(first position, vectors)`, `vectors` 0 for none. A strip's last positions past the
-/// band are not computed: the last strip of a 14×14 plane (15 × 14 grid positions, strips of
-/// 48) needs 18 of its 48, one 3-vector block instead of two.
+/// The AVX2 position kernel's register blocks (`avx2::micro`) that cover the first `need`
+/// positions of a `16·nv`-position strip: `(first position, vectors)`, `vectors` 0 for none.
+/// A strip's last positions past the band are not computed: the last strip of a 14×14 plane
+/// (15 × 14 grid positions, strips of 48) needs 18 of its 48, one 3-vector block, not two.
 const fn avx2_blocks(nv: usize, need: usize) -> [(usize, usize); 2] {
     let vectors = need.div_ceil(8);
     let vectors = if vectors < 2 * nv { vectors } else { 2 * nv };

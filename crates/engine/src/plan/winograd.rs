@@ -411,29 +411,34 @@ impl Winograd {
         // 256 × 256 conv at 14×14 alone 0.755 (0.842), Keras ResNet-50 0.977 (0.974),
         // resnet50-v2 0.945 (0.974)).
         #[cfg(target_arch = "x86_64")]
-        if osplit > 1
-            && self.tile == 4
-            && match kernels::active_isa() {
-                kernels::Isa::Avx512 => x.len() <= i32::MAX as usize,
-                isa => isa == kernels::Isa::Avx2,
+        if osplit > 1 && self.tile == 4 {
+            // Which transform the threads share (`None`: none; AVX-512's indexes `x` in i32).
+            let wide = match kernels::active_isa() {
+                kernels::Isa::Avx512 => (x.len() <= i32::MAX as usize).then_some(true),
+                kernels::Isa::Avx2 => Some(false),
+                kernels::Isa::Portable => None,
+            };
+            if let Some(wide) = wide {
+                self.run_shared(g, (th, tw), (blocks, bt), x, wide, &task, tasks);
+                return;
             }
-        {
-            self.run_shared(g, (th, tw), (blocks, bt), x, &task, tasks);
-            return;
         }
         kernels::for_each_task(tasks, |t| task(t, None));
     }
 
     /// [`Self::run`]'s tasks over blocks whose input transform all threads share: first
     /// the transforms (block × share of the input channels) into one `V` per block, then
-    /// `tasks` × `task(t, V)`.
+    /// `tasks` × `task(t, V)`. `wide`: AVX-512 is active and `x` within i32 offsets (the
+    /// transforms of [`Self::transform_wide`]); else AVX2 is ([`Self::transform_avx2`]).
     #[cfg(target_arch = "x86_64")]
+    #[allow(clippy::too_many_arguments)]
     fn run_shared(
         &self,
         g: &ConvGeometry,
         (th, tw): (usize, usize),
         (blocks, bt): (usize, usize),
         x: &[f32],
+        wide: bool,
         task: &(impl Fn(usize, Option<OutPtr>) + Sync),
         tasks: usize,
     ) {
@@ -455,13 +460,12 @@ impl Winograd {
             }
             let v = OutPtr(buf.as_mut_ptr());
             let parts = threads.min(self.ic.div_ceil(8));
-            let wide = kernels::active_isa() == kernels::Isa::Avx512;
             kernels::for_each_task(blocks * parts, |t| {
                 let (b, pi) = (t / parts, t % parts);
                 let (c0, c1) = (self.ic * pi / parts, self.ic * (pi + 1) / parts);
                 let (t0, vb) = (b * bt, v.at(b * self.points() * self.ic * bt));
-                // SAFETY: AVX-512F (and `x` within i32 offsets) or AVX2 is active (checked by
-                // `run`); block `b`'s `V`, `points·ic·nb` floats from `b·points·ic·bt`, lies
+                // SAFETY: AVX-512F with `x` within i32 offsets (`wide`) or AVX2 is active
+                // (checked by `run`); block `b`'s `V`, `points·ic·nb` floats from `b·points·ic·bt`, lies
                 // in `buf` (`len` covers every block), and this task writes only its
                 // channels `c0..c1` of it.
                 unsafe {
