@@ -43,10 +43,11 @@
 //! (`ConvKernel::subsampled`), and hands a conv whose fused Add is its residual's last
 //! reader that buffer as the output (`kernels::Residual::InOutput`).
 //!
-//! The position kernel runs on x86-64 CPUs with AVX-512F or with AVX2 and FMA (`avx2`: 4 ×
-//! 24 register blocks of the same sums); the narrow-plane and pointwise kernels only with
-//! AVX-512F ([`kernels::active_isa`] at `Avx512`): below it those calls, and every call on
-//! other CPUs, run the im2col path.
+//! The position and narrow-plane kernels run on x86-64 CPUs with AVX-512F or with AVX2 and
+//! FMA (`avx2`: 4 × 24 and 32 × 3 register blocks of the same sums); the 1×1 kernels on
+//! AVX-512F and, from [`AVX2_POINTWISE_MIN_FILTERS`] filters, their own AVX2 kernel (1×1
+//! convs on planes of up to 49 positions keep the wide kernel there); other calls, and every
+//! call on other CPUs, run the im2col path.
 
 use std::cell::RefCell;
 use std::sync::OnceLock;
@@ -181,6 +182,33 @@ const NC: usize = 32;
 /// Widest output row the narrow-plane kernel takes, and most positions per micro-kernel
 /// call (14 × 2 accumulators): rows of at most half this width go two to a call.
 const ROW_SEGMENT: usize = 14;
+
+/// Taps per sweep of the AVX2 narrow-plane kernel (`avx2::micro_rows`) over a plane: 16
+/// channels of a 3×3 conv, 144 of a 1×1 one (18 KiB of filters).
+const AVX2_SWEEP_TAPS: usize = 144;
+
+/// The sweeps of an AVX2 narrow-plane tile (`DirectConv::rows_products_avx2`) over K
+/// (`k` taps in chunks of `kc`, the `by_channel` layout) and its `nb` blocks from `first`:
+/// per chunk, per block, runs of `sub` taps.
+#[derive(Debug, Clone, Copy)]
+struct Sweeps {
+    k: usize,
+    kc: usize,
+    nb: usize,
+    sub: usize,
+    first: usize,
+}
+
+impl Sweeps {
+    /// `(chunk start, block within the tile, first tap within the chunk, taps)` in order.
+    fn iter(self) -> impl Iterator<Item = (usize, usize, usize, usize)> + Clone {
+        (0..self.k).step_by(self.kc).flat_map(move |k0| {
+            let kn = self.kc.min(self.k - k0);
+            (0..self.nb)
+                .flat_map(move |bi| (0..kn).step_by(self.sub).map(move |s0| (k0, bi, s0, self.sub.min(kn - s0))))
+        })
+    }
+}
 
 /// How one call is cut into tiles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -538,8 +566,8 @@ impl DirectConv {
     }
 
     /// Whether [`DirectConv::run_rows`] takes this call: the plan's kernel (it has the
-    /// by-channel filters), output rows of at most [`ROW_SEGMENT`] positions, and a whole
-    /// padded plane within the band budget.
+    /// by-channel filters), output rows of at most [`ROW_SEGMENT`] positions, a whole padded
+    /// plane within the band budget, and AVX-512 or AVX2 (`avx2::micro_rows`).
     fn rows_apply(&self, g: &ConvGeometry, q: &PhaseGrid) -> bool {
         let [_, ah, aw] = &g.axes;
         let plane = q.phases * ((ah.output + q.halo) * q.width + ROW_SEGMENT + q.overrun);
@@ -547,7 +575,7 @@ impl DirectConv {
             && self.by_channel.is_some()
             && aw.output <= ROW_SEGMENT
             && self.c * plane <= ROWS_BAND_BUDGET
-            && kernels::active_isa() == Isa::Avx512
+            && kernels::active_isa() >= Isa::Avx2
     }
 
     /// The narrow-plane kernel: vectors along the output channels instead of the positions.
@@ -556,7 +584,8 @@ impl DirectConv {
     /// segment exactly (`micro_rows`: one row of up to 14 positions or two of up to 7, × 32
     /// filters per call, broadcasting the inputs). One tile is (image, chunk of 32-filter
     /// blocks) over the whole plane. Pointwise kernels read the input planes in place, in runs
-    /// of up to 14 consecutive positions.
+    /// of up to 14 consecutive positions. On AVX2 each call is 32 filters × 3 positions
+    /// instead ([`DirectConv::rows_products_avx2`]), the epilogue transposing 8 × 8 blocks.
     #[allow(clippy::too_many_arguments)]
     fn run_rows(
         &self,
@@ -648,70 +677,109 @@ impl DirectConv {
             let kc = self.rows_chunk();
             let all = self.m.div_ceil(NC);
             let chunk_at = |k0: usize, b: usize| (k0 * all + b * kc.min(k - k0)) * NC;
-            for k0 in (0..k).step_by(kc) {
-                let kn = kc.min(k - k0);
-                for bi in 0..nb {
-                    let a = &by_channel[chunk_at(k0, blocks.start + bi)..][..kn * NC];
-                    // The filters this tile multiplies next, fetched into L2 over the calls
-                    // that reuse `a` (the first call streams `a` from memory; the others ran
-                    // from cache with memory idle): call `i` prefetches lines `i·kn ..`.
-                    // (Its start and taps; NC floats, two cache lines, per tap.)
-                    let next = if bi + 1 < nb {
-                        Some((chunk_at(k0, blocks.start + bi + 1), kn))
-                    } else {
-                        (k0 + kc < k).then(|| (chunk_at(k0 + kc, blocks.start), kc.min(k - k0 - kc)))
-                    };
-                    let pf = |call: usize| {
-                        next.map_or(LineFetch::NONE, |(at, taps)| {
-                            LineFetch::share(by_channel.as_ptr().wrapping_add(at), 2 * taps, call, kn, 1)
-                        })
-                    };
-                    if self.pointwise {
-                        for run in 0..runs {
-                            let (p0, p1) = (plane * run / runs, plane * (run + 1) / runs);
-                            let dst = &mut acc[(bi * plane + p0) * NC..][..(p1 - p0) * NC];
-                            // SAFETY: AVX-512F as below; reads `x_img[ch·plane + p]` for
-                            // p0 ≤ p < p1 ≤ plane; `dst` holds (p1 − p0)·NC floats.
+            let avx2 = cfg!(target_arch = "x86_64") && kernels::active_isa() == Isa::Avx2;
+            if avx2 {
+                if offs.len() < k + plane {
+                    offs.resize(k + plane, 0);
+                }
+                let (offs, at) = offs.split_at_mut(k);
+                // Position `p`'s offset from the plane's first (row-major across row ends).
+                for (p, o) in at[..plane].iter_mut().enumerate() {
+                    *o = (if self.pointwise { p } else { p / ow * q.width + p % ow }) as isize;
+                }
+                let per = self.kh * self.kw;
+                let sweeps = Sweeps { k, kc, nb, sub: (AVX2_SWEEP_TAPS / per).max(1) * per, first: blocks.start };
+                #[cfg(target_arch = "x86_64")]
+                self.rows_products_avx2(by_channel, sweeps, src, offs, &at[..plane], &mut acc[..nb * plane * NC]);
+            } else {
+                for k0 in (0..k).step_by(kc) {
+                    let kn = kc.min(k - k0);
+                    for bi in 0..nb {
+                        let a = &by_channel[chunk_at(k0, blocks.start + bi)..][..kn * NC];
+                        // The filters this tile multiplies next, fetched into L2 over the calls
+                        // that reuse `a` (the first call streams `a` from memory; the others ran
+                        // from cache with memory idle): call `i` prefetches lines `i·kn ..`.
+                        // (Its start and taps; NC floats, two cache lines, per tap.)
+                        let next = if bi + 1 < nb {
+                            Some((chunk_at(k0, blocks.start + bi + 1), kn))
+                        } else {
+                            (k0 + kc < k).then(|| (chunk_at(k0 + kc, blocks.start), kc.min(k - k0 - kc)))
+                        };
+                        let pf = |call: usize| {
+                            next.map_or(LineFetch::NONE, |(at, taps)| {
+                                LineFetch::share(by_channel.as_ptr().wrapping_add(at), 2 * taps, call, kn, 1)
+                            })
+                        };
+                        if self.pointwise {
+                            for run in 0..runs {
+                                let (p0, p1) = (plane * run / runs, plane * (run + 1) / runs);
+                                let dst = &mut acc[(bi * plane + p0) * NC..][..(p1 - p0) * NC];
+                                // SAFETY: AVX-512F as below; reads `x_img[ch·plane + p]` for
+                                // p0 ≤ p < p1 ≤ plane; `dst` holds (p1 − p0)·NC floats.
+                                unsafe {
+                                    micro_rows(
+                                        p1 - p0,
+                                        1,
+                                        p1 - p0,
+                                        kn,
+                                        a.as_ptr(),
+                                        pf(run),
+                                        src.add(p0),
+                                        offs[k0..k0 + kn].as_ptr(),
+                                        dst.as_mut_ptr(),
+                                        k0 > 0,
+                                    );
+                                }
+                            }
+                            continue;
+                        }
+                        for r in (0..oh).step_by(step) {
+                            let rows = step.min(oh - r);
+                            let dst = &mut acc[(bi * plane + r * ow) * NC..][..rows * ow * NC];
+                            // SAFETY: `rows_apply`: AVX-512F. Each read is
+                            // `buf[offs[kk] + (r + i)·Wq + col]` with i < rows, col < OW ≤ Wq:
+                            // within the tap's phase plane (`ps` covers `(OH + halo)·Wq + overrun`);
+                            // `dst` holds rows·OW·NC floats (positions are row-major).
                             unsafe {
                                 micro_rows(
-                                    p1 - p0,
-                                    1,
-                                    p1 - p0,
+                                    ow,
+                                    rows,
+                                    q.width,
                                     kn,
                                     a.as_ptr(),
-                                    pf(run),
-                                    src.add(p0),
+                                    pf(r / step),
+                                    src.add(r * q.width),
                                     offs[k0..k0 + kn].as_ptr(),
                                     dst.as_mut_ptr(),
                                     k0 > 0,
                                 );
                             }
                         }
-                        continue;
-                    }
-                    for r in (0..oh).step_by(step) {
-                        let rows = step.min(oh - r);
-                        let dst = &mut acc[(bi * plane + r * ow) * NC..][..rows * ow * NC];
-                        // SAFETY: `rows_apply`: AVX-512F. Each read is
-                        // `buf[offs[kk] + (r + i)·Wq + col]` with i < rows, col < OW ≤ Wq:
-                        // within the tap's phase plane (`ps` covers `(OH + halo)·Wq + overrun`);
-                        // `dst` holds rows·OW·NC floats (positions are row-major).
-                        unsafe {
-                            micro_rows(
-                                ow,
-                                rows,
-                                q.width,
-                                kn,
-                                a.as_ptr(),
-                                pf(r / step),
-                                src.add(r * q.width),
-                                offs[k0..k0 + kn].as_ptr(),
-                                dst.as_mut_ptr(),
-                                k0 > 0,
-                            );
-                        }
                     }
                 }
+            }
+            #[cfg(target_arch = "x86_64")]
+            if avx2 {
+                for (bi, b) in blocks.clone().enumerate() {
+                    let (m0, res) = (b * NC, residual.base(out.0));
+                    let off = (img * self.m + m0) * plane;
+                    // SAFETY: AVX2 (`avx2`); the block's `plane × NC` sums lie in `acc`; output
+                    // planes `m0 .. m0 + rows` of image `img` (this tile's only) lie in `y`, and
+                    // in the residual (checked the same length by the plan) or `y` itself;
+                    // `bias` holds M values.
+                    unsafe {
+                        avx2::rows_epilogue(
+                            acc[bi * plane * NC..].as_ptr(),
+                            plane,
+                            NC.min(self.m - m0),
+                            out.0.add(off),
+                            res.map(|r| r.wrapping_add(off)),
+                            bias.map(|v| v[m0..].as_ptr()),
+                            relu,
+                        )
+                    };
+                }
+                return;
             }
             for (bi, b) in blocks.clone().enumerate() {
                 for f in 0..NC {
@@ -738,6 +806,63 @@ impl DirectConv {
                 }
             }
         });
+    }
+
+    /// The products of an AVX2 narrow-plane tile into `acc` (`[block][p][NC]`): 32 filters ×
+    /// 3 positions per call (`avx2::micro_rows`), the positions in row-major order across row
+    /// ends (`at[p]`: 196 = 65·3 + 1 at 14×14, 49 = 16·3 + 1 at 7×7, no padded-grid column
+    /// computed), in sweeps of [`Sweeps::sub`] taps whose filters (18 KiB) and input rows stay
+    /// in L1 while every call of the plane passes over them, with the partial sums in `acc`
+    /// between sweeps and the next sweep's filters fetched into L2 over the calls.
+    #[cfg(target_arch = "x86_64")]
+    fn rows_products_avx2(
+        &self,
+        by_channel: &[f32],
+        sw: Sweeps,
+        src: *const f32,
+        offs: &[isize],
+        at: &[isize],
+        acc: &mut [f32],
+    ) {
+        let plane = at.len();
+        let calls = plane.div_ceil(3);
+        let all = self.m.div_ceil(NC);
+        let chunk_at = |k0: usize, b: usize| (k0 * all + b * sw.kc.min(sw.k - k0)) * NC;
+        let mut next = sw.iter().skip(1);
+        for (k0, bi, s0, sn) in sw.iter() {
+            let a = by_channel[chunk_at(k0, sw.first + bi) + s0 * NC..][..sn * NC].as_ptr();
+            let fetch = next.next().map(|(k1, b1, t1, n1)| {
+                let lines = 2 * n1;
+                (by_channel.as_ptr().wrapping_add(chunk_at(k1, sw.first + b1) + t1 * NC), lines, lines.div_ceil(calls))
+            });
+            let kk = &offs[k0 + s0..k0 + s0 + sn];
+            for call in 0..calls {
+                let p = 3 * call;
+                let n = 3.min(plane - p);
+                let o = at[p];
+                let pos = [0, at[(p + 1).min(plane - 1)] - o, at[(p + 2).min(plane - 1)] - o];
+                let pf = fetch.map_or(LineFetch::NONE, |(ptr, lines, per)| LineFetch::share(ptr, lines, call, per, 1));
+                let dst = &mut acc[(bi * plane + p) * NC..][..n * NC];
+                // SAFETY: the caller runs this on AVX2 + FMA (`rows_apply` /
+                // `pointwise_applies`); `a` holds `sn` taps of 32 filters; each read is
+                // `src[offs[kk] + at[p']]` for a position p' < plane: in place `x_img[ch·plane
+                // + p']`, else `buf[offs[kk] + row·Wq + col]` within the tap's phase plane (as
+                // the AVX-512 kernel's reads); `dst` holds n·NC floats.
+                unsafe {
+                    avx2::micro_rows(
+                        n,
+                        sn,
+                        a,
+                        pf,
+                        src.wrapping_offset(o),
+                        pos,
+                        kk.as_ptr(),
+                        dst.as_mut_ptr(),
+                        k0 + s0 > 0,
+                    )
+                };
+            }
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1786,8 +1911,28 @@ mod avx512 {
 
 #[cfg(test)]
 mod tests {
-    use super::{avx2_blocks, busiest, pack_panels, strips_cost};
+    use super::{avx2_blocks, busiest, pack_panels, strips_cost, Sweeps};
     use crate::plan::kernels::Isa;
+
+    #[test]
+    fn sweeps_cover_every_tap_of_every_block_once_in_chunk_order() {
+        // 70 channels of a 3×3 conv: chunks of 288 taps (the last 54), sweeps of 144.
+        let sw = Sweeps { k: 630, kc: 288, nb: 3, sub: 144, first: 5 };
+        let all: Vec<_> = sw.iter().collect();
+        for bi in 0..3 {
+            let mut next = 0;
+            for &(k0, _, s0, sn) in all.iter().filter(|s| s.1 == bi) {
+                assert_eq!(k0 + s0, next, "block {bi}: sweeps in order, none skipped");
+                assert!((1..=144).contains(&sn) && s0 + sn <= 288.min(630 - k0), "{k0} {s0} {sn}");
+                next += sn;
+            }
+            assert_eq!(next, 630, "block {bi}: all of K");
+        }
+        // Within a chunk every block runs before the next chunk starts.
+        assert!(all.windows(2).all(|w| w[0].0 <= w[1].0));
+        assert_eq!(all.first(), Some(&(0, 0, 0, 144)));
+        assert_eq!(all.last(), Some(&(576, 2, 0, 54)));
+    }
 
     #[test]
     fn avx2_blocks_cover_the_needed_positions_within_the_strip() {

@@ -18,11 +18,22 @@
 //! Measured on an AMD EPYC (Zen 3, AVX2 only, one thread, single-conv models,
 //! `scripts/ab_bench.py`, minima of 6–8 alternated rounds) against the im2col + `gemm` path:
 //! 3×3 64 ch at 56×56 0.86×, 128 at 28×28 0.88×, 512 at 7×7 0.95×, 3×3/2 128 ← 64 0.96×, the
-//! 7×7/2 stem 0.72×, 256 at 14×14 0.97×. The narrow-plane kernel (as 16 filters × 6
-//! positions) measured no better than the position kernel there and keeps its AVX-512-only
-//! form (`DirectConv::rows_apply`); 1×1 convs read in place (as 4 × 24 blocks per 32-channel
-//! chunk, the AVX-512 kernel's order) ran 0.84–0.88× the speed of `gemm`, which packs its
-//! panels — hence [`pointwise_block`]'s packed strips.
+//! 7×7/2 stem 0.72×, 256 at 14×14 0.97×. 1×1 convs read in place (as 4 × 24 blocks per
+//! 32-channel chunk, the AVX-512 kernel's order) ran 0.84–0.88× the speed of `gemm`, which
+//! packs its panels — hence [`pointwise_block`]'s packed strips.
+//!
+//! The narrow-plane kernel ([`micro_rows`]: 32 filters × 3 positions, the AVX-512 kernel's
+//! filter panels) takes the k×k convs whose output rows are at most 14 wide, computing no
+//! padded-grid column (the position kernel computes 216 positions for 196 outputs at 14×14,
+//! 56 for 49 at 7×7). Against the position kernel, one thread, single-conv models,
+//! `scripts/ab_bench.py --rounds 4–5`, minima: 3×3 256 ch at 14×14 0.93–0.94×, 512 at 7×7
+//! 0.90–0.91×, 3×3/2 256 ← 256 from 28×28 0.87×, 512 ← 512 from 14×14 0.85×; two threads
+//! 0.95×, 0.90×, 0.87×. As 16 filters × 6 positions in sweeps of 32 channels (an earlier
+//! form) it measured no better than the position kernel: a sweep's filters and input rows
+//! must stay in the 32 KiB L1 together (16 channels here), and a per-element epilogue and
+//! per-call divisions cost 6 % of a 14×14 layer (now 8 × 8 transposes and a position table).
+//! On 7×7 1×1 convs it ran no faster than the wide kernel (2048 ← 512: 1.00×), which keeps
+//! them.
 
 use std::arch::x86_64::*;
 
@@ -502,5 +513,210 @@ pub(super) unsafe fn pointwise_block<const V: usize>(
                 store_lanes(*v, bias, res, st.relu, y, (r * st.plane + L * j) as isize, m, count);
             }
         }
+    }
+}
+
+/// Output channels per call of the narrow-plane kernel ([`micro_rows`]): the `NC`-filter
+/// panels of `DirectConv::by_channel`, four ymm vectors.
+const ROW_FILTERS: usize = super::NC;
+
+/// The narrow-plane kernel on AVX2: `acc[p·32 + f] (+)= Σ_kk a[kk·32 + f] · b[offs[kk] +
+/// pos[p]]` for the first `n ≤ 3` of 3 positions (`pos[0] = 0`, `pos[1]`, `pos[2]` floats on;
+/// a call of fewer positions repeats its last one and stores only `n`), `f < 32`. Its 12
+/// accumulators, 3 broadcasts and a filter vector take all 16 ymm registers (in assembly,
+/// as [`tap_4x3`]); each tap's 32 filters are loaded once and used three times. Every output
+/// is the sum of the same products in the same order (tap by tap, one FMA each, from 0 or
+/// from the stored partial sums) as the position kernel's, so both give the same bits. Each
+/// tap also takes a `LineFetch::step` of `pf`.
+///
+/// # Safety
+/// AVX2 and FMA available; `a` holds `k·32` floats; `b.offset(offs[i] + pos[p])` is readable
+/// for every `i < k`, `p < 3`; `acc .. + n·32` is writable (and readable when `accumulate`)
+/// and aliases none of the inputs.
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn micro_rows(
+    n: usize,
+    k: usize,
+    a: *const f32,
+    mut pf: crate::plan::kernels::LineFetch,
+    b: *const f32,
+    pos: [isize; 3],
+    offs: *const isize,
+    acc: *mut f32,
+    accumulate: bool,
+) {
+    debug_assert!((1..=3).contains(&n) && pos[0] == 0);
+    let mut c = [[_mm256_setzero_ps(); 4]; 3];
+    // SAFETY (whole body): pointers and extents as the caller guarantees.
+    unsafe {
+        if accumulate {
+            for (p, row) in c.iter_mut().enumerate().take(n) {
+                for (j, v) in row.iter_mut().enumerate() {
+                    *v = _mm256_loadu_ps(acc.add(p * ROW_FILTERS + L * j));
+                }
+            }
+        }
+        let (o1, o2) = (4 * pos[1], 4 * pos[2]);
+        let mut ap = a;
+        for kk in 0..k {
+            pf.step();
+            let bp = b.offset(*offs.add(kk));
+            std::arch::asm!(
+                "vbroadcastss {x0}, dword ptr [{bp}]",
+                "vbroadcastss {x1}, dword ptr [{bp} + {o1}]",
+                "vbroadcastss {x2}, dword ptr [{bp} + {o2}]",
+                "vmovups {w}, ymmword ptr [{ap}]",
+                "vfmadd231ps {c00}, {x0}, {w}",
+                "vfmadd231ps {c10}, {x1}, {w}",
+                "vfmadd231ps {c20}, {x2}, {w}",
+                "vmovups {w}, ymmword ptr [{ap} + 32]",
+                "vfmadd231ps {c01}, {x0}, {w}",
+                "vfmadd231ps {c11}, {x1}, {w}",
+                "vfmadd231ps {c21}, {x2}, {w}",
+                "vmovups {w}, ymmword ptr [{ap} + 64]",
+                "vfmadd231ps {c02}, {x0}, {w}",
+                "vfmadd231ps {c12}, {x1}, {w}",
+                "vfmadd231ps {c22}, {x2}, {w}",
+                "vmovups {w}, ymmword ptr [{ap} + 96]",
+                "vfmadd231ps {c03}, {x0}, {w}",
+                "vfmadd231ps {c13}, {x1}, {w}",
+                "vfmadd231ps {c23}, {x2}, {w}",
+                ap = in(reg) ap,
+                bp = in(reg) bp,
+                o1 = in(reg) o1,
+                o2 = in(reg) o2,
+                x0 = out(ymm_reg) _,
+                x1 = out(ymm_reg) _,
+                x2 = out(ymm_reg) _,
+                w = out(ymm_reg) _,
+                c00 = inout(ymm_reg) c[0][0],
+                c01 = inout(ymm_reg) c[0][1],
+                c02 = inout(ymm_reg) c[0][2],
+                c03 = inout(ymm_reg) c[0][3],
+                c10 = inout(ymm_reg) c[1][0],
+                c11 = inout(ymm_reg) c[1][1],
+                c12 = inout(ymm_reg) c[1][2],
+                c13 = inout(ymm_reg) c[1][3],
+                c20 = inout(ymm_reg) c[2][0],
+                c21 = inout(ymm_reg) c[2][1],
+                c22 = inout(ymm_reg) c[2][2],
+                c23 = inout(ymm_reg) c[2][3],
+                options(nostack, preserves_flags, readonly),
+            );
+            ap = ap.add(ROW_FILTERS);
+        }
+        for (p, row) in c.iter().enumerate().take(n) {
+            for (j, v) in row.iter().enumerate() {
+                _mm256_storeu_ps(acc.add(p * ROW_FILTERS + L * j), *v);
+            }
+        }
+    }
+}
+
+/// The narrow-plane kernel's epilogue: `acc` holds `plane` positions × 32 filters (`[p][f]`)
+/// of one block; filter `f < rows` goes to the row `y + f·plane` as `relu?(sum + bias[f] +
+/// res[f·plane + p])`, in the order and with the skips of `kernels::conv_epilogue_row` (so
+/// the same bits as the scalar copy and row epilogue it replaces), 8 × 8 blocks transposed
+/// in registers. `res` may be `y` (each element read before it is written).
+///
+/// # Safety
+/// AVX2 available; `acc .. + plane·32` readable; rows `f < rows` of `plane` floats at `y`
+/// (and `res`) lie in their buffers, `y`'s aliasing none but `res`; `bias` holds `rows`.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn rows_epilogue(
+    acc: *const f32,
+    plane: usize,
+    rows: usize,
+    y: *mut f32,
+    res: Option<*const f32>,
+    bias: Option<*const f32>,
+    relu: bool,
+) {
+    // SAFETY (whole body): as the caller guarantees; the tail's masked lanes lie below
+    // `plane` and its rows are copied from the `n < 8` positions left.
+    unsafe {
+        let zero = _mm256_setzero_ps();
+        for f0 in (0..rows).step_by(L) {
+            for p0 in (0..plane).step_by(L) {
+                let n = L.min(plane - p0);
+                let mut r = [zero; L];
+                if n == L {
+                    for (i, v) in r.iter_mut().enumerate() {
+                        *v = _mm256_loadu_ps(acc.add((p0 + i) * ROW_FILTERS + f0));
+                    }
+                } else {
+                    for (i, v) in r.iter_mut().enumerate().take(n) {
+                        *v = _mm256_loadu_ps(acc.add((p0 + i) * ROW_FILTERS + f0));
+                    }
+                }
+                let t = transpose8(r);
+                let (m, count) = lanes(0, n as isize);
+                for (j, &v) in t.iter().enumerate().take(rows - f0) {
+                    let f = f0 + j;
+                    let b = bias.map_or(0.0, |b| *b.add(f));
+                    let at = (f * plane + p0) as isize;
+                    let x = match res {
+                        Some(_) => v,
+                        None if relu || b != 0.0 => v,
+                        None => {
+                            store_masked(y, at, m, count, v);
+                            continue;
+                        }
+                    };
+                    store_lanes(x, _mm256_set1_ps(b), res, relu, y, at, m, count);
+                }
+            }
+        }
+    }
+}
+
+/// `v` stored at `y + at` in the lanes of `m` (`count` of them; all 8 a plain store).
+///
+/// # Safety
+/// AVX available; the lanes of `m` at `y + at` lie in its buffer.
+#[inline(always)]
+unsafe fn store_masked(y: *mut f32, at: isize, m: __m256i, count: isize, v: __m256) {
+    // SAFETY: the caller's contract; masked-off lanes are not written.
+    unsafe {
+        if count == L as isize {
+            _mm256_storeu_ps(y.wrapping_offset(at), v);
+        } else {
+            _mm256_maskstore_ps(y.wrapping_offset(at), m, v);
+        }
+    }
+}
+
+/// The 8 × 8 transpose of `r` (row `i` of the result is lane `i` of every input).
+#[inline(always)]
+fn transpose8(r: [__m256; L]) -> [__m256; L] {
+    // SAFETY: register operations only; the callers run with AVX available.
+    unsafe {
+        let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+        let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+        let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+        let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+        let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+        let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+        let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+        let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+        let s0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+        let s1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+        let s2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+        let s3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+        let s4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+        let s5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+        let s6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+        let s7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+        [
+            _mm256_permute2f128_ps::<0x20>(s0, s4),
+            _mm256_permute2f128_ps::<0x20>(s1, s5),
+            _mm256_permute2f128_ps::<0x20>(s2, s6),
+            _mm256_permute2f128_ps::<0x20>(s3, s7),
+            _mm256_permute2f128_ps::<0x31>(s0, s4),
+            _mm256_permute2f128_ps::<0x31>(s1, s5),
+            _mm256_permute2f128_ps::<0x31>(s2, s6),
+            _mm256_permute2f128_ps::<0x31>(s3, s7),
+        ]
     }
 }
