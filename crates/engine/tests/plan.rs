@@ -238,6 +238,56 @@ fn has_pointwise(m: usize) -> bool {
     has_avx512() || (has_direct() && m >= AVX2_POINTWISE_MIN_FILTERS)
 }
 
+/// k×k convs with output planes past 56×56 (up to 72 × 64, strides 1–2, kernels 3, 5 or 7,
+/// few channels): on AVX2 the position kernel's (the narrow-plane kernel takes the planes
+/// up to 56×56 there, every case of [`direct_case`]), strips cut across rows and bands.
+fn large_plane_case() -> impl Strategy<Value = ConvCase> {
+    (
+        (1usize..=2, 1usize..=12, 1usize..=20),
+        (57usize..=72, 57usize..=64, 1usize..=2, 1usize..=3, 0usize..=3),
+        (any::<bool>(), any::<bool>(), 1usize..=3, any::<bool>()),
+    )
+        .prop_map(|((n, cin, m), (oh, ow, s, half, pad), (residual, relu, threads, whole_batches))| {
+            let k = 2 * half + 1;
+            // Input sizes whose outputs are `oh × ow` at stride `s` with `pad` on each side.
+            let input = |o: usize| ((o - 1) * s + k).saturating_sub(2 * pad).max(1);
+            ConvCase {
+                n,
+                c_per_group: cin,
+                m_per_group: m,
+                group: 1,
+                spatial: vec![input(oh), input(ow)],
+                kernel: vec![k, k],
+                stride: vec![s, s],
+                dilation: vec![1, 1],
+                pads: vec![pad; 4],
+                bias: true,
+                const_weights: true,
+                residual,
+                relu,
+                threads,
+                whole_batches,
+            }
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// The direct kernels on planes past the AVX2 narrow-plane kernel's (the position kernel
+    /// there) against the reference.
+    #[test]
+    fn large_plane_direct_conv_matches_the_reference(c in large_plane_case()) {
+        let (g, feeds) = conv_graph(&c);
+        let want = exec::run(&g, feeds.clone()).expect("reference runs");
+        let plan = Plan::compile(&g, &plan_options(&c)).expect("compiles");
+        let kind = &plan.step_summaries()[0].kind;
+        prop_assert_eq!(kind.ends_with("direct"), has_direct(), "{}", kind);
+        let got = plan.run(feeds).expect("plan runs");
+        assert_close(&got, &want, 1e-5, &format!("{c:?}"));
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 

@@ -183,6 +183,13 @@ const NC: usize = 32;
 /// call (14 × 2 accumulators): rows of at most half this width go two to a call.
 const ROW_SEGMENT: usize = 14;
 
+/// Largest output plane the AVX2 narrow-plane kernel takes (any row width: 56×56). On AVX2
+/// it runs every k×k conv of ResNet but the 7×7/2 stem (112×112), where it measured as fast as
+/// the position kernel (one thread, single-conv model, 1.00×) with a whole-plane accumulator
+/// of 3.2 MB; on wide planes too it was faster: 3×3 64 ch at 56×56 0.94×, 128 at 28×28
+/// 0.96×, 3×3/2 128 from 56×56 0.88× (two threads 0.96×, 0.96×, 0.93×).
+const AVX2_ROWS_PLANE: usize = 56 * 56;
+
 /// Taps per sweep of the AVX2 narrow-plane kernel (`avx2::micro_rows`) over a plane: 16
 /// channels of a 3×3 conv, 144 of a 1×1 one (18 KiB of filters).
 const AVX2_SWEEP_TAPS: usize = 144;
@@ -573,9 +580,12 @@ impl DirectConv {
         let plane = q.phases * ((ah.output + q.halo) * q.width + ROW_SEGMENT + q.overrun);
         !self.pointwise
             && self.by_channel.is_some()
-            && aw.output <= ROW_SEGMENT
             && self.c * plane <= ROWS_BAND_BUDGET
-            && kernels::active_isa() >= Isa::Avx2
+            && match kernels::active_isa() {
+                Isa::Avx512 => aw.output <= ROW_SEGMENT,
+                Isa::Avx2 => ah.output * aw.output <= AVX2_ROWS_PLANE,
+                Isa::Portable => false,
+            }
     }
 
     /// The narrow-plane kernel: vectors along the output channels instead of the positions.

@@ -23,12 +23,13 @@
 //! packs its panels — hence [`pointwise_block`]'s packed strips.
 //!
 //! The narrow-plane kernel ([`micro_rows`]: 32 filters × 3 positions, the AVX-512 kernel's
-//! filter panels) takes the k×k convs whose output rows are at most 14 wide, computing no
-//! padded-grid column (the position kernel computes 216 positions for 196 outputs at 14×14,
-//! 56 for 49 at 7×7). Against the position kernel, one thread, single-conv models,
-//! `scripts/ab_bench.py --rounds 4–5`, minima: 3×3 256 ch at 14×14 0.93–0.94×, 512 at 7×7
-//! 0.90–0.91×, 3×3/2 256 ← 256 from 28×28 0.87×, 512 ← 512 from 14×14 0.85×; two threads
-//! 0.95×, 0.90×, 0.87×. As 16 filters × 6 positions in sweeps of 32 channels (an earlier
+//! filter panels) takes the k×k convs of output planes up to 56×56 (`AVX2_ROWS_PLANE`: all of
+//! ResNet's but the stem's), computing no padded-grid column (the position kernel computes
+//! 216 positions for 196 outputs at 14×14, 56 for 49 at 7×7). Against the position kernel,
+//! one thread, single-conv models, `scripts/ab_bench.py --rounds 4–5`, minima: 3×3 256 ch at
+//! 14×14 0.93–0.94×, 512 at 7×7 0.90–0.91×, 3×3/2 256 ← 256 from 28×28 0.87×, 512 ← 512 from
+//! 14×14 0.85×, 64 at 56×56 0.94×, 128 at 28×28 0.96×, 3×3/2 128 from 56×56 0.88×; two
+//! threads 0.90–0.96×. As 16 filters × 6 positions in sweeps of 32 channels (an earlier
 //! form) it measured no better than the position kernel: a sweep's filters and input rows
 //! must stay in the 32 KiB L1 together (16 channels here), and a per-element epilogue and
 //! per-call divisions cost 6 % of a 14×14 layer (now 8 × 8 transposes and a position table).
