@@ -579,6 +579,46 @@ fn pointwise_conv_with_a_few_positions_left_matches_the_reference() {
     }
 }
 
+/// On AVX2 a tile whose positions end 1 or 2 past a strip of 24 (7×7: 49 = 2·24 + 1; 5×5;
+/// 2×13) runs those with the filters along the vectors (`avx2::pointwise_tail`), in groups
+/// of up to 4 filter blocks (136 filters: 4 + 4 + 4 + 4 + 1), over channel passes whose sums
+/// carry from pass to pass (300 channels: 3 passes), with a residual, on one and two threads
+/// and at stride 2 (7×7 from 13×13).
+#[test]
+fn pointwise_conv_with_one_or_two_positions_past_a_strip_matches_the_reference() {
+    for (hw, stride, threads, residual) in [
+        ([7, 7], 1, 1, true),
+        ([7, 7], 1, 2, false),
+        ([5, 5], 1, 1, true),
+        ([2, 13], 1, 2, true),
+        ([13, 13], 2, 1, true),
+    ] {
+        let c = ConvCase {
+            n: 1,
+            c_per_group: 300,
+            m_per_group: 136,
+            group: 1,
+            spatial: hw.to_vec(),
+            kernel: vec![1, 1],
+            stride: vec![stride, stride],
+            dilation: vec![1, 1],
+            pads: vec![0; 4],
+            bias: true,
+            const_weights: true,
+            residual,
+            relu: true,
+            threads,
+            whole_batches: true,
+        };
+        let (g, feeds) = conv_graph(&c);
+        let want = exec::run(&g, feeds.clone()).unwrap();
+        let plan = Plan::compile(&g, &plan_options(&c)).unwrap();
+        assert_eq!(plan.step_summaries()[0].kind.ends_with("pointwise-direct"), has_pointwise(136));
+        let got = plan.run(feeds).unwrap();
+        assert_close(&got, &want, 1e-5, &format!("{hw:?} stride {stride} threads {threads}"));
+    }
+}
+
 #[test]
 fn wide_conv_splits_into_panels_and_matches_the_reference() {
     // 3×3 pad 1 over 40×40 with 80 input channels: K = 720, so several column panels; also

@@ -517,6 +517,65 @@ pub(super) unsafe fn pointwise_block<const V: usize>(
     }
 }
 
+/// The last 1 or 2 positions of a pointwise tile (7×7 planes: 49 = 2·24 + 1) with the
+/// vectors along the filters: `tail[(g·R + p)·8 + f] (+)= Σ_ch W[(b0 + g)·MR + f][ch] ·
+/// xs[(ch − k.start)·8 + p]` over channels `k`, for `g < G` blocks, `p < R`, `f < 8`, from
+/// the stored sums unless `k.start == 0`. Run right after the blocks' strip calls, whose
+/// filters it reads again from L1; `G·R` independent FMA chains. The same products in the
+/// same order (channel by channel, one FMA each) as the strip kernels, so the same bits.
+///
+/// # Safety
+/// AVX2 and FMA available; `packed` holds `blocks·MR·c` floats in K chunks of
+/// [`KC_CHANNELS`] and `b0 + G ≤ blocks`; `xs .. + 8·k.len()` readable; `tail .. + G·R·8`
+/// readable and writable.
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn pointwise_tail<const G: usize, const R: usize>(
+    packed: *const f32,
+    blocks: usize,
+    c: usize,
+    b0: usize,
+    xs: *const f32,
+    k: std::ops::Range<usize>,
+    tail: *mut f32,
+) {
+    // SAFETY (whole body): pointers and extents as the caller guarantees.
+    unsafe {
+        let mut acc = [[_mm256_setzero_ps(); R]; G];
+        if k.start > 0 {
+            for (g, row) in acc.iter_mut().enumerate() {
+                for (p, v) in row.iter_mut().enumerate() {
+                    *v = _mm256_loadu_ps(tail.add((g * R + p) * L));
+                }
+            }
+        }
+        let mut bp = xs;
+        let mut ch = k.start;
+        while ch < k.end {
+            // `k` starts on a K chunk (passes are whole chunks); the chunk's panels hold
+            // `kn` channel rows of MR filters each.
+            let kn = KC_CHANNELS.min(c - ch / KC_CHANNELS * KC_CHANNELS);
+            let chunk = packed.add(ch * blocks * MR);
+            let end = (ch + kn).min(k.end);
+            for q in 0..end - ch {
+                for (g, row) in acc.iter_mut().enumerate() {
+                    let w = _mm256_loadu_ps(chunk.add(((b0 + g) * kn + q) * MR));
+                    for (p, v) in row.iter_mut().enumerate() {
+                        *v = _mm256_fmadd_ps(_mm256_broadcast_ss(&*bp.add(p)), w, *v);
+                    }
+                }
+                bp = bp.add(L);
+            }
+            ch = end;
+        }
+        for (g, row) in acc.iter().enumerate() {
+            for (p, v) in row.iter().enumerate() {
+                _mm256_storeu_ps(tail.add((g * R + p) * L), *v);
+            }
+        }
+    }
+}
+
 /// Output channels per call of the narrow-plane kernel ([`micro_rows`]): the `NC`-filter
 /// panels of `DirectConv::by_channel`, four ymm vectors.
 const ROW_FILTERS: usize = super::NC;

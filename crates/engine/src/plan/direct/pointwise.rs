@@ -315,19 +315,22 @@ impl DirectConv {
     }
 }
 
-/// The strips of an AVX2 tile of `pw` positions: `(full, tail)`, `full` strips of 24
-/// positions and then up to two of `8·tail[i]` (vectors, 0: none). A remainder of 9–23
-/// positions is one strip of 2 or 3 vectors; one of 1–8 after a full strip turns that strip
-/// into two of 2 vectors (7×7: 24 + 16 + 16 positions, where 24 + 24 + 8 ran a last call at
-/// half speed: 4 accumulators cannot hide the FMA latency).
-fn avx2_strips(pw: usize) -> (usize, [usize; 2]) {
+/// The strips of an AVX2 tile of `pw` positions: `(full, tail, narrow)`, `full` strips of 24
+/// positions, then up to two of `8·tail[i]` (vectors, 0: none), then `narrow` (0–2) last
+/// positions for [`avx2::pointwise_tail`] (packed as a strip of one vector). A remainder of
+/// 9–23 positions is one strip of 2 or 3 vectors; one of 1 or 2 after a full strip is
+/// `narrow` (7×7: 24 + 24 + 1); one of 3–8 turns the last full strip into two of 2 vectors
+/// (14×14: 7 · 24 + 16 + 16), where a strip of 8 ran at half speed (4 accumulators cannot
+/// hide the FMA latency).
+fn avx2_strips(pw: usize) -> (usize, [usize; 2], usize) {
     let (full, r) = (pw / 24, pw % 24);
     match r {
-        0 => (full, [0, 0]),
-        17.. => (full, [3, 0]),
-        9.. => (full, [2, 0]),
-        _ if full > 0 => (full - 1, [2, 2]),
-        _ => (0, [1, 0]),
+        0 => (full, [0, 0], 0),
+        17.. => (full, [3, 0], 0),
+        9.. => (full, [2, 0], 0),
+        1..=2 if full > 0 => (full, [0, 0], r),
+        _ if full > 0 => (full - 1, [2, 2], 0),
+        _ => (0, [1, 0], 0),
     }
 }
 
@@ -365,24 +368,29 @@ impl DirectConv {
             if pw == 0 || blocks.is_empty() {
                 return;
             }
-            let (full, tail) = avx2_strips(pw);
-            let covered = 24 * full + 8 * (tail[0] + tail[1]);
+            let (full, tail, narrow) = avx2_strips(pw);
+            let covered = 24 * full + 8 * (tail[0] + tail[1]) + if narrow > 0 { 8 } else { 0 };
             // Strip `s`: (first position in the tile, vectors); its packed rows start at
-            // `c·first` in the panel.
+            // `c·first` in the panel. The `narrow` positions are the last, one vector.
             let strip = |s: usize| match s {
                 _ if s < full => (24 * s, 3),
+                _ if narrow > 0 => (24 * full, 1),
                 _ if s == full => (24 * full, tail[0]),
                 _ => (24 * full + 8 * tail[0], tail[1]),
             };
+            // The strips the 4 × 8V kernel computes, and all that are packed.
             let strips = full + tail.iter().filter(|&&t| t > 0).count();
+            let packed_strips = strips + usize::from(narrow > 0);
             let pass_len = avx2::PW_PASS;
             let passes = c.div_ceil(pass_len);
             let partial = if passes > 1 { blocks.len() * MR * 24 } else { 0 };
+            // The narrow positions' sums, per block: `narrow` vectors of MR filters.
+            let tail_sums = blocks.len() * MR * 2;
             let all = m.div_ceil(MR);
             let res = residual.base(out.0);
             PANEL.with(|panel| {
                 let mut panel = panel.borrow_mut();
-                let need = c * covered + partial + 16;
+                let need = c * covered + partial + tail_sums + 16;
                 if panel.len() < need {
                     // Twice the budget at once (every ResNet tile fits: panels of the budget
                     // rounded up to strips of 24, and the partial sums of 2048 filters), so
@@ -392,13 +400,14 @@ impl DirectConv {
                 }
                 let panel = kernels::align64(&mut panel[..]);
                 let (xs, acc) = panel.split_at_mut(c * covered);
+                let (acc, tail_acc) = acc.split_at_mut(partial);
                 if ah.stride == 1 && aw.stride == 1 {
                     // Channel by channel (each input row read front to back), full strips as
                     // fixed-size copies: `pack_strip`'s `memmove` call per 24-float row took
                     // 17 % of a 64 ← 256 conv at 56×56 (`perf`).
                     for ch in 0..c {
                         let src = &x_img[ch * in_plane + positions.start..][..pw];
-                        for s in 0..strips {
+                        for s in 0..packed_strips {
                             let (o, v) = strip(s);
                             let dst = &mut xs[c * o + ch * 8 * v..][..8 * v];
                             let n = (8 * v).min(pw - o);
@@ -414,7 +423,7 @@ impl DirectConv {
                         }
                     }
                 } else {
-                    for s in 0..strips {
+                    for s in 0..packed_strips {
                         let (o, v) = strip(s);
                         let n = (8 * v).min(pw - o);
                         let dst = &mut xs[c * o..][..c * 8 * v];
@@ -463,6 +472,43 @@ impl DirectConv {
                                     }
                                 }
                             }
+                            // After the last strip's calls of every 4 blocks, the narrow
+                            // positions of those blocks, their filters still in L1.
+                            let g0 = b - (b - blocks.start) % 4;
+                            if narrow > 0 && s + 1 == strips && (b + 1 - g0 == 4 || b + 1 == blocks.end) {
+                                let o = 24 * full;
+                                let tp = tail_acc[(g0 - blocks.start) * narrow * MR..].as_mut_ptr();
+                                let xt = xs[c * o + k.start * 8..].as_ptr();
+                                let packed = self.packed.as_ptr();
+                                // SAFETY: AVX2 + FMA as above; blocks `g0 ..= b` (< `all`) of
+                                // `packed`; the narrow strip's `k.len()` rows of 8 floats
+                                // from `xt`; `tail_sums` holds 2 vectors per block of the tile.
+                                unsafe {
+                                    let k = k.clone();
+                                    match (b + 1 - g0, narrow) {
+                                        (4, 1) => avx2::pointwise_tail::<4, 1>(packed, all, c, g0, xt, k, tp),
+                                        (4, _) => avx2::pointwise_tail::<4, 2>(packed, all, c, g0, xt, k, tp),
+                                        (3, 1) => avx2::pointwise_tail::<3, 1>(packed, all, c, g0, xt, k, tp),
+                                        (3, _) => avx2::pointwise_tail::<3, 2>(packed, all, c, g0, xt, k, tp),
+                                        (2, 1) => avx2::pointwise_tail::<2, 1>(packed, all, c, g0, xt, k, tp),
+                                        (2, _) => avx2::pointwise_tail::<2, 2>(packed, all, c, g0, xt, k, tp),
+                                        (_, 1) => avx2::pointwise_tail::<1, 1>(packed, all, c, g0, xt, k, tp),
+                                        _ => avx2::pointwise_tail::<1, 2>(packed, all, c, g0, xt, k, tp),
+                                    }
+                                }
+                                if k.end == c {
+                                    self.tail_epilogue(
+                                        &tail_acc[(g0 - blocks.start) * narrow * MR..],
+                                        g0..b + 1,
+                                        narrow,
+                                        (img, positions.start + o, plane),
+                                        bias,
+                                        res,
+                                        relu,
+                                        out,
+                                    );
+                                }
+                            }
                         }
                     }
                 }
@@ -472,6 +518,48 @@ impl DirectConv {
         {
             let _ = (g, img, positions, blocks, x, bias, residual, relu, out);
             unreachable!("wide_applies declines without AVX2");
+        }
+    }
+}
+
+impl DirectConv {
+    /// The epilogue of [`avx2::pointwise_tail`]'s sums (`sums[(g·narrow + p)·MR + f]` for
+    /// block `blocks.start + g`): `relu?(sum + bias + res)` at output position `p0 + p` of
+    /// filter `b·MR + f` of image `img`, in the vector epilogue's order, value by value (so
+    /// the same bits as `avx2::pointwise_block`'s).
+    #[allow(clippy::too_many_arguments)]
+    fn tail_epilogue(
+        &self,
+        sums: &[f32],
+        blocks: std::ops::Range<usize>,
+        narrow: usize,
+        (img, p0, plane): (usize, usize, usize),
+        bias: Option<&[f32]>,
+        res: Option<*const f32>,
+        relu: bool,
+        out: OutPtr,
+    ) {
+        for (g, b) in blocks.enumerate() {
+            for f in 0..MR.min(self.m - b * MR) {
+                let row = b * MR + f;
+                let bias = bias.map_or(0.0, |v| v[row]);
+                for p in 0..narrow {
+                    let at = (img * self.m + row) * plane + p0 + p;
+                    let mut o = sums[(g * narrow + p) * MR + f] + bias;
+                    // SAFETY: output row `row` of image `img`, position `p0 + p` of the
+                    // tile's own positions: in `y` (and in `res`, checked the same length,
+                    // or `y` itself, read before it is written).
+                    unsafe {
+                        if let Some(r) = res {
+                            o += *r.add(at);
+                        }
+                        if relu {
+                            o = if o > 0.0 { o } else { 0.0 };
+                        }
+                        *out.0.add(at) = o;
+                    }
+                }
+            }
         }
     }
 }
@@ -901,14 +989,18 @@ mod tests {
     #[test]
     fn avx2_strips_cover_the_positions_once_with_few_wasted() {
         // The plane sizes of ResNet's 1×1 convs, and every tile width up to 300.
-        assert_eq!(avx2_strips(49), (1, [2, 2]));
-        assert_eq!(avx2_strips(196), (7, [2, 2]));
-        assert_eq!(avx2_strips(784), (32, [2, 0]));
-        assert_eq!(avx2_strips(3136), (130, [2, 0]));
+        assert_eq!(avx2_strips(49), (2, [0, 0], 1));
+        assert_eq!(avx2_strips(196), (7, [2, 2], 0));
+        assert_eq!(avx2_strips(784), (32, [2, 0], 0));
+        assert_eq!(avx2_strips(3136), (130, [2, 0], 0));
         for pw in 1..=300 {
-            let (full, tail) = avx2_strips(pw);
-            let widths: Vec<usize> =
-                std::iter::repeat_n(24, full).chain(tail.iter().filter(|&&t| t > 0).map(|t| 8 * t)).collect();
+            let (full, tail, narrow) = avx2_strips(pw);
+            assert!(narrow <= 2 && (narrow == 0 || (full > 0 && tail == [0, 0])), "{pw}");
+            // The narrow positions count as computed exactly (their own kernel).
+            let widths: Vec<usize> = std::iter::repeat_n(24, full)
+                .chain(tail.iter().filter(|&&t| t > 0).map(|t| 8 * t))
+                .chain((narrow > 0).then_some(narrow))
+                .collect();
             assert!(tail[1] == 0 || tail[0] > 0, "{pw}: a second tail strip only after a first");
             let covered: usize = widths.iter().sum();
             // Every strip has valid positions, and at most 7 lanes are computed past the end.
