@@ -183,12 +183,16 @@ const NC: usize = 32;
 /// call (14 × 2 accumulators): rows of at most half this width go two to a call.
 const ROW_SEGMENT: usize = 14;
 
-/// Largest output plane the AVX2 narrow-plane kernel takes (any row width: 56×56). On AVX2
-/// it runs every k×k conv of ResNet but the 7×7/2 stem (112×112), where it measured as fast as
-/// the position kernel (one thread, single-conv model, 1.00×) with a whole-plane accumulator
-/// of 3.2 MB; on wide planes too it was faster: 3×3 64 ch at 56×56 0.94×, 128 at 28×28
-/// 0.96×, 3×3/2 128 from 56×56 0.88× (two threads 0.96×, 0.96×, 0.93×).
-const AVX2_ROWS_PLANE: usize = 56 * 56;
+/// Most accumulators, in floats, of one filter block of an AVX2 narrow-plane tile (each
+/// sweep passes over them, 512 KiB): planes with more are cut into bands of rows (the
+/// 7×7/2 stem's 112×112: 4 bands). On AVX2 the narrow-plane kernel takes every k×k conv
+/// whose padded plane fits [`ROWS_BAND_BUDGET`], the position kernel the larger ones (and
+/// training's). One thread, single-conv models, `scripts/ab_bench.py --rounds 4` against
+/// the position kernel: 3×3 64 ch at 56×56 0.94×, 128 at 28×28 0.96×, 3×3/2 128 from
+/// 56×56 0.88× (two threads 0.96×, 0.96×, 0.93×); the stem 0.93× (whole-plane tiles,
+/// 3.2 MB of accumulators, were only as fast as the position kernel; bands of 64 Ki floats
+/// measured the same as 128 Ki).
+const AVX2_ROWS_ACC: usize = 128 * 1024;
 
 /// Taps per sweep of the AVX2 narrow-plane kernel (`avx2::micro_rows`) over a plane: 16
 /// channels of a 3×3 conv, 144 of a 1×1 one (18 KiB of filters).
@@ -583,7 +587,7 @@ impl DirectConv {
             && self.c * plane <= ROWS_BAND_BUDGET
             && match kernels::active_isa() {
                 Isa::Avx512 => aw.output <= ROW_SEGMENT,
-                Isa::Avx2 => ah.output * aw.output <= AVX2_ROWS_PLANE,
+                Isa::Avx2 => true,
                 Isa::Portable => false,
             }
     }
@@ -611,16 +615,36 @@ impl DirectConv {
         let (oh, ow) = (ah.output, aw.output);
         let blocks = self.m.div_ceil(NC);
         let threads = kernels::threads();
-        let split = kernels::filter_split(g.n, threads, blocks);
+        let bands = if kernels::active_isa() == Isa::Avx2 { self.rows_bands(g, q, threads) } else { 1 };
+        let rows = oh.div_ceil(bands);
+        let bands = oh.div_ceil(rows);
+        let split = kernels::filter_split(g.n * bands, threads, blocks);
         let chunk = blocks.div_ceil(split);
         let split = blocks.div_ceil(chunk);
         assert_eq!(y.len(), g.n * self.m * oh * ow, "output length");
         assert_eq!(x.len(), g.n * self.c * ah.input * aw.input, "input length");
         let out = OutPtr(y.as_mut_ptr());
-        kernels::for_each_task(g.n * split, |ti| {
-            let (img, b0) = (ti / split, ti % split * chunk);
-            self.rows_tile(g, q, img, b0..(b0 + chunk).min(blocks), x, bias, residual, relu, out);
+        kernels::for_each_task(g.n * bands * split, |ti| {
+            let (img, band, b0) = (ti / split / bands, ti / split % bands, ti % split * chunk);
+            let r = band * rows..((band + 1) * rows).min(oh);
+            self.rows_tile(g, q, img, r, b0..(b0 + chunk).min(blocks), x, bias, residual, relu, out);
         });
+    }
+
+    /// Bands of output rows an AVX2 narrow-plane call is cut into (per image): enough that
+    /// one block's accumulators stay within [`AVX2_ROWS_ACC`], and, when there are fewer
+    /// images than threads, one per thread where the padded input plane is larger than the
+    /// filters (each thread then pads only its band, where a filter split pads the whole
+    /// plane in every thread).
+    fn rows_bands(&self, g: &ConvGeometry, q: &PhaseGrid, threads: usize) -> usize {
+        let [_, ah, aw] = &g.axes;
+        let (oh, ow) = (ah.output, aw.output);
+        let mut bands = (oh * ow * NC).div_ceil(AVX2_ROWS_ACC);
+        let padded = self.c * q.phases * (oh + q.halo) * q.width;
+        if g.n < threads && padded > self.m * self.c * self.kh * self.kw {
+            bands = bands.max(threads / g.n);
+        }
+        bands.clamp(1, oh)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -629,6 +653,7 @@ impl DirectConv {
         g: &ConvGeometry,
         q: &PhaseGrid,
         img: usize,
+        rows: std::ops::Range<usize>,
         blocks: std::ops::Range<usize>,
         x: &[f32],
         bias: Option<&[f32]>,
@@ -638,8 +663,11 @@ impl DirectConv {
     ) {
         let [_, ah, aw] = &g.axes;
         let (oh, ow) = (ah.output, aw.output);
-        let plane = oh * ow;
-        let band_rows = oh + q.halo;
+        // This tile's output rows (a band of the plane on AVX2, else all of them): `plane`
+        // positions from `p0` of the `full` plane's.
+        let (full, p0) = (oh * ow, rows.start * ow);
+        let plane = rows.len() * ow;
+        let band_rows = rows.len() + q.halo;
         let ps = band_rows * q.width + ROW_SEGMENT + q.overrun;
         let cs = q.phases * ps;
         let k = self.c * self.kh * self.kw;
@@ -662,17 +690,17 @@ impl DirectConv {
             }
             let src = if self.pointwise {
                 for (ch, o) in offs[..k].iter_mut().enumerate() {
-                    *o = (ch * plane) as isize;
+                    *o = (ch * full) as isize;
                 }
-                x_img.as_ptr()
+                x_img[p0..].as_ptr()
             } else {
                 if buf.len() < self.c * cs {
                     buf.resize((self.c * cs).max(BAND_BUDGET + 8 * 1024), 0.0);
                 }
                 if q.phases == 1 {
-                    fill_band(buf, x_img, self.c, cs, cs, 0, band_rows, q.width, ah, aw);
+                    fill_band(buf, x_img, self.c, cs, cs, rows.start, band_rows, q.width, ah, aw);
                 } else {
-                    fill_phase_band(buf, x_img, self.c, ps, 0, band_rows, q, ah, aw);
+                    fill_phase_band(buf, x_img, self.c, ps, rows.start, band_rows, q, ah, aw);
                 }
                 for ch in 0..self.c {
                     for i in 0..self.kh {
@@ -743,8 +771,8 @@ impl DirectConv {
                             }
                             continue;
                         }
-                        for r in (0..oh).step_by(step) {
-                            let rows = step.min(oh - r);
+                        for r in (0..rows.len()).step_by(step) {
+                            let rows = step.min(rows.len() - r);
                             let dst = &mut acc[(bi * plane + r * ow) * NC..][..rows * ow * NC];
                             // SAFETY: `rows_apply`: AVX-512F. Each read is
                             // `buf[offs[kk] + (r + i)·Wq + col]` with i < rows, col < OW ≤ Wq:
@@ -772,7 +800,7 @@ impl DirectConv {
             if avx2 {
                 for (bi, b) in blocks.clone().enumerate() {
                     let (m0, res) = (b * NC, residual.base(out.0));
-                    let off = (img * self.m + m0) * plane;
+                    let off = (img * self.m + m0) * full + p0;
                     // SAFETY: AVX2 (`avx2`); the block's `plane × NC` sums lie in `acc`; output
                     // planes `m0 .. m0 + rows` of image `img` (this tile's only) lie in `y`, and
                     // in the residual (checked the same length by the plan) or `y` itself;
@@ -781,6 +809,7 @@ impl DirectConv {
                         avx2::rows_epilogue(
                             acc[bi * plane * NC..].as_ptr(),
                             plane,
+                            full,
                             NC.min(self.m - m0),
                             out.0.add(off),
                             res.map(|r| r.wrapping_add(off)),
@@ -797,7 +826,7 @@ impl DirectConv {
                     if m >= self.m {
                         break;
                     }
-                    let off = (img * self.m + m) * plane;
+                    let off = (img * self.m + m) * full + p0;
                     // SAFETY: output plane of filter `m` of image `img`: this tile's only.
                     let dst = unsafe { std::slice::from_raw_parts_mut(out.0.add(off), plane) };
                     let b = bias.map_or(0.0, |b| b[m]);

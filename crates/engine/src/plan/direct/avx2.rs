@@ -23,18 +23,20 @@
 //! packs its panels — hence [`pointwise_block`]'s packed strips.
 //!
 //! The narrow-plane kernel ([`micro_rows`]: 32 filters × 3 positions, the AVX-512 kernel's
-//! filter panels) takes the k×k convs of output planes up to 56×56 (`AVX2_ROWS_PLANE`: all of
-//! ResNet's but the stem's), computing no padded-grid column (the position kernel computes
-//! 216 positions for 196 outputs at 14×14, 56 for 49 at 7×7). Against the position kernel,
-//! one thread, single-conv models, `scripts/ab_bench.py --rounds 4–5`, minima: 3×3 256 ch at
-//! 14×14 0.93–0.94×, 512 at 7×7 0.90–0.91×, 3×3/2 256 ← 256 from 28×28 0.87×, 512 ← 512 from
-//! 14×14 0.85×, 64 at 56×56 0.94×, 128 at 28×28 0.96×, 3×3/2 128 from 56×56 0.88×; two
-//! threads 0.90–0.96×. As 16 filters × 6 positions in sweeps of 32 channels (an earlier
-//! form) it measured no better than the position kernel: a sweep's filters and input rows
-//! must stay in the 32 KiB L1 together (16 channels here), and a per-element epilogue and
-//! per-call divisions cost 6 % of a 14×14 layer (now 8 × 8 transposes and a position table).
-//! On 7×7 1×1 convs it ran no faster than the wide kernel (2048 ← 512: 1.00×), which keeps
-//! them.
+//! filter panels) takes every k×k conv whose padded plane fits the narrow-plane band budget
+//! (all of ResNet's at 224×224; `AVX2_ROWS_ACC` cuts large planes into bands of rows),
+//! computing no padded-grid column (the position kernel computes 216 positions for 196
+//! outputs at 14×14, 56 for 49 at 7×7). Against the position kernel, one thread,
+//! single-conv models, `scripts/ab_bench.py --rounds 4–5`, minima: 3×3 256 ch at 14×14
+//! 0.93–0.94×, 512 at 7×7 0.90–0.91×, 3×3/2 256 ← 256 from 28×28 0.87×, 512 ← 512 from
+//! 14×14 0.85×, 64 at 56×56 0.94×, 128 at 28×28 0.96×, 3×3/2 128 from 56×56 0.88×, the
+//! 7×7/2 stem 0.93×; two threads 0.90–0.96× (3×3/2 128 from 56×56 0.90× more with a band of
+//! rows per thread instead of half the filters each). As 16 filters × 6 positions in sweeps
+//! of 32 channels (an earlier form) it measured no better than the position kernel: a
+//! sweep's filters and input rows must stay in the 32 KiB L1 together (16 channels here), and
+//! a per-element epilogue and per-call divisions cost 6 % of a 14×14 layer (now 8 × 8
+//! transposes and a position table). On 1×1 convs it ran no faster than the wide kernel
+//! (2048 ← 512 at 7×7: 1.00×; 0.9× the speed at 56×56), which keeps them.
 
 use std::arch::x86_64::*;
 
@@ -675,18 +677,21 @@ pub(super) unsafe fn micro_rows(
 }
 
 /// The narrow-plane kernel's epilogue: `acc` holds `plane` positions × 32 filters (`[p][f]`)
-/// of one block; filter `f < rows` goes to the row `y + f·plane` as `relu?(sum + bias[f] +
-/// res[f·plane + p])`, in the order and with the skips of `kernels::conv_epilogue_row` (so
-/// the same bits as the scalar copy and row epilogue it replaces), 8 × 8 blocks transposed
-/// in registers. `res` may be `y` (each element read before it is written).
+/// of one block; filter `f < rows` goes to the `plane` floats at `y + f·ys` as `relu?(sum +
+/// bias[f] + res[f·ys + p])`, in the order and with the skips of `kernels::conv_epilogue_row`
+/// (so the same bits as the scalar copy and row epilogue it replaces), 8 × 8 blocks
+/// transposed in registers. `res` may be `y` (each element read before it is written).
 ///
 /// # Safety
-/// AVX2 available; `acc .. + plane·32` readable; rows `f < rows` of `plane` floats at `y`
-/// (and `res`) lie in their buffers, `y`'s aliasing none but `res`; `bias` holds `rows`.
+/// AVX2 available; `acc .. + plane·32` readable; rows `f < rows` of `plane` floats `ys`
+/// apart at `y` (and `res`) lie in their buffers, `y`'s aliasing none but `res`; `bias`
+/// holds `rows`.
 #[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn rows_epilogue(
     acc: *const f32,
     plane: usize,
+    ys: usize,
     rows: usize,
     y: *mut f32,
     res: Option<*const f32>,
@@ -715,7 +720,7 @@ pub(super) unsafe fn rows_epilogue(
                 for (j, &v) in t.iter().enumerate().take(rows - f0) {
                     let f = f0 + j;
                     let b = bias.map_or(0.0, |b| *b.add(f));
-                    let at = (f * plane + p0) as isize;
+                    let at = (f * ys + p0) as isize;
                     let x = match res {
                         Some(_) => v,
                         None if relu || b != 0.0 => v,
