@@ -1518,7 +1518,7 @@ unsafe fn micro_rows(
     #[cfg(not(target_arch = "x86_64"))]
     {
         let _ = (width, rows, wq, k, a, pf, b, offs, acc, accumulate);
-        unreachable!("rows_apply declines without AVX-512");
+        unreachable!("rows_apply declines off x86-64");
     }
 }
 
