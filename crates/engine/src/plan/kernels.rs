@@ -198,6 +198,64 @@ macro_rules! multiversion {
 }
 pub(crate) use multiversion;
 
+/// `c[p][j] += b[p] · w[8j ..]` for 3 broadcasts `b[0] = *x`, `b[1] = *(x + o1)`, `b[2] = *(x
+/// + o2)` (byte offsets) and the 4 vectors of 32 floats at `w`, in inline assembly: its 12
+/// accumulators (`c`, `[[__m256; 4]; 3]`), 3 broadcasts and one vector of `w` take all 16
+/// ymm registers (the broadcasts first, then each vector with its 3 FMAs), which LLVM,
+/// given intrinsics, spills. One channel step of the AVX2 Winograd products (3 tiles × a
+/// 32-channel `U` panel) and one tap of the AVX2 narrow-plane conv kernel (3 positions ×
+/// 32 filters). Must be used in an `unsafe` context with AVX2 and FMA enabled, the
+/// broadcast addresses and `w .. + 32` readable.
+#[cfg(target_arch = "x86_64")]
+macro_rules! fma_3x4 {
+    ($c:ident, $x:expr, $o1:expr, $o2:expr, $w:expr) => {
+        std::arch::asm!(
+            "vbroadcastss {x0}, dword ptr [{xp}]",
+            "vbroadcastss {x1}, dword ptr [{xp} + {o1}]",
+            "vbroadcastss {x2}, dword ptr [{xp} + {o2}]",
+            "vmovups {w}, ymmword ptr [{wp}]",
+            "vfmadd231ps {c00}, {x0}, {w}",
+            "vfmadd231ps {c10}, {x1}, {w}",
+            "vfmadd231ps {c20}, {x2}, {w}",
+            "vmovups {w}, ymmword ptr [{wp} + 32]",
+            "vfmadd231ps {c01}, {x0}, {w}",
+            "vfmadd231ps {c11}, {x1}, {w}",
+            "vfmadd231ps {c21}, {x2}, {w}",
+            "vmovups {w}, ymmword ptr [{wp} + 64]",
+            "vfmadd231ps {c02}, {x0}, {w}",
+            "vfmadd231ps {c12}, {x1}, {w}",
+            "vfmadd231ps {c22}, {x2}, {w}",
+            "vmovups {w}, ymmword ptr [{wp} + 96]",
+            "vfmadd231ps {c03}, {x0}, {w}",
+            "vfmadd231ps {c13}, {x1}, {w}",
+            "vfmadd231ps {c23}, {x2}, {w}",
+            xp = in(reg) $x,
+            o1 = in(reg) $o1,
+            o2 = in(reg) $o2,
+            wp = in(reg) $w,
+            x0 = out(ymm_reg) _,
+            x1 = out(ymm_reg) _,
+            x2 = out(ymm_reg) _,
+            w = out(ymm_reg) _,
+            c00 = inout(ymm_reg) $c[0][0],
+            c01 = inout(ymm_reg) $c[0][1],
+            c02 = inout(ymm_reg) $c[0][2],
+            c03 = inout(ymm_reg) $c[0][3],
+            c10 = inout(ymm_reg) $c[1][0],
+            c11 = inout(ymm_reg) $c[1][1],
+            c12 = inout(ymm_reg) $c[1][2],
+            c13 = inout(ymm_reg) $c[1][3],
+            c20 = inout(ymm_reg) $c[2][0],
+            c21 = inout(ymm_reg) $c[2][1],
+            c22 = inout(ymm_reg) $c[2][2],
+            c23 = inout(ymm_reg) $c[2][3],
+            options(nostack, preserves_flags, readonly),
+        )
+    };
+}
+#[cfg(target_arch = "x86_64")]
+pub(crate) use fma_3x4;
+
 multiversion! {
     /// `x = max(x, 0)` in place.
     pub fn relu_in_place(x: &mut [f32]) {

@@ -1147,9 +1147,10 @@ mod avx2 {
         }
     }
 
-    /// [`rows`] for 3 tiles, each channel step in inline assembly: its 12 accumulators, 3
-    /// broadcasts and one `U` vector take all 16 ymm registers (the broadcasts first, then
-    /// each vector with its 3 FMAs), which LLVM, given intrinsics, spills.
+    /// [`rows`] for 3 tiles, each channel step in inline assembly (`kernels::fma_3x4`): its
+    /// 12 accumulators, 3 broadcasts and one `U` vector take all 16 ymm registers (the
+    /// broadcasts first, then each vector with its 3 FMAs), which LLVM, given intrinsics,
+    /// spills.
     ///
     /// # Safety
     /// As [`rows`].
@@ -1171,46 +1172,7 @@ mod avx2 {
             let (mut up, mut vp) = (u, v);
             for _ in 0..k {
                 pf.step();
-                std::arch::asm!(
-                    "vbroadcastss {x0}, dword ptr [{vp}]",
-                    "vbroadcastss {x1}, dword ptr [{vp} + 4]",
-                    "vbroadcastss {x2}, dword ptr [{vp} + 8]",
-                    "vmovups {w}, ymmword ptr [{up}]",
-                    "vfmadd231ps {c00}, {x0}, {w}",
-                    "vfmadd231ps {c10}, {x1}, {w}",
-                    "vfmadd231ps {c20}, {x2}, {w}",
-                    "vmovups {w}, ymmword ptr [{up} + 32]",
-                    "vfmadd231ps {c01}, {x0}, {w}",
-                    "vfmadd231ps {c11}, {x1}, {w}",
-                    "vfmadd231ps {c21}, {x2}, {w}",
-                    "vmovups {w}, ymmword ptr [{up} + 64]",
-                    "vfmadd231ps {c02}, {x0}, {w}",
-                    "vfmadd231ps {c12}, {x1}, {w}",
-                    "vfmadd231ps {c22}, {x2}, {w}",
-                    "vmovups {w}, ymmword ptr [{up} + 96]",
-                    "vfmadd231ps {c03}, {x0}, {w}",
-                    "vfmadd231ps {c13}, {x1}, {w}",
-                    "vfmadd231ps {c23}, {x2}, {w}",
-                    up = in(reg) up,
-                    vp = in(reg) vp,
-                    x0 = out(ymm_reg) _,
-                    x1 = out(ymm_reg) _,
-                    x2 = out(ymm_reg) _,
-                    w = out(ymm_reg) _,
-                    c00 = inout(ymm_reg) c[0][0],
-                    c01 = inout(ymm_reg) c[0][1],
-                    c02 = inout(ymm_reg) c[0][2],
-                    c03 = inout(ymm_reg) c[0][3],
-                    c10 = inout(ymm_reg) c[1][0],
-                    c11 = inout(ymm_reg) c[1][1],
-                    c12 = inout(ymm_reg) c[1][2],
-                    c13 = inout(ymm_reg) c[1][3],
-                    c20 = inout(ymm_reg) c[2][0],
-                    c21 = inout(ymm_reg) c[2][1],
-                    c22 = inout(ymm_reg) c[2][2],
-                    c23 = inout(ymm_reg) c[2][3],
-                    options(nostack, preserves_flags, readonly),
-                );
+                crate::plan::kernels::fma_3x4!(c, vp, 4isize, 8isize, up);
                 up = up.add(PANEL);
                 vp = vp.add(vs);
             }

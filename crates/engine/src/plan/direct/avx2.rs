@@ -586,10 +586,10 @@ const ROW_FILTERS: usize = super::NC;
 /// pos[p]]` for the first `n ≤ 3` of 3 positions (`pos[0] = 0`, `pos[1]`, `pos[2]` floats on;
 /// a call of fewer positions repeats its last one and stores only `n`), `f < 32`. Its 12
 /// accumulators, 3 broadcasts and a filter vector take all 16 ymm registers (in assembly,
-/// as [`tap_4x3`]); each tap's 32 filters are loaded once and used three times. Every output
-/// is the sum of the same products in the same order (tap by tap, one FMA each, from 0 or
-/// from the stored partial sums) as the position kernel's, so both give the same bits. Each
-/// tap also takes a `LineFetch::step` of `pf`.
+/// `kernels::fma_3x4`, shared with the Winograd products); each tap's 32 filters are loaded
+/// once and used three times. Every output is the sum of the same products in the same order
+/// (tap by tap, one FMA each, from 0 or from the stored partial sums) as the position
+/// kernel's, so both give the same bits. Each tap also takes a `LineFetch::step` of `pf`.
 ///
 /// # Safety
 /// AVX2 and FMA available; `a` holds `k·32` floats; `b.offset(offs[i] + pos[p])` is readable
@@ -624,48 +624,7 @@ pub(super) unsafe fn micro_rows(
         for kk in 0..k {
             pf.step();
             let bp = b.offset(*offs.add(kk));
-            std::arch::asm!(
-                "vbroadcastss {x0}, dword ptr [{bp}]",
-                "vbroadcastss {x1}, dword ptr [{bp} + {o1}]",
-                "vbroadcastss {x2}, dword ptr [{bp} + {o2}]",
-                "vmovups {w}, ymmword ptr [{ap}]",
-                "vfmadd231ps {c00}, {x0}, {w}",
-                "vfmadd231ps {c10}, {x1}, {w}",
-                "vfmadd231ps {c20}, {x2}, {w}",
-                "vmovups {w}, ymmword ptr [{ap} + 32]",
-                "vfmadd231ps {c01}, {x0}, {w}",
-                "vfmadd231ps {c11}, {x1}, {w}",
-                "vfmadd231ps {c21}, {x2}, {w}",
-                "vmovups {w}, ymmword ptr [{ap} + 64]",
-                "vfmadd231ps {c02}, {x0}, {w}",
-                "vfmadd231ps {c12}, {x1}, {w}",
-                "vfmadd231ps {c22}, {x2}, {w}",
-                "vmovups {w}, ymmword ptr [{ap} + 96]",
-                "vfmadd231ps {c03}, {x0}, {w}",
-                "vfmadd231ps {c13}, {x1}, {w}",
-                "vfmadd231ps {c23}, {x2}, {w}",
-                ap = in(reg) ap,
-                bp = in(reg) bp,
-                o1 = in(reg) o1,
-                o2 = in(reg) o2,
-                x0 = out(ymm_reg) _,
-                x1 = out(ymm_reg) _,
-                x2 = out(ymm_reg) _,
-                w = out(ymm_reg) _,
-                c00 = inout(ymm_reg) c[0][0],
-                c01 = inout(ymm_reg) c[0][1],
-                c02 = inout(ymm_reg) c[0][2],
-                c03 = inout(ymm_reg) c[0][3],
-                c10 = inout(ymm_reg) c[1][0],
-                c11 = inout(ymm_reg) c[1][1],
-                c12 = inout(ymm_reg) c[1][2],
-                c13 = inout(ymm_reg) c[1][3],
-                c20 = inout(ymm_reg) c[2][0],
-                c21 = inout(ymm_reg) c[2][1],
-                c22 = inout(ymm_reg) c[2][2],
-                c23 = inout(ymm_reg) c[2][3],
-                options(nostack, preserves_flags, readonly),
-            );
+            crate::plan::kernels::fma_3x4!(c, bp, o1, o2, ap);
             ap = ap.add(ROW_FILTERS);
         }
         for (p, row) in c.iter().enumerate().take(n) {
