@@ -32,7 +32,10 @@
 //! a second micro-kernel with the vectors along the filters instead (`DirectConv::run_rows`):
 //! the position kernel computes whole 32/48-position strips of the padded grid, 224 positions
 //! for 196 outputs at 14×14 and 64 for 49 at 7×7. One thread, single-layer models: 256 ch at
-//! 14×14 87–90 → 97–101 GFLOP/s, 512 ch at 7×7 77–78 → 86–100.
+//! 14×14 87–90 → 97–101 GFLOP/s, 512 ch at 7×7 77–78 → 86–100. On AVX2 its copy (32 filters
+//! × 3 positions a call, `DirectConv::rows_products_avx2`) takes k×k convs of any row width,
+//! in bands of rows (`DirectConv::rows_bands`), and the position kernel only planes past its
+//! band budget.
 //!
 //! 1×1 convs ([`DirectConv::pointwise`]) run a third micro-kernel on wide planes and at any
 //! stride (`DirectConv::run_wide`, in `pointwise.rs`: 48-position strips read in place at
@@ -195,7 +198,7 @@ const ROW_SEGMENT: usize = 14;
 const AVX2_ROWS_ACC: usize = 128 * 1024;
 
 /// Taps per sweep of the AVX2 narrow-plane kernel (`avx2::micro_rows`) over a plane: 16
-/// channels of a 3×3 conv, 144 of a 1×1 one (18 KiB of filters).
+/// channels of a 3×3 conv (18 KiB of filters).
 const AVX2_SWEEP_TAPS: usize = 144;
 
 /// The sweeps of an AVX2 narrow-plane tile (`DirectConv::rows_products_avx2`) over K
@@ -576,9 +579,10 @@ impl DirectConv {
         self.run_rows(g, &PhaseGrid::new(ah, aw), x, bias, residual, relu, y);
     }
 
-    /// Whether [`DirectConv::run_rows`] takes this call: the plan's kernel (it has the
-    /// by-channel filters), output rows of at most [`ROW_SEGMENT`] positions, a whole padded
-    /// plane within the band budget, and AVX-512 or AVX2 (`avx2::micro_rows`).
+    /// Whether [`DirectConv::run_rows`] takes this call: the plan's k×k kernel (it has the
+    /// by-channel filters), a whole padded plane within the band budget, and AVX-512 with
+    /// output rows of at most [`ROW_SEGMENT`] positions, or AVX2 (`avx2::micro_rows`, any
+    /// width).
     fn rows_apply(&self, g: &ConvGeometry, q: &PhaseGrid) -> bool {
         let [_, ah, aw] = &g.axes;
         let plane = q.phases * ((ah.output + q.halo) * q.width + ROW_SEGMENT + q.overrun);
@@ -598,8 +602,9 @@ impl DirectConv {
     /// segment exactly (`micro_rows`: one row of up to 14 positions or two of up to 7, × 32
     /// filters per call, broadcasting the inputs). One tile is (image, chunk of 32-filter
     /// blocks) over the whole plane. Pointwise kernels read the input planes in place, in runs
-    /// of up to 14 consecutive positions. On AVX2 each call is 32 filters × 3 positions
-    /// instead ([`DirectConv::rows_products_avx2`]), the epilogue transposing 8 × 8 blocks.
+    /// of up to 14 consecutive positions. On AVX2 (k×k convs only) each call is 32 filters ×
+    /// 3 positions instead ([`DirectConv::rows_products_avx2`]), the epilogue transposing
+    /// 8 × 8 blocks, and a tile is a band of rows ([`DirectConv::rows_bands`]).
     #[allow(clippy::too_many_arguments)]
     fn run_rows(
         &self,
@@ -720,10 +725,12 @@ impl DirectConv {
                 if offs.len() < k + plane {
                     offs.resize(k + plane, 0);
                 }
+                // 1×1 convs run the narrow-plane kernel on AVX-512 only (`pointwise_applies`).
+                debug_assert!(!self.pointwise);
                 let (offs, at) = offs.split_at_mut(k);
-                // Position `p`'s offset from the plane's first (row-major across row ends).
+                // Position `p`'s offset in the band from the first (row-major across row ends).
                 for (p, o) in at[..plane].iter_mut().enumerate() {
-                    *o = (if self.pointwise { p } else { p / ow * q.width + p % ow }) as isize;
+                    *o = (p / ow * q.width + p % ow) as isize;
                 }
                 let per = self.kh * self.kw;
                 let sweeps = Sweeps { k, kc, nb, sub: (AVX2_SWEEP_TAPS / per).max(1) * per, first: blocks.start };
@@ -882,10 +889,9 @@ impl DirectConv {
                 let pos = [0, at[(p + 1).min(plane - 1)] - o, at[(p + 2).min(plane - 1)] - o];
                 let pf = fetch.map_or(LineFetch::NONE, |(ptr, lines, per)| LineFetch::share(ptr, lines, call, per, 1));
                 let dst = &mut acc[(bi * plane + p) * NC..][..n * NC];
-                // SAFETY: the caller runs this on AVX2 + FMA (`rows_apply` /
-                // `pointwise_applies`); `a` holds `sn` taps of 32 filters; each read is
-                // `src[offs[kk] + at[p']]` for a position p' < plane: in place `x_img[ch·plane
-                // + p']`, else `buf[offs[kk] + row·Wq + col]` within the tap's phase plane (as
+                // SAFETY: the caller runs this on AVX2 + FMA (`rows_apply`); `a` holds `sn`
+                // taps of 32 filters; each read is `src[offs[kk] + at[p']]` for a position
+                // p' < plane, `buf[offs[kk] + row·Wq + col]` within the tap's phase plane (as
                 // the AVX-512 kernel's reads); `dst` holds n·NC floats.
                 unsafe {
                     avx2::micro_rows(

@@ -554,12 +554,11 @@ pub(super) unsafe fn pointwise_tail<const G: usize, const R: usize>(
         let mut bp = xs;
         let mut ch = k.start;
         while ch < k.end {
-            // `k` starts on a K chunk (passes are whole chunks); the chunk's panels hold
-            // `kn` channel rows of MR filters each.
-            let kn = KC_CHANNELS.min(c - ch / KC_CHANNELS * KC_CHANNELS);
+            // Passes are whole K chunks (as in `pw_sums`): the chunk's panels hold `kn`
+            // channel rows of MR filters each.
+            let kn = KC_CHANNELS.min(c - ch);
             let chunk = packed.add(ch * blocks * MR);
-            let end = (ch + kn).min(k.end);
-            for q in 0..end - ch {
+            for q in 0..kn {
                 for (g, row) in acc.iter_mut().enumerate() {
                     let w = _mm256_loadu_ps(chunk.add(((b0 + g) * kn + q) * MR));
                     for (p, v) in row.iter_mut().enumerate() {
@@ -568,7 +567,7 @@ pub(super) unsafe fn pointwise_tail<const G: usize, const R: usize>(
                 }
                 bp = bp.add(L);
             }
-            ch = end;
+            ch += kn;
         }
         for (g, row) in acc.iter().enumerate() {
             for (p, v) in row.iter().enumerate() {
