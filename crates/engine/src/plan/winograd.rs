@@ -590,7 +590,8 @@ impl Winograd {
     }
 
     /// The input transform of the block of `nb` tiles from `t0`, all input channels:
-    /// `v[ξ·ic·nb + c·nb + k]` for tile `t0 + k` ([`Self::transform_wide`] on AVX-512; other
+    /// `v[ξ·ic·nb + c·nb + k]` for tile `t0 + k` ([`Self::transform_wide`] on AVX-512; on
+    /// AVX2 `avx2::input_tiles8` for F(4×4) and `avx2::input_tiles4_f2` for F(2×2); other
     /// ISAs split each row by column phase in `strip`).
     #[allow(clippy::too_many_arguments)]
     fn transform_input(
@@ -625,12 +626,22 @@ impl Winograd {
         let [_, ah, aw] = &g.axes;
         let (h, w) = (ah.input, aw.input);
         let plane = h * w;
+        #[cfg(target_arch = "x86_64")]
+        let f2_avx2 = ts == 2 && kernels::active_isa() >= kernels::Isa::Avx2;
         for seg in segments(t0, nb, th, tw) {
             let iy0 = (ts * seg.ty) as isize - ah.pad_begin as isize;
             let ix0 = (ts * seg.tx0) as isize - aw.pad_begin as isize;
             for c in 0..ic {
                 let xc = &x[(seg.img * ic + c) * plane..][..plane];
                 let vc = &mut v[c * nb + seg.col..];
+                #[cfg(target_arch = "x86_64")]
+                if f2_avx2 {
+                    assert!(vc.len() > 15 * ic * nb + seg.len - 1, "V extent");
+                    // SAFETY: AVX2 is active; the segment's tiles' 16 points at `vc[ξ·ic·nb +
+                    // k]`, `k < seg.len`, lie in `vc` (checked above).
+                    unsafe { avx2::input_tiles4_f2(xc, h, w, iy0, ix0, seg.len, vc.as_mut_ptr(), ic * nb) };
+                    continue;
+                }
                 if ts == 4 {
                     input_tiles(xc, h, w, iy0, ix0, seg.len, strip, vc, ic * nb);
                 } else {
@@ -810,6 +821,30 @@ impl Winograd {
                                 // only; `residual` has the output's layout.
                                 unsafe {
                                     avx2::output_tile8(
+                                        m[col * rp + g0..].as_ptr(),
+                                        nb * rp,
+                                        (rw - g0).min(8),
+                                        out.0.add(base + g0 * out_plane),
+                                        (out_plane, ow, rows, cols),
+                                        bias.map(|b| b[ob + g0..].as_ptr()),
+                                        residual.map(|r| r[base + g0 * out_plane..].as_ptr()),
+                                        relu,
+                                        accumulate,
+                                    )
+                                };
+                            }
+                            continue;
+                        }
+                        #[cfg(target_arch = "x86_64")]
+                        if ts == 2 && kernels::active_isa() >= kernels::Isa::Avx2 {
+                            for g0 in (0..rw).step_by(8) {
+                                // SAFETY: AVX2 is active; channels `g0..g0+8` of this tile's
+                                // points lie in `m` (rows padded to `rp`, a multiple of 32,
+                                // checked above); the tile's `rows × cols` pixels of channels
+                                // `ob+g0 ..` (at most `rw`) lie in `y` and belong to this task
+                                // only; `residual` has the output's layout.
+                                unsafe {
+                                    avx2::output_tile8_f2(
                                         m[col * rp + g0..].as_ptr(),
                                         nb * rp,
                                         (rw - g0).min(8),
@@ -1293,6 +1328,176 @@ mod avx2 {
                             _mm_storeu_ps(y.add(off), v);
                         } else {
                             _mm_maskstore_ps(y.add(off), cmask, v);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `Bᵀ a` of F(2×2) ([`super::bt2`]) on vectors, its operations in its order.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn bt2([a0, a1, a2, a3]: [__m128; 4]) -> [__m128; 4] {
+        [_mm_sub_ps(a0, a2), _mm_add_ps(a1, a2), _mm_sub_ps(a2, a1), _mm_sub_ps(a1, a3)]
+    }
+
+    /// `Aᵀ m` of F(2×2) ([`super::at2`]) on vectors, its operations in its order.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn at2([m0, m1, m2, m3]: [__m256; 4]) -> [__m256; 2] {
+        [_mm256_add_ps(_mm256_add_ps(m0, m1), m2), _mm256_sub_ps(_mm256_sub_ps(m1, m2), m3)]
+    }
+
+    /// The F(2×2) input transform of the portable `input_tiles_f2` (the same operations in
+    /// its order, so the same bits), 4 tiles per vector: `V[ξ·vstride + k]` of the `nt`
+    /// tiles whose 4×4 patches start at row `iy0` and columns `ix0 + 2k` of the plane `xc`
+    /// (`[h, w]`; zeros outside it). Each patch row is read as masked 4-column chunks and
+    /// split by column phase with shuffles.
+    ///
+    /// # Safety
+    /// AVX2 available; `v + ξ·vstride + k` writable for `ξ < 16`, `k < nt`.
+    #[target_feature(enable = "avx2")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn input_tiles4_f2(
+        xc: &[f32],
+        h: usize,
+        w: usize,
+        iy0: isize,
+        ix0: isize,
+        nt: usize,
+        v: *mut f32,
+        vstride: usize,
+    ) {
+        assert!(xc.len() >= h * w, "plane extent");
+        for k0 in (0..nt).step_by(4) {
+            let n = (nt - k0).min(4);
+            let x0 = ix0 + 2 * k0 as isize;
+            // Chunks at columns x0, x0 + 4, x0 + 2, x0 + 6 and their lanes inside the row.
+            let starts = [x0, x0 + 4, x0 + 2, x0 + 6];
+            let masks: [(__m128i, bool); 4] = std::array::from_fn(|i| {
+                // SAFETY: AVX2 is enabled here.
+                let (m, count) = unsafe { lane_mask8(-starts[i], w as isize - starts[i]) };
+                let lo = (-starts[i]).clamp(0, 8);
+                (_mm256_castsi256_si128(m), lo == 0 && count >= 4)
+            });
+            // d[r][s]: column s of the tiles' row r (zeros outside the plane).
+            let mut d = [[_mm_setzero_ps(); 4]; 4];
+            for (r, dr) in d.iter_mut().enumerate() {
+                let iy = iy0 + r as isize;
+                if iy < 0 || iy >= h as isize {
+                    continue;
+                }
+                let row = xc.as_ptr().wrapping_add(iy as usize * w);
+                let q: [__m128; 4] = std::array::from_fn(|i| {
+                    let (m, full) = masks[i];
+                    let at = row.wrapping_offset(starts[i]);
+                    // SAFETY: the mask's lanes lie inside the row; the others are neither
+                    // read nor faulted on.
+                    unsafe {
+                        if full {
+                            _mm_loadu_ps(at)
+                        } else {
+                            _mm_maskload_ps(at, m)
+                        }
+                    }
+                });
+                *dr = [
+                    _mm_shuffle_ps::<0x88>(q[0], q[1]),
+                    _mm_shuffle_ps::<0xdd>(q[0], q[1]),
+                    _mm_shuffle_ps::<0x88>(q[2], q[3]),
+                    _mm_shuffle_ps::<0xdd>(q[2], q[3]),
+                ];
+            }
+            // t[s][i] = (Bᵀ d)[i][s], then V[i·4 + j] = (t B)[i][j].
+            let t: [[__m128; 4]; 4] = std::array::from_fn(|s| bt2(std::array::from_fn(|r| d[r][s])));
+            let rows: [[__m128; 4]; 4] = std::array::from_fn(|i| std::array::from_fn(|s| t[s][i]));
+            // SAFETY: AVX2 is enabled here.
+            let m = _mm256_castsi256_si128(unsafe { lane_mask8(0, n as isize) }.0);
+            for (i, ti) in rows.into_iter().enumerate() {
+                for (j, vv) in bt2(ti).into_iter().enumerate() {
+                    let at = v.wrapping_add((i * 4 + j) * vstride + k0);
+                    // SAFETY: point i·4 + j of tiles k0..k0+n, writable by the caller's contract.
+                    unsafe {
+                        if n == 4 {
+                            _mm_storeu_ps(at, vv);
+                        } else {
+                            _mm_maskstore_ps(at, m, vv);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The F(2×2) output transform and epilogue of one tile for `nch ≤ 8` channels, one lane
+    /// per channel: `m + ξ·mstride` holds point ξ of the channels; pixel `(a, b)` of channel
+    /// `o` becomes `relu?(res + bias[o] + residual[o·plane + a·ow + b] (+ y))` at
+    /// `y[o·plane + a·ow + b]` for `a < rows`, `b < cols`, in the portable `output_store_f2`'s
+    /// order (so the same bits). Each output row's two pixels are paired per channel in
+    /// registers, so a channel's row is one 8-byte store.
+    ///
+    /// # Safety
+    /// AVX2 available; `m + ξ·mstride + l` readable for `ξ < 16`, `l < 8`; `bias + o` readable
+    /// and `y + o·plane + a·ow + b` writable (and, with `residual` or `accumulate`, readable
+    /// there) for `o < nch`, `a < rows ≤ 2`, `b < cols ≤ 2`.
+    #[target_feature(enable = "avx2")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn output_tile8_f2(
+        m: *const f32,
+        mstride: usize,
+        nch: usize,
+        y: *mut f32,
+        (plane, ow, rows, cols): (usize, usize, usize, usize),
+        bias: Option<*const f32>,
+        residual: Option<*const f32>,
+        relu: bool,
+        accumulate: bool,
+    ) {
+        debug_assert!((1..=8).contains(&nch) && rows <= 2 && cols <= 2);
+        // SAFETY (whole body): extents as the caller guarantees.
+        unsafe {
+            let p: [__m256; 16] = std::array::from_fn(|xi| _mm256_loadu_ps(m.add(xi * mstride)));
+            let mid: [[__m256; 2]; 4] = std::array::from_fn(|j| at2(std::array::from_fn(|i| p[i * 4 + j])));
+            let mid_rows: [[__m256; 4]; 2] = std::array::from_fn(|a| std::array::from_fn(|j| mid[j][a]));
+            for (a, ma) in mid_rows.into_iter().take(rows).enumerate() {
+                let r = at2(ma);
+                // Lanes (2o, 2o + 1) of `pairs[h]`, 128-bit lane L: pixels 0 and 1 of channel
+                // 4L + 2h + o.
+                let pairs = [_mm256_unpacklo_ps(r[0], r[1]), _mm256_unpackhi_ps(r[0], r[1])];
+                for (hh, t) in pairs.into_iter().enumerate() {
+                    for (l, half) in [_mm256_castps256_ps128(t), _mm256_extractf128_ps::<1>(t)].into_iter().enumerate()
+                    {
+                        for e in 0..2 {
+                            let o = 4 * l + 2 * hh + e;
+                            if o >= nch {
+                                continue;
+                            }
+                            let off = o * plane + a * ow;
+                            // Channel o's two pixels in lanes 0 and 1.
+                            let mut x = if e == 0 { half } else { _mm_movehl_ps(half, half) };
+                            x = _mm_add_ps(x, _mm_set1_ps(bias.map_or(0.0, |b| *b.add(o))));
+                            let load = |at: *const f32| {
+                                if cols == 2 {
+                                    _mm_castpd_ps(_mm_load_sd(at.cast()))
+                                } else {
+                                    _mm_load_ss(at)
+                                }
+                            };
+                            if let Some(rs) = residual {
+                                x = _mm_add_ps(x, load(rs.add(off)));
+                            }
+                            if accumulate {
+                                x = _mm_add_ps(x, load(y.add(off)));
+                            }
+                            if relu {
+                                x = _mm_max_ps(x, _mm_setzero_ps());
+                            }
+                            if cols == 2 {
+                                _mm_store_sd(y.add(off).cast(), _mm_castps_pd(x));
+                            } else {
+                                _mm_store_ss(y.add(off), x);
+                            }
                         }
                     }
                 }
@@ -2424,6 +2629,75 @@ mod tests {
                     unsafe {
                         store_tile(&tmp[..16 * nch], nch, want.as_mut_ptr(), plane, ow, rows, cols, b, r, relu, acc);
                         avx2::output_tile8(
+                            m.as_ptr(),
+                            ms,
+                            nch,
+                            got.as_mut_ptr(),
+                            (plane, ow, rows, cols),
+                            b.map(<[f32]>::as_ptr),
+                            r.map(<[f32]>::as_ptr),
+                            relu,
+                            acc,
+                        );
+                    }
+                    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&got), bits(&want), "{nch} channels, {rows}×{cols}, options {opts:04b}");
+                }
+            }
+        }
+    }
+
+    /// The AVX2 F(2×2) input transform against the portable one, bit for bit: tiles inside
+    /// the plane, over its padding on every side (a 7×7 plane's tile rows among them), and 1
+    /// to 9 of them per call.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_f2_input_tiles_equal_the_portable_ones() {
+        if !(std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")) {
+            return;
+        }
+        for (h, w) in [(7usize, 7usize), (13, 11), (30, 37)] {
+            let x: Vec<f32> = (0..h * w).map(|i| ((i * 7919) % 211) as f32 / 37.0 - 2.5).collect();
+            for (iy0, ix0) in [(-1isize, -1isize), (5, -1), (3, 3), (h as isize - 3, -2), (-3, 5), (2, w as isize - 9)]
+            {
+                for nt in 1..=9usize {
+                    let (mut want, mut got) = (vec![0.0f32; 16 * 9], vec![0.0f32; 16 * 9]);
+                    input_tiles_f2(&x, h, w, iy0, ix0, nt, &mut want, 9);
+                    // SAFETY: AVX2 checked; 16 points × 9 lanes of room.
+                    unsafe { avx2::input_tiles4_f2(&x, h, w, iy0, ix0, nt, got.as_mut_ptr(), 9) };
+                    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&got), bits(&want), "{h}×{w}: {nt} tiles at ({iy0}, {ix0})");
+                    assert!(want.iter().any(|&v| v != 0.0), "non-trivial points");
+                }
+            }
+        }
+    }
+
+    /// The AVX2 F(2×2) output transform and epilogue against the portable
+    /// `output_store_f2`, bit for bit: 1 to 8 channels, partial tiles, every epilogue option.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_f2_output_tiles_equal_the_portable_ones() {
+        if !(std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")) {
+            return;
+        }
+        let (ms, plane, ow) = (8usize, 20usize, 7usize);
+        let m: Vec<f32> = (0..16 * ms).map(|i| ((i * 7919) % 211) as f32 / 37.0 - 2.5).collect();
+        let bias: Vec<f32> = (0..8).map(|i| i as f32 * 0.37 - 1.1).collect();
+        let res: Vec<f32> = (0..8 * plane).map(|i| ((i * 31) % 17) as f32 / 9.0 - 0.9).collect();
+        let start: Vec<f32> = (0..8 * plane).map(|i| ((i * 13) % 11) as f32 / 7.0 - 0.7).collect();
+        for nch in 1..=8usize {
+            for (rows, cols) in [(2usize, 2usize), (2, 1), (1, 2), (1, 1)] {
+                for opts in 0..16u32 {
+                    let (with_bias, with_res, relu, acc) = (opts & 1 != 0, opts & 2 != 0, opts & 4 != 0, opts & 8 != 0);
+                    let (b, r) = (with_bias.then_some(&bias[..]), with_res.then_some(&res[..]));
+                    let (mut want, mut got) = (start.clone(), start.clone());
+                    // SAFETY: AVX2 checked; every pixel index lies in `want`, `got` and `res`
+                    // (channels < 8 of `plane` floats, rows < 2 of `ow`), points of 8 lanes
+                    // in `m`.
+                    unsafe {
+                        output_store_f2(&m, ms, nch, want.as_mut_ptr(), (plane, ow, rows, cols), b, r, relu, acc);
+                        avx2::output_tile8_f2(
                             m.as_ptr(),
                             ms,
                             nch,
