@@ -669,8 +669,8 @@ pub(super) unsafe fn rows_epilogue(
     // `plane` and its rows are copied from the `n < 8` positions left.
     unsafe {
         let zero = _mm256_setzero_ps();
-        for f0 in (0..rows).step_by(L) {
-            for p0 in (0..plane).step_by(L) {
+        for p0 in (0..plane).step_by(L) {
+            for f0 in (0..rows).step_by(L) {
                 let n = L.min(plane - p0);
                 let mut r = [zero; L];
                 if n == L {
