@@ -26,7 +26,9 @@
 //! consecutive inputs for each tap. Measured (one thread, AMD EPYC, `resnet bench --mode
 //! exact --profile`): against the im2col path, the stem 49–60 → 60–69 GFLOP/s and the 3×3/2
 //! layers of ResNet-18 62–75 → 70–84 in the first alternated runs, 77–86 and 85–97 in later
-//! profiles on a quieter machine (BENCHMARKS.md).
+//! profiles on a quieter machine (BENCHMARKS.md). The AVX2 narrow-plane kernel broadcasts
+//! its inputs, so it reads the padded band unsplit, the positions `stride` apart
+//! (`PhaseGrid::unsplit`: a row copy per input row instead of a strided copy per phase).
 //!
 //! Narrow planes (output rows of at most 14, ResNet's 14×14 and 7×7 layers at 224×224) run
 //! a second micro-kernel with the vectors along the filters instead (`DirectConv::run_rows`):
@@ -519,8 +521,10 @@ impl DirectConv {
         }
         let threads = kernels::threads();
         let q = PhaseGrid::new(ah, aw);
-        if !accumulate && self.rows_apply(g, &q) {
-            self.run_rows(g, &q, x, bias, residual, relu, y);
+        // The AVX2 narrow-plane kernel broadcasts its inputs: no phase split.
+        let rq = if kernels::active_isa() == Isa::Avx2 { PhaseGrid::unsplit(ah, aw) } else { q };
+        if !accumulate && self.rows_apply(g, &rq) {
+            self.run_rows(g, &rq, x, bias, residual, relu, y);
             return;
         }
         let t = self.tiling(g.n, oh, &q, threads);
@@ -585,7 +589,7 @@ impl DirectConv {
     /// width).
     fn rows_apply(&self, g: &ConvGeometry, q: &PhaseGrid) -> bool {
         let [_, ah, aw] = &g.axes;
-        let plane = q.phases * ((ah.output + q.halo) * q.width + ROW_SEGMENT + q.overrun);
+        let plane = q.phases * (q.band_rows(ah.output) * q.width + ROW_SEGMENT + q.overrun);
         !self.pointwise
             && self.by_channel.is_some()
             && self.c * plane <= ROWS_BAND_BUDGET
@@ -645,7 +649,7 @@ impl DirectConv {
         let [_, ah, aw] = &g.axes;
         let (oh, ow) = (ah.output, aw.output);
         let mut bands = (oh * ow * NC).div_ceil(AVX2_ROWS_ACC);
-        let padded = self.c * q.phases * (oh + q.halo) * q.width;
+        let padded = self.c * q.phases * q.band_rows(oh) * q.width;
         if g.n < threads && padded > self.m * self.c * self.kh * self.kw {
             bands = bands.max(threads / g.n);
         }
@@ -672,7 +676,7 @@ impl DirectConv {
         // positions from `p0` of the `full` plane's.
         let (full, p0) = (oh * ow, rows.start * ow);
         let plane = rows.len() * ow;
-        let band_rows = rows.len() + q.halo;
+        let band_rows = q.band_rows(rows.len());
         let ps = band_rows * q.width + ROW_SEGMENT + q.overrun;
         let cs = q.phases * ps;
         let k = self.c * self.kh * self.kw;
@@ -703,7 +707,7 @@ impl DirectConv {
                     buf.resize((self.c * cs).max(BAND_BUDGET + 8 * 1024), 0.0);
                 }
                 if q.phases == 1 {
-                    fill_band(buf, x_img, self.c, cs, cs, rows.start, band_rows, q.width, ah, aw);
+                    fill_band(buf, x_img, self.c, cs, cs, rows.start * q.step.0, band_rows, q.width, ah, aw);
                 } else {
                     fill_phase_band(buf, x_img, self.c, ps, rows.start, band_rows, q, ah, aw);
                 }
@@ -730,7 +734,7 @@ impl DirectConv {
                 let (offs, at) = offs.split_at_mut(k);
                 // Position `p`'s offset in the band from the first (row-major across row ends).
                 for (p, o) in at[..plane].iter_mut().enumerate() {
-                    *o = (p / ow * q.width + p % ow) as isize;
+                    *o = (p / ow * q.step.0 * q.width + p % ow * q.step.1) as isize;
                 }
                 let per = self.kh * self.kw;
                 let sweeps = Sweeps { k, kc, nb, sub: (AVX2_SWEEP_TAPS / per).max(1) * per, first: blocks.start };
@@ -891,8 +895,10 @@ impl DirectConv {
                 let dst = &mut acc[(bi * plane + p) * NC..][..n * NC];
                 // SAFETY: the caller runs this on AVX2 + FMA (`rows_apply`); `a` holds `sn`
                 // taps of 32 filters; each read is `src[offs[kk] + at[p']]` for a position
-                // p' < plane, `buf[offs[kk] + row·Wq + col]` within the tap's phase plane (as
-                // the AVX-512 kernel's reads); `dst` holds n·NC floats.
+                // p' < plane: `buf[offs[kk] + row·step·Wq + col·step]` within the channel's
+                // band (`ps` covers the band's rows, a read past a row's end lands in the
+                // next row's zeros or the band's `ROW_SEGMENT + overrun` tail); `dst` holds
+                // n·NC floats.
                 unsafe {
                     avx2::micro_rows(
                         n,
@@ -1081,6 +1087,9 @@ struct PhaseGrid {
     /// Phase columns the last tap reads past a position: `⌊(kW−1)·dW / sW⌋`.
     overrun: usize,
     phases: usize,
+    /// Grid steps between neighbouring output positions (rows, columns): (1, 1) on a grid
+    /// split by phase, the strides on an unsplit one ([`PhaseGrid::unsplit`]).
+    step: (usize, usize),
 }
 
 impl PhaseGrid {
@@ -1105,7 +1114,39 @@ impl PhaseGrid {
             halo: (ah.kernel - 1) * ah.dilation / sh,
             overrun: (aw.kernel - 1) * aw.dilation / sw,
             phases: sh * sw,
+            step: (1, 1),
         }
+    }
+
+    /// The padded input as it is, strided or not: one plane per channel whose rows are the
+    /// padded input rows, the output positions `stride` apart. For kernels that broadcast
+    /// each input value (the AVX2 narrow-plane kernel) rather than load positions as
+    /// vectors, which need the phase split of [`PhaseGrid::new`] at stride 2 — a strided
+    /// copy per input row, where this grid's band is a row copy. At stride 1 the same grid as
+    /// `new`. Rows are `W + max(pads)` wide when the output positions fit and a read past a
+    /// row's end lands in the next row's left padding, else the full padded width.
+    fn unsplit(ah: &Axis, aw: &Axis) -> PhaseGrid {
+        let shared = aw.input + aw.pad_begin.max(aw.pad_end);
+        let last = aw.output.saturating_sub(1) * aw.stride;
+        let reach = last + (aw.kernel - 1) * aw.dilation;
+        let width =
+            if last < shared && reach < shared + aw.pad_begin { shared } else { aw.input + aw.pad_begin + aw.pad_end };
+        PhaseGrid {
+            sh: 1,
+            sw: 1,
+            dh: ah.dilation,
+            dw: aw.dilation,
+            width,
+            halo: (ah.kernel - 1) * ah.dilation,
+            overrun: (aw.kernel - 1) * aw.dilation,
+            phases: 1,
+            step: (ah.stride.max(1), aw.stride.max(1)),
+        }
+    }
+
+    /// Grid rows a band of `rows` output rows reads (each phase's, on a split grid).
+    fn band_rows(&self, rows: usize) -> usize {
+        rows.saturating_sub(1) * self.step.0 + self.halo + 1
     }
 
     /// Offset of tap `(i, j)` within one channel's band (phase planes of `ps` floats).
