@@ -482,6 +482,40 @@ multiversion! {
 /// Longest padded input row [`max_pool_3_2`] takes (on the stack).
 const WIDE_ROW: usize = 1024;
 
+/// `out[j] = max(row[2j], row[2j + 1], row[2j + 2])` for the first outputs in groups of 8
+/// whose reads lie in `row` (each group's 18 columns split by phase with shuffles, where
+/// LLVM's vectorization of the scalar loop gathered them); returns how many it wrote.
+/// `row` holds no NaN (its values are maxima that NaN never wins), so `vmaxps` gives the
+/// scalar `max`'s values.
+///
+/// # Safety
+/// AVX2 available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn max3_stride2_avx2(row: &[f32], out: &mut [f32]) -> usize {
+    use std::arch::x86_64::*;
+    // Even lanes of `a`, then of `b`: [a0, a2, a4, a6, b0, b2, b4, b6] (`ODD`: the odd ones).
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn split<const ODD: bool>(a: __m256, b: __m256) -> __m256 {
+        let s = if ODD { _mm256_shuffle_ps::<0xdd>(a, b) } else { _mm256_shuffle_ps::<0x88>(a, b) };
+        _mm256_castpd_ps(_mm256_permute4x64_pd::<0xd8>(_mm256_castps_pd(s)))
+    }
+    let mut j = 0;
+    while j + 8 <= out.len() && 2 * j + 18 <= row.len() {
+        let at = row[2 * j..].as_ptr();
+        // SAFETY: columns 2j .. 2j + 18 lie in `row` (the loop test); out[j .. j + 8] too.
+        unsafe {
+            let (a, b) = (_mm256_loadu_ps(at), _mm256_loadu_ps(at.add(8)));
+            let (c, d) = (_mm256_loadu_ps(at.add(2)), _mm256_loadu_ps(at.add(10)));
+            let m = _mm256_max_ps(_mm256_max_ps(split::<false>(a, b), split::<true>(a, b)), split::<false>(c, d));
+            _mm256_storeu_ps(out[j..].as_mut_ptr(), m);
+        }
+        j += 8;
+    }
+    j
+}
+
 multiversion! {
     /// [`max_pool_plane`] for 2-D windows 3 wide at stride 2 (ResNet's 3×3/2 stem pool): per
     /// output row, the max over the window's rows first (contiguous vectors), into a copy of
@@ -504,7 +538,12 @@ multiversion! {
                     *r = r.max(v);
                 }
             }
-            for (ow, o) in out.iter_mut().enumerate() {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: AVX2 is active when `active_isa` says so.
+            let done = if active_isa() >= Isa::Avx2 { unsafe { max3_stride2_avx2(&row, out) } } else { 0 };
+            #[cfg(not(target_arch = "x86_64"))]
+            let done = 0;
+            for (ow, o) in out.iter_mut().enumerate().skip(done) {
                 let w = &row[2 * ow..2 * ow + 3];
                 *o = w[0].max(w[1]).max(w[2]);
             }
