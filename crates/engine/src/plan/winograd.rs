@@ -2576,30 +2576,121 @@ mod tests {
         }
     }
 
-    /// The AVX2 F(4×4) input transform against the portable one, bit for bit: tiles inside
-    /// the plane, over its padding on every side, and 1 to 8 of them per call.
+    /// The float bits of `v`.
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|f| f.to_bits()).collect()
+    }
+
+    /// Runs an input transform and its portable copy (`points` points, `lanes` tiles of
+    /// room, called as `(x, h, w, iy0, ix0, nt, v)`) on tiles inside the plane and over
+    /// its padding on every side, 1 to `lanes` of them per call, and asserts the same bits.
     #[cfg(target_arch = "x86_64")]
-    #[test]
-    fn avx2_input_tiles_equal_the_portable_ones() {
-        if !(std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")) {
-            return;
-        }
-        for (h, w) in [(13usize, 11usize), (30, 37)] {
+    fn inputs_agree(
+        points: usize,
+        lanes: usize,
+        sizes: &[(usize, usize)],
+        want: impl Fn(&[f32], usize, usize, isize, isize, usize, &mut [f32]),
+        got: impl Fn(&[f32], usize, usize, isize, isize, usize, &mut [f32]),
+    ) {
+        for &(h, w) in sizes {
             let x: Vec<f32> = (0..h * w).map(|i| ((i * 7919) % 211) as f32 / 37.0 - 2.5).collect();
-            for (iy0, ix0) in [(-1isize, -1isize), (3, -1), (7, 3), (h as isize - 3, -2), (-3, 5), (2, w as isize - 9)]
-            {
-                for nt in 1..=8usize {
-                    let (mut want, mut got) = (vec![0.0f32; 36 * 8], vec![0.0f32; 36 * 8]);
-                    let mut strip = vec![0.0f32; 12 * 4 * (nt + 1)];
-                    input_tiles(&x, h, w, iy0, ix0, nt, &mut strip, &mut want, 8);
-                    // SAFETY: AVX2 checked; 36 points × 8 lanes of room.
-                    unsafe { avx2::input_tiles8(&x, h, w, iy0, ix0, nt, got.as_mut_ptr(), 8) };
-                    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-                    assert_eq!(bits(&got), bits(&want), "{h}×{w}: {nt} tiles at ({iy0}, {ix0})");
-                    assert!(want.iter().any(|&v| v != 0.0), "non-trivial points");
+            for (iy0, ix0) in [
+                (-1isize, -1isize),
+                (3, -1),
+                (5, -1),
+                (h as isize / 2, 3),
+                (h as isize - 3, -2),
+                (-3, 5),
+                (2, w as isize - 9),
+            ] {
+                for nt in 1..=lanes {
+                    let (mut a, mut b) = (vec![0.0f32; points * lanes], vec![0.0f32; points * lanes]);
+                    want(&x, h, w, iy0, ix0, nt, &mut a);
+                    got(&x, h, w, iy0, ix0, nt, &mut b);
+                    assert_eq!(bits(&b), bits(&a), "{h}×{w}: {nt} tiles at ({iy0}, {ix0})");
+                    assert!(a.iter().any(|&v| v != 0.0), "non-trivial points");
                 }
             }
         }
+    }
+
+    /// An output transform + epilogue, called as `(m, ms, nch, y, (plane, ow, rows, cols),
+    /// bias, residual, relu, accumulate)`.
+    type OutputTile<'a> = &'a dyn Fn(
+        &[f32],
+        usize,
+        usize,
+        &mut [f32],
+        (usize, usize, usize, usize),
+        Option<&[f32]>,
+        Option<&[f32]>,
+        bool,
+        bool,
+    );
+
+    /// Runs an output transform and its portable copy (`points` points) over 1 to 8
+    /// channels, the tile shapes `shapes` and every epilogue option, and asserts the same
+    /// bits.
+    #[cfg(target_arch = "x86_64")]
+    fn outputs_agree(points: usize, shapes: &[(usize, usize)], ow: usize, want: OutputTile, got: OutputTile) {
+        let (ms, plane) = (8usize, 40usize);
+        let m: Vec<f32> = (0..points * ms).map(|i| ((i * 7919) % 211) as f32 / 37.0 - 2.5).collect();
+        let bias: Vec<f32> = (0..8).map(|i| i as f32 * 0.37 - 1.1).collect();
+        let res: Vec<f32> = (0..8 * plane).map(|i| ((i * 31) % 17) as f32 / 9.0 - 0.9).collect();
+        let start: Vec<f32> = (0..8 * plane).map(|i| ((i * 13) % 11) as f32 / 7.0 - 0.7).collect();
+        for nch in 1..=8usize {
+            for &(rows, cols) in shapes {
+                for opts in 0..16u32 {
+                    let (with_bias, with_res, relu, acc) = (opts & 1 != 0, opts & 2 != 0, opts & 4 != 0, opts & 8 != 0);
+                    let (b, r) = (with_bias.then_some(&bias[..]), with_res.then_some(&res[..]));
+                    let (mut a, mut g) = (start.clone(), start.clone());
+                    want(&m, ms, nch, &mut a, (plane, ow, rows, cols), b, r, relu, acc);
+                    got(&m, ms, nch, &mut g, (plane, ow, rows, cols), b, r, relu, acc);
+                    assert_eq!(bits(&g), bits(&a), "{nch} channels, {rows}×{cols}, options {opts:04b}");
+                }
+            }
+        }
+    }
+
+    /// Whether this CPU runs the AVX2 copies.
+    #[cfg(target_arch = "x86_64")]
+    fn has_avx2() -> bool {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+
+    /// The AVX2 F(4×4) input transform against the portable one, bit for bit.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_input_tiles_equal_the_portable_ones() {
+        if !has_avx2() {
+            return;
+        }
+        inputs_agree(
+            36,
+            8,
+            &[(13, 11), (30, 37)],
+            |x, h, w, iy0, ix0, nt, v| input_tiles(x, h, w, iy0, ix0, nt, &mut vec![0.0; 12 * 4 * (nt + 1)], v, 8),
+            // SAFETY: AVX2 checked; 36 points × 8 lanes of room.
+            |x, h, w, iy0, ix0, nt, v| unsafe { avx2::input_tiles8(x, h, w, iy0, ix0, nt, v.as_mut_ptr(), 8) },
+        );
+    }
+
+    /// The AVX2 F(2×2) input transform against the portable one, bit for bit (a 7×7
+    /// plane's tile rows among the cases, 4-tile vectors and a partial one).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_f2_input_tiles_equal_the_portable_ones() {
+        if !has_avx2() {
+            return;
+        }
+        inputs_agree(
+            16,
+            9,
+            &[(7, 7), (13, 11), (30, 37)],
+            |x, h, w, iy0, ix0, nt, v| input_tiles_f2(x, h, w, iy0, ix0, nt, v, 9),
+            // SAFETY: AVX2 checked; 16 points × 9 lanes of room.
+            |x, h, w, iy0, ix0, nt, v| unsafe { avx2::input_tiles4_f2(x, h, w, iy0, ix0, nt, v.as_mut_ptr(), 9) },
+        );
     }
 
     /// The AVX2 F(4×4) output transform and epilogue against the portable `output_tile` +
@@ -2607,70 +2698,36 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn avx2_output_tiles_equal_the_portable_ones() {
-        if !(std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")) {
+        if !has_avx2() {
             return;
         }
-        let (ms, plane, ow) = (8usize, 40usize, 6usize);
-        let m: Vec<f32> = (0..36 * ms).map(|i| ((i * 7919) % 211) as f32 / 37.0 - 2.5).collect();
-        let bias: Vec<f32> = (0..8).map(|i| i as f32 * 0.37 - 1.1).collect();
-        let res: Vec<f32> = (0..8 * plane).map(|i| ((i * 31) % 17) as f32 / 9.0 - 0.9).collect();
-        let start: Vec<f32> = (0..8 * plane).map(|i| ((i * 13) % 11) as f32 / 7.0 - 0.7).collect();
-        for nch in 1..=8usize {
-            for (rows, cols) in [(4usize, 4usize), (3, 2), (1, 4), (4, 1)] {
-                for opts in 0..16u32 {
-                    let (with_bias, with_res, relu, acc) = (opts & 1 != 0, opts & 2 != 0, opts & 4 != 0, opts & 8 != 0);
-                    let (b, r) = (with_bias.then_some(&bias[..]), with_res.then_some(&res[..]));
-                    let (mut want, mut got) = (start.clone(), start.clone());
-                    let mut tmp = vec![0.0f32; 40 * nch];
-                    output_tile(&m, ms, nch, &mut tmp);
-                    // SAFETY: AVX2 checked; every pixel index lies in `want`, `got` and `res`
-                    // (channels < 8 of `plane` floats, rows < 4 of `ow`), points of 8 lanes
-                    // in `m`.
-                    unsafe {
-                        store_tile(&tmp[..16 * nch], nch, want.as_mut_ptr(), plane, ow, rows, cols, b, r, relu, acc);
-                        avx2::output_tile8(
-                            m.as_ptr(),
-                            ms,
-                            nch,
-                            got.as_mut_ptr(),
-                            (plane, ow, rows, cols),
-                            b.map(<[f32]>::as_ptr),
-                            r.map(<[f32]>::as_ptr),
-                            relu,
-                            acc,
-                        );
-                    }
-                    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-                    assert_eq!(bits(&got), bits(&want), "{nch} channels, {rows}×{cols}, options {opts:04b}");
-                }
-            }
-        }
-    }
-
-    /// The AVX2 F(2×2) input transform against the portable one, bit for bit: tiles inside
-    /// the plane, over its padding on every side (a 7×7 plane's tile rows among them), and 1
-    /// to 9 of them per call.
-    #[cfg(target_arch = "x86_64")]
-    #[test]
-    fn avx2_f2_input_tiles_equal_the_portable_ones() {
-        if !(std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")) {
-            return;
-        }
-        for (h, w) in [(7usize, 7usize), (13, 11), (30, 37)] {
-            let x: Vec<f32> = (0..h * w).map(|i| ((i * 7919) % 211) as f32 / 37.0 - 2.5).collect();
-            for (iy0, ix0) in [(-1isize, -1isize), (5, -1), (3, 3), (h as isize - 3, -2), (-3, 5), (2, w as isize - 9)]
-            {
-                for nt in 1..=9usize {
-                    let (mut want, mut got) = (vec![0.0f32; 16 * 9], vec![0.0f32; 16 * 9]);
-                    input_tiles_f2(&x, h, w, iy0, ix0, nt, &mut want, 9);
-                    // SAFETY: AVX2 checked; 16 points × 9 lanes of room.
-                    unsafe { avx2::input_tiles4_f2(&x, h, w, iy0, ix0, nt, got.as_mut_ptr(), 9) };
-                    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-                    assert_eq!(bits(&got), bits(&want), "{h}×{w}: {nt} tiles at ({iy0}, {ix0})");
-                    assert!(want.iter().any(|&v| v != 0.0), "non-trivial points");
-                }
-            }
-        }
+        outputs_agree(
+            36,
+            &[(4, 4), (3, 2), (1, 4), (4, 1)],
+            6,
+            &|m, ms, nch, y, shape, b, r, relu, acc| {
+                let mut tmp = vec![0.0f32; 40 * nch];
+                output_tile(m, ms, nch, &mut tmp);
+                let (plane, ow, rows, cols) = shape;
+                // SAFETY: every pixel index lies in `y` and `r` (channels < 8 of `plane`
+                // floats, rows < 4 of `ow`).
+                unsafe { store_tile(&tmp[..16 * nch], nch, y.as_mut_ptr(), plane, ow, rows, cols, b, r, relu, acc) };
+            },
+            // SAFETY: AVX2 checked; pixels as above, points of 8 lanes in `m`.
+            &|m, ms, nch, y, shape, b, r, relu, acc| unsafe {
+                avx2::output_tile8(
+                    m.as_ptr(),
+                    ms,
+                    nch,
+                    y.as_mut_ptr(),
+                    shape,
+                    b.map(<[f32]>::as_ptr),
+                    r.map(<[f32]>::as_ptr),
+                    relu,
+                    acc,
+                )
+            },
+        );
     }
 
     /// The AVX2 F(2×2) output transform and epilogue against the portable
@@ -2678,42 +2735,33 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn avx2_f2_output_tiles_equal_the_portable_ones() {
-        if !(std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")) {
+        if !has_avx2() {
             return;
         }
-        let (ms, plane, ow) = (8usize, 20usize, 7usize);
-        let m: Vec<f32> = (0..16 * ms).map(|i| ((i * 7919) % 211) as f32 / 37.0 - 2.5).collect();
-        let bias: Vec<f32> = (0..8).map(|i| i as f32 * 0.37 - 1.1).collect();
-        let res: Vec<f32> = (0..8 * plane).map(|i| ((i * 31) % 17) as f32 / 9.0 - 0.9).collect();
-        let start: Vec<f32> = (0..8 * plane).map(|i| ((i * 13) % 11) as f32 / 7.0 - 0.7).collect();
-        for nch in 1..=8usize {
-            for (rows, cols) in [(2usize, 2usize), (2, 1), (1, 2), (1, 1)] {
-                for opts in 0..16u32 {
-                    let (with_bias, with_res, relu, acc) = (opts & 1 != 0, opts & 2 != 0, opts & 4 != 0, opts & 8 != 0);
-                    let (b, r) = (with_bias.then_some(&bias[..]), with_res.then_some(&res[..]));
-                    let (mut want, mut got) = (start.clone(), start.clone());
-                    // SAFETY: AVX2 checked; every pixel index lies in `want`, `got` and `res`
-                    // (channels < 8 of `plane` floats, rows < 2 of `ow`), points of 8 lanes
-                    // in `m`.
-                    unsafe {
-                        output_store_f2(&m, ms, nch, want.as_mut_ptr(), (plane, ow, rows, cols), b, r, relu, acc);
-                        avx2::output_tile8_f2(
-                            m.as_ptr(),
-                            ms,
-                            nch,
-                            got.as_mut_ptr(),
-                            (plane, ow, rows, cols),
-                            b.map(<[f32]>::as_ptr),
-                            r.map(<[f32]>::as_ptr),
-                            relu,
-                            acc,
-                        );
-                    }
-                    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-                    assert_eq!(bits(&got), bits(&want), "{nch} channels, {rows}×{cols}, options {opts:04b}");
-                }
-            }
-        }
+        outputs_agree(
+            16,
+            &[(2, 2), (2, 1), (1, 2), (1, 1)],
+            7,
+            // SAFETY: every pixel index lies in `y` and `r` (channels < 8 of `plane` floats,
+            // rows < 2 of `ow`).
+            &|m, ms, nch, y, shape, b, r, relu, acc| unsafe {
+                output_store_f2(m, ms, nch, y.as_mut_ptr(), shape, b, r, relu, acc)
+            },
+            // SAFETY: AVX2 checked; pixels as above, points of 8 lanes in `m`.
+            &|m, ms, nch, y, shape, b, r, relu, acc| unsafe {
+                avx2::output_tile8_f2(
+                    m.as_ptr(),
+                    ms,
+                    nch,
+                    y.as_mut_ptr(),
+                    shape,
+                    b.map(<[f32]>::as_ptr),
+                    r.map(<[f32]>::as_ptr),
+                    relu,
+                    acc,
+                )
+            },
+        );
     }
 
     #[test]
