@@ -168,10 +168,15 @@ impl ConvKernel {
         // Panel width: the L2 budget, evened out over the panels, a multiple of 8.
         let budget = if pointwise { (PANEL_FLOATS / kg.max(1)).max(256) } else { PANEL_FLOATS / kg.max(1) };
         let pn = budget.max(MIN_PANEL).min(p);
-        let panels = p.div_ceil(pn);
+        let threads = kernels::threads();
+        let mut panels = p.div_ceil(pn);
+        // One image and group in a few panels: as many as make every worker's share equal
+        // (64 ← 256 at 56×56 on two threads: 8 panels of 392 positions, not 4 + 3 of 448).
+        if g.n * self.group == 1 && (2..4 * threads).contains(&panels) && threads > 1 {
+            panels = panels.next_multiple_of(threads);
+        }
         let pn = p.div_ceil(panels).next_multiple_of(8).min(p);
         let panels = p.div_ceil(pn);
-        let threads = kernels::threads();
         let base = g.n * self.group * panels;
         // Too few tiles to share evenly (late layers at batch 1): split the filters too.
         let msplit = kernels::filter_split(base, threads, mg.div_ceil(16));
