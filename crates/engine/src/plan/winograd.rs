@@ -571,11 +571,36 @@ impl Winograd {
         let (h, w) = (ah.input, aw.input);
         let plane = h * w;
         assert!(self.tile == 4 && chans.end <= ic, "F(4×4), channels within the input's");
-        for seg in segments(t0, nb, th, tw) {
-            let iy0 = (4 * seg.ty) as isize - ah.pad_begin as isize;
-            let ix0 = (4 * seg.tx0) as isize - aw.pad_begin as isize;
+        let corner = |sg: &Segment| {
+            ((4 * sg.ty) as isize - ah.pad_begin as isize, (4 * sg.tx0) as isize - aw.pad_begin as isize)
+        };
+        let mut segs = segments(t0, nb, th, tw).peekable();
+        while let Some(seg) = segs.next() {
+            let (iy0, ix0) = corner(&seg);
+            // A segment of 4 tiles and the next one of at most 4 (planes 4 tiles wide):
+            // both in the lanes of one vector.
+            let pair = if seg.len == 4 { segs.next_if(|n| n.len <= 4) } else { None };
             for c in chans.clone() {
                 let xc = &x[(seg.img * ic + c) * plane..][..plane];
+                if let Some(nx) = pair {
+                    let (iy1, ix1) = corner(&nx);
+                    let xb = &x[(nx.img * ic + c) * plane..][..plane];
+                    // SAFETY: AVX2 is active; the two segments' `4 + nx.len` tiles are
+                    // consecutive in the block (`nx.col = seg.col + 4`) and have their
+                    // points at `v[ξ·ic·nb + c·nb + seg.col + k]`, inside `v`'s `points·ic·nb`
+                    // (the caller's contract).
+                    unsafe {
+                        avx2::input_tiles4x2(
+                            (h, w),
+                            (xc, iy0, ix0),
+                            (xb, iy1, ix1),
+                            nx.len,
+                            v.add(c * nb + seg.col),
+                            ic * nb,
+                        )
+                    };
+                    continue;
+                }
                 for k0 in (0..seg.len).step_by(8) {
                     // SAFETY: AVX2 is active; tiles `k0..k0+nt` of the segment have their
                     // points at `v[ξ·ic·nb + c·nb + seg.col + k0 + k]` (`seg.col + k0 + nt ≤
@@ -1522,6 +1547,40 @@ mod avx2 {
         v: *mut f32,
         vstride: usize,
     ) {
+        let d = patch_columns8(xc, h, w, iy0, ix0, nt);
+        // SAFETY: the caller's contract.
+        unsafe { transform_store8(d, nt, v, vstride) };
+    }
+
+    /// [`input_tiles8`] for two tile rows of up to 4 tiles each (planes 4 tiles wide, 14×14:
+    /// one row would fill half of each vector): tiles `k < 4` of `a` = `(xc, iy0, ix0)` in
+    /// lanes `k`, tiles `k < n1` of `b` in lanes `4 + k`, so `V[ξ·vstride + k]` of `4 + n1`
+    /// consecutive tiles. Lane by lane the same operations, so the same bits.
+    ///
+    /// # Safety
+    /// AVX2 available; `1 ≤ n1 ≤ 4`; `v + ξ·vstride + k` writable for `ξ < 36`, `k < 4 + n1`.
+    #[target_feature(enable = "avx2")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn input_tiles4x2(
+        (h, w): (usize, usize),
+        a: (&[f32], isize, isize),
+        b: (&[f32], isize, isize),
+        n1: usize,
+        v: *mut f32,
+        vstride: usize,
+    ) {
+        assert!((1..=4).contains(&n1), "second row's tiles");
+        let da = patch_columns8(a.0, h, w, a.1, a.2, 4);
+        let db = patch_columns8(b.0, h, w, b.1, b.2, n1);
+        let d = std::array::from_fn(|r| std::array::from_fn(|s| _mm256_permute2f128_ps::<0x20>(da[r][s], db[r][s])));
+        // SAFETY: the caller's contract.
+        unsafe { transform_store8(d, 4 + n1, v, vstride) };
+    }
+
+    /// `d[r][s]`: column `s` of row `r` of the 6×6 patches of [`input_tiles8`]'s tiles, tile
+    /// `k` in lane `k` (zeros past `nt`).
+    #[target_feature(enable = "avx2")]
+    fn patch_columns8(xc: &[f32], h: usize, w: usize, iy0: isize, ix0: isize, nt: usize) -> [[__m256; 6]; 6] {
         assert!((1..=8).contains(&nt) && xc.len() >= h * w, "tiles and plane extent");
         let masks = row_masks(ix0, w, 4 * nt as isize + 2);
         // Tiles (0, 2, 4, 6, 1, 3, 5, 7) of the lane-wise transposes back in order, and the
@@ -1568,6 +1627,16 @@ mod avx2 {
             dr[4] = _mm256_blend_ps::<0x80>(_mm256_permutevar8x32_ps(dr[0], next), tail(0));
             dr[5] = _mm256_blend_ps::<0x80>(_mm256_permutevar8x32_ps(dr[1], next), tail(1));
         }
+        d
+    }
+
+    /// `Bᵀ d B` of the patches `d` ([`patch_columns8`]), stored as `V[ξ·vstride + k]` for
+    /// lanes `k < nt`.
+    ///
+    /// # Safety
+    /// AVX2 available; `1 ≤ nt ≤ 8`; `v + ξ·vstride + k` writable for `ξ < 36`, `k < nt`.
+    #[target_feature(enable = "avx2")]
+    unsafe fn transform_store8(d: [[__m256; 6]; 6], nt: usize, v: *mut f32, vstride: usize) {
         // t[s][i] = (Bᵀ d)[i][s], then V[i·6 + j] = (t B)[i][j].
         let t: [[__m256; 6]; 6] = std::array::from_fn(|s| bt(std::array::from_fn(|r| d[r][s])));
         // SAFETY: AVX2 is enabled here.
@@ -2673,6 +2742,34 @@ mod tests {
             // SAFETY: AVX2 checked; 36 points × 8 lanes of room.
             |x, h, w, iy0, ix0, nt, v| unsafe { avx2::input_tiles8(x, h, w, iy0, ix0, nt, v.as_mut_ptr(), 8) },
         );
+    }
+
+    /// The AVX2 F(4×4) input transform of two 4-tile rows in one vector (from two planes, at
+    /// the borders and inside) against two portable calls, bit for bit.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_two_row_input_tiles_equal_the_portable_ones() {
+        if !has_avx2() {
+            return;
+        }
+        for (h, w) in [(14usize, 14usize), (13, 11)] {
+            let x: Vec<f32> = (0..h * w).map(|i| ((i * 7919) % 211) as f32 / 37.0 - 2.5).collect();
+            let x2: Vec<f32> = (0..h * w).map(|i| ((i * 104729) % 197) as f32 / 29.0 - 3.1).collect();
+            let last = h as isize - 3;
+            for ((iy0, ix0), (iy1, ix1)) in
+                [((-1isize, -1isize), (3isize, -1isize)), ((7, 3), (last, -1)), ((last, -1), (-1, 3))]
+            {
+                for n1 in 1..=4usize {
+                    let (mut want, mut got) = (vec![0.0f32; 36 * 8], vec![0.0f32; 36 * 8]);
+                    let mut strip = vec![0.0f32; 12 * 4 * 5];
+                    input_tiles(&x, h, w, iy0, ix0, 4, &mut strip, &mut want, 8);
+                    input_tiles(&x2, h, w, iy1, ix1, n1, &mut strip, &mut want[4..], 8);
+                    // SAFETY: AVX2 checked; 36 points × 8 lanes of room.
+                    unsafe { avx2::input_tiles4x2((h, w), (&x, iy0, ix0), (&x2, iy1, ix1), n1, got.as_mut_ptr(), 8) };
+                    assert_eq!(bits(&got), bits(&want), "{h}×{w}: ({iy0}, {ix0}) and {n1} at ({iy1}, {ix1})");
+                }
+            }
+        }
     }
 
     /// The AVX2 F(2×2) input transform against the portable one, bit for bit (a 7×7
