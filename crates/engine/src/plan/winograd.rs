@@ -837,7 +837,8 @@ impl Winograd {
                             continue;
                         }
                         #[cfg(target_arch = "x86_64")]
-                        if ts == 4 && kernels::active_isa() >= kernels::Isa::Avx2 {
+                        if kernels::active_isa() >= kernels::Isa::Avx2 {
+                            let transform = if ts == 4 { avx2::output_tile8 } else { avx2::output_tile8_f2 };
                             for g0 in (0..rw).step_by(8) {
                                 // SAFETY: AVX2 is active; channels `g0..g0+8` of this tile's
                                 // points lie in `m` (rows padded to `rp`, a multiple of 32,
@@ -845,31 +846,7 @@ impl Winograd {
                                 // `ob+g0 ..` (at most `rw`) lie in `y` and belong to this task
                                 // only; `residual` has the output's layout.
                                 unsafe {
-                                    avx2::output_tile8(
-                                        m[col * rp + g0..].as_ptr(),
-                                        nb * rp,
-                                        (rw - g0).min(8),
-                                        out.0.add(base + g0 * out_plane),
-                                        (out_plane, ow, rows, cols),
-                                        bias.map(|b| b[ob + g0..].as_ptr()),
-                                        residual.map(|r| r[base + g0 * out_plane..].as_ptr()),
-                                        relu,
-                                        accumulate,
-                                    )
-                                };
-                            }
-                            continue;
-                        }
-                        #[cfg(target_arch = "x86_64")]
-                        if ts == 2 && kernels::active_isa() >= kernels::Isa::Avx2 {
-                            for g0 in (0..rw).step_by(8) {
-                                // SAFETY: AVX2 is active; channels `g0..g0+8` of this tile's
-                                // points lie in `m` (rows padded to `rp`, a multiple of 32,
-                                // checked above); the tile's `rows × cols` pixels of channels
-                                // `ob+g0 ..` (at most `rw`) lie in `y` and belong to this task
-                                // only; `residual` has the output's layout.
-                                unsafe {
-                                    avx2::output_tile8_f2(
+                                    transform(
                                         m[col * rp + g0..].as_ptr(),
                                         nb * rp,
                                         (rw - g0).min(8),

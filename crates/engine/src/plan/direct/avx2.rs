@@ -588,7 +588,8 @@ const ROW_FILTERS: usize = super::NC;
 /// `kernels::fma_3x4`, shared with the Winograd products); each tap's 32 filters are loaded
 /// once and used three times. Every output is the sum of the same products in the same order
 /// (tap by tap, one FMA each, from 0 or from the stored partial sums) as the position
-/// kernel's, so both give the same bits. Each tap also takes a `LineFetch::step` of `pf`.
+/// kernel's, so both give the same bits. The call first prefetches its share `pf` of the
+/// next sweep's lines (`LineFetch::all`); the taps run two per loop step.
 ///
 /// # Safety
 /// AVX2 and FMA available; `a` holds `k·32` floats; `b.offset(offs[i] + pos[p])` is readable
