@@ -1046,7 +1046,7 @@ mod avx2 {
     use std::arch::x86_64::*;
 
     use super::PANEL;
-    use crate::plan::kernels::{lane_mask8, LineFetch};
+    use crate::plan::kernels::{lane_mask8, store_prefix4, store_prefix8, LineFetch};
 
     /// Channels per pass of [`panel_product`]: the pass's `U` rows (64 × 128 bytes) stay in
     /// L1 while every group of tiles passes over them; the sums wait in `m` between passes.
@@ -1326,11 +1326,7 @@ mod avx2 {
                         if relu {
                             v = _mm_max_ps(v, _mm_setzero_ps());
                         }
-                        if cols == 4 {
-                            _mm_storeu_ps(y.add(off), v);
-                        } else {
-                            _mm_maskstore_ps(y.add(off), cmask, v);
-                        }
+                        store_prefix4(y.add(off), v, cols);
                     }
                 }
             }
@@ -1414,19 +1410,11 @@ mod avx2 {
             // t[s][i] = (Bᵀ d)[i][s], then V[i·4 + j] = (t B)[i][j].
             let t: [[__m128; 4]; 4] = std::array::from_fn(|s| bt2(std::array::from_fn(|r| d[r][s])));
             let rows: [[__m128; 4]; 4] = std::array::from_fn(|i| std::array::from_fn(|s| t[s][i]));
-            // SAFETY: AVX2 is enabled here.
-            let m = _mm256_castsi256_si128(unsafe { lane_mask8(0, n as isize) }.0);
             for (i, ti) in rows.into_iter().enumerate() {
                 for (j, vv) in bt2(ti).into_iter().enumerate() {
                     let at = v.wrapping_add((i * 4 + j) * vstride + k0);
                     // SAFETY: point i·4 + j of tiles k0..k0+n, writable by the caller's contract.
-                    unsafe {
-                        if n == 4 {
-                            _mm_storeu_ps(at, vv);
-                        } else {
-                            _mm_maskstore_ps(at, m, vv);
-                        }
-                    }
+                    unsafe { store_prefix4(at, vv, n) };
                 }
             }
         }
@@ -1616,21 +1604,14 @@ mod avx2 {
     unsafe fn transform_store8(d: [[__m256; 6]; 6], nt: usize, v: *mut f32, vstride: usize) {
         // t[s][i] = (Bᵀ d)[i][s], then V[i·6 + j] = (t B)[i][j].
         let t: [[__m256; 6]; 6] = std::array::from_fn(|s| bt(std::array::from_fn(|r| d[r][s])));
-        // SAFETY: AVX2 is enabled here.
-        let (m, _) = unsafe { lane_mask8(0, nt as isize) };
         let rows: [[__m256; 6]; 6] = std::array::from_fn(|i| std::array::from_fn(|s| t[s][i]));
         for (i, ti) in rows.into_iter().enumerate() {
             let vi = bt(ti);
             for (j, vv) in vi.into_iter().enumerate() {
                 let at = v.wrapping_add((i * 6 + j) * vstride);
-                // SAFETY: point i·6 + j of tiles 0..nt, writable by the caller's contract.
-                unsafe {
-                    if nt == 8 {
-                        _mm256_storeu_ps(at, vv);
-                    } else {
-                        _mm256_maskstore_ps(at, m, vv);
-                    }
-                }
+                // SAFETY: point i·6 + j of tiles 0..nt, writable by the caller's contract
+                // (plain stores: a masked one is microcoded on AMD, see `store_prefix8`).
+                unsafe { store_prefix8(at, vv, nt) };
             }
         }
     }

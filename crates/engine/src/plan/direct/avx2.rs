@@ -42,7 +42,7 @@ use std::arch::x86_64::*;
 
 use super::pointwise::Store;
 use super::{avx2_blocks, StripOut, KC_CHANNELS, MR};
-use crate::plan::kernels::lane_mask8 as lanes;
+use crate::plan::kernels::{lane_mask8 as lanes, store_prefix8};
 
 /// Software prefetch distance along the packed filters, in floats (as the AVX-512 kernels).
 const PF_DIST: usize = 512;
@@ -245,8 +245,9 @@ unsafe fn store_block<const V: usize>(c: &[[__m256; V]; HR], at: *mut f32, rs: u
     }
 }
 
-/// `relu?(v + bias + res[at ..])` stored at `y[at ..]` in the lanes of `m` (`count` of them;
-/// all 8 take plain loads and stores).
+/// `relu?(v + bias + res[at ..])` stored at `y[at ..]` in the lanes of `m` (`count` of them
+/// from lane `lo`; all 8 take plain loads and stores, and so does the store of lanes from 0:
+/// [`store_prefix8`]).
 ///
 /// # Safety
 /// AVX2 available; the lanes of `m` at `y + at` (and `res + at`) lie in their buffers.
@@ -259,7 +260,7 @@ unsafe fn store_lanes(
     relu: bool,
     y: *mut f32,
     at: isize,
-    m: __m256i,
+    (m, lo): (__m256i, isize),
     count: isize,
 ) {
     // SAFETY: the caller's contract; masked-off lanes are neither read nor written.
@@ -276,8 +277,8 @@ unsafe fn store_lanes(
         if relu {
             x = _mm256_max_ps(x, _mm256_setzero_ps());
         }
-        if count == L as isize {
-            _mm256_storeu_ps(y.wrapping_offset(at), x);
+        if lo == 0 {
+            store_prefix8(y.wrapping_offset(at), x, count as usize);
         } else {
             _mm256_maskstore_ps(y.wrapping_offset(at), m, x);
         }
@@ -345,10 +346,10 @@ unsafe fn store_out<const V: usize>(c: &[[__m256; V]; HR], r0: usize, j0: usize,
                 let bias = out.bias.map_or(zero, |p| _mm256_set1_ps(*p.add(r0 + r)));
                 let base = ((r0 + r) * out.plane) as isize;
                 if n1 > 0 {
-                    store_lanes(v[j], bias, out.res, out.relu, out.y, base + o1, m1, n1);
+                    store_lanes(v[j], bias, out.res, out.relu, out.y, base + o1, (m1, 0), n1);
                 }
                 if n2 > 0 {
-                    store_lanes(v[j], bias, out.res, out.relu, out.y, base + o2, m2, n2);
+                    store_lanes(v[j], bias, out.res, out.relu, out.y, base + o2, (m2, wp - c0), n2);
                 }
             }
         }
@@ -390,11 +391,7 @@ pub(super) unsafe fn store_segment(
                     v = _mm256_max_ps(v, zero);
                 }
             }
-            if count == L as isize {
-                _mm256_storeu_ps(d.add(i), v);
-            } else {
-                _mm256_maskstore_ps(d.add(i), m, v);
-            }
+            store_prefix8(d.add(i), v, count as usize);
             i += L;
         }
     }
@@ -513,7 +510,7 @@ pub(super) unsafe fn pointwise_block<const V: usize>(
                 if count <= 0 {
                     break;
                 }
-                store_lanes(*v, bias, res, st.relu, y, (r * st.plane + L * j) as isize, m, count);
+                store_lanes(*v, bias, res, st.relu, y, (r * st.plane + L * j) as isize, (m, 0), count);
             }
         }
     }
@@ -693,31 +690,25 @@ pub(super) unsafe fn rows_epilogue(
                         Some(_) => v,
                         None if relu || b != 0.0 => v,
                         None => {
-                            store_masked(y, at, m, count, v);
+                            store_masked(y, at, count, v);
                             continue;
                         }
                     };
-                    store_lanes(x, _mm256_set1_ps(b), res, relu, y, at, m, count);
+                    store_lanes(x, _mm256_set1_ps(b), res, relu, y, at, (m, 0), count);
                 }
             }
         }
     }
 }
 
-/// `v` stored at `y + at` in the lanes of `m` (`count` of them; all 8 a plain store).
+/// Lanes `0 .. count` of `v` stored at `y + at` ([`store_prefix8`]).
 ///
 /// # Safety
-/// AVX available; the lanes of `m` at `y + at` lie in its buffer.
+/// AVX available; `y + at .. + count` lies in its buffer.
 #[inline(always)]
-unsafe fn store_masked(y: *mut f32, at: isize, m: __m256i, count: isize, v: __m256) {
-    // SAFETY: the caller's contract; masked-off lanes are not written.
-    unsafe {
-        if count == L as isize {
-            _mm256_storeu_ps(y.wrapping_offset(at), v);
-        } else {
-            _mm256_maskstore_ps(y.wrapping_offset(at), m, v);
-        }
-    }
+unsafe fn store_masked(y: *mut f32, at: isize, count: isize, v: __m256) {
+    // SAFETY: the caller's contract.
+    unsafe { store_prefix8(y.wrapping_offset(at), v, count as usize) }
 }
 
 /// The 8 × 8 transpose of `r` (row `i` of the result is lane `i` of every input).
