@@ -503,7 +503,37 @@ pub(super) unsafe fn pointwise_block<const V: usize>(
         let zero = _mm256_setzero_ps();
         let y = st.y.add(r0 * st.plane);
         let res = st.res.map(|r| r.add(r0 * st.plane));
-        for (r, row) in acc.iter().enumerate().take(st.rows.saturating_sub(r0)) {
+        let rows = st.rows.saturating_sub(r0).min(HR);
+        if n == L * V && rows == HR {
+            // A full strip of a full block (all but a tile's last strip): whole vectors, the
+            // epilogue's options tested once, not per vector (the same operations).
+            macro_rules! full {
+                ($res:expr, $relu:expr) => {
+                    for (r, row) in acc.iter().enumerate() {
+                        let bias = st.bias.map_or(zero, |p| _mm256_set1_ps(*p.add(r0 + r)));
+                        for (j, v) in row.iter().enumerate() {
+                            let at = r * st.plane + L * j;
+                            let mut x = _mm256_add_ps(*v, bias);
+                            if let Some(res) = $res {
+                                x = _mm256_add_ps(x, _mm256_loadu_ps(res.add(at)));
+                            }
+                            if $relu {
+                                x = _mm256_max_ps(x, zero);
+                            }
+                            _mm256_storeu_ps(y.add(at), x);
+                        }
+                    }
+                };
+            }
+            match (res, st.relu) {
+                (Some(res), true) => full!(Some(res), true),
+                (Some(res), false) => full!(Some(res), false),
+                (None, true) => full!(None::<*const f32>, true),
+                (None, false) => full!(None::<*const f32>, false),
+            }
+            return;
+        }
+        for (r, row) in acc.iter().enumerate().take(rows) {
             let bias = st.bias.map_or(zero, |p| _mm256_set1_ps(*p.add(r0 + r)));
             for (j, v) in row.iter().enumerate() {
                 let (m, count) = lanes(0, n as isize - (L * j) as isize);
