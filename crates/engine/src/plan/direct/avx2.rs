@@ -710,8 +710,45 @@ pub(super) unsafe fn rows_epilogue(
                         *v = _mm256_loadu_ps(acc.add((p0 + i) * ROW_FILTERS + f0));
                     }
                 }
-                let t = transpose8(r);
                 let (m, count) = lanes(0, n as isize);
+                if relu || res.is_some() {
+                    // The bias (and, with nothing added after it, the ReLU) on each
+                    // position's vector of filters before the transpose: the same
+                    // operations on the same values as after it, one vector each instead of
+                    // a broadcast per filter.
+                    let bv = match bias {
+                        Some(b) if rows - f0 >= L => _mm256_loadu_ps(b.add(f0)),
+                        Some(b) => _mm256_maskload_ps(b.add(f0), lanes(0, (rows - f0) as isize).0),
+                        None => zero,
+                    };
+                    for v in &mut r {
+                        *v = _mm256_add_ps(*v, bv);
+                        if relu && res.is_none() {
+                            *v = _mm256_max_ps(*v, zero);
+                        }
+                    }
+                    let t = transpose8(r);
+                    for (j, &v) in t.iter().enumerate().take(rows - f0) {
+                        let at = (f0 + j) * ys + p0;
+                        match res {
+                            None => store_masked(y, at as isize, count, v),
+                            Some(rp) => {
+                                let rv = if count == L as isize {
+                                    _mm256_loadu_ps(rp.add(at))
+                                } else {
+                                    _mm256_maskload_ps(rp.add(at), m)
+                                };
+                                let mut x = _mm256_add_ps(v, rv);
+                                if relu {
+                                    x = _mm256_max_ps(x, zero);
+                                }
+                                store_prefix8(y.add(at), x, count as usize);
+                            }
+                        }
+                    }
+                    continue;
+                }
+                let t = transpose8(r);
                 for (j, &v) in t.iter().enumerate().take(rows - f0) {
                     let f = f0 + j;
                     let b = bias.map_or(0.0, |b| *b.add(f));
