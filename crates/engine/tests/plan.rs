@@ -53,6 +53,32 @@ struct ConvCase {
     whole_batches: bool,
 }
 
+impl ConvCase {
+    /// A 2-D conv of `n` images, `cin` → `m` channels on an `hw` plane, a `k`×`k` kernel at
+    /// stride `stride` with `pad` on every side: group 1, dilation 1, a bias, constant
+    /// weights and a ReLU, no residual, one thread, batches split as the plan chooses. The
+    /// fixed cases below change what they test from this.
+    fn conv2d(n: usize, cin: usize, m: usize, hw: [usize; 2], k: usize, stride: usize, pad: usize) -> ConvCase {
+        ConvCase {
+            n,
+            c_per_group: cin,
+            m_per_group: m,
+            group: 1,
+            spatial: hw.to_vec(),
+            kernel: vec![k, k],
+            stride: vec![stride, stride],
+            dilation: vec![1, 1],
+            pads: vec![pad; 4],
+            bias: true,
+            const_weights: true,
+            residual: false,
+            relu: true,
+            threads: 1,
+            whole_batches: false,
+        }
+    }
+}
+
 fn plan_options(c: &ConvCase) -> PlanOptions {
     PlanOptions { threads: c.threads, whole_batches: c.whole_batches, ..PlanOptions::default() }
 }
@@ -249,21 +275,11 @@ fn large_plane_case() -> impl Strategy<Value = ConvCase> {
         (any::<bool>(), any::<bool>(), 1usize..=3),
     )
         .prop_map(|((cin, m), (h, w, s, pad), (residual, relu, threads))| ConvCase {
-            n: 1,
-            c_per_group: cin,
-            m_per_group: m,
-            group: 1,
-            spatial: vec![h, w],
-            kernel: vec![3, 3],
-            stride: vec![s, s],
-            dilation: vec![1, 1],
-            pads: vec![pad; 4],
-            bias: true,
-            const_weights: true,
             residual,
             relu,
             threads,
             whole_batches: true,
+            ..ConvCase::conv2d(1, cin, m, [h, w], 3, s, pad)
         })
 }
 
@@ -438,23 +454,7 @@ proptest! {
 /// with AVX-512 BF16; elsewhere the error names what is missing.
 #[test]
 fn bf16_mode_rounds_and_stays_near_float32() {
-    let c = ConvCase {
-        n: 3,
-        c_per_group: 64,
-        m_per_group: 40,
-        group: 1,
-        spatial: vec![20, 20],
-        kernel: vec![1, 1],
-        stride: vec![1, 1],
-        dilation: vec![1, 1],
-        pads: vec![0; 4],
-        bias: true,
-        const_weights: true,
-        residual: true,
-        relu: false,
-        threads: 1,
-        whole_batches: false,
-    };
+    let c = ConvCase { residual: true, relu: false, ..ConvCase::conv2d(3, 64, 40, [20, 20], 1, 1, 0) };
     let (g, feeds) = conv_graph(&c);
     let bf = PlanOptions { mode: Mode::Bf16, ..plan_options(&c) };
     if !(bf16::supported() && has_avx512()) {
@@ -552,21 +552,10 @@ fn pointwise_conv_with_a_few_positions_left_matches_the_reference() {
         [([14, 14], 1, 1), ([14, 14], 1, 2), ([20, 20], 2, 2), ([5, 11], 1, 1), ([28, 28], 2, 1)]
     {
         let c = ConvCase {
-            n: 2,
-            c_per_group: 70,
-            m_per_group: 40,
-            group: 1,
-            spatial: hw.to_vec(),
-            kernel: vec![1, 1],
-            stride: vec![stride, stride],
-            dilation: vec![1, 1],
-            pads: vec![0; 4],
-            bias: true,
-            const_weights: true,
             residual: true,
-            relu: true,
             threads,
             whole_batches: threads == 1,
+            ..ConvCase::conv2d(2, 70, 40, hw, 1, stride, 0)
         };
         let (g, feeds) = conv_graph(&c);
         let want = exec::run(&g, feeds.clone()).unwrap();
@@ -589,23 +578,7 @@ fn pointwise_conv_with_one_or_two_positions_past_a_strip_matches_the_reference()
         ([2, 13], 1, 2, true),
         ([13, 13], 2, 1, true),
     ] {
-        let c = ConvCase {
-            n: 1,
-            c_per_group: 300,
-            m_per_group: 136,
-            group: 1,
-            spatial: hw.to_vec(),
-            kernel: vec![1, 1],
-            stride: vec![stride, stride],
-            dilation: vec![1, 1],
-            pads: vec![0; 4],
-            bias: true,
-            const_weights: true,
-            residual,
-            relu: true,
-            threads,
-            whole_batches: true,
-        };
+        let c = ConvCase { residual, threads, whole_batches: true, ..ConvCase::conv2d(1, 300, 136, hw, 1, stride, 0) };
         let (g, feeds) = conv_graph(&c);
         let want = exec::run(&g, feeds.clone()).unwrap();
         let plan = Plan::compile(&g, &plan_options(&c)).unwrap();
@@ -621,23 +594,7 @@ fn pointwise_conv_with_one_or_two_positions_past_a_strip_matches_the_reference()
 #[test]
 fn stem_like_conv_in_bands_of_rows_matches_the_reference() {
     for (threads, residual) in [(1, false), (2, true), (3, false)] {
-        let c = ConvCase {
-            n: 1,
-            c_per_group: 3,
-            m_per_group: 40,
-            group: 1,
-            spatial: vec![140, 140],
-            kernel: vec![7, 7],
-            stride: vec![2, 2],
-            dilation: vec![1, 1],
-            pads: vec![3; 4],
-            bias: true,
-            const_weights: true,
-            residual,
-            relu: true,
-            threads,
-            whole_batches: true,
-        };
+        let c = ConvCase { residual, threads, whole_batches: true, ..ConvCase::conv2d(1, 3, 40, [140, 140], 7, 2, 3) };
         let (g, feeds) = conv_graph(&c);
         let want = exec::run(&g, feeds.clone()).unwrap();
         let plan = Plan::compile(&g, &plan_options(&c)).unwrap();
@@ -653,22 +610,11 @@ fn wide_conv_splits_into_panels_and_matches_the_reference() {
     // batch 2 and a strided variant.
     for (stride, threads) in [(1, 1), (1, 2), (2, 2)] {
         let c = ConvCase {
-            n: 2,
-            c_per_group: 80,
-            m_per_group: 24,
-            group: 1,
-            spatial: vec![40, 40],
-            kernel: vec![3, 3],
-            stride: vec![stride, stride],
-            dilation: vec![1, 1],
-            pads: vec![1, 1, 1, 1],
-            bias: true,
-            const_weights: true,
             residual: stride == 1,
-            relu: true,
             threads,
             // Both images through every step's tiles on both threads.
             whole_batches: true,
+            ..ConvCase::conv2d(2, 80, 24, [40, 40], 3, stride, 1)
         };
         let (g, feeds) = conv_graph(&c);
         let want = exec::run(&g, feeds.clone()).unwrap();
@@ -966,23 +912,7 @@ fn resnet50_keras_through_the_plan_matches_the_data_sets_and_the_reference() {
 /// The conv graph of `conv_graph` (3×3 on 6×6, bias, residual graph input, ReLU) for `n`
 /// images, then `tail(graph, conv output)` as the graph's output.
 fn split_case(n: usize, const_weights: bool, tail: impl Fn(&mut Graph, usize) -> usize) -> (Graph, Vec<Tensor>) {
-    let c = ConvCase {
-        n,
-        c_per_group: 3,
-        m_per_group: 4,
-        group: 1,
-        spatial: vec![6, 6],
-        kernel: vec![3, 3],
-        stride: vec![1, 1],
-        dilation: vec![1, 1],
-        pads: vec![1; 4],
-        bias: true,
-        const_weights,
-        residual: true,
-        relu: true,
-        threads: 1,
-        whole_batches: false,
-    };
+    let c = ConvCase { const_weights, residual: true, ..ConvCase::conv2d(n, 3, 4, [6, 6], 3, 1, 1) };
     let (mut g, feeds) = conv_graph(&c);
     let conv_out = g.outputs[0];
     let out = tail(&mut g, conv_out);
