@@ -1481,9 +1481,45 @@ mod avx2 {
     /// AVX2 available; `m + ξ·mstride + l` readable for `ξ < 16`, `l < 8`; `bias + o` readable
     /// and `y + o·plane + a·ow + b` writable (and, with `residual` or `accumulate`, readable
     /// there) for `o < nch`, `a < rows ≤ 2`, `b < cols ≤ 2`.
-    #[target_feature(enable = "avx2")]
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn output_tile8_f2(
+        m: *const f32,
+        mstride: usize,
+        nch: usize,
+        y: *mut f32,
+        geometry: (usize, usize, usize, usize),
+        bias: Option<*const f32>,
+        residual: Option<*const f32>,
+        relu: bool,
+        accumulate: bool,
+    ) {
+        macro_rules! with {
+            ($res:literal, $acc:literal, $relu:literal) => {
+                // SAFETY: the caller's contract.
+                unsafe { output_tile8_f2_with::<$res, $acc, $relu>(m, mstride, nch, y, geometry, bias, residual) }
+            };
+        }
+        match (residual.is_some(), accumulate, relu) {
+            (false, false, false) => with!(false, false, false),
+            (false, false, true) => with!(false, false, true),
+            (false, true, false) => with!(false, true, false),
+            (false, true, true) => with!(false, true, true),
+            (true, false, false) => with!(true, false, false),
+            (true, false, true) => with!(true, false, true),
+            (true, true, false) => with!(true, true, false),
+            (true, true, true) => with!(true, true, true),
+        }
+    }
+
+    /// [`output_tile8_f2`] with its epilogue fixed at compile time, the bias (and the ReLU
+    /// when nothing is added after it) on each pixel's vector of channels before the
+    /// unpacks, as [`output_tile8_with`].
+    ///
+    /// # Safety
+    /// As [`output_tile8_f2`]; `residual` is `Some` when `RES`.
+    #[target_feature(enable = "avx2")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn output_tile8_f2_with<const RES: bool, const ACC: bool, const RELU: bool>(
         m: *const f32,
         mstride: usize,
         nch: usize,
@@ -1491,17 +1527,29 @@ mod avx2 {
         (plane, ow, rows, cols): (usize, usize, usize, usize),
         bias: Option<*const f32>,
         residual: Option<*const f32>,
-        relu: bool,
-        accumulate: bool,
     ) {
-        debug_assert!((1..=8).contains(&nch) && rows <= 2 && cols <= 2);
+        debug_assert!((1..=8).contains(&nch) && rows <= 2 && cols <= 2 && residual.is_some() == RES);
         // SAFETY (whole body): extents as the caller guarantees.
         unsafe {
+            let zero = _mm256_setzero_ps();
+            let bv = match bias {
+                Some(b) if nch == 8 => _mm256_loadu_ps(b),
+                Some(b) => _mm256_maskload_ps(b, lane_mask8(0, nch as isize).0),
+                None => zero,
+            };
+            let res = residual.unwrap_or(y);
             let p: [__m256; 16] = std::array::from_fn(|xi| _mm256_loadu_ps(m.add(xi * mstride)));
             let mid: [[__m256; 2]; 4] = std::array::from_fn(|j| at2(std::array::from_fn(|i| p[i * 4 + j])));
             let mid_rows: [[__m256; 4]; 2] = std::array::from_fn(|a| std::array::from_fn(|j| mid[j][a]));
             for (a, ma) in mid_rows.into_iter().take(rows).enumerate() {
-                let r = at2(ma);
+                let r = at2(ma).map(|v| {
+                    let v = _mm256_add_ps(v, bv);
+                    if RELU && !RES && !ACC {
+                        _mm256_max_ps(v, zero)
+                    } else {
+                        v
+                    }
+                });
                 // Lanes (2o, 2o + 1) of `pairs[h]`, 128-bit lane L: pixels 0 and 1 of channel
                 // 4L + 2h + o.
                 let pairs = [_mm256_unpacklo_ps(r[0], r[1]), _mm256_unpackhi_ps(r[0], r[1])];
@@ -1510,13 +1558,12 @@ mod avx2 {
                     {
                         for e in 0..2 {
                             let o = 4 * l + 2 * hh + e;
-                            if o >= nch {
+                            if nch < 8 && o >= nch {
                                 continue;
                             }
                             let off = o * plane + a * ow;
                             // Channel o's two pixels in lanes 0 and 1.
                             let mut x = if e == 0 { half } else { _mm_movehl_ps(half, half) };
-                            x = _mm_add_ps(x, _mm_set1_ps(bias.map_or(0.0, |b| *b.add(o))));
                             let load = |at: *const f32| {
                                 if cols == 2 {
                                     _mm_castpd_ps(_mm_load_sd(at.cast()))
@@ -1524,13 +1571,13 @@ mod avx2 {
                                     _mm_load_ss(at)
                                 }
                             };
-                            if let Some(rs) = residual {
-                                x = _mm_add_ps(x, load(rs.add(off)));
+                            if RES {
+                                x = _mm_add_ps(x, load(res.add(off)));
                             }
-                            if accumulate {
+                            if ACC {
                                 x = _mm_add_ps(x, load(y.add(off)));
                             }
-                            if relu {
+                            if RELU && (RES || ACC) {
                                 x = _mm_max_ps(x, _mm_setzero_ps());
                             }
                             if cols == 2 {
