@@ -747,9 +747,10 @@ pub(crate) unsafe fn lane_mask8(lo: isize, hi: isize) -> (std::arch::x86_64::__m
 }
 
 /// Lanes `0 .. n` of `v` stored at `p` (`n ≥ 8`: all 8) as plain 4-, 2- and 1-float stores,
-/// where `_mm256_maskstore_ps` would do: on AMD Zen 3 a masked 256-bit store is microcoded
-/// and took ~60 % of the F(4×4) input transform's time at 28×28 (7-tile rows, every store
-/// masked) under `perf`. Same values in the same places.
+/// where `_mm256_maskstore_ps` would do: on AMD Zen 3 a masked 256-bit store is microcoded,
+/// and its stores held ~58 % of the F(4×4) input transform's `perf` samples in a 56×56
+/// layer (rows of 14 tiles, 8 + 6: every second store masked; at 28×28, 7 tiles, all of
+/// them). Same values in the same places.
 ///
 /// # Safety
 /// AVX available; `p .. p + min(n, 8)` writable.

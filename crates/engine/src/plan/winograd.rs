@@ -1048,6 +1048,23 @@ mod avx2 {
     use super::PANEL;
     use crate::plan::kernels::{lane_mask8, store_prefix4, store_prefix8, LineFetch};
 
+    /// `$f::<RES, ACC, RELU>(args)` for the call's `(residual, accumulate, relu)` flags: the
+    /// output transforms' epilogues are fixed at compile time, chosen once per call.
+    macro_rules! with_epilogue {
+        ($f:ident, $flags:expr, $($arg:expr),* $(,)?) => {
+            match $flags {
+                (false, false, false) => $f::<false, false, false>($($arg),*),
+                (false, false, true) => $f::<false, false, true>($($arg),*),
+                (false, true, false) => $f::<false, true, false>($($arg),*),
+                (false, true, true) => $f::<false, true, true>($($arg),*),
+                (true, false, false) => $f::<true, false, false>($($arg),*),
+                (true, false, true) => $f::<true, false, true>($($arg),*),
+                (true, true, false) => $f::<true, true, false>($($arg),*),
+                (true, true, true) => $f::<true, true, true>($($arg),*),
+            }
+        };
+    }
+
     /// Channels per pass of [`panel_product`]: the pass's `U` rows (64 × 128 bytes) stay in
     /// L1 while every group of tiles passes over them; the sums wait in `m` between passes.
     /// Passes of 32 or 128 channels measured no faster (single 3×3 convs and ResNet-18 fast,
@@ -1285,21 +1302,19 @@ mod avx2 {
         relu: bool,
         accumulate: bool,
     ) {
-        macro_rules! with {
-            ($res:literal, $acc:literal, $relu:literal) => {
-                // SAFETY: the caller's contract.
-                unsafe { output_tile8_with::<$res, $acc, $relu>(m, mstride, nch, y, geometry, bias, residual) }
-            };
-        }
-        match (residual.is_some(), accumulate, relu) {
-            (false, false, false) => with!(false, false, false),
-            (false, false, true) => with!(false, false, true),
-            (false, true, false) => with!(false, true, false),
-            (false, true, true) => with!(false, true, true),
-            (true, false, false) => with!(true, false, false),
-            (true, false, true) => with!(true, false, true),
-            (true, true, false) => with!(true, true, false),
-            (true, true, true) => with!(true, true, true),
+        // SAFETY: the caller's contract.
+        unsafe {
+            with_epilogue!(
+                output_tile8_with,
+                (residual.is_some(), accumulate, relu),
+                m,
+                mstride,
+                nch,
+                y,
+                geometry,
+                bias,
+                residual
+            )
         }
     }
 
@@ -1493,21 +1508,19 @@ mod avx2 {
         relu: bool,
         accumulate: bool,
     ) {
-        macro_rules! with {
-            ($res:literal, $acc:literal, $relu:literal) => {
-                // SAFETY: the caller's contract.
-                unsafe { output_tile8_f2_with::<$res, $acc, $relu>(m, mstride, nch, y, geometry, bias, residual) }
-            };
-        }
-        match (residual.is_some(), accumulate, relu) {
-            (false, false, false) => with!(false, false, false),
-            (false, false, true) => with!(false, false, true),
-            (false, true, false) => with!(false, true, false),
-            (false, true, true) => with!(false, true, true),
-            (true, false, false) => with!(true, false, false),
-            (true, false, true) => with!(true, false, true),
-            (true, true, false) => with!(true, true, false),
-            (true, true, true) => with!(true, true, true),
+        // SAFETY: the caller's contract.
+        unsafe {
+            with_epilogue!(
+                output_tile8_f2_with,
+                (residual.is_some(), accumulate, relu),
+                m,
+                mstride,
+                nch,
+                y,
+                geometry,
+                bias,
+                residual
+            )
         }
     }
 

@@ -731,7 +731,7 @@ pub(super) unsafe fn rows_epilogue(
                     for (j, &v) in t.iter().enumerate().take(rows - f0) {
                         let at = (f0 + j) * ys + p0;
                         match res {
-                            None => store_masked(y, at as isize, count, v),
+                            None => store_prefix8(y.add(at), v, count as usize),
                             Some(rp) => {
                                 let rv = if count == L as isize {
                                     _mm256_loadu_ps(rp.add(at))
@@ -757,7 +757,7 @@ pub(super) unsafe fn rows_epilogue(
                         Some(_) => v,
                         None if relu || b != 0.0 => v,
                         None => {
-                            store_masked(y, at, count, v);
+                            store_prefix8(y.wrapping_offset(at), v, count as usize);
                             continue;
                         }
                     };
@@ -766,16 +766,6 @@ pub(super) unsafe fn rows_epilogue(
             }
         }
     }
-}
-
-/// Lanes `0 .. count` of `v` stored at `y + at` ([`store_prefix8`]).
-///
-/// # Safety
-/// AVX available; `y + at .. + count` lies in its buffer.
-#[inline(always)]
-unsafe fn store_masked(y: *mut f32, at: isize, count: isize, v: __m256) {
-    // SAFETY: the caller's contract.
-    unsafe { store_prefix8(y.wrapping_offset(at), v, count as usize) }
 }
 
 /// The 8 × 8 transpose of `r` (row `i` of the result is lane `i` of every input).
