@@ -16,7 +16,7 @@ use resnet_engine::ops::binary::{Binary, BinaryKind};
 use resnet_engine::ops::conv::Conv;
 use resnet_engine::ops::padding::Window;
 use resnet_engine::ops::relu::Relu;
-use resnet_engine::plan::{Mode, Plan, PlanOptions};
+use resnet_engine::plan::{kernels, Mode, Plan, PlanOptions};
 use resnet_engine::testdata::{self, Tolerance};
 use resnet_engine::{exec, onnx, Dim, Fact, Graph, Op, Tensor};
 
@@ -280,10 +280,12 @@ fn max_error_of_random_convs() {
 fn only_3x3_stride1_convs_with_enough_channels_become_winograd() {
     let base =
         Case { n: 1, c: 16, m: 16, h: 8, w: 8, pads: [1; 4], bias: false, residual: false, relu: false, threads: 1 };
-    let describe = |c: &Case, stride: usize, mode: Mode| {
+    let describe_f2 = |c: &Case, stride: usize, mode: Mode, small_f2: Option<bool>| {
         let (g, _) = conv_graph(c, stride);
-        Plan::compile(&g, &PlanOptions { threads: 1, mode, ..PlanOptions::default() }).unwrap().describe()[0].clone()
+        let opts = PlanOptions { threads: 1, mode, winograd_small_f2: small_f2, ..PlanOptions::default() };
+        Plan::compile(&g, &opts).unwrap().describe()[0].clone()
     };
+    let describe = |c: &Case, stride: usize, mode: Mode| describe_f2(c, stride, mode, Some(true));
     assert!(describe(&base, 1, Mode::Fast).contains("winograd"));
     assert!(!describe(&base, 1, Mode::Exact).contains("winograd"), "exact mode never uses Winograd");
     assert!(!describe(&base, 2, Mode::Fast).contains("winograd"), "stride 2 stays exact");
@@ -295,6 +297,13 @@ fn only_3x3_stride1_convs_with_enough_channels_become_winograd() {
     // A 7×7 plane: 4 tiles of 4×4 per image, 16 of 2×2: F(2×2) for small batches as well.
     let small = describe(&Case { h: 7, w: 7, ..big_case.clone() }, 1, Mode::Fast);
     assert!(small.contains("winograd F(4×4)+F(2×2)"), "7×7 plane: {small}");
+    // Without F(2×2) for small planes, F(4×4) only (small calls run exact); by default,
+    // F(2×2) unless the AVX-512 kernels run on a CPU with two 512-bit FMAs a cycle.
+    let seven = Case { h: 7, w: 7, ..big_case.clone() };
+    let without = describe_f2(&seven, 1, Mode::Fast, Some(false));
+    assert!(without.contains("winograd") && !without.contains("F(2×2)"), "7×7 plane, no F(2×2): {without}");
+    let full_rate = kernels::active_isa() == kernels::Isa::Avx512 && kernels::fma512_full_rate();
+    assert_eq!(describe_f2(&seven, 1, Mode::Fast, None).contains("F(2×2)"), !full_rate, "default on this CPU");
     assert!(!describe(&Case { m: 513, ..big_case }, 1, Mode::Fast).contains("winograd"), "above 512×512: exact");
 }
 
@@ -314,9 +323,16 @@ fn small_calls_run_exact_and_large_ones_winograd() {
     // of the variant per call. F(2×2) as well, since one image has fewer than 16 4×4 tiles.
     let c = Case { n: 1, c: 32, m: 32, h: 6, w: 6, pads: [1; 4], bias: true, residual: false, relu: true, threads: 1 };
     let (g, _) = conv_graph(&c, 1);
-    let opts = |mode, tile| PlanOptions { threads: 1, mode, winograd_tile: tile, ..PlanOptions::default() };
+    let opts = |mode, tile| PlanOptions {
+        threads: 1,
+        mode,
+        winograd_tile: tile,
+        winograd_small_f2: Some(true),
+        ..PlanOptions::default()
+    };
     let exact = Plan::compile(&g, &opts(Mode::Exact, None)).unwrap();
     let fast = Plan::compile(&g, &opts(Mode::Fast, None)).unwrap();
+    let no_f2 = Plan::compile(&g, &PlanOptions { winograd_small_f2: Some(false), ..opts(Mode::Fast, None) }).unwrap();
     let (f2, f4) = (
         Plan::compile(&g, &opts(Mode::Fast, Some(2))).unwrap(),
         Plan::compile(&g, &opts(Mode::Fast, Some(4))).unwrap(),
@@ -330,6 +346,7 @@ fn small_calls_run_exact_and_large_ones_winograd() {
         let x = tensor(&[n, 32, 6, 6], 9);
         let got = run(&fast, &x);
         assert_eq!(bits(&got), bits(&run(&f2, &x)), "batch {n} ({} 2×2 tiles, {} 4×4): F(2×2)", 9 * n, 4 * n);
+        assert_eq!(bits(&run(&no_f2, &x)), bits(&run(&exact, &x)), "batch {n} without F(2×2): exact");
         let err = rel_error(&got, &run(&exact, &x));
         assert!(err > 0.0 && err <= CONV_BOUND, "batch {n}: relative error {err:e}");
     }

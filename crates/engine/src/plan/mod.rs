@@ -67,6 +67,13 @@ pub struct PlanOptions {
     /// [`Mode::Fast`]: the Winograd variant of every conv that runs as Winograd, 4 for
     /// F(4×4, 3×3) or 2 for F(2×2, 3×3) (tests, experiments); `None`: F(4×4).
     pub winograd_tile: Option<usize>,
+    /// [`Mode::Fast`]: whether a conv whose declared output has fewer than the minimum of
+    /// 4×4 tiles per image (ResNet's 7×7 layers at 224×224) also gets F(2×2), for the calls
+    /// with too few 4×4 tiles but enough 2×2 ones (see `winograd_filters`); without it those
+    /// calls run exact. `None`: yes, unless [`kernels::fma512_full_rate`] — with two 512-bit
+    /// FMAs a cycle (and the AVX-512 kernels running) the direct kernel outruns F(2×2)'s
+    /// transforms there.
+    pub winograd_small_f2: Option<bool>,
     /// Run every batch as one, each step split over the threads, even where [`Plan::run`]
     /// would run one part of the batch per thread ([`Plan::splits_batches`]), and every step
     /// on the whole batch (or part) even where it would run the large-plane steps image by
@@ -1539,7 +1546,8 @@ fn slot_input<'s>(step: &Step, slots: &'s [Slot], i: usize) -> Option<&'s Tensor
 /// fast mode, batch 1, one thread): ResNet-18 23.35 → 21.33 ms, Keras ResNet-50 58.1–58.5 →
 /// 56.2–57.2 ms (two threads: equal). On an Intel Xeon with two FMA ports, where the
 /// direct kernels run near 175 GFLOP/s, F(2×2) on ResNet-50's 7×7 layers at batch 1 had
-/// been 2 % slower than exact (44.81 → 43.74 ms when it was dropped, 7bf12a3).
+/// been 2 % slower than exact (44.81 → 43.74 ms when it was dropped, 7bf12a3): hence
+/// [`small_f2_default`], which leaves F(2×2) out on such CPUs.
 /// Fewest input and output channels for which [`Mode::Bf16`] runs a 3×3 conv as F(2×2) in
 /// bfloat16 rather than F(4×4) in float32. Keras ResNet-50 at batch 1, one thread (`resnet
 /// bench --mode bf16 --profile --runs 20`): F(2×2) in bf16 against F(4×4) in float32, the six
@@ -1547,6 +1555,16 @@ fn slot_input<'s>(step: &Step, slots: &'s [Slot], i: usize) -> Option<&'s Tensor
 /// ones 2.5 → 3.2 (their transforms, 1.8× F(4×4)'s per output, outweigh the products); the
 /// run 37.4 → 35.0 ms, batch 8 on two threads 149.4 → 143.7–146.7 ms (two alternated pairs).
 pub const BF16_F2_CHANNELS: usize = 128;
+
+/// [`PlanOptions::winograd_small_f2`]'s default: F(2×2) beside F(4×4) for small planes
+/// unless the kernels run AVX-512 on a CPU with two 512-bit FMAs a cycle. Measured on an
+/// Intel Xeon (Emerald Rapids, `scripts/ab_bench.py --rounds 6 --mode fast`, batch 1,
+/// medians / minima): without F(2×2) Keras ResNet-50 0.941 / 0.977 of the time on one
+/// thread, ResNet-18 0.968 / 0.988; the Keras model's three 512 × 512 layers at 7×7 took 5.57 ms
+/// as F(2×2) and 5.06 exact (`scripts/layers_vs_ort.py`, one thread).
+fn small_f2_default() -> bool {
+    !(kernels::active_isa() == kernels::Isa::Avx512 && kernels::fma512_full_rate())
+}
 
 fn winograd_filters(
     k: &ConvKernel,
@@ -1582,7 +1600,7 @@ fn winograd_filters(
         None if opts.mode == Mode::Bf16 && s[0].min(s[1]) >= BF16_F2_CHANNELS => &[2],
         Some(2) => &[2],
         Some(_) => &[4],
-        None if small(4) => &[4, 2],
+        None if small(4) && opts.winograd_small_f2.unwrap_or_else(small_f2_default) => &[4, 2],
         None => &[4],
     };
     let mut filters = None;

@@ -66,7 +66,8 @@ pub const MIN_CHANNELS: usize = 16;
 /// F(2×2)), which are kept too: 113 MB of F(4×4) and 50 MB of F(2×2) for ResNet-50's three
 /// 512×512 convs, each made only when a call needs it (the plan's `winograd_filters`: at
 /// 224×224 a 7×7 plane is 4 tiles of 4×4 and 16 of 2×2, so F(2×2) runs at batches 1–3 and
-/// F(4×4) from batch 4 on). Single-layer models, one thread, `resnet bench` medians,
+/// F(4×4) from batch 4 on; on CPUs with two 512-bit FMAs a cycle no F(2×2) there:
+/// `PlanOptions::winograd_small_f2`). Single-layer models, one thread, `resnet bench` medians,
 /// 7×7×512, on an Intel Xeon: batch 1 F(2×2) 1.10–1.16 ms, exact 1.36–1.49, F(4×4)
 /// 1.61–1.72 (in a whole ResNet-50 run there F(2×2) and exact took the same time, its `U`
 /// streaming from memory); batch 4 F(2×2) 4.24–4.41, F(4×4) 2.44–2.61, exact 5.41–5.58;

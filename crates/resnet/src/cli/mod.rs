@@ -56,7 +56,9 @@ pub const MODE_HELP: &str = "Arithmetic of the plan's convolutions.
          least 16 4×4 output tiles (ResNet at batch 1: its 56×56, 28×28 and 14×14 layers;
          from batch 4 on its 7×7 ones too); layers with fewer than 16 4×4 tiles per image
          run as F(2×2,3×3) (4 multiplications) when a call has at least 16 2×2 tiles
-         (ResNet's 7×7 layers at batches 1-3); everything else as in exact. Measured accuracy
+         (ResNet's 7×7 layers at batches 1-3), except on CPUs with two 512-bit FMAs a cycle
+         (Intel Xeon Scalable), where the direct kernel is faster there and those calls run
+         as in exact; everything else as in exact. Measured accuracy
          (Keras ResNet-50, all 200 sample images, batches of 8 and of 2,
          crates/resnet/tests/fast_mode.rs): top-1 unchanged on all 200, logits within
          2.6e-6 of max|logit| of exact mode (bound asserted: 1e-3); a single Winograd conv
