@@ -1523,6 +1523,24 @@ fn slot_input<'s>(step: &Step, slots: &'s [Slot], i: usize) -> Option<&'s Tensor
     step.inputs.get(i).copied().flatten().map(|id| slots[id].tensor().expect("inputs are computed first"))
 }
 
+/// Fewest input and output channels for which [`Mode::Bf16`] runs a 3×3 conv as F(2×2) in
+/// bfloat16 rather than F(4×4) in float32. Keras ResNet-50 at batch 1, one thread (`resnet
+/// bench --mode bf16 --profile --runs 20`): F(2×2) in bf16 against F(4×4) in float32, the six
+/// 256 × 256 layers 6.3 → 3.8 ms, the four 128 × 128 ones 3.1 → 2.8, but the three 64 × 64
+/// ones 2.5 → 3.2 (their transforms, 1.8× F(4×4)'s per output, outweigh the products); the
+/// run 37.4 → 35.0 ms, batch 8 on two threads 149.4 → 143.7–146.7 ms (two alternated pairs).
+pub const BF16_F2_CHANNELS: usize = 128;
+
+/// [`PlanOptions::winograd_small_f2`]'s default: F(2×2) beside F(4×4) for small planes
+/// unless the kernels run AVX-512 on a CPU with two 512-bit FMAs a cycle. Measured on an
+/// Intel Xeon (Emerald Rapids, `scripts/ab_bench.py --rounds 6 --mode fast`, batch 1,
+/// medians / minima): without F(2×2) Keras ResNet-50 0.941 / 0.977 of the time on one
+/// thread, ResNet-18 0.968 / 0.988; the Keras model's three 512 × 512 layers at 7×7 took 5.57 ms
+/// as F(2×2) and 5.06 exact (`scripts/layers_vs_ort.py`, one thread).
+fn small_f2_default() -> bool {
+    !(kernels::active_isa() == kernels::Isa::Avx512 && kernels::fma512_full_rate())
+}
+
 /// The Winograd kernels of a conv [`Mode::Fast`] runs as Winograd: constant `[M, C, 3, 3]`
 /// filters, group 1, stride and dilation 1, both channel counts at least
 /// [`winograd::MIN_CHANNELS`] and their product at most [`winograd::MAX_CHANNEL_PRODUCT`].
@@ -1548,24 +1566,6 @@ fn slot_input<'s>(step: &Step, slots: &'s [Slot], i: usize) -> Option<&'s Tensor
 /// direct kernels run near 175 GFLOP/s, F(2×2) on ResNet-50's 7×7 layers at batch 1 had
 /// been 2 % slower than exact (44.81 → 43.74 ms when it was dropped, 7bf12a3): hence
 /// [`small_f2_default`], which leaves F(2×2) out on such CPUs.
-/// Fewest input and output channels for which [`Mode::Bf16`] runs a 3×3 conv as F(2×2) in
-/// bfloat16 rather than F(4×4) in float32. Keras ResNet-50 at batch 1, one thread (`resnet
-/// bench --mode bf16 --profile --runs 20`): F(2×2) in bf16 against F(4×4) in float32, the six
-/// 256 × 256 layers 6.3 → 3.8 ms, the four 128 × 128 ones 3.1 → 2.8, but the three 64 × 64
-/// ones 2.5 → 3.2 (their transforms, 1.8× F(4×4)'s per output, outweigh the products); the
-/// run 37.4 → 35.0 ms, batch 8 on two threads 149.4 → 143.7–146.7 ms (two alternated pairs).
-pub const BF16_F2_CHANNELS: usize = 128;
-
-/// [`PlanOptions::winograd_small_f2`]'s default: F(2×2) beside F(4×4) for small planes
-/// unless the kernels run AVX-512 on a CPU with two 512-bit FMAs a cycle. Measured on an
-/// Intel Xeon (Emerald Rapids, `scripts/ab_bench.py --rounds 6 --mode fast`, batch 1,
-/// medians / minima): without F(2×2) Keras ResNet-50 0.941 / 0.977 of the time on one
-/// thread, ResNet-18 0.968 / 0.988; the Keras model's three 512 × 512 layers at 7×7 took 5.57 ms
-/// as F(2×2) and 5.06 exact (`scripts/layers_vs_ort.py`, one thread).
-fn small_f2_default() -> bool {
-    !(kernels::active_isa() == kernels::Isa::Avx512 && kernels::fma512_full_rate())
-}
-
 fn winograd_filters(
     k: &ConvKernel,
     w: Option<&[f32]>,
