@@ -166,7 +166,7 @@ pub fn active_isa() -> Isa {
 /// multiply-adds per cycle; `false` where a 512-bit FMA takes two 256-bit units' cycle (AMD
 /// Zen 4, one-port Intel cores) or there is no AVX-512. Timed once per process: 12
 /// independent FMA chains of 512-bit and of 256-bit vectors, the same count of each, best of
-/// five rounds after one warm-up (~0.3 ms); full rate when the 512-bit loop takes less than
+/// five rounds after a longer warm-up (~1 ms in all); full rate when the 512-bit loop takes less than
 /// 1.5× the 256-bit one's time (1× full rate, 2× half rate).
 pub fn fma512_full_rate() -> bool {
     static FULL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
@@ -187,10 +187,13 @@ pub fn fma512_full_rate() -> bool {
             };
             let (mut best512, mut best256) = (std::time::Duration::MAX, std::time::Duration::MAX);
             for round in 0..6 {
+                // Round 0 is a warm-up, long enough (~0.6 ms) for the core to reach its
+                // AVX-512 power state: until then some Intel cores run 512-bit ops slower.
+                let n = if round == 0 { 64 * ITERATIONS } else { ITERATIONS };
                 // SAFETY: AVX-512F, AVX2 and FMA are checked above.
-                let t512 = time(&|| unsafe { fma_probe::chains512(ITERATIONS) });
+                let t512 = time(&|| unsafe { fma_probe::chains512(n) });
                 // SAFETY: as above.
-                let t256 = time(&|| unsafe { fma_probe::chains256(ITERATIONS) });
+                let t256 = time(&|| unsafe { fma_probe::chains256(n) });
                 if round > 0 {
                     best512 = best512.min(t512);
                     best256 = best256.min(t256);
