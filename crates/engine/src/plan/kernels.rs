@@ -165,9 +165,10 @@ pub fn active_isa() -> Isa {
 /// Xeon Scalable cores with both FMA ports), so that AVX-512 doubles the direct kernels'
 /// multiply-adds per cycle; `false` where a 512-bit FMA takes two 256-bit units' cycle (AMD
 /// Zen 4, one-port Intel cores) or there is no AVX-512. Timed once per process: 12
-/// independent FMA chains of 512-bit and of 256-bit vectors, the same count of each, best of
-/// five rounds after a longer warm-up (~1 ms in all); full rate when the 512-bit loop takes less than
-/// 1.5× the 256-bit one's time (1× full rate, 2× half rate).
+/// independent FMA chains of 512-bit and of 256-bit vectors ([`fma`], the loops of `resnet
+/// bench`'s peak), the same count of each, best of five rounds after a longer warm-up (~1 ms
+/// in all); full rate when the 512-bit loop takes less than 1.5× the 256-bit one's time (1×
+/// full rate, 2× half rate).
 pub fn fma512_full_rate() -> bool {
     static FULL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *FULL.get_or_init(|| {
@@ -191,9 +192,9 @@ pub fn fma512_full_rate() -> bool {
                 // AVX-512 power state: until then some Intel cores run 512-bit ops slower.
                 let n = if round == 0 { 64 * ITERATIONS } else { ITERATIONS };
                 // SAFETY: AVX-512F, AVX2 and FMA are checked above.
-                let t512 = time(&|| unsafe { fma_probe::chains512(n) });
+                let t512 = time(&|| unsafe { fma::fma_loop_avx512(n) });
                 // SAFETY: as above.
-                let t256 = time(&|| unsafe { fma_probe::chains256(n) });
+                let t256 = time(&|| unsafe { fma::fma_loop(n) });
                 if round > 0 {
                     best512 = best512.min(t512);
                     best256 = best256.min(t256);
@@ -206,48 +207,58 @@ pub fn fma512_full_rate() -> bool {
     })
 }
 
+/// FMA throughput loops: [`fma512_full_rate`]'s probe and `resnet bench`'s peak (its
+/// "fraction of peak").
 #[cfg(target_arch = "x86_64")]
-mod fma_probe {
+pub mod fma {
     use std::arch::x86_64::*;
 
-    /// `iterations` rounds of 12 independent 512-bit FMAs (2 pipes × 4–6 cycles of latency).
-    ///
-    /// # Safety
-    /// The CPU must support AVX-512F.
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn chains512(iterations: u64) -> f32 {
-        let (a, b) = (_mm512_set1_ps(0.999_999), _mm512_set1_ps(1e-7));
-        let mut acc = [_mm512_set1_ps(1.0); 12];
-        for _ in 0..std::hint::black_box(iterations) {
-            for x in acc.iter_mut() {
-                *x = _mm512_fmadd_ps(*x, a, b);
-            }
-        }
-        acc.iter().map(|&x| _mm512_reduce_add_ps(x)).sum()
-    }
+    /// 12 accumulators × (multiply + add), per vector lane.
+    pub const FLOPS_PER_LANE_ITERATION: f64 = 12.0 * 2.0;
 
-    /// [`chains512`] on 256-bit vectors.
+    /// `iterations` rounds of 12 independent 8-lane FMAs: enough independent chains to cover
+    /// 2 FMA pipes × 4-5 cycles of latency on current x86 cores.
     ///
     /// # Safety
     /// The CPU must support AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn chains256(iterations: u64) -> f32 {
-        let (a, b) = (_mm256_set1_ps(0.999_999), _mm256_set1_ps(1e-7));
+    pub unsafe fn fma_loop(iterations: u64) -> f32 {
+        let a = _mm256_set1_ps(0.999_999);
+        let b = _mm256_set1_ps(1e-7);
         let mut acc = [_mm256_set1_ps(1.0); 12];
-        for _ in 0..std::hint::black_box(iterations) {
+        for _ in 0..iterations {
             for x in acc.iter_mut() {
                 *x = _mm256_fmadd_ps(*x, a, b);
             }
         }
-        let mut out = [0f32; 8];
+        let mut sum = _mm256_setzero_ps();
         for x in acc {
-            let mut v = [0f32; 8];
-            _mm256_storeu_ps(v.as_mut_ptr(), x);
-            for (o, v) in out.iter_mut().zip(v) {
-                *o += v;
+            sum = _mm256_add_ps(sum, x);
+        }
+        let mut out = [0f32; 8];
+        _mm256_storeu_ps(out.as_mut_ptr(), sum);
+        out.iter().sum()
+    }
+
+    /// [`fma_loop`] with 16-lane AVX-512 vectors.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn fma_loop_avx512(iterations: u64) -> f32 {
+        let a = _mm512_set1_ps(0.999_999);
+        let b = _mm512_set1_ps(1e-7);
+        let mut acc = [_mm512_set1_ps(1.0); 12];
+        for _ in 0..iterations {
+            for x in acc.iter_mut() {
+                *x = _mm512_fmadd_ps(*x, a, b);
             }
         }
-        out.iter().sum()
+        let mut sum = _mm512_setzero_ps();
+        for x in acc {
+            sum = _mm512_add_ps(sum, x);
+        }
+        _mm512_reduce_add_ps(sum)
     }
 }
 

@@ -400,6 +400,7 @@ fn peak_rss_bytes() -> Option<u64> {
 fn peak_gflops(threads: usize) -> Option<(f64, &'static str)> {
     #[cfg(target_arch = "x86_64")]
     {
+        use resnet_engine::plan::kernels::fma;
         if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
             return None;
         }
@@ -446,58 +447,5 @@ fn peak_gflops(threads: usize) -> Option<(f64, &'static str)> {
     {
         let _ = threads;
         None
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-mod fma {
-    use std::arch::x86_64::*;
-
-    /// 12 accumulators × (multiply + add), per vector lane.
-    pub const FLOPS_PER_LANE_ITERATION: f64 = 12.0 * 2.0;
-
-    /// `iterations` rounds of 12 independent 8-lane FMAs: enough independent chains to cover
-    /// 2 FMA pipes × 4-5 cycles of latency on current x86 cores.
-    ///
-    /// # Safety
-    /// The CPU must support AVX2 and FMA.
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn fma_loop(iterations: u64) -> f32 {
-        let a = _mm256_set1_ps(0.999_999);
-        let b = _mm256_set1_ps(1e-7);
-        let mut acc = [_mm256_set1_ps(1.0); 12];
-        for _ in 0..iterations {
-            for x in acc.iter_mut() {
-                *x = _mm256_fmadd_ps(*x, a, b);
-            }
-        }
-        let mut sum = _mm256_setzero_ps();
-        for x in acc {
-            sum = _mm256_add_ps(sum, x);
-        }
-        let mut out = [0f32; 8];
-        _mm256_storeu_ps(out.as_mut_ptr(), sum);
-        out.iter().sum()
-    }
-
-    /// [`fma_loop`] with 16-lane AVX-512 vectors.
-    ///
-    /// # Safety
-    /// The CPU must support AVX-512F.
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn fma_loop_avx512(iterations: u64) -> f32 {
-        let a = _mm512_set1_ps(0.999_999);
-        let b = _mm512_set1_ps(1e-7);
-        let mut acc = [_mm512_set1_ps(1.0); 12];
-        for _ in 0..iterations {
-            for x in acc.iter_mut() {
-                *x = _mm512_fmadd_ps(*x, a, b);
-            }
-        }
-        let mut sum = _mm512_setzero_ps();
-        for x in acc {
-            sum = _mm512_add_ps(sum, x);
-        }
-        _mm512_reduce_add_ps(sum)
     }
 }
