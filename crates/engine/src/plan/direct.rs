@@ -41,8 +41,9 @@
 //!
 //! 1×1 convs ([`DirectConv::pointwise`]) run a third micro-kernel on wide planes and at any
 //! stride (`DirectConv::run_wide`, in `pointwise.rs`: 48-position strips read in place at
-//! stride 1 and packed otherwise, a last strip of a few positions on 256-bit filter vectors,
-//! the epilogue applied in registers) and the narrow-plane kernel on stride-1 planes of up
+//! stride 1 and packed otherwise, their rows fetched a few channels ahead, a last strip of a
+//! few positions on filter vectors — 256-bit, or 512-bit where 512-bit FMAs run at full rate
+//! —, the epilogue applied in registers) and the narrow-plane kernel on stride-1 planes of up
 //! to 49 positions ([`POINTWISE_SMALL_PLANE`]).
 //! The plan runs strided ones at stride 1 on an input subsampled to the output grid
 //! (`ConvKernel::subsampled`), and hands a conv whose fused Add is its residual's last

@@ -4,8 +4,9 @@
 //!
 //! One *tile* is (image, panel of output positions, chunk of the filter blocks). Its inputs
 //! are strips of [`STRIP`] positions × C channels: at stride 1 a full strip is read in place
-//! (channel `ch`'s row is 48 consecutive floats of input plane `ch`), while the panel's
-//! calls fetch the next panel's rows into L2 a line per channel step; a last partial strip,
+//! (channel `ch`'s row is 48 consecutive floats of input plane `ch`; the micro-kernel fetches
+//! the rows [`avx512::ROW_AHEAD`] channels ahead into L1), while the panel's calls fetch the
+//! next panel's rows into L2 a line per channel step; a last partial strip,
 //! and every strip of a strided call, is packed as `[C][STRIP]` (zeros past the end, strided
 //! positions gathered) into a per-thread buffer. For each block of [`MR`] filters (its `8·C`
 //! packed filters stay in L1) and each strip it runs an `8 × 48` micro-kernel over all of
@@ -996,7 +997,7 @@ pub(super) mod avx512 {
     /// Keras ResNet-50 exact at batch 1 0.978–0.985 on one thread, resnet50-v2 0.975 on two,
     /// single 1×1 layers 0.92–0.95; 2 to 12 steps ahead alike. In quiet spells, alternated
     /// processes (`scripts/ab_bench.py`, minima): 0.995 and 1.002 — no loss.
-    const ROW_AHEAD: usize = 4;
+    pub(super) const ROW_AHEAD: usize = 4;
 
     /// The sums of [`micro_wide`].
     ///
