@@ -890,6 +890,36 @@ pub(super) mod avx512 {
         }
     }
 
+    /// Channel by channel in `packed`'s K-chunk order, `step(ap, kn, bp)`: block `b`'s
+    /// [`MR`] filters of the channel at `ap` (block `b + g`'s `g·kn·MR` floats further, `kn`
+    /// the channel's K chunk length) and the strip's row of the channel at `bp` (rows `bs`
+    /// apart) — the walk of every micro-kernel here.
+    ///
+    /// # Safety
+    /// `packed` holds `blocks > b` blocks of `MR·c` filters in K chunks of [`KC_CHANNELS`];
+    /// the strip has `c` rows `bs` apart; `step` reads within those.
+    #[inline(always)]
+    unsafe fn channels(
+        c: usize,
+        packed: *const f32,
+        blocks: usize,
+        b: usize,
+        strip: *const f32,
+        bs: usize,
+        mut step: impl FnMut(*const f32, usize, *const f32),
+    ) {
+        let mut bp = strip;
+        for k0 in (0..c).step_by(KC_CHANNELS) {
+            let kn = KC_CHANNELS.min(c - k0);
+            let mut ap = packed.wrapping_add((k0 * blocks + b * kn) * MR);
+            for _ in 0..kn {
+                step(ap, kn, bp);
+                ap = ap.wrapping_add(MR);
+                bp = bp.wrapping_add(bs);
+            }
+        }
+    }
+
     /// `tile[p][g·MR + i] = Σ_ch W[(b + g)·MR + i][ch] · strip[ch·bs + p]` for `p < P`, `g <
     /// G`, `i < MR`: vectors along 8 filters (256-bit: Zen 4 runs two per cycle, as many
     /// multiply-adds as one 512-bit), one broadcast per position and channel. The channels
@@ -911,25 +941,18 @@ pub(super) mod avx512 {
         let mut acc = [[_mm256_setzero_ps(); G]; P];
         // SAFETY (whole body): pointers and extents as the caller guarantees.
         unsafe {
-            let mut bp = strip;
-            for k0 in (0..c).step_by(KC_CHANNELS) {
-                let kn = KC_CHANNELS.min(c - k0);
-                let mut ap = packed.add((k0 * blocks + b * kn) * MR);
-                for _ in 0..kn {
-                    let mut w = [_mm256_setzero_ps(); G];
-                    for (g, v) in w.iter_mut().enumerate() {
-                        *v = _mm256_loadu_ps(ap.add(g * kn * MR));
-                    }
-                    for (p, row) in acc.iter_mut().enumerate() {
-                        let xv = _mm256_set1_ps(*bp.add(p));
-                        for (v, wg) in row.iter_mut().zip(&w) {
-                            *v = _mm256_fmadd_ps(xv, *wg, *v);
-                        }
-                    }
-                    ap = ap.add(MR);
-                    bp = bp.add(bs);
+            channels(c, packed, blocks, b, strip, bs, |ap, kn, bp| {
+                let mut w = [_mm256_setzero_ps(); G];
+                for (g, v) in w.iter_mut().enumerate() {
+                    *v = _mm256_loadu_ps(ap.add(g * kn * MR));
                 }
-            }
+                for (p, row) in acc.iter_mut().enumerate() {
+                    let xv = _mm256_set1_ps(*bp.add(p));
+                    for (v, wg) in row.iter_mut().zip(&w) {
+                        *v = _mm256_fmadd_ps(xv, *wg, *v);
+                    }
+                }
+            });
             for (row, t) in acc.iter().zip(tile.iter_mut()) {
                 for (g, v) in row.iter().enumerate() {
                     _mm256_storeu_ps(t.as_mut_ptr().add(g * MR), *v);
@@ -960,27 +983,20 @@ pub(super) mod avx512 {
         let mut acc = [[_mm512_setzero_ps(); PAIRS]; P];
         // SAFETY (whole body): pointers and extents as the caller guarantees.
         unsafe {
-            let mut bp = strip;
-            for k0 in (0..c).step_by(KC_CHANNELS) {
-                let kn = KC_CHANNELS.min(c - k0);
-                let mut ap = packed.add((k0 * blocks + b * kn) * MR);
-                for _ in 0..kn {
-                    let mut w = [_mm512_setzero_ps(); PAIRS];
-                    for (h, v) in w.iter_mut().enumerate() {
-                        let lo = _mm512_castps256_ps512(_mm256_loadu_ps(ap.add(2 * h * kn * MR)));
-                        let hi = _mm256_loadu_ps(ap.add((2 * h + 1) * kn * MR));
-                        *v = _mm512_castpd_ps(_mm512_insertf64x4::<1>(_mm512_castps_pd(lo), _mm256_castps_pd(hi)));
-                    }
-                    for (p, row) in acc.iter_mut().enumerate() {
-                        let xv = _mm512_set1_ps(*bp.add(p));
-                        for (v, wh) in row.iter_mut().zip(&w) {
-                            *v = _mm512_fmadd_ps(xv, *wh, *v);
-                        }
-                    }
-                    ap = ap.add(MR);
-                    bp = bp.add(bs);
+            channels(c, packed, blocks, b, strip, bs, |ap, kn, bp| {
+                let mut w = [_mm512_setzero_ps(); PAIRS];
+                for (h, v) in w.iter_mut().enumerate() {
+                    let lo = _mm512_castps256_ps512(_mm256_loadu_ps(ap.add(2 * h * kn * MR)));
+                    let hi = _mm256_loadu_ps(ap.add((2 * h + 1) * kn * MR));
+                    *v = _mm512_castpd_ps(_mm512_insertf64x4::<1>(_mm512_castps_pd(lo), _mm256_castps_pd(hi)));
                 }
-            }
+                for (p, row) in acc.iter_mut().enumerate() {
+                    let xv = _mm512_set1_ps(*bp.add(p));
+                    for (v, wh) in row.iter_mut().zip(&w) {
+                        *v = _mm512_fmadd_ps(xv, *wh, *v);
+                    }
+                }
+            });
             for (row, t) in acc.iter().zip(tile.iter_mut()) {
                 for (h, v) in row.iter().enumerate() {
                     _mm512_storeu_ps(t.as_mut_ptr().add(2 * h * MR), *v);
@@ -1016,21 +1032,14 @@ pub(super) mod avx512 {
         let mut acc = [[_mm512_setzero_ps(); NV]; MR];
         // SAFETY (whole body): pointers and extents as the caller guarantees.
         unsafe {
-            let mut bp = strip;
-            for k0 in (0..c).step_by(KC_CHANNELS) {
-                let kn = KC_CHANNELS.min(c - k0);
-                let mut ap = packed.add((k0 * blocks + b * kn) * MR);
-                for _ in 0..kn {
-                    pf.step();
-                    for j in 0..NV {
-                        // A hint: past the strip's last row it does not fault.
-                        _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(ROW_AHEAD * bs + 16 * j).cast());
-                    }
-                    rank1(&mut acc, ap, bp);
-                    ap = ap.add(MR);
-                    bp = bp.add(bs);
+            channels(c, packed, blocks, b, strip, bs, |ap, _, bp| {
+                pf.step();
+                for j in 0..NV {
+                    // A hint: past the strip's last row it does not fault.
+                    _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(ROW_AHEAD * bs + 16 * j).cast());
                 }
-            }
+                rank1(&mut acc, ap, bp);
+            });
         }
         acc
     }
