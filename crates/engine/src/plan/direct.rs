@@ -262,6 +262,12 @@ impl DirectConv {
             return None;
         }
         let mut d = DirectConv::alloc(m, c, 1, 1, Isa::Avx2)?;
+        if kernels::active_isa() == Isa::Avx512 {
+            // Its last few positions of a plane pick 256- or 512-bit filter vectors by this
+            // probe (timed once per process, ~1 ms): timed here, at compile, rather than
+            // inside the first run's tasks while other threads compute beside it.
+            kernels::fma512_full_rate();
+        }
         d.pointwise = true;
         d.by_channel = Some(OnceLock::new());
         d.set_filters(w);
