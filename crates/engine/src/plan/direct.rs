@@ -486,6 +486,17 @@ impl DirectConv {
             }
             let bands = oh.div_ceil(rows);
             let last = oh - (bands - 1) * rows;
+            // Strided convs with fewer images than threads: a band per thread rather than
+            // one band whose filters the threads split. Each filter chunk of a band fills its
+            // phase planes (a strided copy of every channel) and holds the whole band in its
+            // core's L2. On an Intel Xeon, two threads, runs alternated in one process:
+            // resnet50-v2's 128-channel 3×3/2 conv from 56×56 (one band of 28 rows split by
+            // filters before) 1.33 → 1.17 ms, the model 0.994 exact and 0.988 fast (an A/A
+            // pair 0.999); the 28×28 stride-1 convs, whose fill is a plain copy, measured
+            // 1.05 the other way.
+            if q.phases > 1 && n < threads && rows > oh.div_ceil(threads.div_ceil(n)) {
+                break;
+            }
             for nv in [2, 3] {
                 // Positions computed; each band re-reads its halo rows.
                 let band = |r: usize| strips_cost(r * wp, nv, isa) + (halo * wp * q.phases) as f64 * 0.25;
@@ -2004,8 +2015,29 @@ mod avx512 {
 
 #[cfg(test)]
 mod tests {
-    use super::{avx2_blocks, busiest, pack_panels, strips_cost, Sweeps};
+    use super::{avx2_blocks, busiest, pack_panels, strips_cost, DirectConv, PhaseGrid, Sweeps};
+    use crate::ops::padding::Axis;
     use crate::plan::kernels::Isa;
+
+    /// A strided conv of one image on two threads takes a band per thread, never one band
+    /// whose filters the threads split (each split would fill the whole band's phase
+    /// planes); with as many images as threads, or one thread, the band may be whole.
+    #[test]
+    fn a_strided_band_is_cut_per_thread_not_split_by_filters() {
+        let (m, c) = (128, 128);
+        let Some(d) = DirectConv::new(&vec![0.5; m * c * 9], &[m, c, 3, 3]) else {
+            return; // No AVX2: the direct kernel does not exist here.
+        };
+        let axis =
+            |stride| Axis { input: 56, output: 56 / stride, kernel: 3, stride, dilation: 1, pad_begin: 1, pad_end: 1 };
+        let q = PhaseGrid::new(&axis(2), &axis(2));
+        let t = d.tiling(1, 28, &q, 2);
+        assert!(t.rows <= 14 && t.msplit == 1, "{t:?}");
+        for (n, threads) in [(2, 2), (1, 1)] {
+            let t = d.tiling(n, 28, &q, threads);
+            assert_eq!(t.msplit, 1, "{n} images, {threads} threads: {t:?}");
+        }
+    }
 
     #[test]
     fn sweeps_cover_every_tap_of_every_block_once_in_chunk_order() {
