@@ -96,6 +96,9 @@ fn bench_json_is_one_object_with_every_field_and_sane_values() {
             }
             None => assert!(j["fraction_of_peak"].is_null(), "{j}"),
         }
+        // Whether 512-bit FMAs run at full rate: a boolean exactly on AVX-512 CPUs.
+        assert_eq!(j["fma512_full_rate"].is_boolean(), has_avx512(), "{j}");
+        assert!(has_avx512() || j["fma512_full_rate"].is_null(), "{j}");
         if cfg!(target_os = "linux") {
             // At least the model's 11.2 M parameters as f32.
             assert!(f("peak_rss_mb") > 40.0, "{j}");
@@ -114,7 +117,25 @@ fn bench_text_report_states_the_peak_it_was_given() {
     for needle in ["engine      plan (fast), ", "input       [1, 3, 64, 64]", "load ", "per run     median "] {
         assert!(text.contains(needle), "'{needle}' not in:\n{text}");
     }
-    assert!(text.contains("(peak 1000.0 GFLOP/s, --peak-gflops)"), "{text}");
+    // On AVX-512 CPUs the line also says how fast 512-bit FMAs run.
+    let rate = ["; 512-bit FMAs at full rate)", "; 512-bit FMAs at half rate)"];
+    let tail =
+        text.split("(peak 1000.0 GFLOP/s, --peak-gflops").nth(1).unwrap_or_else(|| panic!("no peak in:\n{text}"));
+    match has_avx512() {
+        true => assert!(rate.iter().any(|r| tail.starts_with(r)), "{text}"),
+        false => assert!(tail.starts_with(')'), "{text}"),
+    }
+}
+
+fn has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
 /// Exit code 2 and an `error:` first line naming `needle` (clap adds a `--help` hint below).

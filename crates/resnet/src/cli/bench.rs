@@ -34,6 +34,10 @@ and the best of three trials counts; on CPUs
 without AVX2+FMA the fraction is n/a unless --peak-gflops gives the peak (e.g. 116 per
 core on the project's AMD EPYC Zen 4, ../shared/PERFORMANCE.md). Other load on the machine
 lowers the measured peak as it lowers the timings; give --peak-gflops for a fixed reference.
+On AVX-512 CPUs the report also says whether 512-bit FMAs run at full rate (two a cycle, as
+256-bit ones: Intel Xeon cores with both FMA ports) or at half (AMD Zen 4, one-port cores):
+the plan's kernels choose some code paths by it, and it is why the AVX-512 peak is twice the
+AVX2 one on some CPUs and equal on others.
 Peak RSS is the process's high-water mark (VmHWM, Linux only) at the end: model, engine
 buffers and all runs.
 
@@ -104,6 +108,9 @@ struct Report {
     peak_gflops: Option<f64>,
     /// `measured (avx512 fma loop, T threads)` (or avx2) or `--peak-gflops`.
     peak_source: String,
+    /// Whether 512-bit FMAs run at the rate of 256-bit ones (`kernels::fma512_full_rate`);
+    /// `None` without AVX-512.
+    fma512_full_rate: Option<bool>,
     fraction_of_peak: Option<f64>,
     /// VmHWM in MB (10^6 bytes); `None` off Linux.
     peak_rss_mb: Option<f64>,
@@ -226,6 +233,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         gflops,
         peak_gflops: peak,
         peak_source,
+        fma512_full_rate: avx512().then(resnet_engine::plan::kernels::fma512_full_rate),
         fraction_of_peak: peak.map(|p| gflops / p),
         peak_rss_mb: peak_rss_bytes().map(|b| b as f64 / 1e6),
         profile,
@@ -249,8 +257,13 @@ fn print_report(r: &Report) {
     println!("  per run     median {:.2} ms  (min {:.2}, max {:.2})", r.median_ms, r.min_ms, r.max_ms);
     println!("  throughput  {:.2} images/s", r.images_per_s);
     println!("  compute     {:.1} GFLOP/s ({:.3} GMACs per image)", r.gflops, r.macs_per_image as f64 / 1e9);
+    let rate = match r.fma512_full_rate {
+        Some(true) => "; 512-bit FMAs at full rate",
+        Some(false) => "; 512-bit FMAs at half rate",
+        None => "",
+    };
     println!(
-        "  of peak     {} (peak {} GFLOP/s, {})",
+        "  of peak     {} (peak {} GFLOP/s, {}{rate})",
         or_na(r.fraction_of_peak.map(|f| format!("{:.1} %", f * 100.0))),
         or_na(r.peak_gflops.map(|p| format!("{p:.1}"))),
         r.peak_source
@@ -391,6 +404,18 @@ fn peak_rss_bytes() -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
+}
+
+/// Whether this CPU has AVX-512F.
+fn avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
 /// fp32 peak of `threads` threads running at once, in GFLOP/s, and the instruction set that
