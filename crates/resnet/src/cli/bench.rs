@@ -429,7 +429,7 @@ fn peak_gflops(threads: usize) -> Option<(f64, &'static str)> {
         if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
             return None;
         }
-        let avx512 = is_x86_feature_detected!("avx512f");
+        let avx512 = avx512();
         // 12 accumulators × 8 (16) lanes × 2 FLOPs per iteration: 2^25 iterations are 6.4
         // (12.9) GFLOP, ~55 ms at 116 (232) GFLOP/s per core — long against a thread's ~1 ms
         // wake-up at the barrier.
