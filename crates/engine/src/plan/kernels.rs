@@ -161,6 +161,17 @@ pub fn active_isa() -> Isa {
     Isa::Portable
 }
 
+/// Whether the CPU has AVX2 and FMA (every AVX-512 CPU does; kernels whose AVX-512 path
+/// shares an AVX2 routine check it rather than assume it).
+pub(crate) fn avx2_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
 /// Whether this CPU runs 512-bit FMAs at the rate of 256-bit ones (two per cycle: Intel's
 /// Xeon Scalable cores with both FMA ports), so that AVX-512 doubles the direct kernels'
 /// multiply-adds per cycle; `false` where a 512-bit FMA takes two 256-bit units' cycle (AMD

@@ -671,7 +671,7 @@ pub(super) unsafe fn micro_rows(
     }
 }
 
-/// The narrow-plane kernel's epilogue: `acc` holds `plane` positions × 32 filters (`[p][f]`)
+/// The narrow-plane kernel's epilogue (on AVX2 and AVX-512 CPUs alike): `acc` holds `plane` positions × 32 filters (`[p][f]`)
 /// of one block; filter `f < rows` goes to the `plane` floats at `y + f·ys` as `relu?(sum +
 /// bias[f] + res[f·ys + p])`, in the order and with the skips of `kernels::conv_epilogue_row`
 /// (so the same bits as the scalar copy and row epilogue it replaces), 8 × 8 blocks
