@@ -1997,9 +1997,91 @@ mod avx512 {
 
 #[cfg(test)]
 mod tests {
-    use super::{avx2_blocks, busiest, pack_panels, strips_cost, DirectConv, PhaseGrid, Sweeps};
+    use super::{avx2_blocks, busiest, pack_panels, strips_cost, DirectConv, PhaseGrid, Sweeps, NC};
     use crate::ops::padding::Axis;
-    use crate::plan::kernels::Isa;
+    use crate::plan::kernels::{self, Isa};
+
+    /// The narrow-plane kernel's vector epilogue (which AVX-512 CPUs run too) writes the bits
+    /// of a scalar copy of each filter's sums followed by `conv_epilogue_row` — with and
+    /// without bias, ReLU, a residual tensor or the residual in the output — for planes with
+    /// 8 × 8 tails and blocks of fewer than 32 filters, and leaves the floats between the
+    /// output rows alone.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn rows_epilogue_gives_the_bits_of_the_scalar_epilogue() {
+        if !kernels::avx2_fma() {
+            return; // No AVX2: the narrow-plane kernel does not run here.
+        }
+        let noise = |i: usize, salt: u32| {
+            let h = (i as u32 ^ salt).wrapping_mul(2_654_435_761).rotate_left(13).wrapping_mul(40_503);
+            if h.is_multiple_of(17) {
+                -0.0
+            } else {
+                (h >> 8) as f32 / (1 << 23) as f32 - 1.0
+            }
+        };
+        for plane in [13, 49, 196] {
+            for rows in [NC, 20] {
+                let ys = plane + 3;
+                let acc: Vec<f32> = (0..plane * NC).map(|i| noise(i, 1)).collect();
+                let bias: Vec<f32> = (0..rows).map(|i| noise(i, 2)).collect();
+                let res: Vec<f32> = (0..rows * ys).map(|i| noise(i, 3)).collect();
+                for residual in 0..3 {
+                    for relu in [false, true] {
+                        for bias in [None, Some(&bias[..])] {
+                            // Residual 2: the addend in the output itself.
+                            let start: Vec<f32> = if residual == 2 { res.clone() } else { vec![f32::NAN; rows * ys] };
+                            let mut want = start.clone();
+                            for f in 0..rows {
+                                let b = bias.map_or(0.0, |b| b[f]);
+                                let row = &mut want[f * ys..][..plane];
+                                if residual == 2 {
+                                    for (p, o) in row.iter_mut().enumerate() {
+                                        let v = acc[p * NC + f] + b + *o;
+                                        *o = if relu { v.max(0.0) } else { v };
+                                    }
+                                    continue;
+                                }
+                                for (p, o) in row.iter_mut().enumerate() {
+                                    *o = acc[p * NC + f];
+                                }
+                                let r = (residual == 1).then(|| &res[f * ys..][..plane]);
+                                kernels::conv_epilogue_row(row, b, r, relu);
+                            }
+                            let mut got = start.clone();
+                            let y = got.as_mut_ptr();
+                            let r = match residual {
+                                0 => None,
+                                1 => Some(res.as_ptr()),
+                                _ => Some(y.cast_const()),
+                            };
+                            // SAFETY: AVX2 and FMA (checked); `acc` holds plane × NC sums, `y`
+                            // and the residual `rows` rows of `ys ≥ plane` floats, `bias` rows.
+                            unsafe {
+                                super::avx2::rows_epilogue(
+                                    acc.as_ptr(),
+                                    plane,
+                                    ys,
+                                    rows,
+                                    y,
+                                    r,
+                                    bias.map(<[f32]>::as_ptr),
+                                    relu,
+                                )
+                            };
+                            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                            assert_eq!(
+                                bits(&got),
+                                bits(&want),
+                                "plane {plane}, {rows} filters, residual {residual}, relu {relu}, bias {}",
+                                bias.is_some()
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
 
     /// A strided conv of one image on two threads takes a band per thread, never one band
     /// whose filters the threads split (each split would fill the whole band's phase

@@ -671,11 +671,12 @@ pub(super) unsafe fn micro_rows(
     }
 }
 
-/// The narrow-plane kernel's epilogue (on AVX2 and AVX-512 CPUs alike): `acc` holds `plane` positions × 32 filters (`[p][f]`)
-/// of one block; filter `f < rows` goes to the `plane` floats at `y + f·ys` as `relu?(sum +
-/// bias[f] + res[f·ys + p])`, in the order and with the skips of `kernels::conv_epilogue_row`
-/// (so the same bits as the scalar copy and row epilogue it replaces), 8 × 8 blocks
-/// transposed in registers. `res` may be `y` (each element read before it is written).
+/// The narrow-plane kernel's epilogue, on AVX2 and AVX-512 CPUs alike: `acc` holds `plane`
+/// positions × 32 filters (`[p][f]`) of one block; filter `f < rows` goes to the `plane`
+/// floats at `y + f·ys` as `relu?(sum + bias[f] + res[f·ys + p])`, in the order and with the
+/// skips of `kernels::conv_epilogue_row` (so the same bits as a scalar copy and row
+/// epilogue), 8 × 8 blocks transposed in registers. `res` may be `y` (each element read
+/// before it is written).
 ///
 /// # Safety
 /// AVX2 available; `acc .. + plane·32` readable; rows `f < rows` of `plane` floats `ys`
