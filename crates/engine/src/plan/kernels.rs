@@ -150,10 +150,7 @@ pub fn active_isa() -> Isa {
         if cap >= Isa::Avx512 as u8 && std::arch::is_x86_feature_detected!("avx512f") {
             return Isa::Avx512;
         }
-        if cap >= Isa::Avx2 as u8
-            && std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma")
-        {
+        if cap >= Isa::Avx2 as u8 && avx2_fma() {
             return Isa::Avx2;
         }
     }
@@ -185,10 +182,7 @@ pub fn fma512_full_rate() -> bool {
     *FULL.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
         {
-            if !(std::arch::is_x86_feature_detected!("avx512f")
-                && std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma"))
-            {
+            if !(std::arch::is_x86_feature_detected!("avx512f") && avx2_fma()) {
                 return false;
             }
             const ITERATIONS: u64 = 4096;

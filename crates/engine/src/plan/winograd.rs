@@ -2790,17 +2790,11 @@ mod tests {
         }
     }
 
-    /// Whether this CPU runs the AVX2 copies.
-    #[cfg(target_arch = "x86_64")]
-    fn has_avx2() -> bool {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    }
-
     /// The AVX2 F(4×4) input transform against the portable one, bit for bit.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn avx2_input_tiles_equal_the_portable_ones() {
-        if !has_avx2() {
+        if !crate::plan::kernels::avx2_fma() {
             return;
         }
         inputs_agree(
@@ -2818,7 +2812,7 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn avx2_two_row_input_tiles_equal_the_portable_ones() {
-        if !has_avx2() {
+        if !crate::plan::kernels::avx2_fma() {
             return;
         }
         for (h, w) in [(14usize, 14usize), (13, 11)] {
@@ -2846,7 +2840,7 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn avx2_f2_input_tiles_equal_the_portable_ones() {
-        if !has_avx2() {
+        if !crate::plan::kernels::avx2_fma() {
             return;
         }
         inputs_agree(
@@ -2864,7 +2858,7 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn avx2_output_tiles_equal_the_portable_ones() {
-        if !has_avx2() {
+        if !crate::plan::kernels::avx2_fma() {
             return;
         }
         outputs_agree(
@@ -2901,7 +2895,7 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn avx2_f2_output_tiles_equal_the_portable_ones() {
-        if !has_avx2() {
+        if !crate::plan::kernels::avx2_fma() {
             return;
         }
         outputs_agree(
