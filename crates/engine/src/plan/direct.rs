@@ -227,6 +227,11 @@ impl Sweeps {
     }
 }
 
+thread_local! {
+    /// [`DirectConv::tiling`]'s results by shape ([`kernels::memoized`]).
+    static TILINGS: kernels::Memo<10, Tiling> = const { RefCell::new(Vec::new()) };
+}
+
 /// How one call is cut into tiles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Tiling {
@@ -545,7 +550,9 @@ impl DirectConv {
             self.run_rows(g, &rq, x, bias, residual, relu, y);
             return;
         }
-        let t = self.tiling(g.n, oh, &q, threads);
+        let key =
+            [self.m, self.c, g.n, oh, q.width, q.halo, q.overrun, q.phases, threads, kernels::active_isa() as usize];
+        let t = TILINGS.with(|c| kernels::memoized(c, key, || self.tiling(g.n, oh, &q, threads)));
         let bands = oh.div_ceil(t.rows);
         let blocks = self.m.div_ceil(MR);
         let chunk = blocks.div_ceil(t.msplit);

@@ -42,6 +42,8 @@ thread_local! {
     /// Per-thread packed strips (strided calls, partial strips); grows once (see
     /// [`DirectConv::wide_tile`]).
     static PANEL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// [`wide_tiling`]'s results by shape ([`kernels::memoized`]).
+    static TILINGS: kernels::Memo<6, (usize, usize)> = const { RefCell::new(Vec::new()) };
 }
 
 impl DirectConv {
@@ -92,7 +94,10 @@ impl DirectConv {
         let blocks = self.m.div_ceil(MR);
         let threads = kernels::threads();
         let avx2 = kernels::active_isa() == Isa::Avx2;
-        let (panels, chunk) = wide_tiling(g.n, plane, self.c, blocks, threads, if avx2 { 2 } else { 1 });
+        let min_strips = if avx2 { 2 } else { 1 };
+        let key = [g.n, plane, self.c, blocks, threads, min_strips];
+        let (panels, chunk) = TILINGS
+            .with(|c| kernels::memoized(c, key, || wide_tiling(g.n, plane, self.c, blocks, threads, min_strips)));
         let split = blocks.div_ceil(chunk);
         let out = OutPtr(y.as_mut_ptr());
         let tasks = g.n * panels * split;
