@@ -192,6 +192,46 @@ pub(crate) fn avx2_fma() -> bool {
     false
 }
 
+/// One core's L2 cache in bytes, as Linux reports it for CPU 0
+/// (`/sys/devices/system/cpu/cpu0/cache/index*/`: the level-2 data or unified cache), read
+/// once per process; [`DEFAULT_L2_BYTES`] where that is missing or unreadable (other
+/// systems, a sandbox without `/sys`).
+pub(crate) fn l2_bytes() -> usize {
+    static L2: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *L2.get_or_init(|| {
+        sysfs_l2_bytes(std::path::Path::new("/sys/devices/system/cpu/cpu0/cache")).unwrap_or(DEFAULT_L2_BYTES)
+    })
+}
+
+/// [`l2_bytes`] where the system does not say: 1 MiB (AMD Zen 4; Intel's client cores have
+/// 1.25–2 MiB, its Xeon Scalable cores 1–2 MiB).
+pub(crate) const DEFAULT_L2_BYTES: usize = 1 << 20;
+
+/// The level-2 data or unified cache among the `index*` folders under `dir`, in bytes
+/// (`size` reads like `2048K`).
+fn sysfs_l2_bytes(dir: &std::path::Path) -> Option<usize> {
+    let read = |p: std::path::PathBuf| std::fs::read_to_string(p).ok().map(|s| s.trim().to_owned());
+    std::fs::read_dir(dir).ok()?.flatten().find_map(|e| {
+        let p = e.path();
+        if !e.file_name().to_str()?.starts_with("index")
+            || read(p.join("level"))? != "2"
+            || read(p.join("type"))? == "Instruction"
+        {
+            return None;
+        }
+        let size = read(p.join("size"))?;
+        let (digits, unit) = size.split_at(size.find(|ch: char| !ch.is_ascii_digit()).unwrap_or(size.len()));
+        let n: usize = digits.parse().ok()?;
+        let bytes = match unit {
+            "" => n,
+            "K" => n << 10,
+            "M" => n << 20,
+            _ => return None,
+        };
+        (bytes > 0).then_some(bytes)
+    })
+}
+
 /// Whether this CPU runs 512-bit FMAs at the rate of 256-bit ones (two per cycle: Intel's
 /// Xeon Scalable cores with both FMA ports), so that AVX-512 doubles the direct kernels'
 /// multiply-adds per cycle; `false` where a 512-bit FMA takes two 256-bit units' cycle (AMD
@@ -792,6 +832,34 @@ mod tests {
             assert_eq!(wide.to_vec(), want(10, 8), "8 lanes, n = {n}");
             assert_eq!(narrow.to_vec(), want(6, 4), "4 lanes, n = {n}");
         }
+    }
+
+    /// The L2 entry is found among the cache folders whatever their order, the level-1 and
+    /// level-3 ones and instruction caches are skipped, and a tree without one (or with an
+    /// unreadable size) gives `None`, which [`super::l2_bytes`] turns into its default.
+    #[test]
+    fn sysfs_l2_size_is_the_level_2_data_or_unified_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = |name: &str, level: &str, kind: &str, size: &str| {
+            let d = dir.path().join(name);
+            std::fs::create_dir_all(&d).unwrap();
+            for (file, text) in [("level", level), ("type", kind), ("size", size)] {
+                std::fs::write(d.join(file), format!("{text}\n")).unwrap();
+            }
+        };
+        assert_eq!(super::sysfs_l2_bytes(dir.path()), None);
+        cache("index0", "1", "Data", "48K");
+        cache("index1", "1", "Instruction", "32K");
+        cache("index3", "3", "Unified", "266240K");
+        assert_eq!(super::sysfs_l2_bytes(dir.path()), None);
+        cache("index2", "2", "Unified", "2048K");
+        assert_eq!(super::sysfs_l2_bytes(dir.path()), Some(2 << 20));
+        cache("index2", "2", "Data", "1M");
+        assert_eq!(super::sysfs_l2_bytes(dir.path()), Some(1 << 20));
+        cache("index2", "2", "Unified", "lots");
+        assert_eq!(super::sysfs_l2_bytes(dir.path()), None);
+        assert_eq!(super::sysfs_l2_bytes(&dir.path().join("missing")), None);
+        assert!(super::l2_bytes() >= 64 << 10, "{} bytes", super::l2_bytes());
     }
 
     #[test]

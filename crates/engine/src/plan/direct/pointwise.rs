@@ -38,12 +38,29 @@ pub(super) const STRIP: usize = 48;
 /// the panel's rows stay in L2 while every filter block passes over them.
 pub(super) const PANEL_FLOATS: usize = 96 * 1024;
 
+/// Largest image plane (its strips × channels, in floats) [`wide_tiling`] may take as one
+/// panel on several threads, over [`PANEL_FLOATS`]: half this core's L2 ([`kernels::l2_bytes`]:
+/// 1 MiB of 2 on an Intel Xeon (Emerald Rapids), 512 KiB of 1 on AMD Zen 4). Such a panel
+/// has no next panel to fetch beside it; cut into panels of the budget instead, every
+/// panel's task reads every filter, and ResNet-50's 14×14 filters are as large as the
+/// plane or larger, where a filter split has each worker read half of them once. Exact,
+/// batch 1, two threads on an Emerald Rapids Xeon, `resnet bench --profile`, old and new
+/// binaries alternated twice (resnet50-v2): the five 256 ← 1024 steps at 14×14 (3 panels →
+/// one, the filters split) 2.10–2.20 → 1.93–1.96 ms, the strided 1024 ← 512 (2 panels →
+/// one) 0.91–0.94 → 0.79, 512 ← 1024 0.75–0.79 → 0.72, 512 ← 128 at 28×28 1.58–1.60 →
+/// 1.54–1.55; whole runs within the host's noise (`scripts/ab_bench.py`, 6 rounds: Keras
+/// ResNet-50 0.988, resnet50-v2 1.005). On one thread such tilings measured equal, so one
+/// thread keeps the budget.
+fn whole_panel_floats() -> usize {
+    kernels::l2_bytes() / 2 / std::mem::size_of::<f32>()
+}
+
 thread_local! {
     /// Per-thread packed strips (strided calls, partial strips); grows once (see
     /// [`DirectConv::wide_tile`]).
     static PANEL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     /// [`wide_tiling`]'s results by shape ([`kernels::memoized`]).
-    static TILINGS: kernels::Memo<6, (usize, usize)> = const { RefCell::new(Vec::new()) };
+    static TILINGS: kernels::Memo<7, (usize, usize)> = const { RefCell::new(Vec::new()) };
 }
 
 impl DirectConv {
@@ -95,9 +112,12 @@ impl DirectConv {
         let threads = kernels::threads();
         let avx2 = kernels::active_isa() == Isa::Avx2;
         let min_strips = if avx2 { 2 } else { 1 };
-        let key = [g.n, plane, self.c, blocks, threads, min_strips];
-        let (panels, chunk) = TILINGS
-            .with(|c| kernels::memoized(c, key, || wide_tiling(g.n, plane, self.c, blocks, threads, min_strips)));
+        // Measured on AVX-512 only: the AVX2 tiles keep to the budget.
+        let whole = if avx2 { 0 } else { whole_panel_floats() };
+        let key = [g.n, plane, self.c, blocks, threads, min_strips, whole];
+        let (panels, chunk) = TILINGS.with(|c| {
+            kernels::memoized(c, key, || wide_tiling(g.n, plane, self.c, blocks, threads, min_strips, whole))
+        });
         let split = blocks.div_ceil(chunk);
         let out = OutPtr(y.as_mut_ptr());
         let tasks = g.n * panels * split;
@@ -673,14 +693,25 @@ const PACK_COST: f64 = 0.5;
 /// panels of 144 and 52 positions, and 64 ← 256 at 56×56 into 9 tasks on 2 workers.
 /// `min_strips`: the fewest strips a panel may be given (the AVX2 kernel's 2: a 7×7 plane
 /// of 2048 channels was a panel of 48 positions and one of 1, which streamed the filters
-/// twice).
-fn wide_tiling(n: usize, plane: usize, c: usize, blocks: usize, threads: usize, min_strips: usize) -> (usize, usize) {
+/// twice). `whole`: on several threads, a plane whose strips hold at most this many floats
+/// may be cut into fewer panels than the budget asks, down to one with the filters split
+/// ([`whole_panel_floats`]; 0: never).
+fn wide_tiling(
+    n: usize,
+    plane: usize,
+    c: usize,
+    blocks: usize,
+    threads: usize,
+    min_strips: usize,
+    whole: usize,
+) -> (usize, usize) {
     let strips = plane.div_ceil(STRIP).max(1);
     let budget = (PANEL_FLOATS / c.max(1) / STRIP).max(min_strips).max(1);
     let fewest = strips.div_ceil(budget).max(1);
     if threads <= 1 || threads > kernels::MAX_WORKERS || n * fewest >= 8 * threads {
         return (fewest, blocks);
     }
+    let least = if strips * STRIP * c <= whole { 1 } else { fewest };
     // Strip `s`'s work in full strips.
     let last = plane - (strips - 1) * STRIP;
     let strip_cost = |s: usize| match last {
@@ -689,7 +720,7 @@ fn wide_tiling(n: usize, plane: usize, c: usize, blocks: usize, threads: usize, 
         _ => last.div_ceil(16) as f64 / (STRIP / 16) as f64,
     };
     let mut best = (f64::INFINITY, fewest, blocks);
-    for panels in fewest..=(fewest + 2 * threads).min(strips) {
+    for panels in least..=(fewest + 2 * threads).min(strips) {
         for split in 1..=threads.min(blocks) {
             let chunk = blocks.div_ceil(split);
             let split = blocks.div_ceil(chunk);
@@ -1145,23 +1176,25 @@ mod tests {
 
     #[test]
     fn wide_tiling_keeps_the_budget_and_balances_few_tasks() {
-        // One thread, or enough tasks: the fewest panels the budget allows, filters whole.
-        assert_eq!(wide_tiling(1, 56 * 56, 256, 8, 1, 1), (9, 8));
-        assert_eq!(wide_tiling(8, 56 * 56, 256, 8, 2, 1), (9, 8));
+        // One thread, or enough tasks: the fewest panels the budget allows, filters whole
+        // (whatever the whole-plane limit).
+        assert_eq!(wide_tiling(1, 56 * 56, 256, 8, 1, 1, 0), (9, 8));
+        assert_eq!(wide_tiling(8, 56 * 56, 256, 8, 2, 1, 0), (9, 8));
+        assert_eq!(wide_tiling(1, 14 * 14, 1024, 32, 1, 1, 1 << 20), (3, 32));
         // 1024 ← 512 on a 14×14 plane: 4 strips of 48 and one of 4 positions. Counted in
         // whole strips, two panels (2 + 3 strips) looked uneven and each panel's filters were
         // split; counted in positions they are 96 and 100, one per worker, and each worker
         // reads only its own positions.
-        assert_eq!(wide_tiling(1, 14 * 14, 512, 128, 2, 1), (2, 128));
+        assert_eq!(wide_tiling(1, 14 * 14, 512, 128, 2, 1, 0), (2, 128));
         // 512 ← 2048 at 7×7: over the budget as one panel, but the AVX2 kernel's two strips at
         // least keep it whole (one panel of 49 positions, not 48 + 1).
-        assert_eq!(wide_tiling(1, 7 * 7, 2048, 64, 1, 1), (2, 64));
-        assert_eq!(wide_tiling(1, 7 * 7, 2048, 64, 1, 2), (1, 64));
+        assert_eq!(wide_tiling(1, 7 * 7, 2048, 64, 1, 1, 0), (2, 64));
+        assert_eq!(wide_tiling(1, 7 * 7, 2048, 64, 1, 2, 0), (1, 64));
         // 64 ← 256 at 56×56: 66 strips, 8 per panel: 9 panels on 2 workers became an even
         // number of panels (or a filter split).
-        let (panels, chunk) = wide_tiling(1, 56 * 56, 256, 8, 2, 1);
+        let (panels, chunk) = wide_tiling(1, 56 * 56, 256, 8, 2, 1, 0);
         assert!(panels >= 9 && (panels % 2 == 0 || chunk < 8), "{panels} panels of {chunk} blocks");
-        // Never a panel over the budget, whatever the search picks.
+        // Never a panel over the budget without a whole-plane limit, whatever the search picks.
         for (n, plane, c, blocks, threads) in [
             (1, 196, 512, 128, 2),
             (1, 3136, 256, 8, 2),
@@ -1170,9 +1203,31 @@ mod tests {
             (1, 49, 2048, 64, 3),
         ] {
             let strips = usize::div_ceil(plane, STRIP);
-            let (panels, chunk) = wide_tiling(n, plane, c, blocks, threads, 1);
+            let (panels, chunk) = wide_tiling(n, plane, c, blocks, threads, 1, 0);
             assert!((1..=strips).contains(&panels) && (1..=blocks).contains(&chunk));
             assert!(strips.div_ceil(panels) * STRIP * c <= PANEL_FLOATS.max(STRIP * c), "{n} {plane} {c}");
+        }
+    }
+
+    /// Two threads under a whole-plane limit (half a 2 MiB L2: 256 Ki floats): 256 ← 1024 and
+    /// 1024 ← 512 at 14×14 (5 strips of 1024 or 512 channels) become one panel with the
+    /// filters split, not three or two panels that each stream every filter; a plane over
+    /// the limit (64 ← 256 at 56×56) keeps the budget's panels; under a limit the plane
+    /// does not fit (half of 1 MiB), 256 ← 1024 keeps them too.
+    #[test]
+    fn wide_tiling_takes_a_plane_within_the_limit_as_one_panel_on_several_threads() {
+        let whole = 256 * 1024;
+        assert_eq!(wide_tiling(1, 14 * 14, 1024, 32, 2, 1, whole), (1, 16));
+        assert_eq!(wide_tiling(1, 14 * 14, 512, 128, 2, 1, whole), (1, 64));
+        assert_eq!(wide_tiling(1, 56 * 56, 256, 8, 2, 1, whole), wide_tiling(1, 56 * 56, 256, 8, 2, 1, 0));
+        assert_eq!(wide_tiling(1, 14 * 14, 1024, 32, 2, 1, whole / 2), wide_tiling(1, 14 * 14, 1024, 32, 2, 1, 0));
+        assert_ne!(wide_tiling(1, 14 * 14, 1024, 32, 2, 1, 0).0, 1);
+        // Every panel within the limit, or within the budget.
+        for (n, plane, c, blocks, threads) in [(1, 196, 1024, 32, 2), (1, 784, 256, 64, 2), (1, 3136, 64, 8, 3)] {
+            let strips = usize::div_ceil(plane, STRIP);
+            let (panels, chunk) = wide_tiling(n, plane, c, blocks, threads, 1, whole);
+            assert!((1..=strips).contains(&panels) && (1..=blocks).contains(&chunk));
+            assert!(strips.div_ceil(panels) * STRIP * c <= whole.max(PANEL_FLOATS), "{n} {plane} {c}");
         }
     }
 }
