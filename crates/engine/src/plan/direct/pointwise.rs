@@ -266,6 +266,47 @@ impl DirectConv {
                     }
                 });
             } else {
+                // The last strip's few positions (`last ≤ NARROW`) for filter blocks `b ..
+                // b + group` on the filter-vector kernel, with the epilogue.
+                let s = strips - 1;
+                let p0 = positions.start + s * STRIP;
+                let (nbp, nbs) =
+                    if in_place { (x_img[p0..].as_ptr(), in_plane) } else { (panel[s * c * STRIP..].as_ptr(), STRIP) };
+                let res = residual.base(out.0);
+                let narrow = |b: usize, group: usize| {
+                    let mut tile = [[0f32; NARROW_GROUP * MR]; NARROW];
+                    // SAFETY: AVX-512F (`wide_applies`); `packed` holds `all ≥ b + group`
+                    // blocks of `8·C` filters in K chunks; the strip has C rows of `last ≤
+                    // NARROW` readable floats `nbs` apart (in place: positions `p0 .. p0 +
+                    // last ≤ plane = in_plane` of each plane of `x_img`; else the packed strip).
+                    unsafe { micro_narrow(last, group, c, self.packed.as_ptr(), all, b, nbp, nbs, &mut tile) };
+                    for f in 0..group * MR {
+                        let row = b * MR + f;
+                        if row >= m {
+                            break;
+                        }
+                        let off = (img * m + row) * plane + p0;
+                        // The micro-kernels' epilogue (`avx512::store`), value by value: the
+                        // same operations in the same order, so the same bits.
+                        let bias = bias.map_or(0.0, |v| v[row]);
+                        for (p, t) in tile.iter().take(last).enumerate() {
+                            // SAFETY: output row `row` of image `img`, positions `p0 + p < p0
+                            // + last ≤ plane`: in `y` (and in `res`, checked the same length)
+                            // and this tile's only; each residual element is read before its
+                            // output is written (they may be the same).
+                            unsafe {
+                                let mut o = t[f] + bias;
+                                if let Some(r) = res {
+                                    o += *r.add(off + p);
+                                }
+                                if relu {
+                                    o = if o > 0.0 { o } else { 0.0 };
+                                }
+                                *out.0.add(off + p) = o;
+                            }
+                        }
+                    }
+                };
                 let mut call = 0;
                 for b in blocks.clone() {
                     for s in 0..wide_strips {
@@ -290,52 +331,20 @@ impl DirectConv {
                         // values.
                         unsafe { micro_wide(n, c, self.packed.as_ptr(), all, b, bp, bs, &st, pf) };
                     }
-                }
-            }
-            if wide_strips == strips {
-                return;
-            }
-            let s = strips - 1;
-            let p0 = positions.start + s * STRIP;
-            let (bp, bs) =
-                if in_place { (x_img[p0..].as_ptr(), in_plane) } else { (panel[s * c * STRIP..].as_ptr(), STRIP) };
-            let res = residual.base(out.0);
-            let mut b = blocks.start;
-            while b < blocks.end {
-                let group = if blocks.end - b >= NARROW_GROUP { NARROW_GROUP } else { 1 };
-                let mut tile = [[0f32; NARROW_GROUP * MR]; NARROW];
-                // SAFETY: AVX-512F (`wide_applies`); `packed` holds `all ≥ b + group` blocks
-                // of `8·C` filters in K chunks; the strip has C rows of `last ≤ NARROW`
-                // readable floats `bs` apart (in place: positions `p0 .. p0 + last ≤ plane =
-                // in_plane` of each plane of `x_img`; else the packed strip).
-                unsafe { micro_narrow(last, group, c, self.packed.as_ptr(), all, b, bp, bs, &mut tile) };
-                for f in 0..group * MR {
-                    let row = b * MR + f;
-                    if row >= m {
-                        break;
+                    if wide_strips == strips {
+                        continue;
                     }
-                    let off = (img * m + row) * plane + p0;
-                    // The micro-kernels' epilogue (`avx512::store`), value by value: the same
-                    // operations in the same order, so the same bits.
-                    let bias = bias.map_or(0.0, |v| v[row]);
-                    for (p, t) in tile.iter().take(last).enumerate() {
-                        // SAFETY: output row `row` of image `img`, positions `p0 + p < p0 +
-                        // last ≤ plane`: in `y` (and in `res`, checked the same length)
-                        // and this tile's only; each residual element is read before
-                        // its output is written (they may be the same).
-                        unsafe {
-                            let mut o = t[f] + bias;
-                            if let Some(r) = res {
-                                o += *r.add(off + p);
-                            }
-                            if relu {
-                                o = if o > 0.0 { o } else { 0.0 };
-                            }
-                            *out.0.add(off + p) = o;
-                        }
+                    // The narrow positions of a group of NARROW_GROUP blocks right after the
+                    // group's last block, while their filters are in cache (after the whole
+                    // tile, 1024 ← 256 at 14×14 read its 1 MB of filters again for 4
+                    // positions); past the last whole group, block by block.
+                    let g0 = blocks.start + (b - blocks.start) / NARROW_GROUP * NARROW_GROUP;
+                    if blocks.end - g0 < NARROW_GROUP {
+                        narrow(b, 1);
+                    } else if b + 1 == g0 + NARROW_GROUP {
+                        narrow(g0, NARROW_GROUP);
                     }
                 }
-                b += group;
             }
         });
     }
