@@ -223,11 +223,11 @@ fn sysfs_l2_bytes(dir: &std::path::Path) -> Option<usize> {
         let (digits, unit) = size.split_at(size.find(|ch: char| !ch.is_ascii_digit()).unwrap_or(size.len()));
         let n: usize = digits.parse().ok()?;
         let bytes = match unit {
-            "" => n,
-            "K" => n << 10,
-            "M" => n << 20,
-            _ => return None,
-        };
+            "" => Some(n),
+            "K" => n.checked_mul(1 << 10),
+            "M" => n.checked_mul(1 << 20),
+            _ => None,
+        }?;
         (bytes > 0).then_some(bytes)
     })
 }
@@ -857,6 +857,8 @@ mod tests {
         cache("index2", "2", "Data", "1M");
         assert_eq!(super::sysfs_l2_bytes(dir.path()), Some(1 << 20));
         cache("index2", "2", "Unified", "lots");
+        assert_eq!(super::sysfs_l2_bytes(dir.path()), None);
+        cache("index2", "2", "Unified", &format!("{}M", usize::MAX));
         assert_eq!(super::sysfs_l2_bytes(dir.path()), None);
         assert_eq!(super::sysfs_l2_bytes(&dir.path().join("missing")), None);
         assert!(super::l2_bytes() >= 64 << 10, "{} bytes", super::l2_bytes());
