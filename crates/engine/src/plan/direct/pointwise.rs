@@ -190,9 +190,11 @@ impl DirectConv {
         PANEL.with(|panel| {
             let mut panel = panel.borrow_mut();
             if panel.len() < strips * c * STRIP + 16 {
-                // The budget at once (every conv of up to 2048 channels fits), so a worker
+                // The budget at once (every conv of up to 2048 channels fits), and on several
+                // threads the largest whole-plane panel ([`whole_panel_floats`]), so a worker
                 // that first meets a bigger panel late does not allocate in a steady-state run.
-                panel.resize((strips * c * STRIP).max(PANEL_FLOATS) + 16, 0.0);
+                let most = if kernels::threads() > 1 { whole_panel_floats().max(PANEL_FLOATS) } else { PANEL_FLOATS };
+                panel.resize((strips * c * STRIP).max(most) + 16, 0.0);
             }
             let panel = kernels::align64(&mut panel[..]);
             // Stride 1: full strips are read in place (row `ch` of a strip is `x_img[ch·plane +
