@@ -205,7 +205,7 @@ pub(crate) fn l2_bytes() -> usize {
 
 /// [`l2_bytes`] where the system does not say: 1 MiB (AMD Zen 4; Intel's client cores have
 /// 1.25–2 MiB, its Xeon Scalable cores 1–2 MiB).
-pub(crate) const DEFAULT_L2_BYTES: usize = 1 << 20;
+const DEFAULT_L2_BYTES: usize = 1 << 20;
 
 /// The level-2 data or unified cache among the `index*` folders under `dir`, in bytes
 /// (`size` reads like `2048K`).
