@@ -105,7 +105,7 @@ proptest! {
 
     #[test]
     fn max_pool_matches_a_window_scan(
-        (h, w) in (1usize..20, 1usize..44),
+        (h, w) in (1usize..20, 1usize..80),
         (k, s, pad) in (1usize..=4, 1usize..=3, 0usize..=2),
         seed in data(400),
     ) {
@@ -125,6 +125,48 @@ proptest! {
             }
         }
         assert_all_eq(per_isa(|| { let mut y = vec![0.0; oh * ow]; kernels::max_pool_plane(&x, &mut y, &axes); y }), &want, "max_pool_plane");
+    }
+}
+
+/// The 3×3/2 pool (ResNet's stem pool; vector code with masked loads at the row ends on
+/// AVX-512) on every row width up to 4 vectors of outputs and both paddings, with NaN and
+/// -inf among the inputs: NaN never wins, a window of only NaN or padding gives -inf, and
+/// every copy gives the window scan's bits.
+#[test]
+fn max_pool_3x3_stride_2_ignores_nan_at_every_width() {
+    for pad in 0..=1 {
+        for h in 2..=5 {
+            for w in 2..=140 {
+                let x: Vec<f32> = (0..h * w)
+                    .map(|i| match i % 11 {
+                        3 => f32::NAN,
+                        7 => f32::NEG_INFINITY,
+                        _ => ((i * 37) % 101) as f32 - 50.5,
+                    })
+                    .collect();
+                let axes = [Axis::UNIT, axis(h, 3, 2, pad), axis(w, 3, 2, pad)];
+                let (oh, ow) = (axes[1].output, axes[2].output);
+                let mut want = vec![f32::NEG_INFINITY; oh * ow];
+                for (o, m) in want.iter_mut().enumerate() {
+                    for kh in 0..3 {
+                        for kw in 0..3 {
+                            let (ih, iw) =
+                                ((o / ow * 2 + kh) as isize - pad as isize, (o % ow * 2 + kw) as isize - pad as isize);
+                            if (0..h as isize).contains(&ih) && (0..w as isize).contains(&iw) {
+                                *m = m.max(x[ih as usize * w + iw as usize]);
+                            }
+                        }
+                    }
+                }
+                assert!(want.iter().all(|v| !v.is_nan()));
+                let got = per_isa(|| {
+                    let mut y = vec![0.0; oh * ow];
+                    kernels::max_pool_plane(&x, &mut y, &axes);
+                    y
+                });
+                assert_all_eq(got, &want, &format!("max_pool_plane {h}x{w} pad {pad}"));
+            }
+        }
     }
 }
 
