@@ -1195,6 +1195,31 @@ fn fill_phase_band(
     aw: &Axis,
 ) {
     let (ih, iw, wq) = (ah.input, aw.input, q.width);
+    #[cfg(target_arch = "x86_64")]
+    if q.sw == 2 && wq <= avx512::FILL_WIDTH && kernels::active_isa() == Isa::Avx512 {
+        assert!(buf.len() >= c * q.phases * ps && ps >= band_rows * wq, "phase band layout");
+        assert!(x_img.len() >= c * ih * iw, "input image");
+        // SAFETY: AVX-512F is active; the layout as just asserted.
+        unsafe { avx512::fill_phase_band2(buf, x_img, c, ps, r0, band_rows, q.sh, wq, ah, aw) };
+        return;
+    }
+    fill_phase_band_scalar(buf, x_img, c, ps, r0, band_rows, q, ah, aw);
+}
+
+/// [`fill_phase_band`] element by element (a strided copy per phase row).
+#[allow(clippy::too_many_arguments)]
+fn fill_phase_band_scalar(
+    buf: &mut [f32],
+    x_img: &[f32],
+    c: usize,
+    ps: usize,
+    r0: usize,
+    band_rows: usize,
+    q: &PhaseGrid,
+    ah: &Axis,
+    aw: &Axis,
+) {
+    let (ih, iw, wq) = (ah.input, aw.input, q.width);
     for ch in 0..c {
         let xc = &x_img[ch * ih * iw..][..ih * iw];
         for pr in 0..q.sh {
@@ -1268,6 +1293,32 @@ fn fill_band(
 ) {
     let (ih, iw, pb) = (ah.input, aw.input, aw.pad_begin);
     assert!(wq >= iw + pb.max(aw.pad_end) && len + wq >= band_rows * wq + pb + iw, "band layout");
+    #[cfg(target_arch = "x86_64")]
+    if wq <= avx512::FILL_WIDTH && kernels::active_isa() == Isa::Avx512 {
+        assert!(c == 0 || buf.len() >= (c - 1) * stride + len, "band buffer");
+        assert!(x_img.len() >= c * ih * iw, "input image");
+        // SAFETY: AVX-512F is active; the layout as just asserted.
+        unsafe { avx512::fill_band(buf, x_img, c, stride, len, r0, band_rows, wq, ah, aw) };
+        return;
+    }
+    fill_band_scalar(buf, x_img, c, stride, len, r0, band_rows, wq, ah, aw);
+}
+
+/// [`fill_band`] with a `memset` and a `memcpy` per row.
+#[allow(clippy::too_many_arguments)]
+fn fill_band_scalar(
+    buf: &mut [f32],
+    x_img: &[f32],
+    c: usize,
+    stride: usize,
+    len: usize,
+    r0: usize,
+    band_rows: usize,
+    wq: usize,
+    ah: &Axis,
+    aw: &Axis,
+) {
+    let (ih, iw, pb) = (ah.input, aw.input, aw.pad_begin);
     for ch in 0..c {
         let dst = &mut buf[ch * stride..][..len];
         let xc = &x_img[ch * ih * iw..][..ih * iw];
@@ -1766,6 +1817,149 @@ mod avx512 {
     /// (one thread; 128, 256, 512 and 1024 floats measured, 512 best).
     const PF_DIST: usize = 512;
 
+    /// Widest band row [`fill_band`] and [`fill_phase_band2`] take (their per-vector masks
+    /// are made once per call, on the stack).
+    pub(super) const FILL_WIDTH: usize = 1024;
+
+    /// The lanes of 16 floats from `start` that lie in `0..end`.
+    fn lanes(start: isize, end: isize) -> __mmask16 {
+        let (lo, hi) = ((-start).clamp(0, 16), (end - start).clamp(0, 16));
+        if hi <= lo {
+            0
+        } else {
+            (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as __mmask16
+        }
+    }
+
+    /// [`super::fill_band`] in vectors: each band row written whole, 16 floats at a time, by
+    /// a load masked to the input row's columns (zeros elsewhere: the padding), in place of a
+    /// `memset` and a `memcpy` per row. The same values.
+    ///
+    /// # Safety
+    /// AVX-512F available; `wq ≤ FILL_WIDTH`; `buf` holds `(c − 1)·stride + len` floats and
+    /// `x_img` `c` planes of the input.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn fill_band(
+        buf: &mut [f32],
+        x_img: &[f32],
+        c: usize,
+        stride: usize,
+        len: usize,
+        r0: usize,
+        band_rows: usize,
+        wq: usize,
+        ah: &crate::ops::padding::Axis,
+        aw: &crate::ops::padding::Axis,
+    ) {
+        let (ih, iw, pb) = (ah.input, aw.input, aw.pad_begin as isize);
+        let vectors = wq.div_ceil(16);
+        let mut loads = [0 as __mmask16; FILL_WIDTH / 16];
+        for (v, m) in loads.iter_mut().enumerate().take(vectors) {
+            *m = lanes(16 * v as isize - pb, iw as isize);
+        }
+        for ch in 0..c {
+            let dst = buf[ch * stride..][..len].as_mut_ptr();
+            let xc = x_img[ch * ih * iw..].as_ptr();
+            for i in 0..band_rows {
+                // The last row of a grid whose rows share their padding may end at `len`.
+                let row = dst.wrapping_add(i * wq);
+                let width = ((i + 1) * wq).min(len).saturating_sub(i * wq);
+                match (r0 + i).checked_sub(ah.pad_begin).filter(|&r| r < ih) {
+                    Some(r) => {
+                        let line = xc.wrapping_add(r * iw).wrapping_offset(-pb);
+                        for (v, &m) in loads[..width.div_ceil(16)].iter().enumerate() {
+                            let store = lanes(0, (width - 16 * v) as isize);
+                            // SAFETY: the load reads only lanes within input row `r` of this
+                            // channel; the store only `row[16v ..][..width − 16v]`, in `buf`.
+                            unsafe {
+                                let x = _mm512_maskz_loadu_ps(m, line.wrapping_add(16 * v));
+                                _mm512_mask_storeu_ps(row.add(16 * v), store, x);
+                            }
+                        }
+                    }
+                    // SAFETY: `row ..+ width` lies in this channel's `len` floats.
+                    None => unsafe { std::ptr::write_bytes(row, 0, width) },
+                }
+            }
+            let done = (band_rows * wq).min(len);
+            // SAFETY: `done ≤ len`.
+            unsafe { std::ptr::write_bytes(dst.add(done), 0, len - done) };
+        }
+    }
+
+    /// [`super::fill_phase_band`] for a column stride of 2, in vectors: 32 input columns at
+    /// a time (loads masked to the row: the padding) split into both column phases' 16 grid
+    /// columns by two-source permutes, where the scalar path read each input row once per
+    /// phase and copied every other element. The same values.
+    ///
+    /// # Safety
+    /// AVX-512F available; `wq ≤ FILL_WIDTH`; `ps ≥ band_rows·wq`; `buf` holds
+    /// `c·2·sh·ps` floats and `x_img` `c` planes of the input.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn fill_phase_band2(
+        buf: &mut [f32],
+        x_img: &[f32],
+        c: usize,
+        ps: usize,
+        r0: usize,
+        band_rows: usize,
+        sh: usize,
+        wq: usize,
+        ah: &crate::ops::padding::Axis,
+        aw: &crate::ops::padding::Axis,
+    ) {
+        let (ih, iw, pl) = (ah.input, aw.input, aw.pad_begin as isize);
+        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+        let vectors = wq.div_ceil(16);
+        // Grid columns `16v ..` of phase `pc` are padded columns `2·16v + pc ..`, input
+        // columns `32v − pl ..`: two loads of 16.
+        let mut loads = [(0 as __mmask16, 0 as __mmask16, 0 as __mmask16); FILL_WIDTH / 16];
+        for (v, m) in loads.iter_mut().enumerate().take(vectors) {
+            let base = 32 * v as isize - pl;
+            *m = (lanes(base, iw as isize), lanes(base + 16, iw as isize), lanes(0, (wq - 16 * v) as isize));
+        }
+        let phases = 2 * sh;
+        for ch in 0..c {
+            let xc = x_img[ch * ih * iw..].as_ptr();
+            for pr in 0..sh {
+                let d0 = buf[(ch * phases + pr * 2) * ps..][..2 * ps].as_mut_ptr();
+                let d1 = d0.wrapping_add(ps);
+                for u in 0..band_rows {
+                    let (r0w, r1w) = (d0.wrapping_add(u * wq), d1.wrapping_add(u * wq));
+                    match (sh * (r0 + u) + pr).checked_sub(ah.pad_begin).filter(|&r| r < ih) {
+                        Some(r) => {
+                            let line = xc.wrapping_add(r * iw).wrapping_offset(-pl);
+                            for (v, &(ma, mb, store)) in loads[..vectors].iter().enumerate() {
+                                // SAFETY: the loads read only lanes within input row `r` of
+                                // this channel; the stores `wq` floats a row, within the
+                                // phases' `ps ≥ band_rows·wq`.
+                                unsafe {
+                                    let a = _mm512_maskz_loadu_ps(ma, line.wrapping_add(32 * v));
+                                    let b = _mm512_maskz_loadu_ps(mb, line.wrapping_add(32 * v + 16));
+                                    _mm512_mask_storeu_ps(r0w.add(16 * v), store, _mm512_permutex2var_ps(a, even, b));
+                                    _mm512_mask_storeu_ps(r1w.add(16 * v), store, _mm512_permutex2var_ps(a, odd, b));
+                                }
+                            }
+                        }
+                        // SAFETY: as the stores above.
+                        None => unsafe {
+                            std::ptr::write_bytes(r0w, 0, wq);
+                            std::ptr::write_bytes(r1w, 0, wq);
+                        },
+                    }
+                }
+                // SAFETY: each phase's rows end at `band_rows·wq ≤ ps`.
+                unsafe {
+                    std::ptr::write_bytes(d0.add(band_rows * wq), 0, ps - band_rows * wq);
+                    std::ptr::write_bytes(d1.add(band_rows * wq), 0, ps - band_rows * wq);
+                }
+            }
+        }
+    }
+
     /// [`super::micro_rows`] for `MP` positions, the first `SPLIT` in one grid row and the
     /// rest `gap` floats further on (the next row).
     ///
@@ -2007,6 +2201,78 @@ mod tests {
     use super::{avx2_blocks, busiest, pack_panels, strips_cost, DirectConv, PhaseGrid, Sweeps, NC};
     use crate::ops::padding::Axis;
     use crate::plan::kernels::{self, Isa};
+
+    fn conv_axis(input: usize, kernel: usize, stride: usize, pad_begin: usize, pad_end: usize) -> Axis {
+        let output = (input + pad_begin + pad_end - kernel) / stride + 1;
+        Axis { input, output, kernel, stride, dilation: 1, pad_begin, pad_end }
+    }
+
+    /// The AVX-512 band fills (stride 1: each row whole by masked loads; column stride 2:
+    /// both column phases of a row at once) write the scalar fills' bits everywhere in the
+    /// band, over widths across several vectors, paddings 0–3 on either side, bands above,
+    /// inside and below the image and both row strides, into buffers full of garbage.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn vector_band_fills_write_what_the_scalar_ones_do() {
+        if kernels::active_isa() != Isa::Avx512 {
+            return; // Only the scalar fills run here.
+        }
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let (c, ih) = (3, 9);
+        for iw in [1, 5, 14, 16, 17, 31, 33, 56, 70] {
+            let x: Vec<f32> = (0..c * ih * iw).map(|i| i as f32 * 0.5 - 7.0).collect();
+            for (pb, pe) in [(0, 0), (1, 1), (0, 1), (2, 1), (3, 3), (1, 2)] {
+                for stride in [1, 2] {
+                    let (ah, aw) = (conv_axis(ih, 3, stride, pb, pb), conv_axis(iw, 3, stride, pb, pe));
+                    let q = PhaseGrid::new(&ah, &aw);
+                    for (r0, band_rows) in [(0, 1), (0, 4), (2, 5), (3, ih + 2 * pb), (ih, 3)] {
+                        let fill = |vector: bool| {
+                            let ps = band_rows * q.width + 9;
+                            let mut buf = vec![f32::NAN; c * q.phases * (ps + 3)];
+                            if q.phases == 1 {
+                                let wq = q.width;
+                                // The shortest band `fill_band` admits, and a longer one.
+                                for len in [(band_rows - 1) * wq + pb + iw, band_rows * wq + 7] {
+                                    let args = (&x[..], c, len + 3, len, r0, band_rows, wq, &ah, &aw);
+                                    if vector {
+                                        // SAFETY: AVX-512F checked above; `buf` holds c·(len + 3).
+                                        unsafe {
+                                            super::avx512::fill_band(
+                                                &mut buf, args.0, args.1, args.2, args.3, args.4, args.5, args.6,
+                                                args.7, args.8,
+                                            )
+                                        };
+                                    } else {
+                                        super::fill_band_scalar(
+                                            &mut buf, args.0, args.1, args.2, args.3, args.4, args.5, args.6, args.7,
+                                            args.8,
+                                        );
+                                    }
+                                }
+                            } else {
+                                if vector {
+                                    // SAFETY: AVX-512F checked above; `buf` holds c·4·ps.
+                                    unsafe {
+                                        super::avx512::fill_phase_band2(
+                                            &mut buf, &x, c, ps, r0, band_rows, q.sh, q.width, &ah, &aw,
+                                        )
+                                    };
+                                } else {
+                                    super::fill_phase_band_scalar(&mut buf, &x, c, ps, r0, band_rows, &q, &ah, &aw);
+                                }
+                            }
+                            buf
+                        };
+                        assert_eq!(
+                            bits(&fill(true)),
+                            bits(&fill(false)),
+                            "width {iw}, pads {pb}/{pe}, stride {stride}, rows {r0} + {band_rows}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 
     /// The narrow-plane kernel's vector epilogue (which AVX-512 CPUs run too) writes the bits
     /// of a scalar copy of each filter's sums followed by `conv_epilogue_row` — with and
