@@ -1810,6 +1810,7 @@ mod avx512 {
     use std::arch::x86_64::*;
 
     use super::{LineFetch, MR, NC};
+    use crate::plan::kernels;
 
     /// Software prefetch distance along the packed filters, in floats (2 KiB): the late
     /// layers' filters (9.4 MB at 7×7×512) come from L3 once per run, faster than the
@@ -1823,12 +1824,7 @@ mod avx512 {
 
     /// The lanes of 16 floats from `start` that lie in `0..end`.
     fn lanes(start: isize, end: isize) -> __mmask16 {
-        let (lo, hi) = ((-start).clamp(0, 16), (end - start).clamp(0, 16));
-        if hi <= lo {
-            0
-        } else {
-            (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as __mmask16
-        }
+        kernels::lane_mask16(-start, end - start)
     }
 
     /// [`super::fill_band`] in vectors: each band row written whole, 16 floats at a time, by
@@ -2154,14 +2150,7 @@ mod avx512 {
         unsafe {
             let c = products::<NV>(k, a, b, offs, acc);
             let zero = _mm512_setzero_ps();
-            let lanes = |lo: isize, hi: isize| -> __mmask16 {
-                let (lo, hi) = (lo.clamp(0, 16), hi.clamp(0, 16));
-                if hi <= lo {
-                    0
-                } else {
-                    ((((1u32 << (hi - lo)) - 1) << lo) & 0xffff) as __mmask16
-                }
-            };
+            let lanes = kernels::lane_mask16;
             let (wp, ow) = (out.wp as isize, out.ow as isize);
             for j in 0..NV {
                 // Positions q0 + 16j + i: grid row `a`, columns c0 + i (i < wp − c0), then

@@ -701,18 +701,11 @@ unsafe fn max_pool_3_2_avx512(x: &[f32], y: &mut [f32], ah: &Axis, aw: &Axis) {
     // columns inside the row) and of the store.
     let chunk = |j0: usize| {
         let base = 2 * j0 as isize - pb;
-        let lanes = |off: isize| -> __mmask16 {
-            let start = base + off;
-            let (lo, hi) = ((-start).clamp(0, 16), (iw as isize - start).clamp(0, 16));
-            if hi <= lo {
-                0
-            } else {
-                (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as __mmask16
-            }
-        };
+        // The lanes of 16 columns from `base + off` that lie in the row.
+        let lanes = |off: isize| lane_mask16(-(base + off), iw as isize - (base + off));
         let inside = base >= 0 && base + 34 <= iw as isize;
         let masks = (!inside).then(|| [lanes(0), lanes(16), lanes(2), lanes(18)]);
-        (base, masks, ((1u32 << (ow - j0).min(16)) - 1) as __mmask16)
+        (base, masks, lane_mask16(0, (ow - j0) as isize))
     };
     let mut chunks = [(0, None, 0); WIDE_ROW / 32];
     for (c, slot) in chunks.iter_mut().enumerate().take(ow.div_ceil(16)) {
@@ -1102,6 +1095,19 @@ mod tests {
                 assert_eq!(tiles * want % threads, 0, "balanced");
             }
         }
+    }
+}
+
+/// Lanes `lo .. hi` (clamped to `0 .. 16`) of a 16-float AVX-512 vector as a mask: the
+/// row ends of the AVX-512 pool, band fills and direct kernels' stores.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) fn lane_mask16(lo: isize, hi: isize) -> std::arch::x86_64::__mmask16 {
+    let (lo, hi) = (lo.clamp(0, 16), hi.clamp(0, 16));
+    if hi <= lo {
+        0
+    } else {
+        (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as u16
     }
 }
 
