@@ -38,7 +38,10 @@
 //! by one on every side leaves out the products of the taps that read the padding
 //! (`micro_rows_3x3`: 9 % of them at 14×14, 18 % at 7×7; on an AMD EPYC (Zen 4), one thread,
 //! single-layer models, 2.06 → 1.88 ms at 14×14 × 256, 2.08 → 1.84 at 7×7 × 512, against ONNX
-//! Runtime's 1.93 and 1.94, whose kernel skips them too). On AVX2 its copy (32 filters
+//! Runtime's 1.93 and 1.94, whose kernel skips them too); such convs take the kernel on
+//! planes of whole 14-position row segments as well (28×28 and 56×56: one call per segment,
+//! `ROWS_WIDE_ACC`), where the position kernel multiplied the padding and computed the
+//! wrap-around column. On AVX2 its copy (32 filters
 //! × 3 positions a call, `DirectConv::rows_products_avx2`) takes k×k convs of any row width,
 //! in bands of rows (`DirectConv::rows_bands`), and the position kernel only planes past its
 //! band budget.
@@ -111,8 +114,8 @@ pub struct DirectConv {
     packed: Vec<f32>,
     /// The same filters for the narrow-plane kernel ([`DirectConv::run_rows`]):
     /// `[K chunk][M.div_ceil(NC)][k in chunk][NC]`, rows past M zero, packed from `packed` by
-    /// the first call that needs them (ResNet's 14×14 and 7×7 layers; the others never hold
-    /// a second copy). Only the plan's kernels have the cell (training repacks every step
+    /// the first call that needs them (ResNet's 14×14 and 7×7 layers, on AVX-512 its 3×3
+    /// stride-1 ones at 28×28 and 56×56 too; the others never hold a second copy). Only the plan's kernels have the cell (training repacks every step
     /// and keeps to the position kernel).
     by_channel: Option<OnceLock<Vec<f32>>>,
     /// The filters as `[M, C·kH·kW]` again, unpacked by the first call the kernel does not
@@ -192,6 +195,16 @@ const NC: usize = 32;
 /// Widest output row the narrow-plane kernel takes, and most positions per micro-kernel
 /// call (14 × 2 accumulators): rows of at most half this width go two to a call.
 const ROW_SEGMENT: usize = 14;
+
+/// Most accumulators, in floats, of an AVX-512 narrow-plane tile over a plane wider than
+/// [`ROW_SEGMENT`] (all filters, rounded up to [`NC`], × positions; 1 MiB): 3×3
+/// same-padded convs on planes whose rows are whole segments (28 and 56 wide) run the
+/// narrow-plane kernel there too, one call per segment, which leaves out the taps that read
+/// the padding and computes no wrap-around column. ResNet's 64 filters at 56×56 take
+/// 200 Ki floats, 128 at 28×28 100 Ki. On an AMD EPYC (Zen 4), single-layer models against
+/// the position kernel: 2.17 → 2.06 ms at 56×56 (one thread), 1.09 → 1.05 (two); 2.14 →
+/// 1.99 at 28×28, 1.08 → 1.00 (ONNX Runtime, one thread: 1.99 and 1.96).
+const ROWS_WIDE_ACC: usize = 256 * 1024;
 
 /// Most accumulators, in floats, of one filter block of an AVX2 narrow-plane tile (each
 /// sweep passes over them, 512 KiB): planes with more are cut into bands of rows (the
@@ -613,6 +626,15 @@ impl DirectConv {
         self.run_rows(g, &PhaseGrid::new(ah, aw), x, bias, residual, relu, y);
     }
 
+    /// Whether this is a 3×3 conv at stride 1 padded by one on every side (ResNet's stride-1
+    /// 3×3 convs), whose narrow-plane calls leave out the taps that read the padding
+    /// ([`micro_rows_3x3`]).
+    fn same_padded_3x3(&self, g: &ConvGeometry) -> bool {
+        let same = |a: &Axis| a.kernel == 3 && a.stride == 1 && a.dilation == 1 && a.pad_begin == 1 && a.pad_end == 1;
+        let [_, ah, aw] = &g.axes;
+        !self.pointwise && same(ah) && same(aw)
+    }
+
     /// Whether [`DirectConv::run_rows`] takes this call: the plan's k×k kernel (it has the
     /// by-channel filters), a whole padded plane within the band budget, and AVX-512 with
     /// output rows of at most [`ROW_SEGMENT`] positions, or AVX2 (`avx2::micro_rows`, any
@@ -625,7 +647,13 @@ impl DirectConv {
             && self.c * plane <= ROWS_BAND_BUDGET
             && match kernels::active_isa() {
                 // The epilogue is AVX2's (`avx2::rows_epilogue`), which every AVX-512 CPU has.
-                Isa::Avx512 => aw.output <= ROW_SEGMENT && kernels::avx2_fma(),
+                Isa::Avx512 => {
+                    (aw.output <= ROW_SEGMENT
+                        || self.same_padded_3x3(g)
+                            && aw.output.is_multiple_of(ROW_SEGMENT)
+                            && self.m.next_multiple_of(NC) * ah.output * aw.output <= ROWS_WIDE_ACC)
+                        && kernels::avx2_fma()
+                }
                 Isa::Avx2 => true,
                 Isa::Portable => false,
             }
@@ -726,8 +754,7 @@ impl DirectConv {
         let step = if pair { 2 } else { 1 };
         // A 3×3 stride-1 conv padded by one on every side leaves out the taps that read the
         // padding (`micro_rows_3x3`).
-        let same = |a: &Axis| a.kernel == 3 && a.stride == 1 && a.dilation == 1 && a.pad_begin == 1 && a.pad_end == 1;
-        let skip_pads = !self.pointwise && same(ah) && same(aw) && q.phases == 1;
+        let skip_pads = self.same_padded_3x3(g);
         SCRATCH.with(|s| {
             let (buf, offs, acc) = &mut *s.borrow_mut();
             if offs.len() < k {
@@ -821,48 +848,56 @@ impl DirectConv {
                             }
                             continue;
                         }
+                        // Calls: a pair of rows, one row, or a segment of a row wider than
+                        // ROW_SEGMENT (equal segments, 14 wide at 28 and 56).
+                        let segs = ow.div_ceil(ROW_SEGMENT);
                         for r in (0..rows.len()).step_by(step) {
                             let first = rows.start + r;
                             let rows = step.min(rows.len() - r);
-                            let dst = &mut acc[(bi * plane + r * ow) * NC..][..rows * ow * NC];
-                            if skip_pads && rows_3x3_applies(ow, rows) {
-                                // SAFETY: as below; the taps left out read the band's zero
-                                // padding (`skip_pads`: 3×3, stride 1, one padding each side).
+                            for sg in 0..segs {
+                                let (c0, c1) = (ow * sg / segs, ow * (sg + 1) / segs);
+                                let width = c1 - c0;
+                                let call = r / step * segs + sg;
+                                let dst = &mut acc[(bi * plane + r * ow + c0) * NC..][..rows * width * NC];
+                                let edges = [first == 0, first + rows == oh, c0 == 0, c1 == ow];
+                                if skip_pads && rows_3x3_applies(width, rows, edges[2], edges[3]) {
+                                    // SAFETY: as below; the taps left out read the band's zero
+                                    // padding (`skip_pads`: 3×3, stride 1, one padding each side).
+                                    unsafe {
+                                        micro_rows_3x3(
+                                            width,
+                                            rows,
+                                            edges,
+                                            q.width,
+                                            kn,
+                                            a.as_ptr(),
+                                            pf(call),
+                                            src.add(r * q.width + c0),
+                                            offs[k0..k0 + kn].as_ptr(),
+                                            dst.as_mut_ptr(),
+                                            k0 > 0,
+                                        );
+                                    }
+                                    continue;
+                                }
+                                // SAFETY: `rows_apply`: AVX-512F. Each read is
+                                // `buf[offs[kk] + (r + i)·Wq + col]` with i < rows, col < OW ≤ Wq:
+                                // within the tap's phase plane (`ps` covers `(OH + halo)·Wq + overrun`);
+                                // `dst` holds rows·width·NC floats (positions are row-major).
                                 unsafe {
-                                    micro_rows_3x3(
-                                        ow,
+                                    micro_rows(
+                                        width,
                                         rows,
-                                        first == 0,
-                                        first + rows == oh,
                                         q.width,
                                         kn,
                                         a.as_ptr(),
-                                        pf(r / step),
-                                        src.add(r * q.width),
+                                        pf(call),
+                                        src.add(r * q.width + c0),
                                         offs[k0..k0 + kn].as_ptr(),
                                         dst.as_mut_ptr(),
                                         k0 > 0,
                                     );
                                 }
-                                continue;
-                            }
-                            // SAFETY: `rows_apply`: AVX-512F. Each read is
-                            // `buf[offs[kk] + (r + i)·Wq + col]` with i < rows, col < OW ≤ Wq:
-                            // within the tap's phase plane (`ps` covers `(OH + halo)·Wq + overrun`);
-                            // `dst` holds rows·OW·NC floats (positions are row-major).
-                            unsafe {
-                                micro_rows(
-                                    ow,
-                                    rows,
-                                    q.width,
-                                    kn,
-                                    a.as_ptr(),
-                                    pf(r / step),
-                                    src.add(r * q.width),
-                                    offs[k0..k0 + kn].as_ptr(),
-                                    dst.as_mut_ptr(),
-                                    k0 > 0,
-                                );
                             }
                         }
                     }
@@ -1657,30 +1692,32 @@ unsafe fn micro_rows(
     }
 }
 
-/// Whether [`micro_rows_3x3`] takes calls of `rows` output rows `width` wide.
-fn rows_3x3_applies(width: usize, rows: usize) -> bool {
-    match rows {
-        1 => (8..=ROW_SEGMENT).contains(&width),
-        2 => (4..=ROW_SEGMENT / 2).contains(&width),
+/// Whether [`micro_rows_3x3`] takes calls of `rows` output rows `width` wide, which are
+/// whole rows (`left` and `right`) or, 14 wide, a segment of one.
+fn rows_3x3_applies(width: usize, rows: usize, left: bool, right: bool) -> bool {
+    match (rows, left && right) {
+        (1, true) => (8..=ROW_SEGMENT).contains(&width),
+        (2, true) => (4..=ROW_SEGMENT / 2).contains(&width),
+        (1, false) => width == ROW_SEGMENT,
         _ => false,
     }
 }
 
-/// [`micro_rows`] for a 3×3 conv at stride 1 padded by one on every side, whose calls span
-/// whole output rows: the products of taps that read the padding are left out instead of
-/// multiplying zeros (at 14×14, 9 % of a layer's products, at 7×7 18 %). `top`: the call's
-/// first row is the plane's first; `bottom`: its last row is the plane's last. `k` is a
-/// multiple of 9 (whole channels, taps in (channel, row, column) order).
+/// [`micro_rows`] for a 3×3 conv at stride 1 padded by one on every side: the products of
+/// taps that read the padding are left out instead of multiplying zeros (at 14×14, 9 % of
+/// a layer's products, at 7×7 18 %, at 28×28 5 %). `top`: the call's first row is the
+/// plane's first; `bottom`: its last row is the plane's last; `left` / `right`: its rows
+/// start / end at the plane's first / last column. `k` is a multiple of 9 (whole channels,
+/// taps in (channel, row, column) order).
 ///
 /// # Safety
-/// As [`micro_rows`], with [`rows_3x3_applies`]`(width, rows)`; the skipped taps' inputs
-/// are the padding (zeros).
+/// As [`micro_rows`], with [`rows_3x3_applies`]`(width, rows, left, right)`; the skipped
+/// taps' inputs are the padding (zeros).
 #[allow(clippy::too_many_arguments)]
 unsafe fn micro_rows_3x3(
     width: usize,
     rows: usize,
-    top: bool,
-    bottom: bool,
+    [top, bottom, left, right]: [bool; 4],
     wq: usize,
     k: usize,
     a: *const f32,
@@ -1690,29 +1727,44 @@ unsafe fn micro_rows_3x3(
     acc: *mut f32,
     accumulate: bool,
 ) {
-    debug_assert!(k.is_multiple_of(9) && rows_3x3_applies(width, rows));
+    debug_assert!(k.is_multiple_of(9) && rows_3x3_applies(width, rows, left, right));
     #[cfg(target_arch = "x86_64")]
     {
         let gap = wq - width;
         macro_rules! dispatch {
-            ($(($w:literal, $r:literal)),*) => {
-                match (width, rows, top, bottom) {
+            ($(($w:literal, $r:literal, $l:literal, $rt:literal)),*) => {
+                match (width, rows, left, right, top, bottom) {
                     $(
                         // SAFETY (each arm): forwarded from the caller.
-                        ($w, $r, false, false) => unsafe { avx512::micro_rows_3x3::<{ $w * $r }, $w, false, false>(k, a, pf, b, gap, offs, acc, accumulate) },
-                        ($w, $r, true, false) => unsafe { avx512::micro_rows_3x3::<{ $w * $r }, $w, true, false>(k, a, pf, b, gap, offs, acc, accumulate) },
-                        ($w, $r, false, true) => unsafe { avx512::micro_rows_3x3::<{ $w * $r }, $w, false, true>(k, a, pf, b, gap, offs, acc, accumulate) },
-                        ($w, $r, true, true) => unsafe { avx512::micro_rows_3x3::<{ $w * $r }, $w, true, true>(k, a, pf, b, gap, offs, acc, accumulate) },
+                        ($w, $r, $l, $rt, false, false) => unsafe { avx512::micro_rows_3x3::<{ $w * $r }, $w, false, false, $l, $rt>(k, a, pf, b, gap, offs, acc, accumulate) },
+                        ($w, $r, $l, $rt, true, false) => unsafe { avx512::micro_rows_3x3::<{ $w * $r }, $w, true, false, $l, $rt>(k, a, pf, b, gap, offs, acc, accumulate) },
+                        ($w, $r, $l, $rt, false, true) => unsafe { avx512::micro_rows_3x3::<{ $w * $r }, $w, false, true, $l, $rt>(k, a, pf, b, gap, offs, acc, accumulate) },
+                        ($w, $r, $l, $rt, true, true) => unsafe { avx512::micro_rows_3x3::<{ $w * $r }, $w, true, true, $l, $rt>(k, a, pf, b, gap, offs, acc, accumulate) },
                     )*
                     _ => unreachable!("rows_3x3_applies"),
                 }
             };
         }
-        dispatch!((8, 1), (9, 1), (10, 1), (11, 1), (12, 1), (13, 1), (14, 1), (4, 2), (5, 2), (6, 2), (7, 2))
+        dispatch!(
+            (8, 1, true, true),
+            (9, 1, true, true),
+            (10, 1, true, true),
+            (11, 1, true, true),
+            (12, 1, true, true),
+            (13, 1, true, true),
+            (14, 1, true, true),
+            (4, 2, true, true),
+            (5, 2, true, true),
+            (6, 2, true, true),
+            (7, 2, true, true),
+            (14, 1, true, false),
+            (14, 1, false, false),
+            (14, 1, false, true)
+        )
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (width, rows, top, bottom, wq, k, a, pf, b, offs, acc, accumulate);
+        let _ = (width, rows, top, bottom, left, right, wq, k, a, pf, b, offs, acc, accumulate);
         unreachable!("rows_apply declines off x86-64");
     }
 }
@@ -2050,14 +2102,22 @@ mod avx512 {
     /// the rest (if any) `gap` floats further on, in the next: [`micro_rows`] without the
     /// products of the taps that read the padding (`TOP`: the first row is the plane's
     /// first, which skips the taps of kernel row 0; `BOTTOM`: the call's last row is the
-    /// plane's last, which skips kernel row 2; every row's first column skips kernel column
-    /// 0 and its last column kernel column 2).
+    /// plane's last, which skips kernel row 2; `LEFT`: each row's first position is the
+    /// plane's first column, which skips kernel column 0; `RIGHT`: each row's last position
+    /// is the plane's last column, which skips kernel column 2).
     ///
     /// # Safety
     /// As [`super::micro_rows_3x3`].
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn micro_rows_3x3<const MP: usize, const SPLIT: usize, const TOP: bool, const BOTTOM: bool>(
+    pub(super) unsafe fn micro_rows_3x3<
+        const MP: usize,
+        const SPLIT: usize,
+        const TOP: bool,
+        const BOTTOM: bool,
+        const LEFT: bool,
+        const RIGHT: bool,
+    >(
         k: usize,
         a: *const f32,
         mut pf: LineFetch,
@@ -2088,7 +2148,7 @@ mod avx512 {
                 macro_rules! taps {
                     ($(($i:literal, $j:literal)),*) => {$(
                         _mm_prefetch::<_MM_HINT_T0>(ap.wrapping_add(4 * PF_DIST).cast());
-                        tap::<MP, SPLIT, TOP, BOTTOM, $i, $j>(&mut c, ap, b.offset(*offs.add(kk + 3 * $i + $j)), gap);
+                        tap::<MP, SPLIT, TOP, BOTTOM, LEFT, RIGHT, $i, $j>(&mut c, ap, b.offset(*offs.add(kk + 3 * $i + $j)), gap);
                         ap = ap.add(NC);
                     )*};
                 }
@@ -2115,6 +2175,8 @@ mod avx512 {
         const SPLIT: usize,
         const TOP: bool,
         const BOTTOM: bool,
+        const LEFT: bool,
+        const RIGHT: bool,
         const I: usize,
         const J: usize,
     >(
@@ -2129,7 +2191,7 @@ mod avx512 {
             let w1 = _mm512_loadu_ps(a.add(16));
             // Each row's columns whose tap lies inside the input: a range, so that the loops
             // unroll without branches.
-            let (lo, hi) = (usize::from(J == 0), if J == 2 { SPLIT - 1 } else { SPLIT });
+            let (lo, hi) = (usize::from(J == 0 && LEFT), if J == 2 && RIGHT { SPLIT - 1 } else { SPLIT });
             let first = !(I == 0 && TOP || I == 2 && BOTTOM && MP == SPLIT);
             let second = MP > SPLIT && !(I == 2 && BOTTOM);
             if first {
