@@ -604,24 +604,33 @@ fn stem_like_conv_in_bands_of_rows_matches_the_reference() {
     }
 }
 
-/// 3×3 stride-1 convs padded by one on every side on narrow planes, which on AVX-512 CPUs
-/// leave out the products of taps that read the padding (rows 8–14 wide one per call, 4–7
-/// wide two per call, rows 28, 42 and 56 wide in segments of 14, with the plane's first
-/// and last rows; widths 1–3 and 15 the full kernels): 37 channels (a K chunk of 32 and one
-/// of 5), 40 filters (a partial block), with a residual and without, one and two threads,
-/// batch 2.
+/// 3×3 convs on narrow planes, which on AVX-512 CPUs leave out the products of taps that
+/// read the padding (rows 8–14 wide one per call, 4–7 wide two per call, rows 28, 42 and 56
+/// wide in segments of 14, with the plane's first and last rows; widths 1–3 and 15 the full
+/// kernels), padded by one on every side at stride 1 and 2 (from even sizes the last row
+/// and column read no padding) and unpadded: 37 channels (a K chunk of 32 and one of 5), 40
+/// filters (a partial block), with a residual and without, one and two threads, batch 2.
 #[test]
 fn same_padded_3x3_convs_on_narrow_planes_skip_only_padding_taps() {
     let sizes = [(14, 14), (7, 7), (1, 10), (2, 5), (3, 8), (5, 13), (6, 4), (9, 6), (4, 3), (15, 15), (11, 2)];
-    for (h, w) in sizes.into_iter().chain([(28, 28), (3, 42), (56, 56), (1, 28)]) {
+    let same = sizes.into_iter().chain([(28, 28), (3, 42), (56, 56), (1, 28)]).map(|hw| (hw, 1, 1));
+    // Stride 2 (from even sizes the last row and column read no padding), and no padding.
+    let other =
+        [((28, 28), 2, 1), ((14, 14), 2, 1), ((56, 56), 2, 1), ((15, 15), 2, 1), ((9, 16), 2, 1), ((16, 16), 1, 0)];
+    for ((h, w), stride, pad) in same.chain(other) {
         for (threads, residual) in [(1, false), (2, true)] {
-            let c = ConvCase { residual, threads, ..ConvCase::conv2d(2, 37, 40, [h, w], 3, 1, 1) };
+            let c = ConvCase { residual, threads, ..ConvCase::conv2d(2, 37, 40, [h, w], 3, stride, pad) };
             let (g, feeds) = conv_graph(&c);
             let want = exec::run(&g, feeds.clone()).unwrap();
             let plan = Plan::compile(&g, &plan_options(&c)).unwrap();
             assert_eq!(plan.step_summaries()[0].kind.ends_with("direct"), has_direct());
             let got = plan.run(feeds).unwrap();
-            assert_close(&got, &want, 1e-5, &format!("{h}×{w}, threads {threads}, residual {residual}"));
+            assert_close(
+                &got,
+                &want,
+                1e-5,
+                &format!("{h}×{w} stride {stride} pad {pad}, threads {threads}, residual {residual}"),
+            );
         }
     }
 }

@@ -38,8 +38,9 @@
 //! by one on every side leaves out the products of the taps that read the padding
 //! (`micro_rows_3x3`: 9 % of them at 14×14, 18 % at 7×7; on an AMD EPYC (Zen 4), one thread,
 //! single-layer models, 2.06 → 1.88 ms at 14×14 × 256, 2.08 → 1.84 at 7×7 × 512, against ONNX
-//! Runtime's 1.93 and 1.94, whose kernel skips them too); such convs take the kernel on
-//! planes of whole 14-position row segments as well (28×28 and 56×56: one call per segment,
+//! Runtime's 1.93 and 1.94, whose kernel skips them too; strided 3×3 convs leave out the
+//! padding taps of their first row and column); 3×3 convs take the kernel on planes of whole
+//! 14-position row segments as well (28×28 and 56×56: one call per segment,
 //! `ROWS_WIDE_ACC`), where the position kernel multiplied the padding and computed the
 //! wrap-around column. On AVX2 its copy (32 filters
 //! × 3 positions a call, `DirectConv::rows_products_avx2`) takes k×k convs of any row width,
@@ -197,13 +198,17 @@ const NC: usize = 32;
 const ROW_SEGMENT: usize = 14;
 
 /// Most accumulators, in floats, of an AVX-512 narrow-plane tile over a plane wider than
-/// [`ROW_SEGMENT`] (all filters, rounded up to [`NC`], × positions; 1 MiB): 3×3
-/// same-padded convs on planes whose rows are whole segments (28 and 56 wide) run the
+/// [`ROW_SEGMENT`] (all filters, rounded up to [`NC`], × positions; 1 MiB): 3×3 convs
+/// (dilation 1, any stride) on planes whose rows are whole segments (28 and 56 wide) run the
 /// narrow-plane kernel there too, one call per segment, which leaves out the taps that read
 /// the padding and computes no wrap-around column. ResNet's 64 filters at 56×56 take
 /// 200 Ki floats, 128 at 28×28 100 Ki. On an AMD EPYC (Zen 4), single-layer models against
 /// the position kernel: 2.17 → 2.06 ms at 56×56 (one thread), 1.09 → 1.05 (two); 2.14 →
-/// 1.99 at 28×28, 1.08 → 1.00 (ONNX Runtime, one thread: 1.99 and 1.96).
+/// 1.99 at 28×28, 1.08 → 1.00 (ONNX Runtime, one thread: 1.99 and 1.96). Strided, in
+/// ResNet-18 (`resnet bench --profile`, alternated twice): 128 ← 64 / 2 to 28×28 1.17 →
+/// 1.05–1.06 ms; the stride-2 convs to 14×14 and 7×7, which had the narrow-plane kernel
+/// already, now leave out their padding taps too: 1.08 → 1.03–1.04 and 1.13–1.17 →
+/// 1.04–1.07.
 const ROWS_WIDE_ACC: usize = 256 * 1024;
 
 /// Most accumulators, in floats, of one filter block of an AVX2 narrow-plane tile (each
@@ -626,13 +631,20 @@ impl DirectConv {
         self.run_rows(g, &PhaseGrid::new(ah, aw), x, bias, residual, relu, y);
     }
 
-    /// Whether this is a 3×3 conv at stride 1 padded by one on every side (ResNet's stride-1
-    /// 3×3 convs), whose narrow-plane calls leave out the taps that read the padding
-    /// ([`micro_rows_3x3`]).
-    fn same_padded_3x3(&self, g: &ConvGeometry) -> bool {
-        let same = |a: &Axis| a.kernel == 3 && a.stride == 1 && a.dilation == 1 && a.pad_begin == 1 && a.pad_end == 1;
+    /// For a 3×3 conv at dilation 1 (any stride and padding): whether the plane's first row,
+    /// last row, first column and last column read the padding with kernel row 0, row 2,
+    /// column 0 and column 2 — the taps [`micro_rows_3x3`] leaves out there. `None` for other
+    /// convs.
+    fn padding_taps_3x3(&self, g: &ConvGeometry) -> Option<[bool; 4]> {
         let [_, ah, aw] = &g.axes;
-        !self.pointwise && same(ah) && same(aw)
+        let three = |a: &Axis| a.kernel == 3 && a.dilation == 1 && a.output > 0;
+        if self.pointwise || !three(ah) || !three(aw) {
+            return None;
+        }
+        // Tap 0 of output 0 reads `−pad_begin`; tap 2 of the last output `(n−1)·s + 2 − pad_begin`.
+        let edges = |a: &Axis| [a.pad_begin >= 1, (a.output - 1) * a.stride + 2 >= a.input + a.pad_begin];
+        let ([top, bottom], [left, right]) = (edges(ah), edges(aw));
+        Some([top, bottom, left, right])
     }
 
     /// Whether [`DirectConv::run_rows`] takes this call: the plan's k×k kernel (it has the
@@ -649,7 +661,7 @@ impl DirectConv {
                 // The epilogue is AVX2's (`avx2::rows_epilogue`), which every AVX-512 CPU has.
                 Isa::Avx512 => {
                     (aw.output <= ROW_SEGMENT
-                        || self.same_padded_3x3(g)
+                        || self.padding_taps_3x3(g).is_some()
                             && aw.output.is_multiple_of(ROW_SEGMENT)
                             && self.m.next_multiple_of(NC) * ah.output * aw.output <= ROWS_WIDE_ACC)
                         && kernels::avx2_fma()
@@ -752,9 +764,8 @@ impl DirectConv {
         // layer measured 81 GFLOP/s one row per call).
         let pair = 2 * ow <= ROW_SEGMENT;
         let step = if pair { 2 } else { 1 };
-        // A 3×3 stride-1 conv padded by one on every side leaves out the taps that read the
-        // padding (`micro_rows_3x3`).
-        let skip_pads = self.same_padded_3x3(g);
+        // A 3×3 conv leaves out the taps that read the padding (`micro_rows_3x3`).
+        let pads = self.padding_taps_3x3(g);
         SCRATCH.with(|s| {
             let (buf, offs, acc) = &mut *s.borrow_mut();
             if offs.len() < k {
@@ -859,25 +870,27 @@ impl DirectConv {
                                 let width = c1 - c0;
                                 let call = r / step * segs + sg;
                                 let dst = &mut acc[(bi * plane + r * ow + c0) * NC..][..rows * width * NC];
-                                let edges = [first == 0, first + rows == oh, c0 == 0, c1 == ow];
-                                if skip_pads && rows_3x3_applies(width, rows, edges[2], edges[3]) {
-                                    // SAFETY: as below; the taps left out read the band's zero
-                                    // padding (`skip_pads`: 3×3, stride 1, one padding each side).
-                                    unsafe {
-                                        micro_rows_3x3(
-                                            width,
-                                            rows,
-                                            edges,
-                                            q.width,
-                                            kn,
-                                            a.as_ptr(),
-                                            pf(call),
-                                            src.add(r * q.width + c0),
-                                            offs[k0..k0 + kn].as_ptr(),
-                                            dst.as_mut_ptr(),
-                                            k0 > 0,
-                                        );
-                                    }
+                                let edges = pads.map(|[t, b, l, rt]| {
+                                    [t && first == 0, b && first + rows == oh, l && c0 == 0, rt && c1 == ow]
+                                });
+                                // SAFETY: as below; the taps left out read the band's zero
+                                // padding (`padding_taps_3x3`).
+                                let done = edges.is_some_and(|edges| unsafe {
+                                    micro_rows_3x3(
+                                        width,
+                                        rows,
+                                        edges,
+                                        q.width,
+                                        kn,
+                                        a.as_ptr(),
+                                        pf(call),
+                                        src.add(r * q.width + c0),
+                                        offs[k0..k0 + kn].as_ptr(),
+                                        dst.as_mut_ptr(),
+                                        k0 > 0,
+                                    )
+                                });
+                                if done {
                                     continue;
                                 }
                                 // SAFETY: `rows_apply`: AVX-512F. Each read is
@@ -1692,28 +1705,21 @@ unsafe fn micro_rows(
     }
 }
 
-/// Whether [`micro_rows_3x3`] takes calls of `rows` output rows `width` wide, which are
-/// whole rows (`left` and `right`) or, 14 wide, a segment of one.
-fn rows_3x3_applies(width: usize, rows: usize, left: bool, right: bool) -> bool {
-    match (rows, left && right) {
-        (1, true) => (8..=ROW_SEGMENT).contains(&width),
-        (2, true) => (4..=ROW_SEGMENT / 2).contains(&width),
-        (1, false) => width == ROW_SEGMENT,
-        _ => false,
-    }
-}
-
-/// [`micro_rows`] for a 3×3 conv at stride 1 padded by one on every side: the products of
-/// taps that read the padding are left out instead of multiplying zeros (at 14×14, 9 % of
-/// a layer's products, at 7×7 18 %, at 28×28 5 %). `top`: the call's first row is the
-/// plane's first; `bottom`: its last row is the plane's last; `left` / `right`: its rows
-/// start / end at the plane's first / last column. `k` is a multiple of 9 (whole channels,
-/// taps in (channel, row, column) order).
+/// [`micro_rows`] for a 3×3 conv at dilation 1: the products of taps that read the
+/// padding are left out instead of multiplying zeros (a same-padded conv at 14×14 9 % of a
+/// layer's products, at 7×7 18 %, at 28×28 5 %). `top`: the call's first row is the plane's
+/// first and reads the padding with kernel row 0; `bottom`: its last row is the plane's last
+/// and reads it with kernel row 2; `left` / `right`: its rows start / end at the plane's
+/// first / last column, which read it with kernel column 0 / 2. `k` is a multiple of 9
+/// (whole channels, taps in (channel, row, column) order). Returns whether it ran: it has
+/// copies for whole rows 8–14 wide (padded left and right), pairs of rows 4–7 wide (padded
+/// left and right, or left only: stride 2 from an even width) and 14-wide row segments;
+/// other calls are the caller's (with [`micro_rows`], which multiplies the zeros).
 ///
 /// # Safety
-/// As [`micro_rows`], with [`rows_3x3_applies`]`(width, rows, left, right)`; the skipped
-/// taps' inputs are the padding (zeros).
+/// As [`micro_rows`]; the skipped taps' inputs are the padding (zeros).
 #[allow(clippy::too_many_arguments)]
+#[must_use]
 unsafe fn micro_rows_3x3(
     width: usize,
     rows: usize,
@@ -1726,8 +1732,8 @@ unsafe fn micro_rows_3x3(
     offs: *const isize,
     acc: *mut f32,
     accumulate: bool,
-) {
-    debug_assert!(k.is_multiple_of(9) && rows_3x3_applies(width, rows, left, right));
+) -> bool {
+    debug_assert!(k.is_multiple_of(9));
     #[cfg(target_arch = "x86_64")]
     {
         let gap = wq - width;
@@ -1741,7 +1747,7 @@ unsafe fn micro_rows_3x3(
                         ($w, $r, $l, $rt, false, true) => unsafe { avx512::micro_rows_3x3::<{ $w * $r }, $w, false, true, $l, $rt>(k, a, pf, b, gap, offs, acc, accumulate) },
                         ($w, $r, $l, $rt, true, true) => unsafe { avx512::micro_rows_3x3::<{ $w * $r }, $w, true, true, $l, $rt>(k, a, pf, b, gap, offs, acc, accumulate) },
                     )*
-                    _ => unreachable!("rows_3x3_applies"),
+                    _ => return false,
                 }
             };
         }
@@ -1757,15 +1763,17 @@ unsafe fn micro_rows_3x3(
             (5, 2, true, true),
             (6, 2, true, true),
             (7, 2, true, true),
+            (7, 2, true, false),
             (14, 1, true, false),
             (14, 1, false, false),
             (14, 1, false, true)
-        )
+        );
+        true
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
         let _ = (width, rows, top, bottom, left, right, wq, k, a, pf, b, offs, acc, accumulate);
-        unreachable!("rows_apply declines off x86-64");
+        false
     }
 }
 
