@@ -569,6 +569,23 @@ fn pointwise_conv_with_a_few_positions_left_matches_the_reference() {
 /// of up to 4 filter blocks (136 filters: 4 + 4 + 4 + 4 + 1), over channel passes whose sums
 /// carry from pass to pass (300 channels: 3 passes), with a residual, on one and two threads
 /// and at stride 2 (7×7 from 13×13).
+/// 1×1 convs with four or more input channels per filter on planes of 50–196 positions,
+/// which on AVX-512 CPUs with half-rate 512-bit FMAs (Zen 4) run the narrow-plane kernel
+/// (`POINTWISE_DEEP_PLANE`), elsewhere the wide one: 14-position runs across row ends, a
+/// partial 32-filter block, K of 1024 in one call.
+#[test]
+fn deep_pointwise_conv_on_a_narrow_plane_matches_the_reference() {
+    for (hw, cin, m, threads) in
+        [([14, 14], 1024, 40, 1), ([14, 14], 160, 40, 2), ([13, 11], 200, 50, 1), ([7, 8], 96, 24, 2)]
+    {
+        let c = ConvCase { residual: true, threads, ..ConvCase::conv2d(2, cin, m, hw, 1, 1, 0) };
+        let (g, feeds) = conv_graph(&c);
+        let want = exec::run(&g, feeds.clone()).unwrap();
+        let got = Plan::compile(&g, &plan_options(&c)).unwrap().run(feeds).unwrap();
+        assert_close(&got, &want, 1e-5, &format!("{hw:?} {cin} → {m}, threads {threads}"));
+    }
+}
+
 #[test]
 fn pointwise_conv_with_one_or_two_positions_past_a_strip_matches_the_reference() {
     for (hw, stride, threads, residual) in [

@@ -182,6 +182,18 @@ const ROWS_BAND_BUDGET: usize = 512 * 1024;
 /// 2.13–2.18 ms on two threads and 17.6–17.7 → 16.0–16.1 ms at batch 8 on two.
 pub const POINTWISE_SMALL_PLANE: usize = 49;
 
+/// Largest output plane on which a 1×1 stride-1 conv with at least four input channels per
+/// filter (ResNet-50's 256 ← 1024 at 14×14) runs the narrow-plane kernel on AVX-512 CPUs
+/// whose 512-bit FMAs run at half rate (AMD Zen 4): there the wide kernel's 48-position
+/// strips took longer. On an AMD EPYC (Zen 4), Keras ResNet-50's five 256 ← 1024 steps,
+/// `resnet bench --profile` alternated twice: 4.80–4.89 → 4.67–4.67 ms on one thread,
+/// 2.62–2.63 → 2.38 on two (Xeon, with full-rate FMAs, measured the other way round:
+/// [`POINTWISE_SMALL_PLANE`]); 1024 ← 256 there 2.46 → 2.57 and 128 ← 512 at 28×28 1.42 →
+/// 1.63 on two threads, so those keep the wide kernel. The model, `scripts/ab_bench.py
+/// --rounds 4`: fast on two threads 0.993 (minima 0.983), exact on one 0.996 (0.995), exact
+/// batch 8 on two 0.990 (0.998).
+pub const POINTWISE_DEEP_PLANE: usize = 196;
+
 /// Fewest filters for which a 1×1 conv runs the AVX2 pointwise kernel
 /// ([`DirectConv::pointwise`] on CPUs without AVX-512); narrower ones keep the im2col +
 /// `gemm` path. Packing a strip costs the same whatever the filter count, and over 64
@@ -604,7 +616,10 @@ impl DirectConv {
             && g.m == self.m
             && g.c == self.c
             && [ah, aw].iter().all(|a| a.kernel == 1 && a.stride == 1 && a.pad_begin + a.pad_end == 0)
-            && ah.output * aw.output <= POINTWISE_SMALL_PLANE
+            && (ah.output * aw.output <= POINTWISE_SMALL_PLANE
+                || ah.output * aw.output <= POINTWISE_DEEP_PLANE
+                    && self.c >= 4 * self.m
+                    && !kernels::fma512_full_rate())
             && kernels::active_isa() == Isa::Avx512
             && kernels::avx2_fma()
     }
