@@ -664,8 +664,8 @@ impl DirectConv {
 
     /// Whether [`DirectConv::run_rows`] takes this call: the plan's k×k kernel (it has the
     /// by-channel filters), a whole padded plane within the band budget, and AVX-512 with
-    /// output rows of at most [`ROW_SEGMENT`] positions, or AVX2 (`avx2::micro_rows`, any
-    /// width).
+    /// output rows of at most [`ROW_SEGMENT`] positions (or, for 3×3 convs, rows of whole
+    /// segments within [`ROWS_WIDE_ACC`]), or AVX2 (`avx2::micro_rows`, any width).
     fn rows_apply(&self, g: &ConvGeometry, q: &PhaseGrid) -> bool {
         let [_, ah, aw] = &g.axes;
         let plane = q.phases * (q.band_rows(ah.output) * q.width + ROW_SEGMENT + q.overrun);
@@ -2121,6 +2121,39 @@ mod avx512 {
         }
     }
 
+    /// The narrow-plane kernels' `MP × NC` accumulators: `acc`'s (`[p][NC]`) when
+    /// `accumulate`, else zeros.
+    ///
+    /// # Safety
+    /// AVX-512F available; `acc` holds `MP·NC` floats when `accumulate`.
+    #[inline(always)]
+    unsafe fn rows_acc<const MP: usize>(acc: *const f32, accumulate: bool) -> [[__m512; 2]; MP] {
+        let mut c = [[_mm512_setzero_ps(); 2]; MP];
+        if accumulate {
+            for (p, row) in c.iter_mut().enumerate() {
+                for (j, v) in row.iter_mut().enumerate() {
+                    // SAFETY: the caller's contract.
+                    *v = unsafe { _mm512_loadu_ps(acc.add(p * NC + 16 * j)) };
+                }
+            }
+        }
+        c
+    }
+
+    /// Stores [`rows_acc`]'s accumulators back into `acc`.
+    ///
+    /// # Safety
+    /// AVX-512F available; `acc` holds `MP·NC` floats.
+    #[inline(always)]
+    unsafe fn store_rows_acc<const MP: usize>(c: &[[__m512; 2]; MP], acc: *mut f32) {
+        for (p, row) in c.iter().enumerate() {
+            for (j, v) in row.iter().enumerate() {
+                // SAFETY: the caller's contract.
+                unsafe { _mm512_storeu_ps(acc.add(p * NC + 16 * j), *v) };
+            }
+        }
+    }
+
     /// [`super::micro_rows_3x3`] for `MP` positions, the first `SPLIT` in one output row and
     /// the rest (if any) `gap` floats further on, in the next: [`micro_rows`] without the
     /// products of the taps that read the padding (`TOP`: the first row is the plane's
@@ -2150,16 +2183,9 @@ mod avx512 {
         acc: *mut f32,
         accumulate: bool,
     ) {
-        let mut c = [[_mm512_setzero_ps(); 2]; MP];
         // SAFETY (whole body): pointers and extents as the caller guarantees.
         unsafe {
-            if accumulate {
-                for (p, row) in c.iter_mut().enumerate() {
-                    for (j, v) in row.iter_mut().enumerate() {
-                        *v = _mm512_loadu_ps(acc.add(p * NC + 16 * j));
-                    }
-                }
-            }
+            let mut c = rows_acc::<MP>(acc, accumulate);
             let mut ap = a;
             let mut kk = 0;
             while kk < k {
@@ -2178,11 +2204,7 @@ mod avx512 {
                 taps!((0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2), (2, 0), (2, 1), (2, 2));
                 kk += 9;
             }
-            for (p, row) in c.iter().enumerate() {
-                for (j, v) in row.iter().enumerate() {
-                    _mm512_storeu_ps(acc.add(p * NC + 16 * j), *v);
-                }
-            }
+            store_rows_acc(&c, acc);
         }
     }
 
@@ -2251,16 +2273,9 @@ mod avx512 {
         acc: *mut f32,
         accumulate: bool,
     ) {
-        let mut c = [[_mm512_setzero_ps(); 2]; MP];
         // SAFETY (whole body): pointers and extents as the caller guarantees.
         unsafe {
-            if accumulate {
-                for (p, row) in c.iter_mut().enumerate() {
-                    for (j, v) in row.iter_mut().enumerate() {
-                        *v = _mm512_loadu_ps(acc.add(p * NC + 16 * j));
-                    }
-                }
-            }
+            let mut c = rows_acc::<MP>(acc, accumulate);
             let mut ap = a;
             for kk in 0..k {
                 _mm_prefetch::<_MM_HINT_T0>(ap.wrapping_add(4 * PF_DIST).cast());
@@ -2275,11 +2290,7 @@ mod avx512 {
                 }
                 ap = ap.add(NC);
             }
-            for (p, row) in c.iter().enumerate() {
-                for (j, v) in row.iter().enumerate() {
-                    _mm512_storeu_ps(acc.add(p * NC + 16 * j), *v);
-                }
-            }
+            store_rows_acc(&c, acc);
         }
     }
 
