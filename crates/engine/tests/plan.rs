@@ -628,7 +628,7 @@ fn stem_like_conv_in_bands_of_rows_matches_the_reference() {
 /// and column read no padding) and unpadded: 37 channels (a K chunk of 32 and one of 5), 40
 /// filters (a partial block), with a residual and without, one and two threads, batch 2.
 #[test]
-fn same_padded_3x3_convs_on_narrow_planes_skip_only_padding_taps() {
+fn three_by_three_convs_on_narrow_planes_skip_only_padding_taps() {
     let sizes = [(14, 14), (7, 7), (1, 10), (2, 5), (3, 8), (5, 13), (6, 4), (9, 6), (4, 3), (15, 15), (11, 2)];
     let same = sizes.into_iter().chain([(28, 28), (3, 42), (56, 56), (1, 28)]).map(|hw| (hw, 1, 1));
     // Stride 2 (from even sizes the last row and column read no padding), and no padding.

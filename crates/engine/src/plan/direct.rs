@@ -116,8 +116,8 @@ pub struct DirectConv {
     /// The same filters for the narrow-plane kernel ([`DirectConv::run_rows`]):
     /// `[K chunk][M.div_ceil(NC)][k in chunk][NC]`, rows past M zero, packed from `packed` by
     /// the first call that needs them (ResNet's 14×14 and 7×7 layers, on AVX-512 its 3×3
-    /// stride-1 ones at 28×28 and 56×56 too; the others never hold a second copy). Only the plan's kernels have the cell (training repacks every step
-    /// and keeps to the position kernel).
+    /// ones at 28×28 and 56×56 too; the others never hold a second copy). Only the plan's
+    /// kernels have the cell (training repacks every step and keeps to the position kernel).
     by_channel: Option<OnceLock<Vec<f32>>>,
     /// The filters as `[M, C·kH·kW]` again, unpacked by the first call the kernel does not
     /// apply to (only when tests lower the ISA cap): the plan keeps no other copy.
@@ -186,7 +186,7 @@ pub const POINTWISE_SMALL_PLANE: usize = 49;
 /// filter (ResNet-50's 256 ← 1024 at 14×14) runs the narrow-plane kernel on AVX-512 CPUs
 /// whose 512-bit FMAs run at half rate (AMD Zen 4): there the wide kernel's 48-position
 /// strips took longer. On an AMD EPYC (Zen 4), Keras ResNet-50's five 256 ← 1024 steps,
-/// `resnet bench --profile` alternated twice: 4.80–4.89 → 4.67–4.67 ms on one thread,
+/// `resnet bench --profile` alternated twice: 4.80–4.89 → 4.67 ms on one thread,
 /// 2.62–2.63 → 2.38 on two (Xeon, with full-rate FMAs, measured the other way round:
 /// [`POINTWISE_SMALL_PLANE`]); 1024 ← 256 there 2.46 → 2.57 and 128 ← 512 at 28×28 1.42 →
 /// 1.63 on two threads, so those keep the wide kernel. The model, `scripts/ab_bench.py
