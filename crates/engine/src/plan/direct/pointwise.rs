@@ -332,7 +332,13 @@ impl DirectConv {
                         // same length, or `y` itself, each element read before it is
                         // written) and belong to this tile only; `bias` holds at least M
                         // values.
-                        unsafe { micro_wide(n, c, self.packed.as_ptr(), all, b, bp, bs, &st, pf) };
+                        // A block's first call also fetches the next block's filters into L2
+                        // (`next_block`): in a whole model they come from memory, in K
+                        // chunks 1 KiB long and `32·M` floats apart, which the hardware
+                        // prefetcher does not follow far enough ahead.
+                        unsafe {
+                            micro_wide(n, c, self.packed.as_ptr(), all, b, bp, bs, &st, pf, s == 0 && b + 1 < all)
+                        };
                     }
                     if wide_strips == strips {
                         continue;
@@ -860,21 +866,22 @@ unsafe fn micro_wide(
     bs: usize,
     st: &Store,
     pf: RowFetch,
+    next_block: bool,
 ) {
     #[cfg(target_arch = "x86_64")]
     {
         // SAFETY: the caller's contract.
         unsafe {
             match n.div_ceil(16) {
-                3 => avx512::micro_wide::<3>(n, c, packed, blocks, b, strip, bs, st, pf),
-                2 => avx512::micro_wide::<2>(n, c, packed, blocks, b, strip, bs, st, pf),
-                _ => avx512::micro_wide::<1>(n, c, packed, blocks, b, strip, bs, st, pf),
+                3 => avx512::micro_wide::<3>(n, c, packed, blocks, b, strip, bs, st, pf, next_block),
+                2 => avx512::micro_wide::<2>(n, c, packed, blocks, b, strip, bs, st, pf, next_block),
+                _ => avx512::micro_wide::<1>(n, c, packed, blocks, b, strip, bs, st, pf, next_block),
             }
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (n, c, packed, blocks, b, strip, bs, st, pf);
+        let _ = (n, c, packed, blocks, b, strip, bs, st, pf, next_block);
         unreachable!("DirectConv::pointwise declines without AVX-512");
     }
 }
@@ -888,7 +895,9 @@ pub(super) mod avx512 {
 
     /// `y[r·plane + j] = relu?(Σ_ch W[b·MR + r][ch] · strip[ch·bs + j] + bias[r] +
     /// res[r·plane + j])` for `r < rows`, `j < n`, the filters read from `packed`'s K chunks
-    /// of [`KC_CHANNELS`] channels (block `b` of `blocks`), stored as `st` says.
+    /// of [`KC_CHANNELS`] channels (block `b` of `blocks`), stored as `st` says. With
+    /// `next_block` each channel step also fetches block `b + 1`'s filters of the channel
+    /// into L2 (a hint; `pf` fetches input rows).
     ///
     /// # Safety
     /// AVX-512F available; `16·(NV−1) < n ≤ 16·NV`; `packed` holds `blocks·MR·c` floats;
@@ -908,11 +917,12 @@ pub(super) mod avx512 {
         bs: usize,
         st: &Store,
         pf: RowFetch,
+        next_block: bool,
     ) {
         // SAFETY (whole body): pointers and extents as the caller guarantees.
         unsafe {
             prefetch_next_strip::<NV>(st);
-            let acc = products::<NV>(c, packed, blocks, b, strip, bs, pf);
+            let acc = products::<NV>(c, packed, blocks, b, strip, bs, pf, next_block);
             store::<NV>(&acc, n, st);
         }
     }
@@ -1068,6 +1078,7 @@ pub(super) mod avx512 {
     /// # Safety
     /// As [`micro_wide`].
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     unsafe fn products<const NV: usize>(
         c: usize,
         packed: *const f32,
@@ -1076,12 +1087,16 @@ pub(super) mod avx512 {
         strip: *const f32,
         bs: usize,
         mut pf: RowFetch,
+        next_block: bool,
     ) -> [[__m512; NV]; MR] {
         let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+        let ahead = usize::from(next_block);
         // SAFETY (whole body): pointers and extents as the caller guarantees.
         unsafe {
-            channels(c, packed, blocks, b, strip, bs, |ap, _, bp| {
+            channels(c, packed, blocks, b, strip, bs, |ap, kn, bp| {
                 pf.step();
+                // A hint: block `b + 1`'s filters of this channel (or this block's own).
+                _mm_prefetch::<_MM_HINT_T1>(ap.wrapping_add(ahead * kn * MR).cast());
                 for j in 0..NV {
                     // A hint: past the strip's last row it does not fault.
                     _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(ROW_AHEAD * bs + 16 * j).cast());
