@@ -673,13 +673,11 @@ impl DirectConv {
             && self.by_channel.is_some()
             && self.c * plane <= ROWS_BAND_BUDGET
             && match kernels::active_isa() {
-                // The epilogue is AVX2's (`avx2::rows_epilogue`), which every AVX-512 CPU has.
                 Isa::Avx512 => {
-                    (aw.output <= ROW_SEGMENT
+                    aw.output <= ROW_SEGMENT
                         || self.padding_taps_3x3(g).is_some()
                             && aw.output.is_multiple_of(ROW_SEGMENT)
-                            && self.m.next_multiple_of(NC) * ah.output * aw.output <= ROWS_WIDE_ACC)
-                        && kernels::avx2_fma()
+                            && self.m.next_multiple_of(NC) * ah.output * aw.output <= ROWS_WIDE_ACC
                 }
                 Isa::Avx2 => true,
                 Isa::Portable => false,
@@ -695,10 +693,12 @@ impl DirectConv {
     /// of up to 14 consecutive positions. On AVX2 (k×k convs only) each call is 32 filters ×
     /// 3 positions instead ([`DirectConv::rows_products_avx2`]) and a tile is a band of rows
     /// ([`DirectConv::rows_bands`]). Either way the epilogue transposes the `[position][filter]`
-    /// sums in 8 × 8 blocks (`avx2::rows_epilogue`, which AVX-512 CPUs run too: on an Intel
-    /// Xeon it took 0.984 of a 256-channel 3×3 conv's time at 14×14 against the scalar copy
-    /// and row epilogue, Keras ResNet-50 0.992 on one thread and 0.991 on two, runs
-    /// alternated in one process).
+    /// sums in 8 × 8 blocks on AVX2 (`avx2::rows_epilogue`: on an Intel Xeon it took 0.984 of
+    /// a 256-channel 3×3 conv's time at 14×14 against the scalar copy and row epilogue, Keras
+    /// ResNet-50 0.992 on one thread and 0.991 on two, runs alternated in one process) and in
+    /// 16 × 16 blocks on AVX-512 (`avx512::rows_epilogue`, the same bits: on a Zen 4,
+    /// `scripts/ab_bench.py` minima ResNet-18 0.989 and Keras ResNet-50 0.997 on one thread,
+    /// 0.997 at batch 8 on two).
     #[allow(clippy::too_many_arguments)]
     fn run_rows(
         &self,
@@ -931,27 +931,27 @@ impl DirectConv {
                     }
                 }
             }
-            // `rows_apply` checked AVX2 and FMA on AVX-512 CPUs too.
+            // The ISA `rows_apply` checked: AVX-512F, or AVX2 and FMA.
+            #[cfg(target_arch = "x86_64")]
+            let epilogue512 = kernels::active_isa() == Isa::Avx512;
             #[cfg(target_arch = "x86_64")]
             for (bi, b) in blocks.clone().enumerate() {
                 let (m0, res) = (b * NC, residual.base(out.0));
                 let off = (img * self.m + m0) * full + p0;
-                // SAFETY: AVX2 and FMA (`rows_apply`); the block's `plane × NC` sums lie in
-                // `acc`; output planes `m0 .. m0 + rows` of image `img` (this tile's only) lie
-                // in `y`, and in the residual (checked the same length by the plan) or `y`
-                // itself; `bias` holds M values.
+                let (sums, filters) = (acc[bi * plane * NC..].as_ptr(), NC.min(self.m - m0));
+                let (y, res, bias) =
+                    (out.0.wrapping_add(off), res.map(|r| r.wrapping_add(off)), bias.map(|v| v[m0..].as_ptr()));
+                // SAFETY: AVX-512F where `epilogue512`, else AVX2 and FMA (`rows_apply`); the
+                // block's `plane × NC` sums lie in `acc`; output planes `m0 .. m0 + filters`
+                // of image `img` (this tile's only) lie in `y`, and in the residual (checked
+                // the same length by the plan) or `y` itself; `bias` holds M values.
                 unsafe {
-                    avx2::rows_epilogue(
-                        acc[bi * plane * NC..].as_ptr(),
-                        plane,
-                        full,
-                        NC.min(self.m - m0),
-                        out.0.add(off),
-                        res.map(|r| r.wrapping_add(off)),
-                        bias.map(|v| v[m0..].as_ptr()),
-                        relu,
-                    )
-                };
+                    if epilogue512 {
+                        avx512::rows_epilogue(sums, plane, full, filters, y, res, bias, relu)
+                    } else {
+                        avx2::rows_epilogue(sums, plane, full, filters, y, res, bias, relu)
+                    }
+                }
             }
             #[cfg(not(target_arch = "x86_64"))]
             unreachable!("rows_apply declines off x86-64");
@@ -2419,6 +2419,121 @@ mod avx512 {
         }
     }
 
+    /// The 16 × 16 transpose of `r` (row `i` of the result is lane `i` of every input):
+    /// pairs of rows interleaved, then pairs of pairs, then 128-bit lanes gathered twice.
+    #[inline(always)]
+    fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
+        // SAFETY: register operations only; the callers run with AVX-512F available.
+        unsafe {
+            let t: [__m512; 16] = std::array::from_fn(|i| {
+                let (a, b) = (r[i / 2 * 2], r[i / 2 * 2 + 1]);
+                if i % 2 == 0 {
+                    _mm512_unpacklo_ps(a, b)
+                } else {
+                    _mm512_unpackhi_ps(a, b)
+                }
+            });
+            // Group g (rows 4g .. 4g + 4): u[4g + k] holds column 4L + k of those rows in
+            // 128-bit lane L.
+            let u: [__m512; 16] = std::array::from_fn(|i| {
+                let (g, k) = (i / 4, i % 4);
+                let (a, b) = (_mm512_castps_pd(t[4 * g + k / 2]), _mm512_castps_pd(t[4 * g + k / 2 + 2]));
+                _mm512_castpd_ps(if k % 2 == 0 { _mm512_unpacklo_pd(a, b) } else { _mm512_unpackhi_pd(a, b) })
+            });
+            let mut out = [_mm512_setzero_ps(); 16];
+            for k in 0..4 {
+                let (even_lo, odd_lo) =
+                    (_mm512_shuffle_f32x4::<0x88>(u[k], u[4 + k]), _mm512_shuffle_f32x4::<0xDD>(u[k], u[4 + k]));
+                let (even_hi, odd_hi) = (
+                    _mm512_shuffle_f32x4::<0x88>(u[8 + k], u[12 + k]),
+                    _mm512_shuffle_f32x4::<0xDD>(u[8 + k], u[12 + k]),
+                );
+                out[k] = _mm512_shuffle_f32x4::<0x88>(even_lo, even_hi);
+                out[8 + k] = _mm512_shuffle_f32x4::<0xDD>(even_lo, even_hi);
+                out[4 + k] = _mm512_shuffle_f32x4::<0x88>(odd_lo, odd_hi);
+                out[12 + k] = _mm512_shuffle_f32x4::<0xDD>(odd_lo, odd_hi);
+            }
+            out
+        }
+    }
+
+    /// [`super::avx2::rows_epilogue`] in 16 × 16 blocks: the same operations on the same
+    /// values in the same order (so the same bits), half the transposes' shuffles per float
+    /// and one store per output row and 16 positions.
+    ///
+    /// # Safety
+    /// As [`super::avx2::rows_epilogue`], with AVX-512F available.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn rows_epilogue(
+        acc: *const f32,
+        plane: usize,
+        ys: usize,
+        rows: usize,
+        y: *mut f32,
+        res: Option<*const f32>,
+        bias: Option<*const f32>,
+        relu: bool,
+    ) {
+        // SAFETY (whole body): as the caller guarantees; loads and stores are masked to the
+        // `n` positions left and the `fr` filters of the block, and `acc` holds NC filters
+        // per position.
+        unsafe {
+            let zero = _mm512_setzero_ps();
+            let prefix = |n: usize| -> __mmask16 {
+                if n >= 16 {
+                    0xffff
+                } else {
+                    (1u16 << n) - 1
+                }
+            };
+            for p0 in (0..plane).step_by(16) {
+                let n = 16.min(plane - p0);
+                let m = prefix(n);
+                for f0 in (0..rows).step_by(16) {
+                    let fr = 16.min(rows - f0);
+                    // Past the plane's end the last position again (its lanes are not stored):
+                    // a fixed count of loads, so the 16 rows stay in registers.
+                    let mut r: [__m512; 16] =
+                        std::array::from_fn(|i| _mm512_loadu_ps(acc.add((p0 + i.min(n - 1)) * NC + f0)));
+                    if relu || res.is_some() {
+                        // The bias (and, with nothing added after it, the ReLU) on each
+                        // position's vector of filters before the transpose.
+                        let bv = bias.map_or(zero, |b| _mm512_maskz_loadu_ps(prefix(fr), b.add(f0)));
+                        for v in &mut r {
+                            *v = _mm512_add_ps(*v, bv);
+                            if relu && res.is_none() {
+                                *v = _mm512_max_ps(*v, zero);
+                            }
+                        }
+                        for (j, &v) in transpose16(r).iter().enumerate().take(fr) {
+                            let at = (f0 + j) * ys + p0;
+                            let x = match res {
+                                None => v,
+                                Some(rp) => {
+                                    let x = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, rp.add(at)));
+                                    if relu {
+                                        _mm512_max_ps(x, zero)
+                                    } else {
+                                        x
+                                    }
+                                }
+                            };
+                            _mm512_mask_storeu_ps(y.add(at), m, x);
+                        }
+                    } else {
+                        for (j, &v) in transpose16(r).iter().enumerate().take(fr) {
+                            // A zero bias is not added (`conv_epilogue_row`: −0 stays −0).
+                            let b = bias.map_or(0.0, |b| *b.add(f0 + j));
+                            let x = if b != 0.0 { _mm512_add_ps(v, _mm512_set1_ps(b)) } else { v };
+                            _mm512_mask_storeu_ps(y.add((f0 + j) * ys + p0), m, x);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// [`micro`] for a band's last K chunk, storing `relu?(sum + bias + residual)` into the
     /// output rows instead of the accumulator tile (see [`super::micro_store`]).
     ///
@@ -2555,11 +2670,11 @@ mod tests {
         }
     }
 
-    /// The narrow-plane kernel's vector epilogue (which AVX-512 CPUs run too) writes the bits
-    /// of a scalar copy of each filter's sums followed by `conv_epilogue_row` — with and
-    /// without bias, ReLU, a residual tensor or the residual in the output — for planes with
-    /// 8 × 8 tails and blocks of fewer than 32 filters, and leaves the floats between the
-    /// output rows alone.
+    /// The narrow-plane kernel's vector epilogues (AVX2's 8 × 8 blocks and, where the CPU has
+    /// it, AVX-512's 16 × 16) write the bits of a scalar copy of each filter's sums followed
+    /// by `conv_epilogue_row` — with and without bias, ReLU, a residual tensor or the
+    /// residual in the output — for planes with 8 × 8 and 16 × 16 tails and blocks of fewer
+    /// than 32 and than 16 filters, and leave the floats between the output rows alone.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn rows_epilogue_gives_the_bits_of_the_scalar_epilogue() {
@@ -2574,8 +2689,8 @@ mod tests {
                 (h >> 8) as f32 / (1 << 23) as f32 - 1.0
             }
         };
-        for plane in [13, 49, 196] {
-            for rows in [NC, 20] {
+        for plane in [13, 49, 196, 56 * 4] {
+            for rows in [NC, 20, 7] {
                 let ys = plane + 3;
                 let acc: Vec<f32> = (0..plane * NC).map(|i| noise(i, 1)).collect();
                 let bias: Vec<f32> = (0..rows).map(|i| noise(i, 2)).collect();
@@ -2602,34 +2717,37 @@ mod tests {
                                 let r = (residual == 1).then(|| &res[f * ys..][..plane]);
                                 kernels::conv_epilogue_row(row, b, r, relu);
                             }
-                            let mut got = start.clone();
-                            let y = got.as_mut_ptr();
-                            let r = match residual {
-                                0 => None,
-                                1 => Some(res.as_ptr()),
-                                _ => Some(y.cast_const()),
-                            };
-                            // SAFETY: AVX2 and FMA (checked); `acc` holds plane × NC sums, `y`
-                            // and the residual `rows` rows of `ys ≥ plane` floats, `bias` rows.
-                            unsafe {
-                                super::avx2::rows_epilogue(
-                                    acc.as_ptr(),
-                                    plane,
-                                    ys,
-                                    rows,
-                                    y,
-                                    r,
-                                    bias.map(<[f32]>::as_ptr),
-                                    relu,
-                                )
-                            };
-                            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                            assert_eq!(
-                                bits(&got),
-                                bits(&want),
-                                "plane {plane}, {rows} filters, residual {residual}, relu {relu}, bias {}",
-                                bias.is_some()
-                            );
+                            for wide in [false, true] {
+                                if wide && !std::arch::is_x86_feature_detected!("avx512f") {
+                                    continue;
+                                }
+                                let mut got = start.clone();
+                                let y = got.as_mut_ptr();
+                                let r = match residual {
+                                    0 => None,
+                                    1 => Some(res.as_ptr()),
+                                    _ => Some(y.cast_const()),
+                                };
+                                let (a, b) = (acc.as_ptr(), bias.map(<[f32]>::as_ptr));
+                                // SAFETY: AVX2 and FMA (checked), AVX-512F for `wide`
+                                // (checked); `acc` holds plane × NC sums, `y` and the residual
+                                // `rows` rows of `ys ≥ plane` floats, `bias` rows.
+                                unsafe {
+                                    if wide {
+                                        super::avx512::rows_epilogue(a, plane, ys, rows, y, r, b, relu)
+                                    } else {
+                                        super::avx2::rows_epilogue(a, plane, ys, rows, y, r, b, relu)
+                                    }
+                                };
+                                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                                assert_eq!(
+                                    bits(&got),
+                                    bits(&want),
+                                    "plane {plane}, {rows} filters, residual {residual}, relu {relu}, bias {}, \
+                                     512-bit {wide}",
+                                    bias.is_some()
+                                );
+                            }
                         }
                     }
                 }
