@@ -635,8 +635,10 @@ fn three_by_three_convs_on_narrow_planes_skip_only_padding_taps() {
     let other =
         [((28, 28), 2, 1), ((14, 14), 2, 1), ((56, 56), 2, 1), ((15, 15), 2, 1), ((9, 16), 2, 1), ((16, 16), 1, 0)];
     for ((h, w), stride, pad) in same.chain(other) {
-        for (threads, residual) in [(1, false), (2, true)] {
-            let c = ConvCase { residual, threads, ..ConvCase::conv2d(2, 37, 40, [h, w], 3, stride, pad) };
+        // One image on two threads: a band of rows per thread where the plane is large (the
+        // strided ones), the padding taps left out by the plane's rows, not the band's.
+        for (threads, residual, n) in [(1, false, 2), (2, true, 2), (2, false, 1)] {
+            let c = ConvCase { residual, threads, ..ConvCase::conv2d(n, 37, 40, [h, w], 3, stride, pad) };
             let (g, feeds) = conv_graph(&c);
             let want = exec::run(&g, feeds.clone()).unwrap();
             let plan = Plan::compile(&g, &plan_options(&c)).unwrap();
@@ -646,7 +648,7 @@ fn three_by_three_convs_on_narrow_planes_skip_only_padding_taps() {
                 &got,
                 &want,
                 1e-5,
-                &format!("{h}×{w} stride {stride} pad {pad}, threads {threads}, residual {residual}"),
+                &format!("{h}×{w} stride {stride} pad {pad}, threads {threads}, batch {n}, residual {residual}"),
             );
         }
     }
