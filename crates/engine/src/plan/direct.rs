@@ -736,7 +736,7 @@ impl DirectConv {
     /// where the padded input plane is larger than the filters (each thread then pads only
     /// its band, where a filter split pads the whole plane in every thread; on AVX-512 for
     /// strided convs: on a Zen 4 the phase fill took ~7.5 % of a 128-channel 3×3/2 conv from
-    /// 56×56 on two threads, which bands took from 1.12–1.21 to 1.07–1.10 ms, ORT 1.04).
+    /// 56×56 on two threads, which bands took from 1.11–1.25 to 1.07–1.10 ms, ORT 1.04).
     fn rows_bands(&self, g: &ConvGeometry, q: &PhaseGrid, threads: usize) -> usize {
         let [_, ah, aw] = &g.axes;
         let (oh, ow) = (ah.output, aw.output);
@@ -2480,9 +2480,10 @@ mod avx512 {
         bias: Option<*const f32>,
         relu: bool,
     ) {
-        // SAFETY (whole body): as the caller guarantees; loads and stores are masked to the
-        // `n` positions left and the `fr` filters of the block, and `acc` holds NC filters
-        // per position.
+        // SAFETY (whole body): as the caller guarantees; the sums are read at the plane's
+        // positions only (NC filters each, so `f0 + 16 ≤ NC` is in), the bias and the
+        // residual and output rows through masks of the block's `fr` filters and the `n`
+        // positions left.
         unsafe {
             let zero = _mm512_setzero_ps();
             let prefix = |n: usize| -> __mmask16 {
