@@ -893,34 +893,17 @@ impl DirectConv {
                                 let edges = pads.map(|[t, b, l, rt]| {
                                     [t && first == 0, b && first + rows == oh, l && c0 == 0, rt && c1 == ow]
                                 });
-                                // SAFETY: as below; the taps left out read the band's zero
-                                // padding (`padding_taps_3x3`).
-                                let done = edges.is_some_and(|edges| unsafe {
+                                // SAFETY: `rows_apply`: AVX-512F. Each read is
+                                // `buf[offs[kk] + (r + i)·Wq + col]` with i < rows, col < OW ≤ Wq:
+                                // within the tap's phase plane (`ps` covers `(OH + halo)·Wq + overrun`);
+                                // `dst` holds rows·width·NC floats (positions are row-major); the
+                                // taps left out with `edges` read the band's zero padding
+                                // (`padding_taps_3x3`).
+                                unsafe {
                                     micro_rows_3x3(
                                         width,
                                         rows,
                                         edges,
-                                        q.width,
-                                        kn,
-                                        a.as_ptr(),
-                                        pf(call),
-                                        src.add(r * q.width + c0),
-                                        offs[k0..k0 + kn].as_ptr(),
-                                        dst.as_mut_ptr(),
-                                        k0 > 0,
-                                    )
-                                });
-                                if done {
-                                    continue;
-                                }
-                                // SAFETY: `rows_apply`: AVX-512F. Each read is
-                                // `buf[offs[kk] + (r + i)·Wq + col]` with i < rows, col < OW ≤ Wq:
-                                // within the tap's phase plane (`ps` covers `(OH + halo)·Wq + overrun`);
-                                // `dst` holds rows·width·NC floats (positions are row-major).
-                                unsafe {
-                                    micro_rows(
-                                        width,
-                                        rows,
                                         q.width,
                                         kn,
                                         a.as_ptr(),
@@ -1731,19 +1714,19 @@ unsafe fn micro_rows(
 /// first and reads the padding with kernel row 0; `bottom`: its last row is the plane's last
 /// and reads it with kernel row 2; `left` / `right`: its rows start / end at the plane's
 /// first / last column, which read it with kernel column 0 / 2. `k` is a multiple of 9
-/// (whole channels, taps in (channel, row, column) order). Returns whether it ran: it has
-/// copies for whole rows 8–14 wide (padded left and right), pairs of rows 4–7 wide (padded
-/// left and right, or left only: stride 2 from an even width) and 14-wide row segments;
-/// other calls are the caller's (with [`micro_rows`], which multiplies the zeros).
+/// (whole channels, taps in (channel, row, column) order). It has copies for whole rows
+/// 8–14 wide (padded left and right), pairs of rows 4–7 wide (padded left and right, or
+/// left only: stride 2 from an even width) and 14-wide row segments; other calls, and
+/// those without `edges` (not a same-shaped 3×3 conv: `padding_taps_3x3`), run
+/// [`micro_rows`], which multiplies the zeros.
 ///
 /// # Safety
-/// As [`micro_rows`]; the skipped taps' inputs are the padding (zeros).
+/// As [`micro_rows`]; with `edges`, the skipped taps' inputs are the padding (zeros).
 #[allow(clippy::too_many_arguments)]
-#[must_use]
 unsafe fn micro_rows_3x3(
     width: usize,
     rows: usize,
-    [top, bottom, left, right]: [bool; 4],
+    edges: Option<[bool; 4]>,
     wq: usize,
     k: usize,
     a: *const f32,
@@ -1752,7 +1735,12 @@ unsafe fn micro_rows_3x3(
     offs: *const isize,
     acc: *mut f32,
     accumulate: bool,
-) -> bool {
+) {
+    // SAFETY: the caller's contract, which is `micro_rows`'.
+    let plain = || unsafe { micro_rows(width, rows, wq, k, a, pf, b, offs, acc, accumulate) };
+    let Some([top, bottom, left, right]) = edges else {
+        return plain();
+    };
     debug_assert!(k.is_multiple_of(9));
     #[cfg(target_arch = "x86_64")]
     {
@@ -1767,7 +1755,7 @@ unsafe fn micro_rows_3x3(
                         ($w, $r, $l, $rt, false, true) => unsafe { avx512::micro_rows_3x3::<{ $w * $r }, $w, false, true, $l, $rt>(k, a, pf, b, gap, offs, acc, accumulate) },
                         ($w, $r, $l, $rt, true, true) => unsafe { avx512::micro_rows_3x3::<{ $w * $r }, $w, true, true, $l, $rt>(k, a, pf, b, gap, offs, acc, accumulate) },
                     )*
-                    _ => return false,
+                    _ => plain(),
                 }
             };
         }
@@ -1787,13 +1775,12 @@ unsafe fn micro_rows_3x3(
             (14, 1, true, false),
             (14, 1, false, false),
             (14, 1, false, true)
-        );
-        true
+        )
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (width, rows, top, bottom, left, right, wq, k, a, pf, b, offs, acc, accumulate);
-        false
+        let _ = (top, bottom, left, right);
+        plain()
     }
 }
 
