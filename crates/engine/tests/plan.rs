@@ -6,13 +6,12 @@
 use resnet_test_support as common;
 
 mod build;
-use build::{node, tensor, values};
+use build::{node, tensor};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use resnet_engine::ops::batchnorm::BatchNormalization;
 use resnet_engine::ops::binary::{Binary, BinaryKind};
 use resnet_engine::ops::conv::Conv;
 use resnet_engine::ops::padding::Window;
@@ -675,69 +674,33 @@ fn wide_conv_splits_into_panels_and_matches_the_reference() {
 
 /// A v2-style tail: `s = conv(x) + x` feeds both `relu(bn(s))` (→ next conv) and the next
 /// shortcut `conv2(...) + s`, so the BN+ReLU must write a new buffer and keep `s`. The plan
-/// computes it in the conv's step as a second output, by a pass over the finished sum (1×1
-/// convs on 10×10 and 28×28, the wide kernel; 3×3 on 6×6; the pass cut by channels below
-/// 28×28 and by positions from there on): bit for bit what the separate pass computes from
-/// `s`, and within 1e-5 of the reference.
+/// computes it in the conv's step as a second output: the wide 1×1 kernel writes it over
+/// each filter block's finished rows (10×10, 28×28; 14×14 with a last strip of 4 positions
+/// on the filter-vector kernel, for a group of four blocks and a block alone; 30×30 with a
+/// packed partial strip; one panel or several, the filters split or not), other kernels by
+/// a pass over the finished sum (3×3 on 6×6). Bit for bit what the separate pass computes
+/// from `s`, and within 1e-5 of the reference — in bf16 mode (where the CPU has it) `z` still
+/// matches its `s` bit for bit.
 #[test]
 fn v2_post_add_batchnorm_relu_fuses_into_the_conv_and_keeps_the_sum() {
-    for (k, hw) in [(3, 6), (1, 10), (1, 28)] {
-        let mut g = Graph { opset: 7, ..Graph::default() };
-        let c = 8;
-        let x = g.add_value(
-            "x",
-            Fact::new(
-                resnet_engine::DType::F32,
-                vec![Dim::Sym("N".into()), Dim::Known(c), Dim::Known(hw), Dim::Known(hw)],
-            ),
-        );
-        g.inputs.push(x);
-        let conv = |g: &mut Graph, name: &str, input: usize, seed: u64| {
-            let w = g.add_initializer(format!("{name}_w"), tensor(&[c, c, k, k], seed));
-            let p = k / 2;
-            let window = Window { kernel_shape: Some(vec![k, k]), pads: Some(vec![p, p, p, p]), ..Window::default() };
-            node(g, name, Op::Conv(Conv { window, group: 1 }), &[input, w], &format!("{name}_y"))
-        };
-        let y1 = conv(&mut g, "conv1", x, 10);
-        let s = node(&mut g, "add1", Op::Binary(Binary { kind: BinaryKind::Add }), &[y1, x], "s");
-        let stats: Vec<Vec<f32>> = (0..4)
-            .map(|i| {
-                let mut v = values(c, 20 + i as u64);
-                if i == 3 {
-                    v.iter_mut().for_each(|x| *x = x.abs() + 0.5);
-                }
-                v
-            })
-            .collect();
-        let ids: Vec<usize> = stats
-            .iter()
-            .enumerate()
-            .map(|(i, v)| g.add_initializer(format!("bn_{i}"), Tensor::from_f32(vec![c], v.clone())))
-            .collect();
-        let bn = BatchNormalization { epsilon: 1e-5, spatial: true };
-        let b = node(&mut g, "bn", Op::BatchNormalization(bn), &[s, ids[0], ids[1], ids[2], ids[3]], "b");
-        let r = node(&mut g, "relu", Op::Relu(Relu {}), &[b], "r");
-        let y2 = conv(&mut g, "conv2", r, 11);
-        let out = node(&mut g, "add2", Op::Binary(Binary { kind: BinaryKind::Add }), &[y2, s], "out");
-        g.outputs = vec![out, s, r];
-        g.infer_facts().unwrap();
+    for (k, hw, c) in [(3, 6, 8), (1, 10, 8), (1, 28, 8), (1, 14, 40), (1, 30, 40)] {
+        let (g, stats) = build::v2_tail(c, k, hw);
         for (n, threads) in [(1, 1), (3, 2), (1, 2), (1, 3)] {
-            let what = format!("{k}×{k} on {hw}×{hw}, batch {n}, {threads} threads");
-            let feeds = vec![tensor(&[n, c, hw, hw], 5)];
-            let want = exec::run(&g, feeds.clone()).unwrap();
-            let plan = Plan::compile(&g, &PlanOptions { threads, ..PlanOptions::default() }).unwrap();
-            let steps = plan.describe();
-            assert_eq!(steps.len(), 2, "conv1+add1+bn+relu, conv2+add2 ({what}): {steps:?}");
-            assert!(steps[0].contains("[Conv+Add+BatchNormalization+Relu]"), "{what}: {steps:?}");
-            let got = plan.run(feeds).unwrap();
-            assert_close(&got, &want, 1e-5, &what);
-            let (sum, z) = (got[1].as_f32().unwrap(), got[2].as_f32().unwrap());
-            let plane = hw * hw;
-            for (i, (&sv, &zv)) in sum.iter().zip(z).enumerate() {
-                let ch = i / plane % c;
-                let scale = stats[0][ch] / (stats[3][ch] + 1e-5).sqrt();
-                let shift = stats[1][ch] - stats[2][ch] * scale;
-                assert_eq!(zv.to_bits(), (sv * scale + shift).max(0.0).to_bits(), "{what}: element {i}");
+            for mode in [Mode::Exact, Mode::Bf16] {
+                let what = format!("{k}×{k} on {hw}×{hw}, {c} channels, batch {n}, {threads} threads, {mode:?}");
+                let feeds = vec![tensor(&[n, c, hw, hw], 5)];
+                let Ok(plan) = Plan::compile(&g, &PlanOptions { threads, mode, ..PlanOptions::default() }) else {
+                    assert_eq!(mode, Mode::Bf16, "{what}: only bf16 mode may be refused");
+                    continue;
+                };
+                let steps = plan.describe();
+                assert_eq!(steps.len(), 2, "conv1+add1+bn+relu, conv2+add2 ({what}): {steps:?}");
+                assert!(steps[0].contains("[Conv+Add+BatchNormalization+Relu]"), "{what}: {steps:?}");
+                let got = plan.run(feeds.clone()).unwrap();
+                if mode == Mode::Exact {
+                    assert_close(&got, &exec::run(&g, feeds).unwrap(), 1e-5, &what);
+                }
+                build::check_post_bits(&got, &stats, hw * hw, &what);
             }
         }
     }
