@@ -94,9 +94,9 @@ fn direct_convs_run_their_avx2_copies_then_im2col_with_their_own_filters_as_the_
     }
 }
 
-/// ResNet v2's post-Add BatchNorm + ReLU, a 1×1 conv's second output, on every ISA: the wide
-/// 1×1 kernel writes it per tile (its AVX2 form after the tile's passes), the im2col path
-/// leaves it to the pass over the finished sum; bit for bit what the pass computes from the
+/// ResNet v2's post-Add BatchNorm + ReLU, a 1×1 conv's second output (a pass over the
+/// finished sum), on every ISA: the sum from the wide 1×1 kernel (AVX-512, AVX2) or the
+/// im2col path, the pass's own copy for each; bit for bit what the pass computes from the
 /// sum, and within 1e-5 of the reference. 128 channels (the AVX2 kernel's least) on 20×20.
 #[test]
 fn v2_post_batchnorm_relu_matches_its_sum_on_every_isa() {

@@ -21,7 +21,7 @@ use crate::error::OpError;
 use crate::ops::conv::{conv_geometry, ConvGeometry};
 use crate::ops::padding::{Axis, Window};
 use crate::plan::direct::DirectConv;
-use crate::plan::kernels::{self, multiversion, OutPtr, PostAffine, Residual};
+use crate::plan::kernels::{self, multiversion, OutPtr, Residual};
 
 /// Budget of one im2col panel, in floats: 128 Ki floats = 512 KiB, half of a Zen 4 core's
 /// 1 MiB L2, so the panel stays in L2 while `gemm` streams it (the ResNet-50 3×3 layers get
@@ -125,9 +125,7 @@ impl ConvKernel {
     /// Computes `y = relu?(conv(x, w) + bias + residual)`; `y` has the output's length (and
     /// holds the residual with [`Residual::InOutput`], for the calls
     /// [`ConvKernel::residual_in_output`] admits). `w` and `bias` are the run-time inputs when
-    /// the kernel holds no packed ones. With `post`, the wide 1×1 kernel also writes the
-    /// post's `z` over each part of `y` it has finished, and `true` says so; other kernels
-    /// leave `z` to the caller (`false`).
+    /// the kernel holds no packed ones.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn run(
         &self,
@@ -136,22 +134,21 @@ impl ConvKernel {
         w: &[f32],
         bias: Option<&[f32]>,
         residual: Residual,
-        post: Option<PostAffine>,
         y: &mut [f32],
-    ) -> bool {
+    ) {
         let bias = self.bias.as_deref().or(bias);
         if let Some(d) = self.direct.as_deref() {
             if d.applies(g) {
                 d.run(g, x, bias, residual, self.relu, false, y);
-                return false;
+                return;
             }
             if d.pointwise_applies(g) {
                 d.run_pointwise(g, x, bias, residual, self.relu, y);
-                return false;
+                return;
             }
             if d.wide_applies(g) {
-                d.run_wide(g, x, bias, residual, self.relu, post, y);
-                return post.is_some();
+                d.run_wide(g, x, bias, residual, self.relu, y);
+                return;
             }
         }
         assert!(!matches!(residual, Residual::InOutput), "the im2col path takes no residual in its output");
@@ -166,7 +163,7 @@ impl ConvKernel {
         let kg = cg * g.kernel_volume();
         let pointwise = g.is_pointwise();
         if g.n * g.m * p == 0 {
-            return false;
+            return;
         }
         // Panel width: the L2 budget, evened out over the panels, a multiple of 8.
         let budget = if pointwise { (PANEL_FLOATS / kg.max(1)).max(256) } else { PANEL_FLOATS / kg.max(1) };
@@ -191,7 +188,6 @@ impl ConvKernel {
             self.tile(g, geo, t, x, w, bias, residual, out);
         };
         kernels::for_each_task(tiles, tile);
-        false
     }
 
     #[allow(clippy::too_many_arguments, clippy::type_complexity)]

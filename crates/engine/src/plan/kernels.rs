@@ -1276,39 +1276,6 @@ impl LineFetch {
     }
 }
 
-/// A conv's second output, `z = relu?(y · scale[ch] + shift[ch])` per output channel `ch`
-/// (ResNet v2's BatchNorm + ReLU after a residual Add), written by the kernel over each part
-/// of `y` it has finished, while that part is still in cache ([`PostAffine::apply`]).
-#[derive(Clone, Copy)]
-pub(crate) struct PostAffine<'a> {
-    pub(crate) scale: &'a [f32],
-    pub(crate) shift: &'a [f32],
-    pub(crate) relu: bool,
-    /// `z`, of `y`'s layout and length.
-    pub(crate) z: OutPtr,
-}
-
-impl PostAffine<'_> {
-    /// `z = relu?(y · scale + shift)` over `len` positions from `off` (an element offset
-    /// into `y` and `z`, the start of channel `ch`'s run) of `rows` consecutive channels
-    /// `ch ..`, `plane` floats apart: [`affine_into`] row by row, so the same bits as the
-    /// pass over the whole tensor.
-    ///
-    /// # Safety
-    /// The rows lie in `y` (at `y`) and in `z`, `ch + rows ≤ scale.len()`, and no other
-    /// thread writes these elements of `y` or `z` meanwhile.
-    pub(crate) unsafe fn apply(&self, y: *const f32, off: usize, ch: usize, rows: usize, plane: usize, len: usize) {
-        for r in 0..rows {
-            let at = off + r * plane;
-            // SAFETY: by the caller's contract.
-            let (yr, zr) = unsafe {
-                (std::slice::from_raw_parts(y.add(at), len), std::slice::from_raw_parts_mut(self.z.at(at), len))
-            };
-            affine_into(yr, zr, &self.scale[ch + r..ch + r + 1], &self.shift[ch + r..ch + r + 1], len, self.relu);
-        }
-    }
-}
-
 /// The addend of a conv's fused residual Add.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Residual<'a> {

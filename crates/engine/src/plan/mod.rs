@@ -177,19 +177,14 @@ struct Step {
     inputs: Vec<Option<ValueId>>,
     outputs: Vec<Option<ValueId>>,
     /// A conv step's second output: the BatchNorm (+ ReLU) that reads its result (ResNet
-    /// v2's after each residual Add, whose sum the next shortcut still reads); `outputs[1]`
-    /// is its value. The wide 1×1 kernel writes it over each filter block's rows of a tile
-    /// as soon as they are final ([`kernels::PostAffine`]: 8 rows of up to a panel, still in
-    /// L1 or L2), the other kernels by a vectorized pass over the finished output (the same
-    /// bits either way). The wide kernel used to write it from its accumulators in the
-    /// epilogue (a third stream of stores, the accumulators spilled for an out-of-line
-    /// store), which measured slower than the pass on every configuration (resnet50-v2 fast
-    /// b1/2t 0.983, minima 0.979; b1/1t 0.993, b8/2t 0.974, exact b1/2t 0.952). The pass in
-    /// turn read back the whole sum, 3.2 MB per image at 56×56, from L3: against it the
-    /// per-block writes took resnet50-v2's three 512 ← 128 + Add + BatchNorm + ReLU steps
-    /// at 28×28 from 1.65 to 1.50 ms and the three 256 ← 64 at 56×56 from 1.70 to
-    /// 1.62–1.67 (fast, batch 1, two threads, `resnet bench --profile` alternated; in a busy
-    /// spell 1.95 → 1.53 and 2.10 → 1.68), the five 1024 ← 256 at 14×14 within noise.
+    /// v2's after each residual Add, whose sum the next shortcut still reads), computed in
+    /// the same step by a vectorized pass over the finished output; `outputs[1]` is its
+    /// value. The wide 1×1 kernel used to write it from its accumulators in the epilogue (a
+    /// third stream of stores, the accumulators spilled for an out-of-line store): the pass
+    /// measured faster on every configuration, resnet50-v2 fast b1/2t 0.983 (minima
+    /// 0.979), b1/1t 0.993, b8/2t 0.974, exact b1/2t 0.952 (`scripts/ab_bench.py`, 3–6
+    /// rounds), its 56×56 steps 2.71 → 2.59–2.62 ms in the quiet state and 6.4 → 5.1 in
+    /// the noisy one (`--profile`).
     post: Option<Affine>,
     /// A strided unpadded 1×1 conv whose input another such conv subsamples the same way
     /// (ResNet v1's first block of a stage: the main branch and the projection shortcut):
@@ -1255,17 +1250,6 @@ impl Plan {
                     Some(_) => Some(self.take_buffer(part, y.len())),
                     None => None,
                 };
-                // The kernel's `z` while it writes `y` (see `Step::post`), where it can.
-                let post = match (&step.post, z.as_deref_mut()) {
-                    (Some(a), Some(z)) => Some(kernels::PostAffine {
-                        scale: &a.scale,
-                        shift: &a.shift,
-                        relu: a.relu,
-                        z: kernels::OutPtr(z.as_mut_ptr()),
-                    }),
-                    _ => None,
-                };
-                let mut post_done = false;
                 if let Some(wg) = winograd {
                     // Its accumulating form adds `y`'s contents after bias and residual.
                     let (res, acc) = match residual {
@@ -1291,18 +1275,19 @@ impl Plan {
                                 (xs, step.subsample_share.map_or(1, |(_, users)| users))
                             }
                         };
-                        post_done = k.run(&sub, &xs, w_rt.unwrap_or_default(), b_rt, residual, post, &mut y);
+                        k.run(&sub, &xs, w_rt.unwrap_or_default(), b_rt, residual, &mut y);
                         match step.subsample_share {
                             Some((i, _)) if left > 1 => subsampled.buffers[i] = Some((xs, left - 1)),
                             _ => self.give_back(part, Tensor::from_f32(vec![xs.len()], xs)),
                         }
                     } else {
-                        post_done = k.run(&geo, x, w_rt.unwrap_or_default(), b_rt, residual, post, &mut y);
+                        k.run(&geo, x, w_rt.unwrap_or_default(), b_rt, residual, &mut y);
                     }
                 }
                 let mut outs = Vec::with_capacity(2);
-                if let (Some(a), Some(z), false) = (&step.post, z.as_deref_mut(), post_done) {
-                    // A pass over the finished sum, for the kernels that do not write `z`.
+                if let (Some(a), Some(z)) = (&step.post, z.as_deref_mut()) {
+                    // A pass over the finished sum: the 1×1 kernel's epilogue once wrote `z`
+                    // from its accumulators too, which measured slower (see `Step::post`).
                     self.affine_into(a, &y, z, &geo.out_shape);
                 }
                 let shape = geo.out_shape;

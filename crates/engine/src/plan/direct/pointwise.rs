@@ -28,7 +28,7 @@ use super::avx2;
 use super::{bf16, DirectConv, KC_CHANNELS, MR};
 use crate::ops::conv::ConvGeometry;
 use crate::ops::padding::Axis;
-use crate::plan::kernels::{self, Isa, OutPtr, PostAffine, Residual};
+use crate::plan::kernels::{self, Isa, OutPtr, Residual};
 
 /// Output positions per micro-kernel call: three 16-float vectors.
 pub(super) const STRIP: usize = 48;
@@ -89,10 +89,7 @@ impl DirectConv {
             }
     }
 
-    /// `y = relu?(conv(x) + bias + residual)` for a call [`DirectConv::wide_applies`] to,
-    /// and with `post` its `z` over each filter block's rows of a tile once they are final
-    /// (on AVX2 over each tile).
-    #[allow(clippy::too_many_arguments)]
+    /// `y = relu?(conv(x) + bias + residual)` for a call [`DirectConv::wide_applies`] to.
     pub(crate) fn run_wide(
         &self,
         g: &ConvGeometry,
@@ -100,13 +97,11 @@ impl DirectConv {
         bias: Option<&[f32]>,
         residual: Residual,
         relu: bool,
-        post: Option<PostAffine>,
         y: &mut [f32],
     ) {
         let [_, ah, aw] = &g.axes;
         let plane = ah.output * aw.output;
         assert_eq!(y.len(), g.n * self.m * plane, "output length");
-        assert!(post.is_none_or(|p| p.scale.len() >= self.m && p.shift.len() >= self.m), "post channels");
         assert_eq!(x.len(), g.n * self.c * ah.input * aw.input, "input length");
         assert!(bias.is_none_or(|b| b.len() >= self.m), "bias length");
         assert!(residual.tensor().is_none_or(|r| r.len() == y.len()), "residual length");
@@ -133,24 +128,17 @@ impl DirectConv {
             // Panel `pi`: strips `S·pi/panels ..`, so panels differ by one strip at most.
             let (s0, s1) = (strips * pi / panels, strips * (pi + 1) / panels);
             if avx2 {
-                let (positions, blocks) = (s0 * STRIP..(s1 * STRIP).min(plane), b0..(b0 + chunk).min(blocks));
-                self.wide_tile_avx2(g, img, positions.clone(), blocks.clone(), x, bias, residual, relu, out);
-                if let Some(p) = post {
-                    let (f0, f1) = (blocks.start * MR, (blocks.end * MR).min(self.m));
-                    // SAFETY: this tile's rows `f0..f1` at `positions` of image `img`, in `y`
-                    // and `z` (`y`'s length, `post`'s contract) and written by this task only;
-                    // the scale and shift hold `m` channels (checked above).
-                    unsafe {
-                        p.apply(
-                            out.0,
-                            (img * self.m + f0) * plane + positions.start,
-                            f0,
-                            f1 - f0,
-                            plane,
-                            positions.len(),
-                        )
-                    };
-                }
+                self.wide_tile_avx2(
+                    g,
+                    img,
+                    s0 * STRIP..(s1 * STRIP).min(plane),
+                    b0..(b0 + chunk).min(blocks),
+                    x,
+                    bias,
+                    residual,
+                    relu,
+                    out,
+                );
                 return;
             }
             // The panel this worker most likely runs next: the next task of its own range
@@ -169,7 +157,6 @@ impl DirectConv {
                 bias,
                 residual,
                 relu,
-                post,
                 out,
             );
         });
@@ -187,7 +174,6 @@ impl DirectConv {
         bias: Option<&[f32]>,
         residual: Residual,
         relu: bool,
-        post: Option<PostAffine>,
         out: OutPtr,
     ) {
         let [_, ah, aw] = &g.axes;
@@ -197,17 +183,6 @@ impl DirectConv {
         let x_img = &x[img * c * in_plane..][..c * in_plane];
         let pw = positions.end - positions.start;
         let strips = pw.div_ceil(STRIP);
-        // `post` over the tile's positions of filter blocks `b0..b1`, once they are final:
-        // their outputs were just written and are still in L1 or L2.
-        let post_blocks = |b0: usize, b1: usize| {
-            if let Some(p) = post {
-                let (f0, f1) = (b0 * MR, (b1 * MR).min(m));
-                // SAFETY: rows `f0..f1` of image `img` at this tile's positions, in `y` and
-                // `z` (`run_wide` checked the lengths and the post's channels) and written by
-                // this task only.
-                unsafe { p.apply(out.0, (img * m + f0) * plane + positions.start, f0, f1 - f0, plane, pw) };
-            }
-        };
         if strips == 0 {
             // `run_wide` gives every tile at least one strip; an empty one has nothing to do.
             return;
@@ -291,7 +266,6 @@ impl DirectConv {
                                 bf16::micro(n, c, filters.as_ptr(), b, bpanel[s * pairs * STRIP..].as_ptr(), &st)
                             };
                         }
-                        post_blocks(b, b + 1);
                     }
                 });
             } else {
@@ -367,7 +341,6 @@ impl DirectConv {
                         };
                     }
                     if wide_strips == strips {
-                        post_blocks(b, b + 1);
                         continue;
                     }
                     // The narrow positions of a group of NARROW_GROUP blocks right after the
@@ -377,10 +350,8 @@ impl DirectConv {
                     let g0 = blocks.start + (b - blocks.start) / NARROW_GROUP * NARROW_GROUP;
                     if blocks.end - g0 < NARROW_GROUP {
                         narrow(b, 1);
-                        post_blocks(b, b + 1);
                     } else if b + 1 == g0 + NARROW_GROUP {
                         narrow(g0, NARROW_GROUP);
-                        post_blocks(g0, g0 + NARROW_GROUP);
                     }
                 }
             }
