@@ -1502,13 +1502,18 @@ impl Plan {
     }
 }
 
-/// Smallest plane [`Plan::par_parts`] cuts by positions. ResNet's 56×56 and 28×28 planes
-/// (their 1×1 convs run position panels, their Winograd convs tile blocks, one range per
-/// thread) are; its 14×14 and 7×7 ones (1×1 convs there split the filters) are cut by
-/// channels. ResNet-50 v2, fast, batch 1, two threads on two dies (see `team`), `resnet
-/// bench --profile` twice each: by positions everywhere, the 56×56 256 ← 64 + Add + BatchNorm steps 3.93–3.99
-/// → 3.27–3.29 ms but the 14×14 1024 ← 256 ones 3.42–3.44 → 4.70 and the 7×7 ones 2.4 → 3.2.
-const POSITION_PARTS_PLANE: usize = 28 * 28;
+/// Smallest plane [`Plan::par_parts`] cuts by positions, so that each thread reads what the
+/// conv before it wrote on the same thread (see `team`). ResNet's 56×56 planes are (their
+/// 1×1 convs run position panels, one range per thread); its 28×28, 14×14 and 7×7 ones are
+/// cut by channels: there a 1×1 conv of one image takes the whole plane and splits the
+/// filters on AVX-512 (`whole_panel_floats` in `direct::pointwise`; AVX2 keeps position
+/// panels at 28×28). ResNet-50 v2, fast, batch 1, two threads on two dies, `resnet bench
+/// --profile` twice each: by positions everywhere, the 56×56 256 ← 64 + Add + BatchNorm
+/// steps 3.93–3.99 → 3.27–3.29 ms but the 14×14 1024 ← 256 ones 3.42–3.44 → 4.70 and the 7×7
+/// ones 2.4 → 3.2. The 28×28 planes by channels rather than by positions (on a Zen 4, one
+/// die, alternated): the three 512 ← 128 + Add + BatchNorm + ReLU steps 1.67 → 1.59 ms, and
+/// in a busy spell 3.19 → 2.33.
+const POSITION_PARTS_PLANE: usize = 56 * 56;
 
 /// Applies `f` to an f32 tensor's buffer in place (moves the buffer, no copy).
 fn map_f32(t: Tensor, f: impl FnOnce(&mut [f32])) -> Tensor {
