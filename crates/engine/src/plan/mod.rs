@@ -1511,8 +1511,8 @@ impl Plan {
 /// --profile` twice each: by positions everywhere, the 56×56 256 ← 64 + Add + BatchNorm
 /// steps 3.93–3.99 → 3.27–3.29 ms but the 14×14 1024 ← 256 ones 3.42–3.44 → 4.70 and the 7×7
 /// ones 2.4 → 3.2. The 28×28 planes by channels rather than by positions (on a Zen 4, one
-/// die, alternated): the three 512 ← 128 + Add + BatchNorm + ReLU steps 1.67 → 1.59 ms, and
-/// in a busy spell 3.19 → 2.33.
+/// die, alternated three times): the three 512 ← 128 + Add + BatchNorm + ReLU steps 1.66 →
+/// 1.57 ms, and in a busy spell 3.02 → 2.21 and 2.98 → 2.24.
 const POSITION_PARTS_PLANE: usize = 56 * 56;
 
 /// Applies `f` to an f32 tensor's buffer in place (moves the buffer, no copy).
