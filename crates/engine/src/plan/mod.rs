@@ -1455,8 +1455,8 @@ impl Plan {
     /// channels, plane]`, `len` positions per channel in the parts), each image cut into one
     /// part per thread when the plan has several (batch 1 too: ResNet v2's 17
     /// BatchNorm+ReLU passes ran on one thread there). Planes of at least
-    /// [`POSITION_PARTS_PLANE`] positions are cut into position ranges (`f` called per
-    /// channel), smaller ones into channel ranges: the parts the convs around the pass give
+    /// [`position_parts_plane`] positions are cut into position ranges (`f` called per
+    /// channel), smaller ones into channel ranges: the parts the convs before the pass give
     /// each thread (see `team`), so that each reads what it wrote itself.
     fn par_parts(
         &self,
@@ -1471,7 +1471,7 @@ impl Plan {
             return;
         }
         assert!(x.len().is_multiple_of(image) && y.len() == x.len(), "[N, C, plane] buffers");
-        let by_position = plane >= POSITION_PARTS_PLANE;
+        let by_position = plane >= position_parts_plane();
         let parts = kernels::threads().clamp(1, if by_position { plane } else { channels });
         let tasks = x.len() / image * parts;
         if tasks == 1 {
@@ -1502,18 +1502,29 @@ impl Plan {
     }
 }
 
-/// Smallest plane [`Plan::par_parts`] cuts by positions, so that each thread reads what the
-/// conv before it wrote on the same thread (see `team`). ResNet's 56×56 planes are (their
-/// 1×1 convs run position panels, one range per thread); its 28×28, 14×14 and 7×7 ones are
-/// cut by channels: there a 1×1 conv of one image takes the whole plane and splits the
-/// filters on AVX-512 (`whole_panel_floats` in `direct::pointwise`; AVX2 keeps position
-/// panels at 28×28). ResNet-50 v2, fast, batch 1, two threads on two dies, `resnet bench
+/// Smallest plane [`Plan::par_parts`] cuts by positions on AVX-512, so that each thread
+/// reads what the conv before it wrote on the same thread (see `team`). ResNet's 56×56
+/// planes are (their 1×1 convs run position panels, one range per thread); its 28×28, 14×14
+/// and 7×7 ones are cut by channels: there a 1×1 conv of one image takes the whole plane and
+/// splits the filters (`whole_panel_floats` in `direct::pointwise`). On AVX2, whose 1×1
+/// kernel keeps position panels at 28×28, the cut by positions starts there
+/// ([`position_parts_plane`]). ResNet-50 v2, fast, batch 1, two threads on two dies, `resnet bench
 /// --profile` twice each: by positions everywhere, the 56×56 256 ← 64 + Add + BatchNorm
 /// steps 3.93–3.99 → 3.27–3.29 ms but the 14×14 1024 ← 256 ones 3.42–3.44 → 4.70 and the 7×7
 /// ones 2.4 → 3.2. The 28×28 planes by channels rather than by positions (on a Zen 4, one
 /// die, alternated three times): the three 512 ← 128 + Add + BatchNorm + ReLU steps 1.66 →
 /// 1.57 ms, and in a busy spell 3.02 → 2.21 and 2.98 → 2.24.
 const POSITION_PARTS_PLANE: usize = 56 * 56;
+
+/// [`POSITION_PARTS_PLANE`] on AVX-512; 28×28 elsewhere (where the 1×1 convs of 28×28
+/// planes run position panels).
+fn position_parts_plane() -> usize {
+    if kernels::active_isa() == kernels::Isa::Avx512 {
+        POSITION_PARTS_PLANE
+    } else {
+        28 * 28
+    }
+}
 
 /// Applies `f` to an f32 tensor's buffer in place (moves the buffer, no copy).
 fn map_f32(t: Tensor, f: impl FnOnce(&mut [f32])) -> Tensor {
