@@ -676,7 +676,8 @@ fn wide_conv_splits_into_panels_and_matches_the_reference() {
 /// shortcut `conv2(...) + s`, so the BN+ReLU must write a new buffer and keep `s`. The plan
 /// computes it in the conv's step as a second output, by a pass over the finished sum (1×1
 /// convs on 10×10, 28×28 and 56×56, the wide kernel; 3×3 on 6×6; the pass cut by channels
-/// below 56×56 and by positions from there on; 14×14 with 40 channels, the wide kernel's
+/// below 56×56 on AVX-512, 28×28 elsewhere, and by positions from there on; 14×14 with 40
+/// channels, the wide kernel's
 /// last strip of 4 positions on its filter-vector kernel): bit for bit what the separate
 /// pass computes from `s`, and within 1e-5 of the reference — in bf16 mode (where the CPU
 /// has it) `z` still matches its `s` bit for bit.

@@ -1508,10 +1508,10 @@ impl Plan {
 /// and 7×7 ones are cut by channels: there a 1×1 conv of one image takes the whole plane and
 /// splits the filters (`whole_panel_floats` in `direct::pointwise`). On AVX2, whose 1×1
 /// kernel keeps position panels at 28×28, the cut by positions starts there
-/// ([`position_parts_plane`]). ResNet-50 v2, fast, batch 1, two threads on two dies, `resnet bench
-/// --profile` twice each: by positions everywhere, the 56×56 256 ← 64 + Add + BatchNorm
-/// steps 3.93–3.99 → 3.27–3.29 ms but the 14×14 1024 ← 256 ones 3.42–3.44 → 4.70 and the 7×7
-/// ones 2.4 → 3.2. The 28×28 planes by channels rather than by positions (on a Zen 4, one
+/// ([`position_parts_plane`]). ResNet-50 v2, fast, batch 1, two threads on two dies,
+/// `resnet bench --profile` twice each: by positions everywhere, the 56×56 256 ← 64 + Add +
+/// BatchNorm steps 3.93–3.99 → 3.27–3.29 ms but the 14×14 1024 ← 256 ones 3.42–3.44 → 4.70
+/// and the 7×7 ones 2.4 → 3.2. The 28×28 planes by channels rather than by positions (on a Zen 4, one
 /// die, alternated three times): the three 512 ← 128 + Add + BatchNorm + ReLU steps 1.66 →
 /// 1.57 ms, and in a busy spell 3.02 → 2.21 and 2.98 → 2.24.
 const POSITION_PARTS_PLANE: usize = 56 * 56;
