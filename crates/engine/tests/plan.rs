@@ -677,10 +677,9 @@ fn wide_conv_splits_into_panels_and_matches_the_reference() {
 /// computes it in the conv's step as a second output, by a pass over the finished sum (1×1
 /// convs on 10×10, 28×28 and 56×56, the wide kernel; 3×3 on 6×6; the pass cut by channels
 /// below 56×56 on AVX-512, 28×28 elsewhere, and by positions from there on; 14×14 with 40
-/// channels, the wide kernel's
-/// last strip of 4 positions on its filter-vector kernel): bit for bit what the separate
-/// pass computes from `s`, and within 1e-5 of the reference — in bf16 mode (where the CPU
-/// has it) `z` still matches its `s` bit for bit.
+/// channels, the wide kernel's last strip of 4 positions on its filter-vector kernel): bit
+/// for bit what the separate pass computes from `s`, and within 1e-5 of the reference — in
+/// bf16 mode (where the CPU has it) `z` still matches its `s` bit for bit.
 #[test]
 fn v2_post_add_batchnorm_relu_fuses_into_the_conv_and_keeps_the_sum() {
     for (k, hw, c) in [(3, 6, 8), (1, 10, 8), (1, 28, 8), (1, 56, 8), (1, 14, 40)] {
