@@ -1511,9 +1511,15 @@ impl Plan {
 /// ([`position_parts_plane`]). ResNet-50 v2, fast, batch 1, two threads on two dies,
 /// `resnet bench --profile` twice each: by positions everywhere, the 56×56 256 ← 64 + Add +
 /// BatchNorm steps 3.93–3.99 → 3.27–3.29 ms but the 14×14 1024 ← 256 ones 3.42–3.44 → 4.70
-/// and the 7×7 ones 2.4 → 3.2. The 28×28 planes by channels rather than by positions (on a Zen 4, one
-/// die, alternated three times): the three 512 ← 128 + Add + BatchNorm + ReLU steps 1.66 →
-/// 1.57 ms, and in a busy spell 3.02 → 2.21 and 2.98 → 2.24.
+/// and the 7×7 ones 2.4 → 3.2. The 28×28 planes by channels rather than by positions (on a
+/// Zen 4, one die, alternated three times): the three 512 ← 128 + Add + BatchNorm + ReLU
+/// steps 1.66 → 1.57 ms, and in a busy spell 3.02 → 2.21 and 2.98 → 2.24. A size, not the
+/// conv's own cut: with each conv reporting how it cut its step and the pass following it
+/// (positions when it ran at least as many position ranges as filter chunks), the one step
+/// that changed — v2's strided 512 ← 256 projection at 28×28, four position panels on two
+/// threads — took 1.12–1.17 ms against 1.05–1.11 by channels in the quiet runs of seven
+/// alternated pairs (`--profile`, fast, one die): there a thread's part of a channel is 392
+/// positions, and one long run per thread beat reading what the same core wrote.
 const POSITION_PARTS_PLANE: usize = 56 * 56;
 
 /// [`POSITION_PARTS_PLANE`] on AVX-512; 28×28 elsewhere (where the 1×1 convs of 28×28
