@@ -199,9 +199,18 @@ fn bench_profile_accounts_for_every_conv_and_the_model_work() {
         .map(|r| r["steps"].as_u64().unwrap())
         .sum();
     assert_eq!(convs, 20, "{j}");
-    // Without --json: the table; with the reference engine: a usage error.
+    // The profiled runs' wall time, and the part of it outside the steps: within it.
+    let (run, outside) = (j["profile_run_ms"].as_f64().unwrap(), j["profile_outside_ms"].as_f64().unwrap());
+    assert!(run > 0.0 && (0.0..run).contains(&outside), "{j}");
+    // Without --json: the table and the time outside the steps; with the reference engine:
+    // a usage error.
     let o = resnet(&[&args[..], &["--profile"]].concat());
-    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("GFLOP/s  kernel [fused]"));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && out.contains("GFLOP/s  kernel [fused]"), "{out}");
+    assert!(
+        out.lines().any(|l| l.trim_start().starts_with("outside ") && l.contains("ms of a profiled run's")),
+        "{out}"
+    );
     let o = resnet(&[&args[..], &["--profile", "--engine", "reference"]].concat());
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--profile times the steps of the compiled plan"), "{}", stderr(&o));

@@ -69,7 +69,8 @@ pub struct Args {
     #[arg(long, value_name = "GFLOPS")]
     peak_gflops: Option<f64>,
     /// Also time every step of the plan (--runs profiled runs; median per step) and print
-    /// the time and GFLOP/s per kernel shape — where the time goes (plan engine only).
+    /// the time and GFLOP/s per kernel shape — where the time goes — and the time a run
+    /// spends outside its steps (plan engine only).
     #[arg(long)]
     profile: bool,
     /// Print one JSON object.
@@ -117,6 +118,14 @@ struct Report {
     /// With --profile: one row per kernel shape, slowest first.
     #[serde(skip_serializing_if = "Option::is_none")]
     profile: Option<Vec<ProfileRow>>,
+    /// With --profile: the median wall time of a profiled run, ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    profile_run_ms: Option<f64>,
+    /// With --profile: the median over the profiled runs of each run's wall time minus its
+    /// steps' times, ms — what lies between and around the steps (handing buffers over,
+    /// starting and ending the threads' team, the input check and the output's copy).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    profile_outside_ms: Option<f64>,
 }
 
 /// Steps of one kernel shape and fusion (e.g. every `conv W[64, 64, 3, 3] group 1` with
@@ -209,9 +218,12 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         }
     };
     let gflops = 2.0 * macs_per_image as f64 * batch as f64 / (median_ms * 1e6);
-    let profile = match (&engine, a.profile) {
-        (Engine::Plan(plan), true) => Some(profile(plan, &input, a.runs, batch, &node_macs.unwrap_or_default())?),
-        _ => None,
+    let (profile, profile_run_ms, profile_outside_ms) = match (&engine, a.profile) {
+        (Engine::Plan(plan), true) => {
+            let p = profile(plan, &input, a.runs, batch, &node_macs.unwrap_or_default())?;
+            (Some(p.rows), Some(p.run_ms), Some(p.outside_ms))
+        }
+        _ => (None, None, None),
     };
     let report = Report {
         model: path.display().to_string(),
@@ -237,6 +249,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         fraction_of_peak: peak.map(|p| gflops / p),
         peak_rss_mb: peak_rss_bytes().map(|b| b as f64 / 1e6),
         profile,
+        profile_run_ms,
+        profile_outside_ms,
     };
     if a.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -288,25 +302,47 @@ fn print_report(r: &Report) {
             );
         }
     }
+    if let (Some(run), Some(outside)) = (r.profile_run_ms, r.profile_outside_ms) {
+        println!("  outside     {outside:.3} ms of a profiled run's {run:.2} (medians): between and around the steps");
+    }
+}
+
+/// [`profile`]'s result.
+struct Profile {
+    rows: Vec<ProfileRow>,
+    /// Median wall time of a profiled run, ms.
+    run_ms: f64,
+    /// Median of each profiled run's wall time minus its steps' times, ms.
+    outside_ms: f64,
 }
 
 /// Profiled runs of `plan`: the median time of each step, summed per kernel shape, with the
-/// multiply-adds of the steps' nodes (`node_macs`, per image) times the batch.
+/// multiply-adds of the steps' nodes (`node_macs`, per image) times the batch; and the runs'
+/// wall times, whole and outside the steps.
 fn profile(
     plan: &Plan,
     input: &Tensor,
     runs: u32,
     batch: usize,
     node_macs: &std::collections::HashMap<String, u64>,
-) -> anyhow::Result<Vec<ProfileRow>> {
+) -> anyhow::Result<Profile> {
     let steps = plan.step_summaries();
     let mut per_step: Vec<Vec<f64>> = vec![Vec::with_capacity(runs as usize); steps.len()];
+    let (mut walls, mut outside) = (Vec::with_capacity(runs as usize), Vec::with_capacity(runs as usize));
     for _ in 0..runs {
-        let (_, times) = plan.run_profiled(vec![input.clone()])?;
+        let x = vec![input.clone()];
+        let start = Instant::now();
+        let (_, times) = plan.run_profiled(x)?;
+        let wall = ms(start.elapsed());
+        // The steps run one after the other inside the call: their sum is within its wall time.
+        outside.push((wall - times.iter().sum::<f64>()).max(0.0));
+        walls.push(wall);
         for (acc, t) in per_step.iter_mut().zip(times) {
             acc.push(t);
         }
     }
+    walls.sort_by(f64::total_cmp);
+    outside.sort_by(f64::total_cmp);
     let mut rows: Vec<ProfileRow> = Vec::new();
     for (step, mut times) in steps.iter().zip(per_step) {
         times.sort_by(f64::total_cmp);
@@ -336,7 +372,7 @@ fn profile(
         row.gflops = (row.gmacs > 0.0 && row.ms > 0.0).then(|| 2.0 * row.gmacs / (row.ms * 1e-3));
     }
     rows.sort_by(|a, b| b.ms.total_cmp(&a.ms));
-    Ok(rows)
+    Ok(Profile { rows, run_ms: median(&walls), outside_ms: median(&outside) })
 }
 
 /// The engine being timed, prepared once before the runs.
