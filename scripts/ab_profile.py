@@ -6,8 +6,8 @@ few steps is lost in whole-run times (scripts/ab_bench.py) but shows in its step
 usage: ab_profile.py [--rounds 3] [--threads 1] [--batch 1] [--runs 30] [--mode exact]
                      [--match REGEX] [--top N] BIN [BIN ...] -- MODEL.onnx
 Each round runs every BIN in turn as `BIN bench --model MODEL --threads T --batch B --runs R
---mode MODE --profile` and records its run median and each profile row (a kernel shape's
-summed step medians). Prints one line per round (each binary's run median; with two or more
+--mode MODE --profile --json` and records its run median and each profile row (a kernel
+shape's summed step medians). Prints one line per round (each binary's run median; with two or more
 threads whether CPUs 0 and 1 were on one die or two, scripts/pingpong.c), then per row the
 median over rounds and the minimum over rounds of each binary's time, and both relative to
 the first binary. Rows are ordered by the first binary's median; `--match` keeps rows whose
@@ -15,7 +15,7 @@ kernel text matches, `--top` the N longest. The quiet rounds are those whose run
 lowest: compare their rows, as the per-round lines show which they are.
 Copy a build to keep it: `cp target/release/resnet /tmp/resnet-old`.
 """
-import argparse, os, re, statistics, subprocess, sys, time
+import argparse, json, os, re, statistics, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_vs_ort import build_pingpong, dies  # noqa: E402
@@ -39,27 +39,21 @@ if len(argv) - cut - 1 != 1:
 model = argv[cut + 1]
 if a.rounds < 1:
     sys.exit("ab_profile.py: --rounds takes at least 1")
-
-run_re = re.compile(r"^\s+per run\s+median\s+([0-9.]+) ms")
-row_re = re.compile(r"^\s+([0-9.]+)\s+[0-9.]+%\s+\d+\s+\S+\s+\S+\s+(.*\S)\s*$")
+try:
+    match = re.compile(a.match) if a.match else None
+except re.error as e:
+    sys.exit(f"ab_profile.py: --match: {e}")
 
 
 def measure(binary):
     """`(run median ms, {kernel text: ms})` of one `bench --profile`."""
     cmd = [binary, "bench", "--model", model, "--threads", str(a.threads), "--batch", str(a.batch),
-           "--runs", str(a.runs), "--mode", a.mode, "--profile"]
+           "--runs", str(a.runs), "--mode", a.mode, "--profile", "--json"]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         sys.exit(f"{binary} bench: {out.stderr.strip() or out.stdout.strip()}")
-    run, rows = None, {}
-    for line in out.stdout.splitlines():
-        if m := run_re.match(line):
-            run = float(m.group(1))
-        elif m := row_re.match(line):
-            rows[m.group(2)] = float(m.group(1))
-    if run is None or not rows:
-        sys.exit(f"{binary} bench --profile: no run median or profile rows in its output")
-    return run, rows
+    d = json.loads(out.stdout)
+    return d["median_ms"], {f"{r['kind']} [{r['fused']}]": r["ms"] for r in d["profile"]}
 
 
 print(time.strftime("%H:%M:%S"), f"{os.path.basename(model)}: {a.rounds} rounds, {a.threads} thread(s), "
@@ -77,8 +71,8 @@ for r in range(a.rounds):
 first = a.bins[0]
 kernels = sorted({k for b in a.bins for _, rows in res[b] for k in rows},
                  key=lambda k: -statistics.median(rows.get(k, 0.0) for _, rows in res[first]))
-if a.match:
-    kernels = [k for k in kernels if re.search(a.match, k)]
+if match:
+    kernels = [k for k in kernels if match.search(k)]
 if a.top:
     kernels = kernels[:a.top]
 print(f"ms per row: median / min over rounds (relative to {os.path.basename(first)})")
